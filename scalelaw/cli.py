@@ -1,0 +1,30 @@
+"""The `scalelaw` command line: a thin layer over the Python API.
+
+Each group of commands lives in `scalelaw/commands/` and registers itself on the app; heavy
+imports (PyMC, torch) happen inside the commands, so `scalelaw --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from scalelaw.commands import deciding, fitting, kernels, measuring
+
+app = typer.Typer(
+    name="scalelaw",
+    help="Measure, fit, predict and decide with scaling laws for sparse attention.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+for module in (fitting, measuring, kernels, deciding):
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
