@@ -1,0 +1,55 @@
+"""Vectorised evaluation of a law over many parameter draws and many points at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from scalelaw.fits.design import Design
+from scalelaw.fits.law import Law, inverse_link
+
+
+def linear_predictor(law: Law, design: Design, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """eta with shape (n_draws, n_points); scalar draws have shape (S,), group draws (S, G)."""
+    env: dict[str, np.ndarray] = {k: v[None, :] for k, v in design.covariates.items()}
+    n_draws = 1
+    for name in law.param_names:
+        value = np.asarray(draws[name], dtype=float)
+        n_draws = max(n_draws, value.shape[0])
+        if name in design.groups:
+            g = design.groups[name]
+            env[f"{name}[{g.column}]"] = value[:, g.index]
+        else:
+            env[name] = value[:, None]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        eta = np.asarray(law.expr.evaluate(env), dtype=float)
+    return np.broadcast_to(eta, (n_draws, design.n))
+
+
+def mean_response(law: Law, design: Design, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Expected response (score or loss) per draw and point: shape (n_draws, n_points)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(inverse_link(law.link, linear_predictor(law, design, draws)))
+
+
+def fixed_draws(law: Law, levels: Mapping[str, list[str]]) -> dict[str, np.ndarray]:
+    """A published card's coefficients as a single draw, group values ordered by `levels`."""
+    out: dict[str, np.ndarray] = {}
+    for name in law.param_names:
+        value = law.fixed[name]
+        if isinstance(value, Mapping):
+            column = law.groups[name]
+            out[name] = np.array([[float(value[lv]) for lv in levels[column]]])
+        else:
+            out[name] = np.array([float(value)])
+    return out
+
+
+def card_levels(law: Law) -> dict[str, list[str]]:
+    """Group levels a published card knows."""
+    return {
+        column: list(law.fixed[param])
+        for param, column in law.groups.items()
+        if isinstance(law.fixed.get(param), Mapping)
+    }

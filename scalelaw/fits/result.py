@@ -1,0 +1,168 @@
+"""A fitted law: parameter draws, diagnostics and provenance, saved as one NetCDF file.
+
+The file is the ArviZ DataTree of the fit (posterior, sample stats, log-likelihood; for least
+squares the bootstrap replicates stand in for the posterior) with the law definition, a hash of
+the data, the seed and package versions as JSON in the root attributes. Loading parses that JSON
+and the law's expression string; it never unpickles or runs anything from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scalelaw.fits.law import Law
+
+FORMAT_VERSION = 1
+
+
+class FitFileError(ValueError):
+    """A fit file is missing, unreadable or not a scalelaw fit."""
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("scalelaw", "pymc", "nutpie", "arviz", "numpy", "scipy", "lmfit", "polars"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class FitResult:
+    """Parameter draws (n_draws leading) of a law, with the levels of its group effects."""
+
+    law: Law
+    backend: str
+    draws: dict[str, np.ndarray]
+    levels: dict[str, list[str]]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    point: dict[str, np.ndarray] | None = None
+    idata: Any = None
+
+    @property
+    def n_draws(self) -> int:
+        return int(next(iter(self.draws.values())).shape[0])
+
+    def estimates(self) -> dict[str, np.ndarray]:
+        """Best single estimates: the least-squares optimum, or posterior medians."""
+        if self.point is not None:
+            return self.point
+        return {k: np.median(v, axis=0, keepdims=True) for k, v in self.draws.items()}
+
+    def interval(self, name: str, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = np.quantile(self.draws[name], [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        return lo, hi
+
+    # --- persistence -----------------------------------------------------------------------
+    def _tree(self) -> Any:
+        import arviz as az
+        import xarray as xr
+
+        if self.idata is not None:
+            tree = self.idata.copy()
+        else:
+            posterior = {}
+            for k, v in self.draws.items():
+                posterior[k] = v[None, ...]
+            dims = {
+                name: [f"{name}_level"] for name in self.law.groups if name in self.draws
+            }
+            coords = {f"{name}_level": self.levels[col] for name, col in self.law.groups.items()}
+            tree = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
+        if self.point is not None:
+            point = {}
+            for k, v in self.point.items():
+                arr = np.asarray(v)[0]
+                dims = [f"{k}_level"] if arr.ndim else []
+                point[k] = xr.DataArray(arr, dims=dims)
+            tree["point_estimate"] = xr.DataTree(xr.Dataset(point))
+        info = {
+            "format": FORMAT_VERSION,
+            "backend": self.backend,
+            "law": self.law.to_dict(),
+            "levels": self.levels,
+            "diagnostics": _plain(self.diagnostics),
+            "meta": _plain(self.meta),
+        }
+        tree.attrs = {**tree.attrs, "scalelaw": json.dumps(info)}
+        return tree
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to `path` (NetCDF), atomically: a crash leaves the old file intact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        self._tree().to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+        return path
+
+
+def load_fit(path: str | Path) -> FitResult:
+    """Read a fit file written by `FitResult.save`."""
+    import xarray as xr
+
+    from scalelaw.fits.expr import ExprError
+
+    p = Path(path)
+    if not p.exists():
+        raise FitFileError(f"{p}: fit file not found")
+    try:
+        tree = xr.open_datatree(p, engine="h5netcdf")
+        tree.load()
+    except Exception as exc:
+        raise FitFileError(f"{p}: not a readable NetCDF fit file ({type(exc).__name__})") from None
+    raw = tree.attrs.get("scalelaw")
+    if raw is None:
+        raise FitFileError(f"{p}: not a scalelaw fit (no 'scalelaw' attribute)")
+    try:
+        info = json.loads(raw)
+        if info.get("format") != FORMAT_VERSION:
+            raise FitFileError(f"{p}: unsupported fit format {info.get('format')!r}")
+        law = Law.from_dict(info["law"])
+    except (json.JSONDecodeError, KeyError, TypeError, ExprError) as exc:
+        raise FitFileError(f"{p}: damaged scalelaw metadata ({exc})") from None
+    post = tree["posterior"]
+    draws = {}
+    for name in law.param_names:
+        values = np.asarray(post[name].values, dtype=float)
+        draws[name] = values.reshape(-1, *values.shape[2:])
+    point = None
+    if "point_estimate" in tree.children:
+        pe = tree["point_estimate"]
+        point = {k: np.asarray(pe[k].values, dtype=float)[None, ...] for k in law.param_names}
+    return FitResult(
+        law=law,
+        backend=str(info["backend"]),
+        draws=draws,
+        levels={k: list(v) for k, v in info["levels"].items()},
+        diagnostics=info.get("diagnostics", {}),
+        meta=info.get("meta", {}),
+        point=point,
+        idata=tree,
+    )
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN to None."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _plain(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x

@@ -1,0 +1,207 @@
+"""Shared pieces of every sparse attention method: results, input checks, the method base class.
+
+Density is the computed fraction of the causal attention matrix (prefill) or the kept fraction
+of the KV cache (decode); compression C = 1 / density.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+PHASES = ("prefill", "decode")
+BACKENDS = ("auto", "torch", "triton")
+# Achieved compression within this relative distance of the request counts as reached.
+COMPRESSION_TOLERANCE = 0.10
+
+
+class KernelInputError(ValueError):
+    """Bad input to a sparse attention method; the message names the method and the argument."""
+
+
+@dataclass
+class AttentionResult:
+    """Output of one prefill or decode call.
+
+    `out` has the shape of the queries. `achieved_compression` is what the method really
+    computed (prefill) or read (decode); `note` says why it differs from the request when it
+    does by more than 10%.
+    """
+
+    out: torch.Tensor
+    achieved_compression: float
+    requested_compression: float = 1.0
+    note: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reached(self) -> bool:
+        return compression_reached(self.requested_compression, self.achieved_compression)
+
+
+def compression_reached(requested: float, achieved: float) -> bool:
+    return abs(achieved - requested) <= COMPRESSION_TOLERANCE * requested
+
+
+def unreachable_note(name: str, requested: float, achieved: float, why: str) -> str:
+    if compression_reached(requested, achieved):
+        return ""
+    return f"{name}: requested C={requested:g} not reachable, achieved C={achieved:.3g} ({why})"
+
+
+def check_compression(name: str, compression: float) -> float:
+    try:
+        c = float(compression)
+    except (TypeError, ValueError):
+        raise KernelInputError(
+            f"{name}: compression must be a number >= 1, got {compression!r}"
+        ) from None
+    if not math.isfinite(c) or c < 1.0:
+        raise KernelInputError(f"{name}: compression must be a finite number >= 1, got {c:g}")
+    return c
+
+
+def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, ...]:
+    """Validate (B, H, L, D) queries against (B, H_kv, L_k, D) keys/values; return the sizes."""
+    for label, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise KernelInputError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise KernelInputError(
+                f"{name}: {label} must have 4 dims (batch, heads, length, head_dim), "
+                f"got shape {tuple(t.shape)}"
+            )
+    if k.shape != v.shape:
+        raise KernelInputError(
+            f"{name}: k and v shapes differ: {tuple(k.shape)} vs {tuple(v.shape)}"
+        )
+    b, h, lq, d = q.shape
+    bk, hkv, lk, dk = k.shape
+    if bk != b:
+        raise KernelInputError(f"{name}: batch of q ({b}) and k ({bk}) differ")
+    if dk != d:
+        raise KernelInputError(f"{name}: head_dim of q ({d}) and k ({dk}) differ")
+    if hkv < 1 or h % hkv != 0:
+        raise KernelInputError(
+            f"{name}: query heads ({h}) must be a multiple of KV heads ({hkv}) for GQA"
+        )
+    if q.dtype != k.dtype or k.dtype != v.dtype:
+        raise KernelInputError(f"{name}: q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise KernelInputError(f"{name}: q, k, v are on different devices")
+    if lq == 0 or lk == 0:
+        raise KernelInputError(f"{name}: empty sequence (q length {lq}, k length {lk})")
+    return b, h, hkv, lq, lk, d
+
+
+def resolve_backend(name: str, backend: str, device: torch.device) -> str:
+    """'auto' picks Triton on CUDA tensors and the PyTorch reference elsewhere."""
+    if backend not in BACKENDS:
+        raise KernelInputError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    return backend
+
+
+def causal_entries(length: int) -> int:
+    return length * (length + 1) // 2
+
+
+class SparseMethod:
+    """Base class: a named method with knobs (keyword settings with defaults).
+
+    Subclasses set `name`, `phases`, `description`, `budget_rule`, `DEFAULTS` and implement
+    `prefill` or `prepare_cache` / `decode`.
+    """
+
+    name: ClassVar[str] = ""
+    phases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    budget_rule: ClassVar[str] = ""
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    KNOB_HELP: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, phase: str | None = None, **knobs: Any) -> None:
+        if phase is None:
+            phase = self.phases[0]
+        if phase not in self.phases:
+            raise KernelInputError(
+                f"method {self.name!r} has no {phase!r} phase; it supports {list(self.phases)}"
+            )
+        self.phase = phase
+        self._knobs = self._merge(dict(self.DEFAULTS), knobs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(phase={self.phase!r}, knobs={self._knobs})"
+
+    def knobs(self) -> dict[str, Any]:
+        """The settings this instance uses when a call does not override them."""
+        return dict(self._knobs)
+
+    def _merge(self, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+        for key, value in overrides.items():
+            if key not in self.DEFAULTS:
+                raise KernelInputError(
+                    f"{self.name}: unknown knob {key!r}; known knobs: {sorted(self.DEFAULTS)}"
+                )
+            default = self.DEFAULTS[key]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise KernelInputError(f"{self.name}: knob {key!r} must be a bool, got {value!r}")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise KernelInputError(
+                        f"{self.name}: knob {key!r} must be a non-negative int, got {value!r}"
+                    )
+            elif isinstance(default, float) and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise KernelInputError(
+                    f"{self.name}: knob {key!r} must be a non-negative number, got {value!r}"
+                )
+            base[key] = value
+        for key in ("block_size", "page_size", "window"):
+            if key in base and base[key] < 1:
+                raise KernelInputError(f"{self.name}: knob {key!r} must be >= 1, got {base[key]}")
+        return base
+
+    def _call_knobs(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return self._merge(dict(self._knobs), overrides)
+
+    def _need_phase(self, phase: str) -> None:
+        if phase not in self.phases:
+            raise KernelInputError(
+                f"method {self.name!r} is a {'/'.join(self.phases)} method; it has no {phase} call"
+            )
+
+    def prefill(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        backend: str = "auto",
+        **knobs: Any,
+    ) -> AttentionResult:
+        self._need_phase("prefill")
+        raise NotImplementedError
+
+    def prepare_cache(
+        self,
+        q_prompt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        **knobs: Any,
+    ) -> Any:
+        self._need_phase("decode")
+        raise NotImplementedError
+
+    def decode(self, q_step: torch.Tensor, state: Any, *, backend: str = "auto") -> AttentionResult:
+        self._need_phase("decode")
+        raise NotImplementedError

@@ -1,0 +1,223 @@
+"""Block-sparse prefill: top-k key blocks per query block from mean-pooled q and k.
+
+The pattern is a list of key-block indices per query block (the form the Triton kernel reads).
+Each query block keeps the same number k of key blocks (the study's `top_chunks`), always
+including the first `sink_blocks` blocks and the last `local_blocks` blocks up to the diagonal;
+rows with fewer than k causal blocks keep all of theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from scalelaw.kernels.base import (
+    AttentionResult,
+    KernelInputError,
+    SparseMethod,
+    causal_entries,
+    check_compression,
+    check_qkv,
+    resolve_backend,
+    unreachable_note,
+)
+from scalelaw.kernels.reference import CHUNK_ELEMENTS, masked_causal
+
+
+@dataclass
+class BlockPattern:
+    """Kept key blocks per query block: `index` (B, H, nb, k) ascending, valid up to `counts`."""
+
+    index: torch.Tensor
+    counts: torch.Tensor  # (B, H, nb) int32
+    block_size: int
+    length: int
+
+    @property
+    def n_blocks(self) -> int:
+        return self.index.shape[2]
+
+    def block_mask(self) -> torch.Tensor:
+        """(B, H, nb, nb) bool; small (blocks, not tokens)."""
+        b, h, nb, k = self.index.shape
+        valid = torch.arange(k, device=self.index.device) < self.counts[..., None]
+        mask = torch.zeros(b, h, nb, nb + 1, dtype=torch.bool, device=self.index.device)
+        idx = torch.where(valid, self.index, torch.full_like(self.index, nb))
+        mask.scatter_(-1, idx.long(), True)
+        return mask[..., :nb]
+
+    def keep_fn(self) -> Any:
+        mask = self.block_mask()
+        bs = self.block_size
+
+        def keep(s: int, e: int, kend: int) -> torch.Tensor:
+            rows = mask[:, :, s // bs : (e - 1) // bs + 1].repeat_interleave(bs, dim=2)
+            rows = rows[:, :, s % bs : s % bs + (e - s)]
+            return rows.repeat_interleave(bs, dim=3)[..., :kend]
+
+        return keep
+
+    def computed_entries(self) -> torch.Tensor:
+        """Causal (query, key) pairs computed per (batch, head): (B, H) float64."""
+        bs, length = self.block_size, self.length
+        nb = self.n_blocks
+        lens = torch.full((nb,), bs, dtype=torch.float64, device=self.index.device)
+        lens[-1] = length - (nb - 1) * bs
+        # Every kept block left of the diagonal is full; the diagonal block is a triangle.
+        counts = self.counts.double()
+        per_row = lens * ((counts - 1) * bs + (lens + 1) / 2)
+        return per_row.sum(-1)
+
+
+def block_lengths(length: int, bs: int) -> torch.Tensor:
+    nb = math.ceil(length / bs)
+    lens = torch.full((nb,), float(bs), dtype=torch.float64)
+    lens[-1] = length - (nb - 1) * bs
+    return lens
+
+
+def compression_per_k(length: int, bs: int) -> torch.Tensor:
+    """Achieved C for every uniform per-row count k = 1..nb (index k-1)."""
+    lens = block_lengths(length, bs)
+    nb = lens.numel()
+    i = torch.arange(nb, dtype=torch.float64)
+    tri = (lens * (lens + 1) / 2).sum()
+    prefix = torch.cumsum(lens * i, 0)  # sum_{i < k} len_i * i  at index k-1
+    suffix = torch.flip(torch.cumsum(torch.flip(lens, [0]), 0), [0])  # sum_{i >= k} len_i
+    ks = torch.arange(1, nb + 1, dtype=torch.float64)
+    tail = torch.cat([suffix[1:], torch.zeros(1, dtype=torch.float64)])
+    off = prefix + tail * (ks - 1)
+    entries = tri + bs * off
+    return causal_entries(length) / entries
+
+
+def choose_blocks_per_row(length: int, bs: int, compression: float, k_min: int) -> int:
+    """The uniform count whose achieved C is closest to the request (in log ratio)."""
+    cs = compression_per_k(length, bs)
+    nb = cs.numel()
+    k_min = max(1, min(k_min, nb))
+    err = (cs[k_min - 1 :].log() - math.log(compression)).abs()
+    return k_min + int(torch.argmin(err))
+
+
+def pooled(x: torch.Tensor, bs: int) -> torch.Tensor:
+    """Mean over each block of `bs` positions (last block may be shorter): (B, H, nb, D)."""
+    b, h, length, d = x.shape
+    nb = math.ceil(length / bs)
+    pad = nb * bs - length
+    xf = x.float()
+    if pad:
+        xf = torch.cat([xf, xf.new_zeros(b, h, pad, d)], dim=2)
+    sums = xf.reshape(b, h, nb, bs, d).sum(3)
+    lens = block_lengths(length, bs).to(device=x.device, dtype=torch.float32)
+    return sums / lens[:, None]
+
+
+def select_blocks(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    bs: int,
+    per_row: int,
+    sink_blocks: int,
+    local_blocks: int,
+) -> BlockPattern:
+    """Top `per_row` key blocks per query block by pooled scores, mandatory blocks first."""
+    b, h, length, d = q.shape
+    hkv = k.shape[1]
+    g = h // hkv
+    nb = math.ceil(length / bs)
+    per_row = min(per_row, nb)
+    qp = pooled(q, bs).reshape(b, hkv, g, nb, d)
+    kp = pooled(k, bs).unsqueeze(2).transpose(-1, -2)  # (B, Hkv, 1, D, nb)
+    index = torch.empty(b, h, nb, per_row, dtype=torch.int32, device=q.device)
+    kb = torch.arange(nb, device=q.device)
+    rows = max(1, CHUNK_ELEMENTS // max(1, b * h * nb))
+    for s in range(0, nb, rows):
+        e = min(nb, s + rows)
+        qb = torch.arange(s, e, device=q.device)[:, None]
+        scores = torch.matmul(qp[:, :, :, s:e], kp).reshape(b, h, e - s, nb)
+        forced = (kb[None, :] < sink_blocks) | ((qb - kb[None, :]) < local_blocks)
+        scores = scores.masked_fill(forced, float("inf"))
+        scores = scores.masked_fill(kb[None, :] > qb, float("-inf"))
+        top = torch.topk(scores, per_row, dim=-1).indices
+        # Slots beyond a row's causal blocks picked -inf entries: push them to the end.
+        top = torch.where(top > qb, torch.full_like(top, nb), top)
+        index[:, :, s:e] = torch.sort(top, dim=-1).values.to(torch.int32)
+    counts = torch.clamp(torch.arange(1, nb + 1, device=q.device), max=per_row)
+    counts = counts.to(torch.int32).expand(b, h, nb).contiguous()
+    index = torch.where(index >= nb, torch.zeros_like(index), index)
+    return BlockPattern(index, counts, bs, length)
+
+
+def run_block_pattern(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: BlockPattern, backend: str
+) -> torch.Tensor:
+    if backend == "triton":
+        from scalelaw.kernels.triton_prefill import block_sparse_attention
+
+        return block_sparse_attention(q, k, v, pattern.index, pattern.counts, pattern.block_size)
+    return masked_causal(q, k, v, pattern.keep_fn(), multiple=pattern.block_size)
+
+
+class BlockSparse(SparseMethod):
+    name = "block-sparse"
+    phases = ("prefill",)
+    description = (
+        "top-k key blocks per query block from mean-pooled q and k; first block, diagonal and "
+        "sub-diagonal always kept"
+    )
+    budget_rule = (
+        "one count k of key blocks per query block (the study's top_chunks); k is the integer "
+        "whose causal block-triangle density is closest to 1/C; rows with fewer causal blocks "
+        "keep all"
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {"block_size": 16, "sink_blocks": 1, "local_blocks": 2}
+    KNOB_HELP: ClassVar[dict[str, str]] = {
+        "block_size": "tokens per query and key block (16 in the study; 64/128 suit GPUs)",
+        "sink_blocks": "first key blocks always kept",
+        "local_blocks": "blocks up to the diagonal always kept (2 = diagonal and sub-diagonal)",
+    }
+
+    def pattern(
+        self, q: torch.Tensor, k: torch.Tensor, compression: float, **knobs: Any
+    ) -> BlockPattern:
+        """Choose the blocks only (the estimation step)."""
+        kn = self._call_knobs(knobs)
+        bs = kn["block_size"]
+        if kn["local_blocks"] < 1:
+            raise KernelInputError("block-sparse: local_blocks must be >= 1 (the diagonal)")
+        length = q.shape[2]
+        k_min = kn["sink_blocks"] + kn["local_blocks"]
+        per_row = choose_blocks_per_row(length, bs, compression, k_min)
+        return select_blocks(q, k, bs, per_row, kn["sink_blocks"], kn["local_blocks"])
+
+    def prefill(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        backend: str = "auto",
+        **knobs: Any,
+    ) -> AttentionResult:
+        c = check_compression(self.name, compression)
+        b, h, _, lq, lk, _ = check_qkv(self.name, q, k, v)
+        if lq != lk:
+            raise KernelInputError(f"{self.name}: prefill needs q and k of equal length")
+        be = resolve_backend(self.name, backend, q.device)
+        pat = self.pattern(q, k, c, **knobs)
+        out = run_block_pattern(q, k, v, pat, be)
+        achieved = causal_entries(lq) * b * h / float(pat.computed_entries().sum())
+        per_row = pat.index.shape[-1]
+        why = f"L={lq}, block {pat.block_size}, {per_row} of {pat.n_blocks} blocks per row"
+        return AttentionResult(
+            out,
+            achieved,
+            c,
+            unreachable_note(self.name, c, achieved, why),
+            {"blocks_per_row": per_row, "n_blocks": pat.n_blocks},
+        )

@@ -1,0 +1,168 @@
+"""Sparse attention inside Hugging Face models.
+
+One attention function is registered with transformers' `AttentionInterface` under the key
+`scalelaw`; models loaded by `scalelaw.measure.models` use it. Outside a `sparse_attention(...)`
+block it is plain SDPA. Inside one, it routes by phase:
+
+- prefill methods replace the attention of the prompt (q_len > 1) by `method.prefill(q, k, v)`;
+- decode methods see a dense prefill, build their state from the prompt's q, k, v per layer
+  (`prepare_cache`: snapkv evicts here, quest builds page metadata), and then answer every
+  generated token with `method.decode(q, state)` after appending the new key and value.
+
+The Hugging Face KV cache keeps every key and value; what a decode method reads is decided by its
+own state, so eviction and page selection act exactly where they act in a serving system.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTN_IMPLEMENTATION = "scalelaw"
+
+
+class SparseMethod(Protocol):
+    """What the measurement needs from a registry method (see `scalelaw.kernels`)."""
+
+    phase: str
+
+    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> Any: ...
+
+    def prepare_cache(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any
+    ) -> Any: ...
+
+    def decode(self, q: torch.Tensor, state: Any) -> Any: ...
+
+
+@dataclass
+class SparseContext:
+    """The active method of one generation and what it achieved."""
+
+    method: SparseMethod
+    compression: float
+    params: dict[str, Any] = field(default_factory=dict)
+    states: dict[int, Any] = field(default_factory=dict)
+    achieved: list[float] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        return str(self.method.phase)
+
+    def achieved_compression(self) -> float:
+        """Mean compression over every layer call that used the method (1.0 if none did)."""
+        return float(sum(self.achieved) / len(self.achieved)) if self.achieved else 1.0
+
+
+_ACTIVE: SparseContext | None = None
+
+
+@contextmanager
+def sparse_attention(
+    method: SparseMethod | None, compression: float, params: dict[str, Any] | None = None
+) -> Iterator[SparseContext | None]:
+    """Route the attention of every `scalelaw` model through `method` inside this block.
+
+    `method=None` or `compression == 1` leave attention dense.
+    """
+    global _ACTIVE
+    if method is None or compression == 1:
+        yield None
+        return
+    ctx = SparseContext(method, float(compression), dict(params or {}))
+    previous, _ACTIVE = _ACTIVE, ctx
+    try:
+        yield ctx
+    finally:
+        _ACTIVE = previous
+
+
+def _prescale(query: torch.Tensor, scaling: float | None) -> torch.Tensor:
+    # the methods use the standard 1/sqrt(d) scale; fold any other model scale into q
+    if scaling is None:
+        return query
+    d = query.shape[-1]
+    ratio = scaling * math.sqrt(d)
+    return query if abs(ratio - 1.0) < 1e-6 else query * ratio
+
+
+def _value(result: Any) -> tuple[torch.Tensor, float | None]:
+    out = getattr(result, "out", result)
+    achieved = getattr(result, "achieved_compression", None)
+    return out, (float(achieved) if achieved is not None else None)
+
+
+def scalelaw_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention function registered as `scalelaw`: SDPA, or the active sparse method."""
+    ctx = _ACTIVE
+    dense = ctx is None or attention_mask is not None and query.shape[0] > 1
+    if dense or ctx is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    layer = int(getattr(module, "layer_idx", 0))
+    q_len = query.shape[2]
+    if ctx.phase == "prefill":
+        if q_len == 1:
+            return sdpa_attention_forward(
+                module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+            )
+        kv = key.shape[2]
+        q = _prescale(query, scaling)
+        if kv != q_len:
+            raise RuntimeError(
+                "sparse prefill needs an empty cache (prompt length equals key length); "
+                f"got {q_len} queries and {kv} keys in layer {layer}"
+            )
+        out, achieved = _value(ctx.method.prefill(q, key, value, compression=ctx.compression, **ctx.params))
+        if achieved is not None:
+            ctx.achieved.append(achieved)
+        return out.transpose(1, 2).contiguous(), None
+    # decode-phase method
+    if q_len > 1:
+        result = sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+        ctx.states[layer] = ctx.method.prepare_cache(
+            _prescale(query, scaling), key, value, compression=ctx.compression, **ctx.params
+        )
+        return result
+    state = ctx.states.get(layer)
+    if state is None:
+        raise RuntimeError(f"decode method has no state for layer {layer}; was the prompt prefilled?")
+    state.append(key[:, :, -1:], value[:, :, -1:])
+    out, achieved = _value(ctx.method.decode(_prescale(query, scaling), state))
+    if achieved is not None:
+        ctx.achieved.append(achieved)
+    return out.transpose(1, 2).contiguous(), None
+
+
+_INSTALLED = False
+
+
+def install() -> None:
+    """Register the `scalelaw` attention and mask functions with transformers (idempotent)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    AttentionInterface.register(ATTN_IMPLEMENTATION, scalelaw_attention)
+    # without a registered mask function, a custom key receives attention_mask=None everywhere
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, sdpa_mask)
+    _INSTALLED = True
