@@ -109,9 +109,7 @@ def _numeric(frame: pl.DataFrame, column: str, source: str) -> pl.DataFrame:
     bad = (cast.is_null() & series.is_not_null()).arg_true()
     if len(bad):
         i = int(bad[0])
-        raise DataError(
-            f"{_where(source, i + 1, column)}: value {series[i]!r} is not a number"
-        )
+        raise DataError(f"{_where(source, i + 1, column)}: value {series[i]!r} is not a number")
     return frame.with_columns(cast)
 
 

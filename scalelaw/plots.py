@@ -9,13 +9,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
 
-from scalelaw.data import load_table  # noqa: E402
-from scalelaw.fits.api import predict_draws  # noqa: E402
-from scalelaw.fits.result import FitResult  # noqa: E402
+from scalelaw.data import load_table
+from scalelaw.fits.api import predict_draws
+from scalelaw.fits.result import FitResult
 
 KINDS = ("posterior", "trace", "ppc", "fit")
 AXIS_LABELS = {
@@ -123,11 +123,17 @@ def _fit_curves(result: FitResult, frame: pl.DataFrame, out: Path, prob: float =
     tasks = sorted(frame["task"].unique().to_list()) if "task" in frame.columns else [None]
     ncols = min(3, len(tasks))
     nrows = int(np.ceil(len(tasks) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=True
+    )
     colors = sorted(frame[cols[color_name]].unique().to_list()) if color_name else [None]
     cmap = plt.get_cmap("viridis", max(2, len(colors)))
     xs = np.sort(frame[cols[x_name]].unique().to_numpy())
-    grid_x = np.geomspace(xs.min(), xs.max(), 60) if xs.min() > 0 else np.linspace(xs.min(), xs.max(), 60)
+    grid_x = (
+        np.geomspace(xs.min(), xs.max(), 60)
+        if xs.min() > 0
+        else np.linspace(xs.min(), xs.max(), 60)
+    )
     for ax, task in zip(axes.flat, tasks, strict=False):
         sub = frame if task is None else frame.filter(pl.col("task") == task)
         for i, cval in enumerate(colors):
@@ -144,20 +150,29 @@ def _fit_curves(result: FitResult, frame: pl.DataFrame, out: Path, prob: float =
             label = None if cval is None else f"{color_name}={cval:.3g}"
             ax.fill_between(grid_x, lo, hi, color=cmap(i), alpha=0.25, linewidth=0)
             ax.plot(grid_x, mu.mean(axis=0), color=cmap(i), label=label)
-            ax.scatter(part[cols[x_name]], part[law.response], color=cmap(i), s=12, edgecolor="white", linewidth=0.4)
+            ax.scatter(
+                part[cols[x_name]],
+                part[law.response],
+                color=cmap(i),
+                s=12,
+                edgecolor="white",
+                linewidth=0.4,
+            )
         if xs.min() > 0 and xs.max() / xs.min() > 5:
             ax.set_xscale("log")
         ax.set_title(str(task) if task is not None else law.name)
         ax.set_xlabel(AXIS_LABELS.get(x_name, x_name))
         ax.set_ylabel(law.response)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(6, len(handles)), frameon=False)
     held = ", ".join(f"{AXIS_LABELS.get(c, c).split(' (')[0]} = {v:g}" for c, v in fixed.items())
-    fig.suptitle(f"{law.name}: data and fitted mean with {prob:.0%} band" + (f" ({held})" if held else ""))
+    fig.suptitle(
+        f"{law.name}: data and fitted mean with {prob:.0%} band" + (f" ({held})" if held else "")
+    )
     fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 0.96))
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -170,7 +185,16 @@ def _observed_vs_predicted(result: FitResult, frame: pl.DataFrame, out: Path, pr
     mean = mu.mean(axis=0)
     y = frame[law.response].to_numpy()
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.errorbar(y, mean, yerr=[mean - lo, hi - mean], fmt="o", ms=3, alpha=0.6, elinewidth=0.8, label=f"fitted mean, {prob:.0%} interval")
+    ax.errorbar(
+        y,
+        mean,
+        yerr=[mean - lo, hi - mean],
+        fmt="o",
+        ms=3,
+        alpha=0.6,
+        elinewidth=0.8,
+        label=f"fitted mean, {prob:.0%} interval",
+    )
     span = [min(y.min(), lo.min()), max(y.max(), hi.max())]
     ax.plot(span, span, color="black", linewidth=1, label="perfect fit")
     if law.transform == "log":

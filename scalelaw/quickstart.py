@@ -51,7 +51,12 @@ def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str
     )
 
     console.rule("3. predict where nobody measured")
-    points = {"N": [7e9, 7e9, 72e9], "L": [262144.0] * 3, "C": [1.0, 10.0, 10.0], "task": ["QuALITY"] * 3}
+    points = {
+        "N": [7e9, 7e9, 72e9],
+        "L": [262144.0] * 3,
+        "C": [1.0, 10.0, 10.0],
+        "task": ["QuALITY"] * 3,
+    }
     pred = predict_table(result, points, prob=0.9, samples=100)
     console.print(pred)
 
@@ -61,5 +66,7 @@ def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str
     for kind in ("fit", "posterior", "trace", "ppc"):
         path = plots.plot(result, kind, out / f"{kind}.png")
         console.print(f"wrote {path}")
-    console.print(f"fit saved to {fit_path}; try: scalelaw plot {fit_path} --kind fit --out fit.png")
+    console.print(
+        f"fit saved to {fit_path}; try: scalelaw plot {fit_path} --kind fit --out fit.png"
+    )
     return {k: float(np.median(result.draws[k])) for k in truth}

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scalelaw.fits.result import FitResult
@@ -20,7 +21,9 @@ def parameter_rows(result: FitResult, prob: float = 0.9) -> list[dict[str, Any]]
         lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
         value = np.asarray(est[name])[0]
         if draws.ndim == 1:
-            rows.append({"param": name, "estimate": float(value), "lower": float(lo), "upper": float(hi)})
+            rows.append(
+                {"param": name, "estimate": float(value), "lower": float(lo), "upper": float(hi)}
+            )
             continue
         column = result.law.groups[name]
         for i, level in enumerate(result.levels[column]):
@@ -59,10 +62,14 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
         "parameter",
         label,
         f"{prob:.0%} {spread} interval",
-        title=f"{rep['law']} ({rep['backend']}, {rep['rows']} rows): {rep['formula']}",
+        title=escape(f"{rep['law']} ({rep['backend']}, {rep['rows']} rows): {rep['formula']}"),
     )
     for row in rep["parameters"]:
-        table.add_row(row["param"], f"{row['estimate']:.4g}", f"[{row['lower']:.4g}, {row['upper']:.4g}]")
+        table.add_row(
+            escape(row["param"]),
+            f"{row['estimate']:.4g}",
+            escape(f"[{row['lower']:.4g}, {row['upper']:.4g}]"),
+        )
     console.print(table)
     d = rep["diagnostics"]
     parts = [f"R^2 {d['r2']:.3f}"] if d.get("r2") is not None else []
@@ -78,11 +85,21 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
                 f"(Pareto k max {d['pareto_k_max']:.2f}, {d['pareto_k_bad']} > 0.7)"
             )
     else:
-        parts += [f"starts {d['starts']}", f"Huber delta {d['huber_delta']:g}", f"bootstrap {d['bootstrap']}"]
+        parts += [
+            f"starts {d['starts']}",
+            f"Huber delta {d['huber_delta']:g}",
+            f"bootstrap {d['bootstrap']}",
+        ]
     console.print("diagnostics: " + "; ".join(parts))
     hold = rep.get("holdout")
     if hold:
-        t = Table("task", "held-out MAE", "Spearman rho", "rows", title=f"held out {hold['axis']}: MAE {hold['mae']:.3f}")
+        t = Table(
+            "task",
+            "held-out MAE",
+            "Spearman rho",
+            "rows",
+            title=f"held out {hold['axis']}: MAE {hold['mae']:.3f}",
+        )
         for task, s in hold["per_task"].items():
             rho = "n/a" if s["spearman"] is None else f"{s['spearman']:.2f}"
             t.add_row(task, f"{s['mae']:.3f}", rho, str(s["n"]))

@@ -1,9 +1,444 @@
-"""Commands of this group are registered on the main app by `register`."""
+"""Commands: architectures, cost, frontier, tolerance."""
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+# wide enough for the frontier table when the output is a pipe or a file
+console = Console(width=shutil.get_terminal_size((150, 24)).columns)
+err = Console(stderr=True)
+
+FORMATS = ("table", "csv", "json")
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from scalelaw.data import DataError
+    from scalelaw.frontier import ArchitectureError, CostError, FrontierError
+    from scalelaw.frontier.latency import TimingsError
+
+    return (DataError, ArchitectureError, CostError, FrontierError, TimingsError, ValueError)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        fail(f"unknown --format '{fmt}' (table, csv or json)")
+
+
+def _number(text: str, what: str) -> float:
+    from scalelaw.data import as_float
+
+    return as_float(text, what)
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    values = [_number(t, what) for t in text.split(",") if t.strip()]
+    if not values:
+        raise ValueError(f"{what}: no values in '{text}'")
+    return values
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _emit(table: Any, fmt: str, title: str) -> None:
+    if fmt == "csv":
+        sys.stdout.write(table.write_csv())
+    elif fmt == "json":
+        print(json.dumps(table.to_dicts(), indent=2))
+    else:
+        t = Table(*table.columns, title=title)
+        for row in table.iter_rows():
+            t.add_row(*[_fmt(v) for v in row])
+        console.print(t)
+
+
+def _architectures(family: str, sizes: str | None, configs: list[Path] | None) -> list[Any]:
+    from scalelaw.frontier import family_sizes, from_hf_config, get_architecture
+
+    if configs:
+        return [from_hf_config(p, size=p.parent.name or p.stem) for p in configs]
+    if sizes:
+        return sorted(
+            (get_architecture(family, s) for s in sizes.split(",") if s.strip()),
+            key=lambda a: a.params(),
+        )
+    return family_sizes(family)
+
+
+# --- architectures ---------------------------------------------------------------------------
+def architectures(
+    family: Annotated[str | None, typer.Option(help="Show one family (qwen2.5, llama3.1, gemma3, smollm2).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Read a Hugging Face config.json instead.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """List the built-in model shapes used by the cost model, or read one from a config.json.
+
+    Example: scalelaw architectures --family gemma3
+    """
+    _check_format(fmt)
+    import polars as pl
+
+    from scalelaw.frontier.architectures import from_hf_config, table
+
+    try:
+        if config is not None:
+            arch = from_hf_config(config)
+            frame = pl.DataFrame([arch.as_row()]).drop("extra", strict=False)
+        else:
+            frame = table(family)
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    if fmt == "table":
+        frame = frame.drop("note")
+    _emit(frame, fmt, "architectures (params: computed; published_params: model card)")
+
+
+# --- cost ------------------------------------------------------------------------------------
+def cost(
+    family: Annotated[str, typer.Option(help="Built-in family: qwen2.5, llama3.1, gemma3, smollm2.")] = "qwen2.5",
+    size: Annotated[str, typer.Option(help="Model size within the family, e.g. 7B.")] = "7B",
+    config: Annotated[Path | None, typer.Option("--config", help="A Hugging Face config.json (overrides --family/--size).")] = None,
+    seq_len: Annotated[str, typer.Option("--seq-len", "-L", help="Tokens in context, e.g. 131072 or 128K.")] = "131072",
+    compression: Annotated[float, typer.Option("--compression", "-C", help="Compression ratio C >= 1 (density 1/C).")] = 1.0,
+    phase: Annotated[str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = "prefill",
+    batch: Annotated[int, typer.Option(help="Sequences processed together.")] = 1,
+    bytes_per_element: Annotated[float, typer.Option("--bytes", help="Bytes per weight / KV element at decode (2 = bf16).")] = 2.0,
+    causal_half: Annotated[bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2 (the study counts the full square).")] = False,
+    method: Annotated[str | None, typer.Option(help="Add this method's indexing cost (block-sparse, vertical-slash, flexprefill, quest).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Break down the cost of one prefill (FLOPs) or one decode step (bytes) and the speed-up bound.
+
+    Example: scalelaw cost --family qwen2.5 --size 7B --seq-len 131072 --compression 10 --phase prefill
+    """
+    _check_format(fmt)
+    import polars as pl
+
+    from scalelaw.frontier import cost as cost_of
+    from scalelaw.frontier import from_hf_config, get_architecture
+
+    try:
+        arch = from_hf_config(config) if config else get_architecture(family, size)
+        length = _number(seq_len, "--seq-len")
+        b = cost_of(
+            arch,
+            phase,
+            length,
+            compression,
+            batch=batch,
+            bytes_per_element=bytes_per_element,
+            causal_half=causal_half,
+            method=method,
+        )
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    names = list(b.parts)
+    frame = pl.DataFrame(
+        {
+            "part": [*names, "total"],
+            "dense": [b.dense_parts[n] for n in names] + [b.dense_total],
+            "sparse": [b.parts[n] for n in names] + [b.total],
+            "dense_share": [b.dense_parts[n] / b.dense_total for n in names] + [1.0],
+        }
+    )
+    summary = {
+        "architecture": arch.name,
+        "phase": phase,
+        "unit": b.unit,
+        "seq_len": length,
+        "compression": compression,
+        "batch": batch,
+        "attention_share": b.attention_share,
+        "attention_block_share": b.attention_block_share,
+        "speedup": b.speedup,
+        "speedup_bound": b.speedup_bound,
+    }
+    if fmt == "json":
+        print(json.dumps({"summary": summary, "parts": frame.to_dicts()}, indent=2))
+        return
+    if fmt == "csv":
+        sys.stdout.write(frame.write_csv())
+        return
+    t = Table("part", f"dense ({b.unit})", f"C={compression:g} ({b.unit})", "share of dense",
+              title=f"{arch.name} {phase}, L={length:,.0f}, batch {batch}")  # fmt: skip
+    for row in frame.iter_rows():
+        t.add_row(row[0], f"{row[1]:.4g}", f"{row[2]:.4g}", f"{row[3]:.1%}")
+    console.print(t)
+    part = "quadratic attention" if phase == "prefill" else "KV-cache reads"
+    console.print(
+        f"{part}: {b.attention_share:.1%} of the dense cost"
+        + (f" ({b.attention_block_share:.1%} with the q/k/v/o projections)" if phase == "prefill" else "")
+    )
+    console.print(
+        f"speed-up at C={compression:g}: {b.speedup:.3g}x"
+        + (" (indexing included)" if method else "")
+        + f"; bound with free indexing: {b.speedup_bound:.3g}x; "
+        f"limit as C grows: {1 / (1 - b.attention_share):.3g}x"
+    )
+
+
+# --- frontier --------------------------------------------------------------------------------
+def _source(name: str) -> Any:
+    from scalelaw.fits import get_law, load_fit
+
+    if name.endswith(".nc") or Path(name).exists():
+        return load_fit(name)
+    return get_law(name)
+
+
+def _task_levels(src: Any) -> list[str]:
+    """Task levels of a fit or card (empty when the law has no task effect)."""
+    levels = getattr(src, "levels", None)
+    if isinstance(levels, dict):
+        return list(levels.get("task", []))
+    law = src
+    for param, column in law.groups.items():
+        fixed = law.fixed.get(param) if law.fixed else None
+        if column == "task" and isinstance(fixed, dict):
+            return list(fixed)
+    return []
+
+
+def frontier(
+    source: Annotated[str, typer.Argument(help="A fit file (.nc) or a published law such as sparse-frontier-v1:prefill.")],
+    family: Annotated[str, typer.Option(help="Built-in family whose sizes compete.")] = "qwen2.5",
+    sizes: Annotated[str | None, typer.Option(help="Comma-separated sizes, e.g. 7B,14B,32B,72B (default: all).")] = None,
+    config: Annotated[list[Path] | None, typer.Option("--config", help="Hugging Face config.json files to compare instead (repeatable).")] = None,
+    phase: Annotated[str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = "prefill",
+    seq_len: Annotated[str, typer.Option("--seq-len", "-L", help="Length of the frontier table, e.g. 128K.")] = "131072",
+    lengths: Annotated[str, typer.Option(help="Comma-separated lengths scanned for the critical length.")] = "4K,8K,16K,32K,64K,128K,256K,512K,1024K",
+    compressions: Annotated[str, typer.Option(help="Comma-separated ratios; 1 is dense.")] = "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20",
+    task: Annotated[list[str] | None, typer.Option("--task", help="Tasks to average (repeatable; default: all of the source's tasks).")] = None,
+    batch: Annotated[int, typer.Option(help="Sequences processed together.")] = 1,
+    bytes_per_element: Annotated[float, typer.Option("--bytes", help="Bytes per element at decode.")] = 2.0,
+    causal_half: Annotated[bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2.")] = False,
+    method: Annotated[str | None, typer.Option(help="Add this method's indexing cost; with --cost latency, the method timed.")] = None,
+    cost_kind: Annotated[str, typer.Option("--cost", help="flops (FLOPs or bytes from the cost model) or latency (needs --timings).")] = "flops",
+    timings: Annotated[Path | None, typer.Option(help="Attention benchmark CSV (method, seq_len, compression, ms).")] = None,
+    device: Annotated[str | None, typer.Option(help="Device rows to use from --timings.")] = None,
+    throughput: Annotated[float | None, typer.Option(help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode).")] = None,
+    budgets: Annotated[int, typer.Option(help="Number of log-spaced budgets in the table.")] = 12,
+    prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
+    max_draws: Annotated[int, typer.Option(help="Posterior draws used at most.")] = 1000,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")] = None,
+) -> None:
+    """isoCost frontier: best dense vs best sparse per budget, P(sparse wins), critical length.
+
+    For each cost budget, the best dense and the best sparse (size, C) configuration with their
+    predicted scores and intervals, and the posterior probability that sparse wins (computed per
+    draw); then the critical length beyond which larger-sparser beats smaller-dense.
+
+    Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
+    """
+    _check_format(fmt)
+    from scalelaw.fits import predict_draws
+    from scalelaw.frontier import average_over_tasks, critical_length, isocost_frontier
+    from scalelaw.frontier import cost as cost_of
+
+    try:
+        if phase not in ("prefill", "decode"):
+            raise ValueError(f"--phase must be prefill or decode, got '{phase}'")
+        archs = _architectures(family, sizes, config)
+        src = _source(source)
+        levels = _task_levels(src)
+        chosen = task or levels
+        unknown = [t for t in chosen if levels and t not in levels]
+        if unknown:
+            raise ValueError(f"--task '{unknown[0]}' is not a task of {source} ({', '.join(levels)})")
+        ratios = _numbers(compressions, "--compressions")
+        length = _number(seq_len, "--seq-len")
+        scan = _numbers(lengths, "--lengths")
+
+        def raw(points: Any) -> Any:
+            return predict_draws(src, points, max_draws)
+
+        draws_fn = average_over_tasks(raw, chosen)
+        if cost_kind == "flops":
+            label = "FLOPs per prefill" if phase == "prefill" else "bytes read per decode step"
+
+            def cost_fn(a: Any, L: float, C: float) -> float:
+                return cost_of(
+                    a, phase, L, C, batch=batch, bytes_per_element=bytes_per_element,
+                    causal_half=causal_half, method=method,
+                ).total  # fmt: skip
+        elif cost_kind == "latency":
+            from scalelaw.frontier.latency import Timings, latency_ms
+
+            if timings is None:
+                raise ValueError("--cost latency needs --timings FILE")
+            if method is None:
+                raise ValueError("--cost latency needs --method (the timed sparse method)")
+            table = Timings.read(timings, method, phase, device=device)
+            label = "prefill latency (ms)" if phase == "prefill" else "decode step latency (ms)"
+            measured = table.lengths()
+            scan = [x for x in scan if measured[0] <= x <= measured[-1]] or measured
+
+            def cost_fn(a: Any, L: float, C: float) -> float:
+                return latency_ms(
+                    table, a, L, C, batch=batch, throughput=throughput,
+                    bytes_per_element=bytes_per_element,
+                )  # fmt: skip
+        else:
+            raise ValueError(f"--cost must be flops or latency, got '{cost_kind}'")
+        front = isocost_frontier(
+            draws_fn, archs, length, cost_fn, compressions=ratios, budgets=budgets, prob=prob
+        )
+        crit = None
+        if len(archs) >= 2 and len(scan) >= 2:
+            crit = critical_length(draws_fn, archs, scan, cost_fn, compressions=ratios, prob=prob)
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    what = f"mean over {len(chosen)} tasks" if len(chosen) > 1 else (chosen[0] if chosen else "score")
+    if fmt == "json":
+        doc = {
+            "source": source,
+            "phase": phase,
+            "seq_len": length,
+            "cost": label,
+            "score": what,
+            "n_draws": front.n_draws,
+            "budgets": front.budgets.to_dicts(),
+            "configs": front.configs.to_dicts(),
+        }
+        if crit is not None:
+            doc["critical_length"] = {
+                "median": _finite(crit.median),
+                "lower": _finite(crit.lower),
+                "upper": _finite(crit.upper),
+                "prob": prob,
+                "share_beyond_range": crit.share_beyond,
+                "by_length": crit.by_length.to_dicts(),
+            }
+        print(json.dumps(doc, indent=2))
+    elif fmt == "csv":
+        sys.stdout.write(front.budgets.write_csv())
+    else:
+        _frontier_table(front, label, what)
+        if crit is not None:
+            t = Table(
+                "length", "sparse - dense (mean over budgets)", f"{prob:.0%} interval",
+                "P(sparse better)", title="isoCost advantage of the best sparse choice by length",
+            )  # fmt: skip
+            for r in crit.by_length.iter_rows(named=True):
+                t.add_row(
+                    f"{r['seq_len'] / 1024:,.0f}K", f"{r['advantage_mean']:+.3f}",
+                    f"[{r['advantage_lower']:+.3f}, {r['advantage_upper']:+.3f}]",
+                    f"{r['p_sparse_better']:.2f}",
+                )  # fmt: skip
+            console.print(t)
+            console.print(crit.describe(), highlight=False)
+    if out is not None:
+        from scalelaw.frontier.figures import frontier_figure
+
+        # a fine budget grid draws the frontiers as the step functions they are
+        fine = isocost_frontier(
+            draws_fn, archs, length, cost_fn, compressions=ratios, budgets=200, prob=prob
+        )
+        frontier_figure(
+            fine, out, critical=crit, cost_label=label,
+            title=f"{source}: {phase}, {what}, batch {batch}",
+        )  # fmt: skip
+        err.print(f"figure written to {out}", highlight=False)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _frontier_table(front: Any, label: str, what: str) -> None:
+    t = Table(
+        f"budget: {label}", "best dense", "score [interval]", "best sparse", "score [interval]",
+        "sparse - dense", "P(sparse better)",
+        title=f"isoCost frontier at L={front.meta['seq_len']:,.0f} ({what}, {front.n_draws} draw"
+        f"{'s' if front.n_draws > 1 else ''}, "
+        f"{front.prob:.0%} intervals)",
+    )  # fmt: skip
+    for r in front.budgets.iter_rows(named=True):
+
+        def cell(tag: str, r: dict[str, Any] = r) -> tuple[str, str]:
+            if r[f"{tag}_size"] is None:
+                return "-", "-"
+            return (
+                f"{r[f'{tag}_size']} C={r[f'{tag}_compression']:g}",
+                f"{r[f'{tag}_mean']:.3f} [{r[f'{tag}_lower']:.3f}, {r[f'{tag}_upper']:.3f}]",
+            )
+
+        diff = (
+            "-"
+            if r["diff_mean"] is None
+            else f"{r['diff_mean']:+.3f} [{r['diff_lower']:+.3f}, {r['diff_upper']:+.3f}]"
+        )
+        p = "-" if r["p_sparse_better"] is None else f"{r['p_sparse_better']:.2f}"
+        t.add_row(f"{r['budget']:.3g}", *cell("dense"), *cell("sparse"), diff, p)
+    console.print(t)
+
+
+# --- tolerance -------------------------------------------------------------------------------
+def tolerance(
+    data: Annotated[str, typer.Argument(help="An accuracy-point table (CSV, Parquet, JSON Lines) or measured:NAME.")],
+    margin: Annotated[float, typer.Option(help="Largest tolerated loss against dense, in score units.")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Error rate of the whole fixed-sequence procedure.")] = 0.05,
+    where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeatable).")] = None,
+    summary: Annotated[bool, typer.Option("--summary/--detail", help="Print the spread over tasks per model, phase and length, or every row.")] = True,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")] = None,
+) -> None:
+    """Largest tolerable compression per (model, length, method, task), error rate controlled.
+
+    One-sided non-inferiority tests over increasing C in a fixed sequence (Learn-then-Test
+    style): a ratio is tolerable when its loss against dense is shown to be under --margin.
+
+    Example: scalelaw tolerance results.csv --margin 0.05 --alpha 0.05 --out tolerance.png
+    """
+    _check_format(fmt)
+    from scalelaw.data import load_table, parse_assignments
+    from scalelaw.frontier import tolerance_summary, tolerance_table
+
+    try:
+        frame = load_table(data, where=parse_assignments(where or [], "--where") or None)
+        result = tolerance_table(frame, margin=margin, alpha=alpha, source=data)
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    shown = tolerance_summary(result) if summary else result
+    title = (
+        f"max tolerable compression (loss < {margin:g} vs dense, error rate <= {alpha:g}, "
+        f"{result['test'][0]} test)"
+    )
+    _emit(shown, fmt, title)
+    if out is not None:
+        from scalelaw.frontier.figures import tolerance_figure
+
+        tolerance_figure(result, out)
+        err.print(f"figure written to {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to `app`."""
+    app.command()(architectures)
+    app.command()(cost)
+    app.command()(frontier)
+    app.command()(tolerance)

@@ -89,15 +89,21 @@ def laws(
             console.print(f"  formula    : {law.formula or law.expr}")
             console.print(f"  expression : {law.expr}  (link: {law.link})")
             console.print(f"  covariates : {', '.join(law.covariates)}")
-            console.print(f"  likelihood : {law.likelihood}; response {law.response}"
-                          + (f" on {law.transform} scale" if law.transform else ""))
+            console.print(
+                f"  likelihood : {law.likelihood}; response {law.response}"
+                + (f" on {law.transform} scale" if law.transform else "")
+            )
             for p in law.params:
-                bounds = "" if p.lower is None and p.upper is None else f" in [{p.lower}, {p.upper}]"
+                bounds = (
+                    "" if p.lower is None and p.upper is None else f" in [{p.lower}, {p.upper}]"
+                )
                 value = law.fixed.get(p.name)
                 shown = f" = {value}" if value is not None and not isinstance(value, dict) else ""
                 console.print(f"  {p.name:<10} prior {p.prior}{bounds}{shown}")
                 if isinstance(value, dict):
-                    console.print("             " + ", ".join(f"{k}: {v:g}" for k, v in value.items()))
+                    console.print(
+                        "             " + ", ".join(f"{k}: {v:g}" for k, v in value.items())
+                    )
             if law.description:
                 console.print(f"  {law.description}")
             if law.citation:
@@ -106,34 +112,66 @@ def laws(
         table = Table("law", "kind", "formula", title="Built-in laws")
         for n in law_names():
             law = get_law(n)
-            table.add_row(n, "published card" if law.is_published else "form", law.formula or str(law.expr))
+            table.add_row(
+                n, "published card" if law.is_published else "form", law.formula or str(law.expr)
+            )
         console.print(table)
     except _errors() as exc:
         fail(str(exc))
 
 
 def fit(
-    data: Annotated[str, typer.Argument(help="Table file (CSV, Parquet, JSON Lines) or measured:NAME.")],
+    data: Annotated[
+        str, typer.Argument(help="Table file (CSV, Parquet, JSON Lines) or measured:NAME.")
+    ],
     law: LawOpt = "sparse-frontier",
-    backend: Annotated[str, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")] = "bayes",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the fit here (NetCDF).")] = None,
-    holdout: Annotated[str | None, typer.Option(help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'.")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="Keep rows with COLUMN=VALUE (repeatable), e.g. phase=prefill.")] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help="Map a covariate to a column: NAME=COLUMN (repeatable).")] = None,
-    covariates: Annotated[str | None, typer.Option(help="Which names of an expression law are covariates, e.g. N,D.")] = None,
-    prior: Annotated[list[str] | None, typer.Option(help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable).")] = None,
+    backend: Annotated[
+        str, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")
+    ] = "bayes",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the fit here (NetCDF).")
+    ] = None,
+    holdout: Annotated[
+        str | None, typer.Option(help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'.")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep rows with COLUMN=VALUE (repeatable), e.g. phase=prefill."),
+    ] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Map a covariate to a column: NAME=COLUMN (repeatable)."),
+    ] = None,
+    covariates: Annotated[
+        str | None, typer.Option(help="Which names of an expression law are covariates, e.g. N,D.")
+    ] = None,
+    prior: Annotated[
+        list[str] | None,
+        typer.Option(help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable)."),
+    ] = None,
     link: Annotated[str | None, typer.Option(help="identity, logit or log.")] = None,
-    likelihood: Annotated[str | None, typer.Option(help="normal, student_t, binomial, beta_binomial or beta.")] = None,
-    response: Annotated[str | None, typer.Option(help="Response column (default: the law's, usually score).")] = None,
-    transform: Annotated[str | None, typer.Option(help="Fit the response on 'log' scale, or 'none'.")] = None,
-    pooling: Annotated[str | None, typer.Option(help="Group effects: fixed (reference level) or partial.")] = None,
+    likelihood: Annotated[
+        str | None, typer.Option(help="normal, student_t, binomial, beta_binomial or beta.")
+    ] = None,
+    response: Annotated[
+        str | None, typer.Option(help="Response column (default: the law's, usually score).")
+    ] = None,
+    transform: Annotated[
+        str | None, typer.Option(help="Fit the response on 'log' scale, or 'none'.")
+    ] = None,
+    pooling: Annotated[
+        str | None, typer.Option(help="Group effects: fixed (reference level) or partial.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     chains: Annotated[int, typer.Option(help="MCMC chains (bayes).")] = 4,
     draws: Annotated[int, typer.Option(help="Draws per chain (bayes).")] = 1000,
     tune: Annotated[int, typer.Option(help="Tuning steps per chain (bayes).")] = 1000,
     target_accept: Annotated[float, typer.Option(help="NUTS target acceptance (bayes).")] = 0.9,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap refits for intervals (lsq).")] = 200,
-    huber_delta: Annotated[float | None, typer.Option(help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise.")] = None,
+    huber_delta: Annotated[
+        float | None,
+        typer.Option(help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise."),
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Fail (exit 3) when diagnostics are off.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
@@ -146,7 +184,9 @@ def fit(
     from scalelaw.fits import fit as run_fit
 
     try:
-        the_law = _build_law(law, covariates, prior or [], link, likelihood, response, transform, pooling)
+        the_law = _build_law(
+            law, covariates, prior or [], link, likelihood, response, transform, pooling
+        )
         opts = FitOptions(
             backend=backend,
             seed=seed,
@@ -159,20 +199,24 @@ def fit(
             strict=strict,
             progressbar=sys.stderr.isatty(),
         )
-        with console.status(f"fitting {the_law.name} ({backend})", spinner="dots"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                warnings.simplefilter("always", FitWarning)
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", FitWarning)
-                    result = run_fit(
-                        data,
-                        the_law,
-                        opts,
-                        holdout=holdout,
-                        column_map=parse_assignments(map_ or [], "--map"),
-                        where=parse_assignments(where or [], "--where"),
-                    )
+        # Bayes fits show the sampler's own progress bar; least squares a spinner.
+        spinner = console.status(f"fitting {the_law.name} ({backend})", spinner="dots")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", FitWarning)
+            if backend != "bayes" or not opts.progressbar:
+                spinner.start()
+            try:
+                result = run_fit(
+                    data,
+                    the_law,
+                    opts,
+                    holdout=holdout,
+                    column_map=parse_assignments(map_ or [], "--map"),
+                    where=parse_assignments(where or [], "--where"),
+                )
+            finally:
+                spinner.stop()
         for w in caught:
             if issubclass(w.category, FitWarning):
                 err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
@@ -196,10 +240,18 @@ def fit(
 
 def predict(
     source: Annotated[str, typer.Argument(help="A fit file (.nc) or a published law name.")],
-    at: Annotated[list[str] | None, typer.Option("--at", help="A point, e.g. N=7e9,L=131072,C=10,task=NIAH (repeatable).")] = None,
-    grid: Annotated[Path | None, typer.Option(help="A table of points (CSV, Parquet, JSON Lines).")] = None,
+    at: Annotated[
+        list[str] | None,
+        typer.Option("--at", help="A point, e.g. N=7e9,L=131072,C=10,task=NIAH (repeatable)."),
+    ] = None,
+    grid: Annotated[
+        Path | None, typer.Option(help="A table of points (CSV, Parquet, JSON Lines).")
+    ] = None,
     prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
-    samples: Annotated[int | None, typer.Option(help="Also give the predictive interval of a score over this many samples.")] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(help="Also give the predictive interval of a score over this many samples."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for predictive draws.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
@@ -213,7 +265,9 @@ def predict(
     from scalelaw.fits import get_law, load_fit, predict_table
 
     try:
-        src = load_fit(source) if source.endswith(".nc") or Path(source).exists() else get_law(source)
+        src = (
+            load_fit(source) if source.endswith(".nc") or Path(source).exists() else get_law(source)
+        )
         if grid is not None:
             points = read_frame(grid)
         elif at:
@@ -254,10 +308,14 @@ def _emit(table: Any, fmt: str, title: str) -> None:
 
 def simulate(
     law: LawOpt = "sparse-frontier-v1:prefill",
-    grid: Annotated[str, typer.Option(help="'paper' (the study's grid) or a table of points.")] = "paper",
+    grid: Annotated[
+        str, typer.Option(help="'paper' (the study's grid) or a table of points.")
+    ] = "paper",
     samples: Annotated[int, typer.Option(help="Trials per configuration.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl).")] = Path("sim.csv"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl).")
+    ] = Path("sim.csv"),
 ) -> None:
     """Simulate an accuracy table from a published law card or a fit file.
 
@@ -289,7 +347,9 @@ def write_table(table: Any, out: Path) -> None:
 def compare(
     data: Annotated[str, typer.Argument(help="Table file or measured:NAME.")],
     law: Annotated[list[str], typer.Option("--law", "-l", help="A law to compare (repeat).")],
-    holdout: Annotated[str | None, typer.Option(help="Also rank by held-out MAE, e.g. N=max.")] = None,
+    holdout: Annotated[
+        str | None, typer.Option(help="Also rank by held-out MAE, e.g. N=max.")
+    ] = None,
     where: Annotated[list[str] | None, typer.Option(help="Keep rows with COLUMN=VALUE.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     draws: Annotated[int, typer.Option(help="Draws per chain.")] = 1000,
@@ -324,7 +384,9 @@ def plot(
     fit_file: Annotated[Path, typer.Argument(help="A fit file (.nc).")],
     kind: Annotated[str, typer.Option(help="posterior, trace, ppc or fit.")] = "fit",
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("fit.png"),
-    data: Annotated[str | None, typer.Option(help="Table for --kind fit/ppc (default: the fitted file).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Table for --kind fit/ppc (default: the fitted file).")
+    ] = None,
 ) -> None:
     """Draw a fit: posterior densities, traces, posterior predictive check, or data with curves.
 
@@ -342,7 +404,9 @@ def plot(
 
 
 def quickstart(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")] = Path("quickstart-out"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")] = Path(
+        "quickstart-out"
+    ),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Run the main job end to end on the embedded default data: simulate, fit, predict, plot.

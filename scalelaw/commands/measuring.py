@@ -1,9 +1,57 @@
-"""Commands of this group are registered on the main app by `register`."""
+"""`scalelaw measure`: run a sweep grid into an accuracy-point table (torch imported lazily)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def measure(
+    grid: Annotated[Path, typer.Argument(help="Sweep grid TOML (models, methods, tasks, lengths, ratios).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl).")] = Path(
+        "results.parquet"
+    ),
+    executor: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address to join (default: start a local one).")
+    ] = None,
+    cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Measure accuracy of sparse attention over a grid; resumable, append-only.
+
+    Example: scalelaw measure examples/grids/tiny.toml --out results.parquet
+
+    Running the same command again resumes: finished configurations are kept and not repeated.
+    Per-sample predictions go beside the table (results.predictions.parquet); the journal lives
+    in results.store/.
+    """
+    from scalelaw.measure.grid import GridError
+    from scalelaw.measure.store import StoreError
+
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from scalelaw.measure.sweep import run_sweep
+
+        summary = run_sweep(
+            grid, out, executor=executor, address=address, cpus=cpus, quiet=quiet, log=typer.echo
+        )
+    except (GridError, StoreError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{summary.out}: {summary.configurations} configurations "
+        f"({summary.already_done} already done, {summary.measured} measured, "
+        f"{summary.aliased} shared with C=1) in {summary.seconds:.1f} s"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to `app`."""
+    app.command("measure", no_args_is_help=True)(measure)

@@ -108,7 +108,9 @@ def fit(
     return result
 
 
-def _fit_design(law: Law, design: Design, levels: dict[str, list[str]], opts: FitOptions) -> FitResult:
+def _fit_design(
+    law: Law, design: Design, levels: dict[str, list[str]], opts: FitOptions
+) -> FitResult:
     from scalelaw.fits import lsq
 
     if opts.backend == "lsq":
@@ -233,10 +235,11 @@ def split_holdout(
         raise DataError(f"{source}: cannot hold out '{axis}': no column '{column}'")
     which = which.strip()
     values = frame[column]
+    target: float
     if which == "max":
-        target = values.max()
+        target = float(values.max())  # type: ignore[arg-type]
     elif which == "min":
-        target = values.min()
+        target = float(values.min())  # type: ignore[arg-type]
     else:
         try:
             target = float(which)
@@ -264,7 +267,11 @@ def holdout_scores(result: FitResult, test: pl.DataFrame) -> dict[str, Any]:
         rho = None
         if m.sum() > 2 and np.ptp(observed[m]) > 0 and np.ptp(pred[m]) > 0:
             rho = float(spearmanr(observed[m], pred[m]).statistic)
-        per[str(g)] = {"mae": float(np.abs(observed[m] - pred[m]).mean()), "spearman": rho, "n": int(m.sum())}
+        per[str(g)] = {
+            "mae": float(np.abs(observed[m] - pred[m]).mean()),
+            "spearman": rho,
+            "n": int(m.sum()),
+        }
     return {"mae": float(np.abs(observed - pred).mean()), "rows": test.height, "per_task": per}
 
 
@@ -277,7 +284,9 @@ def _thin(draws: Mapping[str, np.ndarray], max_draws: int) -> dict[str, np.ndarr
     return {k: v[idx] for k, v in draws.items()}
 
 
-def _source_parts(src: Source, max_draws: int) -> tuple[Law, dict[str, np.ndarray], dict[str, list[str]]]:
+def _source_parts(
+    src: Source, max_draws: int
+) -> tuple[Law, dict[str, np.ndarray], dict[str, list[str]]]:
     if isinstance(src, FitResult):
         return src.law, _thin(src.draws, max_draws), src.levels
     if not src.is_published:
@@ -291,13 +300,22 @@ def _points(law: Law, points: pl.DataFrame | Mapping[str, Any]) -> pl.DataFrame:
         frame = points
     else:
         frame = pl.DataFrame(
-            {k: list(v) if isinstance(v, list | tuple | np.ndarray) else [v] for k, v in points.items()}
+            {
+                k: list(v) if isinstance(v, list | tuple | np.ndarray) else [v]
+                for k, v in points.items()
+            }
         )
-    renames = {c: canonical(c) for c in frame.columns if canonical(c) != c and canonical(c) not in frame.columns}
+    renames = {
+        c: canonical(c)
+        for c in frame.columns
+        if canonical(c) != c and canonical(c) not in frame.columns
+    }
     return frame.rename(renames)
 
 
-def predict_draws(src: Source, points: pl.DataFrame | Mapping[str, Any], max_draws: int = 2000) -> np.ndarray:
+def predict_draws(
+    src: Source, points: pl.DataFrame | Mapping[str, Any], max_draws: int = 2000
+) -> np.ndarray:
     """Expected response at each point for each draw: shape (n_draws, n_points).
 
     `src` is a `FitResult` or a published law card (one draw).
@@ -338,10 +356,8 @@ def predict_table(
         rng = np.random.default_rng(seed)
         reps = max(1, 4000 // mu.shape[0])
         p = np.clip(np.repeat(mu, reps, axis=0), 0.0, 1.0)
-        if law.is_count or law.response == "score":
-            obs = rng.binomial(samples, p) / samples
-        else:
-            obs = p
+        counts = law.is_count or law.response == "score"
+        obs = rng.binomial(samples, p) / samples if counts else p
         out = out.with_columns(
             pl.Series("pred_lower", np.quantile(obs, lo_q, axis=0)),
             pl.Series("pred_upper", np.quantile(obs, hi_q, axis=0)),
@@ -403,8 +419,14 @@ def simulate(
             pl.Series("score", correct / samples),
         )
     else:
-        y = np.log(mu) + rng.normal(0, noise, len(mu)) if law.transform == "log" else mu + rng.normal(0, noise, len(mu))
-        out = frame.with_columns(pl.Series(law.response, np.exp(y) if law.transform == "log" else y))
+        y = (
+            np.log(mu) + rng.normal(0, noise, len(mu))
+            if law.transform == "log"
+            else mu + rng.normal(0, noise, len(mu))
+        )
+        out = frame.with_columns(
+            pl.Series(law.response, np.exp(y) if law.transform == "log" else y)
+        )
     if ":" in law.name and "phase" not in out.columns:
         out = out.with_columns(pl.lit(law.name.split(":")[1]).alias("phase"))
     return out

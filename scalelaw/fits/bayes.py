@@ -107,14 +107,12 @@ def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooli
     return pm.Deterministic(name, full, dims=f"{name}_level")
 
 
-def build_model(
-    law: Law, design: Design, *, initvals: dict[str, float] | None = None
-) -> Any:
+def build_model(law: Law, design: Design, *, initvals: dict[str, float] | None = None) -> Any:
     """The PyMC model of `law` on `design` (observations included)."""
     import pymc as pm
     import pytensor.tensor as pt
 
-    coords = {f"{p}_level": g.levels for p, g in design.groups.items()}
+    coords: dict[str, list[Any]] = {f"{p}_level": g.levels for p, g in design.groups.items()}
     coords["row"] = list(range(design.n))
     with pm.Model(coords=coords) as model:
         env: dict[str, Any] = {k: pt.as_tensor_variable(v) for k, v in design.covariates.items()}
@@ -188,13 +186,28 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
     match law.likelihood:
         case "binomial":
             if law.link == "logit":
-                pm.Binomial("obs", n=design.samples, logit_p=eta, observed=design.correct, dims="row")
+                pm.Binomial(
+                    "obs", n=design.samples, logit_p=eta, observed=design.correct, dims="row"
+                )
             else:
-                pm.Binomial("obs", n=design.samples, p=pt.clip(mu, 1e-9, 1 - 1e-9), observed=design.correct, dims="row")
+                pm.Binomial(
+                    "obs",
+                    n=design.samples,
+                    p=pt.clip(mu, 1e-9, 1 - 1e-9),
+                    observed=design.correct,
+                    dims="row",
+                )
         case "beta_binomial":
             kappa = pm.LogNormal("kappa", mu=3.0, sigma=1.5)
             p = pt.clip(mu, 1e-9, 1 - 1e-9)
-            pm.BetaBinomial("obs", n=design.samples, alpha=p * kappa, beta=(1 - p) * kappa, observed=design.correct, dims="row")
+            pm.BetaBinomial(
+                "obs",
+                n=design.samples,
+                alpha=p * kappa,
+                beta=(1 - p) * kappa,
+                observed=design.correct,
+                dims="row",
+            )
         case "beta":
             kappa = pm.LogNormal("kappa", mu=3.0, sigma=1.5)
             p = pt.clip(mu, 1e-9, 1 - 1e-9)

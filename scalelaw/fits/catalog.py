@@ -90,7 +90,8 @@ def sparse_frontier_card(phase: str, held_out: str = "sequence_length") -> Law:
     base = sparse_frontier()
     deltas = {"QuALITY": 0.0, **dict(zip(TASKS_V1[1:], offsets, strict=True))}
     return base.with_options(
-        name=f"sparse-frontier-v1:{phase}" + ("" if held_out == "sequence_length" else f":{held_out}"),
+        name=f"sparse-frontier-v1:{phase}"
+        + ("" if held_out == "sequence_length" else f":{held_out}"),
         fixed={"eps": eps, "alpha": alpha, "beta": beta, "gamma": gamma, "delta": deltas},
         description=(
             f"The study's v1 fit for {phase} (largest {held_out.replace('_', ' ')} held out, "
@@ -112,10 +113,18 @@ def chinchilla(values: dict[str, float] | None = None, name: str = "chinchilla-f
             "alpha": "uniform(0, 1.5)",
             "beta": "uniform(0, 1.5)",
         },
-        bounds={"E": (0.0, None), "A": (0.0, None), "B": (0.0, None), "alpha": (0.0, 1.5), "beta": (0.0, 1.5)},
+        bounds={
+            "E": (0.0, None),
+            "A": (0.0, None),
+            "B": (0.0, None),
+            "alpha": (0.0, 1.5),
+            "beta": (0.0, 1.5),
+        },
         response="loss",
         transform="log",
-        likelihood="normal",
+        # Student-t on the log loss is the likelihood analogue of the Huber loss used by
+        # Hoffmann et al. and Epoch AI: a few digitisation outliers do not drag the fit.
+        likelihood="student_t",
         citation=CHINCHILLA_CITATION,
         description="Pre-training loss over parameters N and training tokens D.",
     )
@@ -127,9 +136,7 @@ def chinchilla(values: dict[str, float] | None = None, name: str = "chinchilla-f
         "beta": (0.1, 0.3, 0.5, 0.8),
     }
     law = law.with_options(
-        params=tuple(
-            Param(p.name, p.prior, p.lower, p.upper, starts[p.name]) for p in law.params
-        )
+        params=tuple(Param(p.name, p.prior, p.lower, p.upper, starts[p.name]) for p in law.params)
     )
     if values is not None:
         law = law.with_options(fixed=values)
@@ -232,11 +239,15 @@ _REGISTRY: dict[str, Callable[[], Law]] = {
     "power-law": _power_law,
     "logistic-power": _logistic_power,
 }
+
+
+def _card_factory(phase: str, axis: str) -> Callable[[], Law]:
+    return lambda: sparse_frontier_card(phase, axis)
+
+
 for _phase in ("prefill", "decode"):
     for _axis in ("model_size", "compression_ratio"):
-        _REGISTRY[f"sparse-frontier-v1:{_phase}:{_axis}"] = (
-            lambda p=_phase, a=_axis: sparse_frontier_card(p, a)
-        )
+        _REGISTRY[f"sparse-frontier-v1:{_phase}:{_axis}"] = _card_factory(_phase, _axis)
 
 
 def law_names() -> list[str]:

@@ -170,7 +170,9 @@ class Num(Expr):
         return {}
 
     def to_string(self, parent: int = 0) -> str:
-        text = repr(float(self.value)) if not float(self.value).is_integer() else str(int(self.value))
+        text = (
+            repr(float(self.value)) if not float(self.value).is_integer() else str(int(self.value))
+        )
         return f"({text})" if self.value < 0 else text
 
 

@@ -345,7 +345,9 @@ class Law:
             params.append(
                 Param(
                     p,
-                    prior=Prior.parse(prior) if isinstance(prior, str) else prior or default_prior(lo, hi),
+                    prior=Prior.parse(prior)
+                    if isinstance(prior, str)
+                    else prior or default_prior(lo, hi),
                     lower=lo,
                     upper=hi,
                 )

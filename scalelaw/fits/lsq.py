@@ -91,7 +91,7 @@ def _start_values(p: Param, is_group: bool) -> tuple[float, ...]:
     elif p.prior.dist == "uniform":
         guess = (kw["lower"] + kw["upper"]) / 2
     else:
-        guess = kw["mu"] if p.prior.dist != "student_t" else kw["mu"]
+        guess = kw["mu"]
     if lo is not None:
         guess = max(guess, lo + 1e-6)
     if hi is not None:
@@ -125,7 +125,10 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     grids = [_start_values(p, level is not None) for _, level, p in layout.slots]
     starts = np.array(list(itertools.product(*grids)), dtype=float)
     costs = np.concatenate(
-        [_objective(residuals(chunk), settings) for chunk in np.array_split(starts, max(1, len(starts) // 512))]
+        [
+            _objective(residuals(chunk), settings)
+            for chunk in np.array_split(starts, max(1, len(starts) // 512))
+        ]
     )
     order = np.argsort(costs)[: settings.refine]
     best_theta, best_cost = starts[order[0]], np.inf
@@ -163,7 +166,11 @@ def _refine(
     for k, (_, _, p) in enumerate(layout.slots):
         lo = -np.inf if p.lower is None else p.lower
         hi = np.inf if p.upper is None else p.upper
-        value = float(np.clip(start[k], lo + 1e-9 if np.isfinite(lo) else lo, hi - 1e-9 if np.isfinite(hi) else hi))
+        value = float(
+            np.clip(
+                start[k], lo + 1e-9 if np.isfinite(lo) else lo, hi - 1e-9 if np.isfinite(hi) else hi
+            )
+        )
         params.add(f"p{k}", value=value, min=lo, max=hi)
 
     def fcn(ps: lmfit.Parameters) -> np.ndarray:

@@ -8,6 +8,7 @@ and the law's expression string; it never unpickles or runs anything from the fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -30,10 +31,8 @@ class FitFileError(ValueError):
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("scalelaw", "pymc", "nutpie", "arviz", "numpy", "scipy", "lmfit", "polars"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -75,17 +74,14 @@ class FitResult:
             posterior = {}
             for k, v in self.draws.items():
                 posterior[k] = v[None, ...]
-            dims = {
-                name: [f"{name}_level"] for name in self.law.groups if name in self.draws
-            }
+            dims = {name: [f"{name}_level"] for name in self.law.groups if name in self.draws}
             coords = {f"{name}_level": self.levels[col] for name, col in self.law.groups.items()}
             tree = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
         if self.point is not None:
             point = {}
             for k, v in self.point.items():
                 arr = np.asarray(v)[0]
-                dims = [f"{k}_level"] if arr.ndim else []
-                point[k] = xr.DataArray(arr, dims=dims)
+                point[k] = xr.DataArray(arr, dims=[f"{k}_level"] if arr.ndim else [])
             tree["point_estimate"] = xr.DataTree(xr.Dataset(point))
         info = {
             "format": FORMAT_VERSION,

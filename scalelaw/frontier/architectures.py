@@ -275,7 +275,8 @@ def from_hf_config(
     head_dim = int(_get(cfg, source, "head_dim", default=hidden // heads))
     mlp = int(_get(cfg, source, "intermediate_size", "n_inner", "ffn_dim"))
     vocab = int(_get(cfg, source, "vocab_size"))
-    tied = bool(cfg.get("tie_word_embeddings", outer.get("tie_word_embeddings", False)))
+    # transformers' own default when a config omits it (Gemma-3 configs do)
+    tied = bool(cfg.get("tie_word_embeddings", outer.get("tie_word_embeddings", True)))
     window = cfg.get("sliding_window")
     local = 0
     layer_types = cfg.get("layer_types")

@@ -9,7 +9,8 @@ is only tested once every earlier one is rejected.
 
 Each test is a one-sided non-inferiority test of a difference: with counts (`correct` out of
 `samples`) the Farrington-Manning score test, whose variance is taken at the restricted maximum
-likelihood under H0 (so a perfect 100/100 score is not a zero-variance certainty); with
+likelihood under H0 (so a perfect 100/100 score is not a zero-variance certainty), with a small
+continuity correction; with
 per-sample variances (`score_var`, `samples`) a Welch z test.
 """
 
@@ -57,12 +58,19 @@ def noninferiority_counts(
     samples_sparse: np.ndarray,
     margin: float,
 ) -> np.ndarray:
-    """One-sided p-values for H0: p_dense - p_sparse >= margin (Farrington-Manning score test)."""
+    """One-sided p-values for H0: p_dense - p_sparse >= margin (Farrington-Manning score test).
+
+    The counts are treated as independent samples; when dense and sparse runs share their
+    prompts the pairing is ignored, which makes the test conservative when results correlate.
+    """
     xs, ns = np.asarray(correct_sparse, float), np.asarray(samples_sparse, float)
     xd, nd = np.asarray(correct_dense, float), np.asarray(samples_dense, float)
     ps, pd = restricted_mle(xs, ns, xd, nd, -margin)
-    se = np.sqrt(ps * (1 - ps) / ns + pd * (1 - pd) / nd)
-    diff = xs / ns - xd / nd + margin
+    total = ns + nd
+    # Miettinen-Nurminen's N / (N - 1) and a quarter-unit continuity correction keep the exact
+    # size of this discrete test at or under alpha (checked by enumeration in the tests)
+    se = np.sqrt((ps * (1 - ps) / ns + pd * (1 - pd) / nd) * total / (total - 1))
+    diff = xs / ns - xd / nd + margin - (1 / ns + 1 / nd) / 4
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, diff / se, np.where(diff > 0, np.inf, -np.inf))
     return 1.0 - ndtr(z)

@@ -68,7 +68,9 @@ def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     """Validate (B, H, L, D) queries against (B, H_kv, L_k, D) keys/values; return the sizes."""
     for label, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
-            raise KernelInputError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
+            raise KernelInputError(
+                f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}"
+            )
         if t.dim() != 4:
             raise KernelInputError(
                 f"{name}: {label} must have 4 dims (batch, heads, length, head_dim), "
@@ -150,7 +152,9 @@ class SparseMethod:
             default = self.DEFAULTS[key]
             if isinstance(default, bool):
                 if not isinstance(value, bool):
-                    raise KernelInputError(f"{self.name}: knob {key!r} must be a bool, got {value!r}")
+                    raise KernelInputError(
+                        f"{self.name}: knob {key!r} must be a bool, got {value!r}"
+                    )
             elif isinstance(default, int):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise KernelInputError(

@@ -95,9 +95,7 @@ class KVCache:
             self._k = torch.cat([self._k, pad], dim=2)
             self._v = torch.cat([self._v, pad.clone()], dim=2)
             if self._valid is not None:
-                self._valid = torch.cat(
-                    [self._valid, self._valid.new_zeros(b, hkv, extra)], dim=2
-                )
+                self._valid = torch.cat([self._valid, self._valid.new_zeros(b, hkv, extra)], dim=2)
         self._k[:, :, self._len : need] = k_new.to(self._k.dtype)
         self._v[:, :, self._len : need] = v_new.to(self._v.dtype)
         if self._valid is not None:

@@ -38,7 +38,9 @@ def check_decode_query(name: str, q_step: torch.Tensor, state: KVCache) -> None:
             f"(batch {b}, KV heads {hkv}, head_dim {d})"
         )
     if q_step.dtype != state.k.dtype:
-        raise KernelInputError(f"{name}: q_step dtype {q_step.dtype} != cache dtype {state.k.dtype}")
+        raise KernelInputError(
+            f"{name}: q_step dtype {q_step.dtype} != cache dtype {state.k.dtype}"
+        )
 
 
 class Dense(SparseMethod):
@@ -66,7 +68,9 @@ class Dense(SparseMethod):
         self._call_knobs(knobs)
         resolve_backend(self.name, backend, q.device)
         if lq != lk:
-            raise KernelInputError(f"dense: prefill needs q and k of equal length, got {lq} and {lk}")
+            raise KernelInputError(
+                f"dense: prefill needs q and k of equal length, got {lq} and {lk}"
+            )
         return AttentionResult(dense_causal(q, k, v), 1.0, c, self._note(c))
 
     def prepare_cache(

@@ -1,0 +1,165 @@
+"""Figures of frontiers and tolerable compression (matplotlib, written to a file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from scalelaw.frontier.isocost import CriticalLength, Frontier
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log_x(ax) -> None:  # type: ignore[no-untyped-def]
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    # budgets often span less than a decade: label 1, 2 and 5 times each power of ten
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0e}".replace("e+", "e")))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _draws(n: int) -> str:
+    return "1 draw (point estimate)" if n == 1 else f"{n} posterior draws"
+
+
+def _tokens(x: float) -> str:
+    return f"{x / 1024:,.0f}K" if x >= 1024 else f"{x:g}"
+
+
+def frontier_figure(
+    front: Frontier,
+    path: str | Path,
+    *,
+    critical: CriticalLength | None = None,
+    cost_label: str = "cost",
+    title: str = "",
+) -> Path:
+    """Scores of every configuration against cost, the dense and sparse frontiers with bands,
+    the probability that sparse wins per budget, and (if given) the advantage over lengths."""
+    plt = _pyplot()
+    panels = 3 if critical is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), constrained_layout=True)
+    ax = axes[0]
+    cfg = front.configs
+    sizes = list(dict.fromkeys(cfg.sort("params")["size"].to_list()))
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(sizes)))
+    for size, colour in zip(sizes, colours, strict=True):
+        rows = cfg.filter(pl.col("size") == size).sort("compression")
+        ax.plot(rows["cost"], rows["mean"], color=colour, lw=0.8, alpha=0.5)
+        d = rows.filter(~pl.col("sparse"))
+        s = rows.filter(pl.col("sparse"))
+        ax.scatter(d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, label=f"{size} dense")
+        ax.scatter(
+            s["cost"], s["mean"], facecolor="none", edgecolor=colour, marker="o",
+            s=10 + 3 * s["compression"].to_numpy(), zorder=3,
+        )  # fmt: skip
+    b = front.budgets
+    for tag, colour, label in (("dense", "black", "best dense"), ("sparse", "tab:red", "best sparse")):
+        rows = b.filter(pl.col(f"{tag}_mean").is_not_null())
+        ax.step(rows["budget"], rows[f"{tag}_mean"], where="post", color=colour, lw=1.6, label=label)
+        ax.fill_between(
+            rows["budget"], rows[f"{tag}_lower"], rows[f"{tag}_upper"],
+            step="post", color=colour, alpha=0.15, lw=0,
+        )  # fmt: skip
+    _log_x(ax)
+    ax.set_xlabel(f"{cost_label} (log scale)")
+    ax.set_ylabel("predicted score")
+    ax.set_title(f"configurations at L = {_tokens(front.meta['seq_len'])}\n(hollow: sparse, larger = higher C)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.grid(alpha=0.3, which="both")
+
+    ax = axes[1]
+    rows = b.filter(pl.col("p_sparse_better").is_not_null())
+    ax.step(rows["budget"], rows["p_sparse_better"], where="post", color="tab:red", label="P(best sparse > best dense)")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="0.5")
+    ax.set_ylim(-0.03, 1.03)
+    _log_x(ax)
+    ax.set_xlabel(f"budget: {cost_label} (log scale)")
+    ax.set_ylabel("posterior probability")
+    ax.set_title(f"sparse beats dense at equal cost\n({_draws(front.n_draws)})")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3, which="both")
+
+    if critical is not None:
+        ax = axes[2]
+        t = critical.by_length
+        ax.plot(t["seq_len"], t["advantage_mean"], marker="o", color="tab:blue", label="mean advantage")
+        ax.fill_between(
+            t["seq_len"], t["advantage_lower"], t["advantage_upper"], color="tab:blue", alpha=0.2,
+            lw=0, label=f"{critical.prob:.0%} interval",
+        )  # fmt: skip
+        ax.axhline(0.0, color="grey", lw=0.8)
+        if np.isfinite(critical.median):
+            ax.axvline(critical.median, color="tab:red", ls="--", lw=1.2, label=f"critical L {_tokens(critical.median)}")
+            if critical.n_draws > 1:
+                hi = critical.upper if np.isfinite(critical.upper) else float(t["seq_len"].max())
+                ax.axvspan(critical.lower, hi, color="tab:red", alpha=0.1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(t["seq_len"].to_list(), [_tokens(x) for x in t["seq_len"]], rotation=45, fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel("score: best sparse - best dense")
+        ax.set_title("isoCost advantage of sparse\n(mean over budgets)")
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    out = Path(path)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """Maximum tolerable ratio per model size and phase, the spread over tasks as boxes and points."""
+    plt = _pyplot()
+    phases = result["phase"].unique().sort().to_list() if "phase" in result.columns else [None]
+    model = "model" if "model" in result.columns else "params"
+    fig, axes = plt.subplots(
+        1, len(phases), figsize=(5.0 * len(phases), 4.2), squeeze=False, constrained_layout=True
+    )
+    lengths = sorted(result["seq_len"].unique().to_list())
+    colours = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, len(lengths)))
+    rng = np.random.default_rng(0)  # jitter only
+    for ax, phase in zip(axes[0], phases, strict=True):
+        part = result if phase is None else result.filter(pl.col("phase") == phase)
+        order = part.group_by(model).agg(
+            pl.col("params").first() if "params" in part.columns else pl.first(model).alias("params")
+        )
+        models = order.sort("params")[model].to_list()
+        data = [part.filter(pl.col(model) == m)["max_tolerable_compression"].to_numpy() for m in models]
+        ax.boxplot(data, positions=range(len(models)), widths=0.5, showfliers=False)
+        for i, m in enumerate(models):
+            for length, colour in zip(lengths, colours, strict=True):
+                y = part.filter((pl.col(model) == m) & (pl.col("seq_len") == length))[
+                    "max_tolerable_compression"
+                ].to_numpy()
+                x = i + rng.uniform(-0.18, 0.18, len(y))
+                ax.scatter(x, y, s=14, color=colour, alpha=0.8, label=_tokens(length) if i == 0 else None)
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(range(len(models)), [str(m) for m in models], rotation=20, fontsize=8)
+        ax.set_xlabel("model")
+        ax.set_ylabel("max tolerable compression C")
+        ax.set_title(f"{phase or 'all'}: spread over tasks")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(title="length", fontsize=7, title_fontsize=7, loc="best")
+    margin = float(result["margin"][0])
+    alpha = float(result["alpha"][0])
+    fig.suptitle(title or f"tolerable compression (loss vs dense < {margin:g}, error rate {alpha:g})")
+    out = Path(path)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out

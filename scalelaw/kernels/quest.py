@@ -1,0 +1,170 @@
+"""Quest decode: read only the top pages of the full cache at every step.
+
+Each page of `page_size` tokens keeps the elementwise min and max of its keys. A page's score
+for a query is sum_d max(q_d * min_d, q_d * max_d) (an upper bound of q . k inside the page),
+summed over the query heads of a GQA group so a KV head reads one set of pages. The page holding
+the newest token is always read.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+
+from scalelaw.kernels.base import (
+    AttentionResult,
+    SparseMethod,
+    check_compression,
+    check_qkv,
+    resolve_backend,
+    unreachable_note,
+)
+from scalelaw.kernels.cache import KVCache
+from scalelaw.kernels.dense import check_decode_query
+from scalelaw.kernels.reference import decode_attention
+
+
+class QuestCache(KVCache):
+    """Full cache plus per-page key min/max (B, H_kv, pages, D) and the token budget."""
+
+    page_size: int = 16
+    token_budget: int = 0
+
+    def init_pages(self, page_size: int, token_budget: int) -> None:
+        self.page_size = page_size
+        self.token_budget = token_budget
+        b, hkv, _, d = self._k.shape
+        self.page_min = self._k.new_zeros(b, hkv, 0, d, dtype=torch.float32)
+        self.page_max = self.page_min.clone()
+        self._on_append(0, self.length)
+
+    @property
+    def n_pages(self) -> int:
+        return math.ceil(self.length / self.page_size)
+
+    @property
+    def n_kept_now(self) -> int:
+        return min(self.length, self.budget_pages * self.page_size)
+
+    @property
+    def budget_pages(self) -> int:
+        if self.token_budget <= 0:  # C = 1: read everything, however long the cache grows
+            return self.n_pages
+        return max(1, round(self.token_budget / self.page_size))
+
+    @property
+    def achieved_compression(self) -> float:
+        # Quest keeps the whole cache; what it saves is reads, so report the read fraction.
+        return self.length / self.n_kept_now
+
+    def _on_append(self, start: int, end: int) -> None:
+        ps = self.page_size
+        first = start // ps
+        pages = math.ceil(end / ps)
+        keys = self._k[:, :, first * ps : end].float()
+        n = keys.shape[2]
+        pad = (pages - first) * ps - n
+        if pad:
+            fill = keys.new_full((*keys.shape[:2], pad, keys.shape[3]), float("nan"))
+            keys = torch.cat([keys, fill], dim=2)
+        keys = keys.reshape(*keys.shape[:2], pages - first, ps, keys.shape[3])
+        # NaN padding is ignored by the nan-aware reductions; a full page has no NaN.
+        mins = torch.where(torch.isnan(keys), float("inf"), keys).amin(3)
+        maxs = torch.where(torch.isnan(keys), float("-inf"), keys).amax(3)
+        self.page_min = torch.cat([self.page_min[:, :, :first], mins], dim=2)
+        self.page_max = torch.cat([self.page_max[:, :, :first], maxs], dim=2)
+
+
+def page_scores(
+    q_step: torch.Tensor, page_min: torch.Tensor, page_max: torch.Tensor
+) -> torch.Tensor:
+    """(B, H_kv, pages): upper bound of q . k per page, summed over each GQA group."""
+    b, h, _, d = q_step.shape
+    hkv = page_min.shape[1]
+    qg = q_step.float().reshape(b, hkv, h // hkv, 1, d)
+    lo = qg * page_min.unsqueeze(2)
+    hi = qg * page_max.unsqueeze(2)
+    return torch.maximum(lo, hi).sum(-1).sum(2)
+
+
+def select_pages(q_step: torch.Tensor, state: QuestCache) -> torch.Tensor:
+    """Indices (B, H_kv, k) of the pages to read, ascending; the last page is always read."""
+    scores = page_scores(q_step, state.page_min, state.page_max)
+    n_pages = scores.shape[-1]
+    k = min(state.budget_pages, n_pages)
+    scores[..., -1] = float("inf")
+    top = torch.topk(scores, k, dim=-1).indices
+    return torch.sort(top, dim=-1).values
+
+
+def gather_pages(
+    state: QuestCache, pages: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keys, values (B, H_kv, k * page, D) of the chosen pages and a validity mask."""
+    ps = state.page_size
+    tok = (pages[..., None] * ps + torch.arange(ps, device=pages.device)).flatten(-2)
+    valid = tok < state.length
+    tok = tok.clamp(max=state.length - 1)
+    d = state.k.shape[-1]
+    idx = tok[..., None].expand(*tok.shape, d)
+    return state.k.gather(2, idx), state.v.gather(2, idx), valid
+
+
+class Quest(SparseMethod):
+    name = "quest"
+    phases = ("decode",)
+    description = (
+        "per-page key min/max bounds; each step reads the top pages of the full cache "
+        "(scores summed over a GQA group); the newest page is always read"
+    )
+    budget_rule = (
+        "token budget = prompt length / C, rounded to whole pages and held fixed while "
+        "generating (C = 1 reads every page); achieved C = cache length / tokens read"
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {"page_size": 16}
+    KNOB_HELP: ClassVar[dict[str, str]] = {"page_size": "tokens per page (16 in the study)"}
+
+    def prepare_cache(
+        self,
+        q_prompt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        **knobs: Any,
+    ) -> QuestCache:
+        c = check_compression(self.name, compression)
+        check_qkv(self.name, q_prompt, k, v)
+        kn = self._call_knobs(knobs)
+        length = k.shape[2]
+        state = QuestCache(self.name, k, v, n_prompt=length, requested_compression=c, knobs=kn)
+        state.init_pages(kn["page_size"], 0 if c == 1.0 else round(length / c))
+        return state
+
+    def decode(
+        self, q_step: torch.Tensor, state: QuestCache, *, backend: str = "auto"
+    ) -> AttentionResult:
+        check_decode_query(self.name, q_step, state)
+        be = resolve_backend(self.name, backend, q_step.device)
+        pages = select_pages(q_step, state)
+        if be == "triton":
+            from scalelaw.kernels.triton_decode import paged_decode_attention
+
+            out = paged_decode_attention(
+                q_step, state.k, state.v, pages, state.page_size, state.length
+            )
+        else:
+            ks, vs, valid = gather_pages(state, pages)
+            out = decode_attention(q_step, ks, vs, valid)
+        c = state.requested_compression
+        achieved = state.achieved_compression
+        why = f"cache of {state.length} tokens, pages of {state.page_size}"
+        return AttentionResult(
+            out,
+            achieved,
+            c,
+            unreachable_note(self.name, c, achieved, why),
+            {"pages_read": pages.shape[-1]},
+        )

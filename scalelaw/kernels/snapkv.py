@@ -1,0 +1,192 @@
+"""SnapKV and Ada-SnapKV decode: evict most of the prompt's KV cache once, after prefill.
+
+Token importance is the attention of the last `window` prompt queries to every prompt key,
+summed over those queries and over the query heads of a GQA group, then smoothed by average
+pooling along the sequence. The first `sink_tokens` and last `recent_tokens` are always kept.
+SnapKV keeps the same number of tokens per KV head; Ada-SnapKV makes one top-k across the KV
+heads of a layer (scores are attention probabilities, comparable across heads) with a floor of
+`floor_fraction` of the per-head budget for every head.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from scalelaw.kernels.base import (
+    AttentionResult,
+    KernelInputError,
+    SparseMethod,
+    check_compression,
+    check_qkv,
+    resolve_backend,
+    unreachable_note,
+)
+from scalelaw.kernels.cache import KVCache
+from scalelaw.kernels.dense import check_decode_query
+from scalelaw.kernels.reference import CHUNK_ELEMENTS, decode_attention, last_window_probs
+
+
+def token_scores(q: torch.Tensor, k: torch.Tensor, window: int, kernel_size: int) -> torch.Tensor:
+    """Pooled importance (B, H_kv, L) of every prompt token."""
+    b, h, length, _ = q.shape
+    hkv = k.shape[1]
+    g = h // hkv
+    w = min(window, length)
+    scores = torch.zeros(b, hkv, length, dtype=torch.float32, device=q.device)
+    step = max(1, CHUNK_ELEMENTS // max(1, b * g * w * length))
+    for s in range(0, hkv, step):
+        e = min(hkv, s + step)
+        probs = last_window_probs(q[:, s * g : e * g], k[:, s:e], w)
+        scores[:, s:e] = probs.sum(2).reshape(b, e - s, g, length).sum(2)
+    if kernel_size > 1:
+        pad = kernel_size // 2
+        flat = scores.reshape(b * hkv, 1, length)
+        pooled = F.avg_pool1d(flat, kernel_size, stride=1, padding=pad, count_include_pad=False)
+        scores = pooled[..., :length].reshape(b, hkv, length)
+    return scores
+
+
+def protected(length: int, sink: int, recent: int, device: torch.device) -> torch.Tensor:
+    pos = torch.arange(length, device=device)
+    return (pos < sink) | (pos >= length - recent)
+
+
+def gather_kept(
+    k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Pack kept tokens (in order) to the front; pad ragged heads and return their mask."""
+    counts = keep.sum(-1)
+    kmax = int(counts.max())
+    # Stable sort puts kept positions first, each group in sequence order.
+    order = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True)[..., :kmax]
+    idx = order[..., None].expand(*order.shape, k.shape[-1])
+    kk, vv = k.gather(2, idx), v.gather(2, idx)
+    if bool((counts == kmax).all()):
+        return kk, vv, None
+    valid = torch.arange(kmax, device=k.device) < counts[..., None]
+    return kk, vv, valid
+
+
+class SnapKV(SparseMethod):
+    name = "snapkv"
+    phases = ("decode",)
+    description = (
+        "after prefill keep the top tokens per KV head by pooled attention of the last window "
+        "of prompt queries; first and last tokens always kept; the rest is evicted"
+    )
+    budget_rule = (
+        "capacity per KV head = round(prompt length / C) tokens, sink and recent tokens "
+        "included; generated tokens are all kept"
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "window": 256,
+        "kernel_size": 21,
+        "sink_tokens": 4,
+        "recent_tokens": 128,
+    }
+    KNOB_HELP: ClassVar[dict[str, str]] = {
+        "window": "last prompt queries whose attention scores the tokens",
+        "kernel_size": "average pooling width along the sequence (1 = none)",
+        "sink_tokens": "first tokens always kept",
+        "recent_tokens": "last prompt tokens always kept",
+    }
+
+    def _keep_mask(self, scores: torch.Tensor, capacity: int, kn: dict[str, Any]) -> torch.Tensor:
+        length = scores.shape[-1]
+        prot = protected(length, kn["sink_tokens"], kn["recent_tokens"], scores.device)
+        free = max(0, capacity - int(prot.sum()))
+        masked = scores.masked_fill(prot, float("-inf"))
+        keep = prot.expand_as(scores).clone()
+        if free:
+            top = torch.topk(masked, free, dim=-1).indices
+            keep.scatter_(-1, top, True)
+        return keep
+
+    def prepare_cache(
+        self,
+        q_prompt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        **knobs: Any,
+    ) -> KVCache:
+        c = check_compression(self.name, compression)
+        _, _, _, lq, lk, _ = check_qkv(self.name, q_prompt, k, v)
+        if lq != lk:
+            raise KernelInputError(
+                f"{self.name}: q_prompt must cover the whole prompt ({lk} tokens), got {lq}"
+            )
+        kn = self._call_knobs(knobs)
+        capacity = max(1, round(lk / c))
+        if capacity >= lk:
+            return KVCache(self.name, k, v, n_prompt=lk, requested_compression=c, knobs=kn)
+        scores = token_scores(q_prompt, k, kn["window"], kn["kernel_size"])
+        keep = self._keep_mask(scores, capacity, kn)
+        kk, vv, valid = gather_kept(k, v, keep)
+        state = KVCache(
+            self.name, kk, vv, n_prompt=lk, valid=valid, requested_compression=c, knobs=kn
+        )
+        minimum = min(lk, kn["sink_tokens"]) + min(
+            max(0, lk - kn["sink_tokens"]), kn["recent_tokens"]
+        )
+        state.note = unreachable_note(
+            self.name,
+            c,
+            state.achieved_compression,
+            f"prompt of {lk} tokens keeps at least {minimum} sink and recent tokens",
+        )
+        return state
+
+    def decode(
+        self, q_step: torch.Tensor, state: KVCache, *, backend: str = "auto"
+    ) -> AttentionResult:
+        check_decode_query(self.name, q_step, state)
+        resolve_backend(self.name, backend, q_step.device)
+        # Eviction already happened; a step is dense attention over what is left.
+        out = decode_attention(q_step, state.k, state.v, state.valid)
+        return AttentionResult(
+            out, state.achieved_compression, state.requested_compression, state.note
+        )
+
+
+class AdaSnapKV(SnapKV):
+    name = "ada-snapkv"
+    description = (
+        "as snapkv, but one top-k across the KV heads of a layer, with a per-head floor; "
+        "heads end up with different numbers of tokens"
+    )
+    budget_rule = (
+        "layer budget = KV heads x round(prompt length / C); each head keeps sink, recent and "
+        "floor_fraction of its share, the rest goes to the best tokens of any head"
+    )
+    DEFAULTS: ClassVar[dict[str, Any]] = {**SnapKV.DEFAULTS, "floor_fraction": 0.2}
+    KNOB_HELP: ClassVar[dict[str, str]] = {
+        **SnapKV.KNOB_HELP,
+        "floor_fraction": "share of each head's budget it keeps whatever the other heads score",
+    }
+
+    def _keep_mask(self, scores: torch.Tensor, capacity: int, kn: dict[str, Any]) -> torch.Tensor:
+        if kn["floor_fraction"] > 1:
+            raise KernelInputError(
+                f"ada-snapkv: floor_fraction must be in [0, 1], got {kn['floor_fraction']}"
+            )
+        b, hkv, length = scores.shape
+        prot = protected(length, kn["sink_tokens"], kn["recent_tokens"], scores.device)
+        free = max(0, capacity - int(prot.sum()))
+        floor = int(kn["floor_fraction"] * free)
+        masked = scores.masked_fill(prot, float("-inf"))
+        keep = prot.expand_as(scores).clone()
+        if floor:
+            keep.scatter_(-1, torch.topk(masked, floor, dim=-1).indices, True)
+        shared = hkv * (free - floor)
+        if shared:
+            rest = masked.masked_fill(keep, float("-inf")).reshape(b, hkv * length)
+            top = torch.topk(rest, shared, dim=-1).indices
+            flat = keep.reshape(b, hkv * length)
+            flat.scatter_(-1, top, True)
+            keep = flat.reshape(b, hkv, length)
+        return keep
