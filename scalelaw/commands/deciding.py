@@ -21,7 +21,7 @@ FORMATS = ("table", "csv", "json")
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -55,6 +55,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
+        if value.is_integer() and abs(value) < 1e7:
+            return str(int(value))
         return f"{value:.4g}"
     return "-" if value is None else str(value)
 
@@ -86,8 +88,12 @@ def _architectures(family: str, sizes: str | None, configs: list[Path] | None) -
 
 # --- architectures ---------------------------------------------------------------------------
 def architectures(
-    family: Annotated[str | None, typer.Option(help="Show one family (qwen2.5, llama3.1, gemma3, smollm2).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Read a Hugging Face config.json instead.")] = None,
+    family: Annotated[
+        str | None, typer.Option(help="Show one family (qwen2.5, llama3.1, gemma3, smollm2).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Read a Hugging Face config.json instead.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """List the built-in model shapes used by the cost model, or read one from a config.json.
@@ -109,22 +115,52 @@ def architectures(
         fail(str(exc))
         return
     if fmt == "table":
-        frame = frame.drop("note")
-    _emit(frame, fmt, "architectures (params: computed; published_params: model card)")
+        frame = frame.select(
+            "family", "size", "layers", "hidden", "heads",
+            pl.col("kv_heads").alias("kv"), pl.col("head_dim").alias("d_h"), "mlp", "vocab",
+            pl.col("window"), pl.col("local_layers").alias("local"),
+            (pl.col("params") / 1e9).round(3).alias("params_B"),
+            (pl.col("published_params") / 1e9).alias("card_B"),
+        )  # fmt: skip
+    _emit(frame, fmt, "architectures (params_B: computed from the shapes; card_B: model card)")
 
 
 # --- cost ------------------------------------------------------------------------------------
 def cost(
-    family: Annotated[str, typer.Option(help="Built-in family: qwen2.5, llama3.1, gemma3, smollm2.")] = "qwen2.5",
+    family: Annotated[
+        str, typer.Option(help="Built-in family: qwen2.5, llama3.1, gemma3, smollm2.")
+    ] = "qwen2.5",
     size: Annotated[str, typer.Option(help="Model size within the family, e.g. 7B.")] = "7B",
-    config: Annotated[Path | None, typer.Option("--config", help="A Hugging Face config.json (overrides --family/--size).")] = None,
-    seq_len: Annotated[str, typer.Option("--seq-len", "-L", help="Tokens in context, e.g. 131072 or 128K.")] = "131072",
-    compression: Annotated[float, typer.Option("--compression", "-C", help="Compression ratio C >= 1 (density 1/C).")] = 1.0,
-    phase: Annotated[str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = "prefill",
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="A Hugging Face config.json (overrides --family/--size)."),
+    ] = None,
+    seq_len: Annotated[
+        str, typer.Option("--seq-len", "-L", help="Tokens in context, e.g. 131072 or 128K.")
+    ] = "131072",
+    compression: Annotated[
+        float, typer.Option("--compression", "-C", help="Compression ratio C >= 1 (density 1/C).")
+    ] = 1.0,
+    phase: Annotated[
+        str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")
+    ] = "prefill",
     batch: Annotated[int, typer.Option(help="Sequences processed together.")] = 1,
-    bytes_per_element: Annotated[float, typer.Option("--bytes", help="Bytes per weight / KV element at decode (2 = bf16).")] = 2.0,
-    causal_half: Annotated[bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2 (the study counts the full square).")] = False,
-    method: Annotated[str | None, typer.Option(help="Add this method's indexing cost (block-sparse, vertical-slash, flexprefill, quest).")] = None,
+    bytes_per_element: Annotated[
+        float, typer.Option("--bytes", help="Bytes per weight / KV element at decode (2 = bf16).")
+    ] = 2.0,
+    causal_half: Annotated[
+        bool,
+        typer.Option(
+            "--causal-half/--full-square",
+            help="Count only the causal half of L^2 (the study counts the full square).",
+        ),
+    ] = False,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Add this method's indexing cost (block-sparse, vertical-slash, flexprefill, quest)."
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Break down the cost of one prefill (FLOPs) or one decode step (bytes) and the speed-up bound.
@@ -188,7 +224,11 @@ def cost(
     part = "quadratic attention" if phase == "prefill" else "KV-cache reads"
     console.print(
         f"{part}: {b.attention_share:.1%} of the dense cost"
-        + (f" ({b.attention_block_share:.1%} with the q/k/v/o projections)" if phase == "prefill" else "")
+        + (
+            f" ({b.attention_block_share:.1%} with the q/k/v/o projections)"
+            if phase == "prefill"
+            else ""
+        )
     )
     console.print(
         f"speed-up at C={compression:g}: {b.speedup:.3g}x"
@@ -221,28 +261,78 @@ def _task_levels(src: Any) -> list[str]:
 
 
 def frontier(
-    source: Annotated[str, typer.Argument(help="A fit file (.nc) or a published law such as sparse-frontier-v1:prefill.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A fit file (.nc) or a published law such as sparse-frontier-v1:prefill."
+        ),
+    ],
     family: Annotated[str, typer.Option(help="Built-in family whose sizes compete.")] = "qwen2.5",
-    sizes: Annotated[str | None, typer.Option(help="Comma-separated sizes, e.g. 7B,14B,32B,72B (default: all).")] = None,
-    config: Annotated[list[Path] | None, typer.Option("--config", help="Hugging Face config.json files to compare instead (repeatable).")] = None,
-    phase: Annotated[str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = "prefill",
-    seq_len: Annotated[str, typer.Option("--seq-len", "-L", help="Length of the frontier table, e.g. 128K.")] = "131072",
-    lengths: Annotated[str, typer.Option(help="Comma-separated lengths scanned for the critical length.")] = "4K,8K,16K,32K,64K,128K,256K,512K,1024K",
-    compressions: Annotated[str, typer.Option(help="Comma-separated ratios; 1 is dense.")] = "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20",
-    task: Annotated[list[str] | None, typer.Option("--task", help="Tasks to average (repeatable; default: all of the source's tasks).")] = None,
+    sizes: Annotated[
+        str | None, typer.Option(help="Comma-separated sizes, e.g. 7B,14B,32B,72B (default: all).")
+    ] = None,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--config", help="Hugging Face config.json files to compare instead (repeatable)."
+        ),
+    ] = None,
+    phase: Annotated[
+        str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")
+    ] = "prefill",
+    seq_len: Annotated[
+        str, typer.Option("--seq-len", "-L", help="Length of the frontier table, e.g. 128K.")
+    ] = "131072",
+    lengths: Annotated[
+        str, typer.Option(help="Comma-separated lengths scanned for the critical length.")
+    ] = "4K,8K,16K,32K,64K,128K,256K,512K,1024K",
+    compressions: Annotated[
+        str, typer.Option(help="Comma-separated ratios; 1 is dense.")
+    ] = "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20",
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task", help="Tasks to average (repeatable; default: all of the source's tasks)."
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(help="Sequences processed together.")] = 1,
-    bytes_per_element: Annotated[float, typer.Option("--bytes", help="Bytes per element at decode.")] = 2.0,
-    causal_half: Annotated[bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2.")] = False,
-    method: Annotated[str | None, typer.Option(help="Add this method's indexing cost; with --cost latency, the method timed.")] = None,
-    cost_kind: Annotated[str, typer.Option("--cost", help="flops (FLOPs or bytes from the cost model) or latency (needs --timings).")] = "flops",
-    timings: Annotated[Path | None, typer.Option(help="Attention benchmark CSV (method, seq_len, compression, ms).")] = None,
+    bytes_per_element: Annotated[
+        float, typer.Option("--bytes", help="Bytes per element at decode.")
+    ] = 2.0,
+    causal_half: Annotated[
+        bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2.")
+    ] = False,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Add this method's indexing cost; with --cost latency, the method timed."
+        ),
+    ] = None,
+    cost_kind: Annotated[
+        str,
+        typer.Option(
+            "--cost",
+            help="flops (FLOPs or bytes from the cost model) or latency (needs --timings).",
+        ),
+    ] = "flops",
+    timings: Annotated[
+        Path | None,
+        typer.Option(help="Attention benchmark CSV (method, seq_len, compression, ms)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="Device rows to use from --timings.")] = None,
-    throughput: Annotated[float | None, typer.Option(help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode).")] = None,
+    throughput: Annotated[
+        float | None,
+        typer.Option(
+            help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode)."
+        ),
+    ] = None,
     budgets: Annotated[int, typer.Option(help="Number of log-spaced budgets in the table.")] = 12,
     prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
     max_draws: Annotated[int, typer.Option(help="Posterior draws used at most.")] = 1000,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
+    ] = None,
 ) -> None:
     """isoCost frontier: best dense vs best sparse per budget, P(sparse wins), critical length.
 
@@ -266,7 +356,9 @@ def frontier(
         chosen = task or levels
         unknown = [t for t in chosen if levels and t not in levels]
         if unknown:
-            raise ValueError(f"--task '{unknown[0]}' is not a task of {source} ({', '.join(levels)})")
+            raise ValueError(
+                f"--task '{unknown[0]}' is not a task of {source} ({', '.join(levels)})"
+            )
         ratios = _numbers(compressions, "--compressions")
         length = _number(seq_len, "--seq-len")
         scan = _numbers(lengths, "--lengths")
@@ -311,7 +403,9 @@ def frontier(
     except _errors() as exc:
         fail(str(exc))
         return
-    what = f"mean over {len(chosen)} tasks" if len(chosen) > 1 else (chosen[0] if chosen else "score")
+    what = (
+        f"mean over {len(chosen)} tasks" if len(chosen) > 1 else (chosen[0] if chosen else "score")
+    )
     if fmt == "json":
         doc = {
             "source": source,
@@ -398,13 +492,30 @@ def _frontier_table(front: Any, label: str, what: str) -> None:
 
 # --- tolerance -------------------------------------------------------------------------------
 def tolerance(
-    data: Annotated[str, typer.Argument(help="An accuracy-point table (CSV, Parquet, JSON Lines) or measured:NAME.")],
-    margin: Annotated[float, typer.Option(help="Largest tolerated loss against dense, in score units.")] = 0.05,
-    alpha: Annotated[float, typer.Option(help="Error rate of the whole fixed-sequence procedure.")] = 0.05,
-    where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeatable).")] = None,
-    summary: Annotated[bool, typer.Option("--summary/--detail", help="Print the spread over tasks per model, phase and length, or every row.")] = True,
+    data: Annotated[
+        str,
+        typer.Argument(help="An accuracy-point table (CSV, Parquet, JSON Lines) or measured:NAME."),
+    ],
+    margin: Annotated[
+        float, typer.Option(help="Largest tolerated loss against dense, in score units.")
+    ] = 0.05,
+    alpha: Annotated[
+        float, typer.Option(help="Error rate of the whole fixed-sequence procedure.")
+    ] = 0.05,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeatable).")
+    ] = None,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary/--detail",
+            help="Print the spread over tasks per model, phase and length, or every row.",
+        ),
+    ] = True,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
+    ] = None,
 ) -> None:
     """Largest tolerable compression per (model, length, method, task), error rate controlled.
 
@@ -424,6 +535,14 @@ def tolerance(
         fail(str(exc))
         return
     shown = tolerance_summary(result) if summary else result
+    if fmt == "table" and not summary:
+        shown = shown.drop("margin", "alpha", "test", "levels_tested").rename(
+            {
+                "max_tolerable_compression": "max_C",
+                "dense_score": "dense",
+                "score_at_max": "at_max_C",
+            }
+        )
     title = (
         f"max tolerable compression (loss < {margin:g} vs dense, error rate <= {alpha:g}, "
         f"{result['test'][0]} test)"

@@ -261,7 +261,9 @@ def from_hf_config(
         except FileNotFoundError:
             raise ArchitectureError(f"{source}: file not found") from None
         except json.JSONDecodeError as exc:
-            raise ArchitectureError(f"{source}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+            raise ArchitectureError(
+                f"{source}: not valid JSON ({exc.msg}, line {exc.lineno})"
+            ) from None
     if not isinstance(cfg, Mapping):
         raise ArchitectureError(f"{source}: expected a JSON object")
     outer = cfg

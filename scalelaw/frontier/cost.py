@@ -193,7 +193,9 @@ def decode_bytes(
     """
     _check(arch, seq_len, compression, batch)
     if method not in DECODE_METHODS:
-        raise CostError(f"unknown decode method '{method}'; choose from {', '.join(DECODE_METHODS)}")
+        raise CostError(
+            f"unknown decode method '{method}'; choose from {', '.join(DECODE_METHODS)}"
+        )
     k = {**DEFAULT_KNOBS, **(knobs or {})}
     L, d, n = float(seq_len), arch.hidden, arch.layers
     local_len = float(min(arch.window, L)) if arch.window else 0.0

@@ -61,15 +61,22 @@ def frontier_figure(
         ax.plot(rows["cost"], rows["mean"], color=colour, lw=0.8, alpha=0.5)
         d = rows.filter(~pl.col("sparse"))
         s = rows.filter(pl.col("sparse"))
-        ax.scatter(d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, label=f"{size} dense")
+        ax.scatter(
+            d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, label=f"{size} dense"
+        )
         ax.scatter(
             s["cost"], s["mean"], facecolor="none", edgecolor=colour, marker="o",
             s=10 + 3 * s["compression"].to_numpy(), zorder=3,
         )  # fmt: skip
     b = front.budgets
-    for tag, colour, label in (("dense", "black", "best dense"), ("sparse", "tab:red", "best sparse")):
+    for tag, colour, label in (
+        ("dense", "black", "best dense"),
+        ("sparse", "tab:red", "best sparse"),
+    ):
         rows = b.filter(pl.col(f"{tag}_mean").is_not_null())
-        ax.step(rows["budget"], rows[f"{tag}_mean"], where="post", color=colour, lw=1.6, label=label)
+        ax.step(
+            rows["budget"], rows[f"{tag}_mean"], where="post", color=colour, lw=1.6, label=label
+        )
         ax.fill_between(
             rows["budget"], rows[f"{tag}_lower"], rows[f"{tag}_upper"],
             step="post", color=colour, alpha=0.15, lw=0,
@@ -77,38 +84,59 @@ def frontier_figure(
     _log_x(ax)
     ax.set_xlabel(f"{cost_label} (log scale)")
     ax.set_ylabel("predicted score")
-    ax.set_title(f"configurations at L = {_tokens(front.meta['seq_len'])}\n(hollow: sparse, larger = higher C)")
+    ax.set_title(
+        f"configurations at L = {_tokens(front.meta['seq_len'])}\n(hollow: sparse, larger = higher C)"
+    )
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     ax.grid(alpha=0.3, which="both")
 
     ax = axes[1]
     rows = b.filter(pl.col("p_sparse_better").is_not_null())
-    ax.step(rows["budget"], rows["p_sparse_better"], where="post", color="tab:red", label="P(best sparse > best dense)")
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="0.5")
+    ax.step(
+        rows["budget"],
+        rows["p_sparse_better"],
+        where="post",
+        color="tab:red",
+        label="P(best sparse > best dense)",
+    )
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_ylim(-0.03, 1.03)
     _log_x(ax)
     ax.set_xlabel(f"budget: {cost_label} (log scale)")
-    ax.set_ylabel("posterior probability")
+    ax.set_ylabel("P(best sparse > best dense)")
     ax.set_title(f"sparse beats dense at equal cost\n({_draws(front.n_draws)})")
-    ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3, which="both")
 
     if critical is not None:
         ax = axes[2]
         t = critical.by_length
-        ax.plot(t["seq_len"], t["advantage_mean"], marker="o", color="tab:blue", label="mean advantage")
+        ax.plot(
+            t["seq_len"], t["advantage_mean"], marker="o", color="tab:blue", label="mean advantage"
+        )
         ax.fill_between(
             t["seq_len"], t["advantage_lower"], t["advantage_upper"], color="tab:blue", alpha=0.2,
             lw=0, label=f"{critical.prob:.0%} interval",
         )  # fmt: skip
         ax.axhline(0.0, color="grey", lw=0.8)
         if np.isfinite(critical.median):
-            ax.axvline(critical.median, color="tab:red", ls="--", lw=1.2, label=f"critical L {_tokens(critical.median)}")
+            ax.axvline(
+                critical.median,
+                color="tab:red",
+                ls="--",
+                lw=1.2,
+                label=f"critical L {_tokens(critical.median)}",
+            )
             if critical.n_draws > 1:
-                hi = critical.upper if np.isfinite(critical.upper) else float(t["seq_len"].max())
+                hi = (
+                    critical.upper
+                    if np.isfinite(critical.upper)
+                    else float(t["seq_len"].to_numpy().max())
+                )
                 ax.axvspan(critical.lower, hi, color="tab:red", alpha=0.1)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(t["seq_len"].to_list(), [_tokens(x) for x in t["seq_len"]], rotation=45, fontsize=7)
+        ax.set_xticks(
+            t["seq_len"].to_list(), [_tokens(x) for x in t["seq_len"]], rotation=45, fontsize=7
+        )
         ax.minorticks_off()
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel("score: best sparse - best dense")
@@ -129,7 +157,11 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
     phases = result["phase"].unique().sort().to_list() if "phase" in result.columns else [None]
     model = "model" if "model" in result.columns else "params"
     fig, axes = plt.subplots(
-        1, len(phases), figsize=(5.0 * len(phases), 4.2), squeeze=False, constrained_layout=True
+        1,
+        len(phases),
+        figsize=(max(7.0, 5.0 * len(phases)), 4.4),
+        squeeze=False,
+        constrained_layout=True,
     )
     lengths = sorted(result["seq_len"].unique().to_list())
     colours = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, len(lengths)))
@@ -137,10 +169,14 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
     for ax, phase in zip(axes[0], phases, strict=True):
         part = result if phase is None else result.filter(pl.col("phase") == phase)
         order = part.group_by(model).agg(
-            pl.col("params").first() if "params" in part.columns else pl.first(model).alias("params")
+            pl.col("params").first()
+            if "params" in part.columns
+            else pl.first(model).alias("params")
         )
         models = order.sort("params")[model].to_list()
-        data = [part.filter(pl.col(model) == m)["max_tolerable_compression"].to_numpy() for m in models]
+        data = [
+            part.filter(pl.col(model) == m)["max_tolerable_compression"].to_numpy() for m in models
+        ]
         ax.boxplot(data, positions=range(len(models)), widths=0.5, showfliers=False)
         for i, m in enumerate(models):
             for length, colour in zip(lengths, colours, strict=True):
@@ -148,8 +184,14 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
                     "max_tolerable_compression"
                 ].to_numpy()
                 x = i + rng.uniform(-0.18, 0.18, len(y))
-                ax.scatter(x, y, s=14, color=colour, alpha=0.8, label=_tokens(length) if i == 0 else None)
-        ax.set_yscale("log", base=2)
+                ax.scatter(
+                    x, y, s=14, color=colour, alpha=0.8, label=_tokens(length) if i == 0 else None
+                )
+        ax.set_yscale("log")
+        top = float(result["max_tolerable_compression"].max())  # type: ignore[arg-type]
+        ticks = [t for t in (1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 50, 100) if t <= top * 1.01]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xticks(range(len(models)), [str(m) for m in models], rotation=20, fontsize=8)
         ax.set_xlabel("model")
         ax.set_ylabel("max tolerable compression C")
@@ -158,7 +200,9 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
         ax.legend(title="length", fontsize=7, title_fontsize=7, loc="best")
     margin = float(result["margin"][0])
     alpha = float(result["alpha"][0])
-    fig.suptitle(title or f"tolerable compression (loss vs dense < {margin:g}, error rate {alpha:g})")
+    fig.suptitle(
+        title or f"largest C with loss vs dense < {margin:g} (error rate <= {alpha:g})", fontsize=11
+    )
     out = Path(path)
     fig.savefig(out, dpi=130)
     plt.close(fig)

@@ -22,7 +22,19 @@ DrawsFn = Callable[[pl.DataFrame], np.ndarray]
 CostFn = Callable[[Architecture, float, float], float]
 
 #: The reference study's compression levels (1 = dense).
-STUDY_COMPRESSIONS: tuple[float, ...] = (1.0, 1.43, 1.67, 2.0, 2.5, 3.33, 5.0, 7.5, 10.0, 15.0, 20.0)
+STUDY_COMPRESSIONS: tuple[float, ...] = (
+    1.0,
+    1.43,
+    1.67,
+    2.0,
+    2.5,
+    3.33,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+)
 
 
 class FrontierError(ValueError):
@@ -238,7 +250,9 @@ class CriticalLength:
         )
         notes = []
         if self.share_below > 0:
-            notes.append(f"{self.share_below:.0%} of draws at or below {lengths.min() / 1024:,.0f}K")
+            notes.append(
+                f"{self.share_below:.0%} of draws at or below {lengths.min() / 1024:,.0f}K"
+            )
         if self.share_beyond > 0:
             notes.append(f"{self.share_beyond:.0%} beyond {lengths.max() / 1024:,.0f}K")
         return text + (f"; {', '.join(notes)}" if notes else "")
@@ -298,7 +312,8 @@ def critical_length(
     share_below = float(np.mean(crit <= lengths[0]))
     # order statistics, so that draws which never cross (+inf) count without breaking quantiles
     lower, median, upper = (
-        float(np.quantile(crit, q, method="inverted_cdf")) for q in ((1 - prob) / 2, 0.5, (1 + prob) / 2)
+        float(np.quantile(crit, q, method="inverted_cdf"))
+        for q in ((1 - prob) / 2, 0.5, (1 + prob) / 2)
     )
     return CriticalLength(
         by_length, median, lower, upper, prob, share_beyond, share_below, mu.shape[0]

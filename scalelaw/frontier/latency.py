@@ -62,7 +62,9 @@ class Timings:
         try:
             frame = pl.read_csv(p, comment_prefix="#", infer_schema_length=None)
         except pl.exceptions.PolarsError as exc:
-            raise TimingsError(f"{source}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
+            raise TimingsError(
+                f"{source}: cannot parse as CSV ({str(exc).splitlines()[0]})"
+            ) from None
         for col in ("method", "seq_len", "compression", "ms"):
             if col not in frame.columns:
                 raise TimingsError(
@@ -80,7 +82,9 @@ class Timings:
         frame = frame.with_columns(
             pl.col("seq_len", "compression", "ms").cast(pl.Float64, strict=False)
         )
-        bad = frame.filter(pl.any_horizontal(pl.col("seq_len", "ms").is_null()) | (pl.col("ms") <= 0))
+        bad = frame.filter(
+            pl.any_horizontal(pl.col("seq_len", "ms").is_null()) | (pl.col("ms") <= 0)
+        )
         if bad.height:
             raise TimingsError(f"{source}: a row of method '{bad['method'][0]}' has no valid ms")
         methods = set(frame["method"].to_list())
@@ -90,16 +94,19 @@ class Timings:
                 f"{', '.join(sorted(methods)) or 'none'}"
             )
         dense = next((d for d in DENSE_NAMES if d in methods), method)
-        if dense == method and frame.filter(
-            (pl.col("method") == method) & (pl.col("compression") == 1)
-        ).is_empty():
+        if (
+            dense == method
+            and frame.filter((pl.col("method") == method) & (pl.col("compression") == 1)).is_empty()
+        ):
             raise TimingsError(
                 f"{source}: no dense baseline (method {'/'.join(DENSE_NAMES)} or {method} at "
                 "compression 1)"
             )
         return cls(frame, method, dense, source, phase)
 
-    def attention_ms(self, arch: Architecture, seq_len: float, compression: float, batch: int) -> float:
+    def attention_ms(
+        self, arch: Architecture, seq_len: float, compression: float, batch: int
+    ) -> float:
         """Time of one attention call for `arch`, interpolated in log time over log L and log C."""
         name = self.dense if compression == 1 else self.method
         rows = self.frame.filter(pl.col("method") == name)
@@ -117,8 +124,8 @@ class Timings:
                 )
         lengths = np.array([x for x, _ in per_len])
         times = np.array([y for _, y in per_len])
-        ms = _interp_log(lengths, times, seq_len, f"{name} seq_len", self.source)
-        return ms * self._scale(rows, arch, batch)
+        at = _interp_log(lengths, times, seq_len, f"{name} seq_len", self.source)
+        return at * self._scale(rows, arch, batch)
 
     @staticmethod
     def _scale(rows: pl.DataFrame, arch: Architecture, batch: int) -> float:

@@ -24,7 +24,8 @@ from scalelaw.kernels.base import (
     resolve_backend,
     unreachable_note,
 )
-from scalelaw.kernels.reference import CHUNK_ELEMENTS, masked_causal
+from scalelaw.kernels.reference import CHUNK_ELEMENTS
+from scalelaw.kernels.sparse_torch import block_sparse_torch
 
 
 @dataclass
@@ -159,7 +160,7 @@ def run_block_pattern(
         from scalelaw.kernels.triton_prefill import block_sparse_attention
 
         return block_sparse_attention(q, k, v, pattern.index, pattern.counts, pattern.block_size)
-    return masked_causal(q, k, v, pattern.keep_fn(), multiple=pattern.block_size)
+    return block_sparse_torch(q, k, v, pattern.index, pattern.counts, pattern.block_size)
 
 
 class BlockSparse(SparseMethod):

@@ -33,7 +33,8 @@ from scalelaw.kernels.block_sparse import (
     pooled,
     select_blocks,
 )
-from scalelaw.kernels.reference import last_window_probs, masked_causal
+from scalelaw.kernels.reference import dense_causal, last_window_probs
+from scalelaw.kernels.sparse_torch import block_sparse_torch, vertical_slash_torch
 from scalelaw.kernels.vertical_slash import (
     VSPattern,
     coverage,
@@ -194,18 +195,15 @@ class FlexPrefill(SparseMethod):
 
             kn = self._call_knobs(knobs)
             out = flexprefill_attention(q, k, v, vs, blocks, block_mode, kn["block_size"])
+        elif bool((entries >= causal_entries(lq)).all()):
+            out = dense_causal(q, k, v)
         else:
-            vs_keep = vs.keep_fn()
-            block_keep = blocks.keep_fn() if blocks is not None else None
-            mode = block_mode[:, :, None, None]
-
-            def keep(s: int, e: int, kend: int) -> torch.Tensor:
-                lines = vs_keep(s, e, kend)
-                if block_keep is None:
-                    return lines
-                return torch.where(mode, block_keep(s, e, kend), lines)
-
-            out = masked_causal(q, k, v, keep)
+            out = vertical_slash_torch(q, k, v, vs.col_keep, vs.diag_keep, heads=~block_mode)
+            if blocks is not None:
+                by_block = block_sparse_torch(
+                    q, k, v, blocks.index, blocks.counts, blocks.block_size
+                )
+                out = torch.where(block_mode[:, :, None, None], by_block, out)
         achieved = causal_entries(lq) * b * h / float(entries.sum())
         why = (
             f"L={lq}, {stats['block_heads']} block-mode heads keeping "

@@ -26,7 +26,7 @@ def _sparse_prefill_fwd(
     Q,
     K,
     V,
-    O,
+    Out,
     IDX,
     CNT,
     DKEEP,
@@ -145,8 +145,8 @@ def _sparse_prefill_fwd(
     # Rows past the sequence end have no scores; keep them finite (they are not stored).
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(
-        O + b * sob + h * soh + offs_m[:, None] * sol + offs_d[None, :],
-        out.to(O.dtype.element_ty),
+        Out + b * sob + h * soh + offs_m[:, None] * sol + offs_d[None, :],
+        out.to(Out.dtype.element_ty),
         mask=row_ok[:, None] & d_ok[None, :],
     )
 
@@ -240,9 +240,7 @@ def block_sparse_attention(
     return _launch(q, k, v, index, counts, block)
 
 
-def diagonal_block_lists(
-    diag_keep: torch.Tensor, block: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def diagonal_block_lists(diag_keep: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Key blocks crossed by kept diagonals, per query block: index (B, H, nb, n), counts."""
     b, h, length = diag_keep.shape
     nb = math.ceil(length / block)
@@ -257,7 +255,7 @@ def diagonal_block_lists(
     deltas = torch.argsort((~touched).to(torch.int8), dim=-1, stable=True)[..., : max(n, 1)]
     n_touched = touched.sum(-1)
     qb = torch.arange(nb, device=diag_keep.device)
-    valid = (torch.arange(deltas.shape[-1], device=diag_keep.device) < n_touched[..., None])
+    valid = torch.arange(deltas.shape[-1], device=diag_keep.device) < n_touched[..., None]
     ok = valid[:, :, None, :] & (deltas[:, :, None, :] <= qb[:, None])
     index = (qb[:, None] - deltas[:, :, None, :]).clamp(min=0)
     # Deltas are ascending, so the valid ones form a prefix of each row.
@@ -270,9 +268,15 @@ def column_lists(col_keep: torch.Tensor, block: int) -> tuple[torch.Tensor, torc
     nb = math.ceil(length / block)
     n = max(1, int(col_keep.sum(-1).max()))
     order = torch.argsort((~col_keep).to(torch.int8), dim=-1, stable=True)[..., :n]
-    cols = torch.where(torch.arange(n, device=col_keep.device) < col_keep.sum(-1, keepdim=True), order, length)
-    last_row = torch.clamp(torch.arange(1, nb + 1, device=col_keep.device) * block - 1, max=length - 1)
-    counts = torch.searchsorted(cols.contiguous(), last_row.expand(b, h, nb).contiguous(), right=True)
+    cols = torch.where(
+        torch.arange(n, device=col_keep.device) < col_keep.sum(-1, keepdim=True), order, length
+    )
+    last_row = torch.clamp(
+        torch.arange(1, nb + 1, device=col_keep.device) * block - 1, max=length - 1
+    )
+    counts = torch.searchsorted(
+        cols.contiguous(), last_row.expand(b, h, nb).contiguous(), right=True
+    )
     return cols.to(torch.int32), counts.to(torch.int32)
 
 

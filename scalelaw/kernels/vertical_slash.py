@@ -24,7 +24,8 @@ from scalelaw.kernels.base import (
     resolve_backend,
     unreachable_note,
 )
-from scalelaw.kernels.reference import CHUNK_ELEMENTS, last_window_probs, masked_causal
+from scalelaw.kernels.reference import CHUNK_ELEMENTS, dense_causal, last_window_probs
+from scalelaw.kernels.sparse_torch import vertical_slash_torch
 
 
 def window_scores(
@@ -131,7 +132,9 @@ def run_vs_pattern(
         from scalelaw.kernels.triton_prefill import vertical_slash_attention
 
         return vertical_slash_attention(q, k, v, pat.col_keep, pat.diag_keep, block)
-    return masked_causal(q, k, v, pat.keep_fn())
+    if bool((pat.entries >= causal_entries(q.shape[2])).all()):
+        return dense_causal(q, k, v)
+    return vertical_slash_torch(q, k, v, pat.col_keep, pat.diag_keep)
 
 
 class VerticalSlash(SparseMethod):

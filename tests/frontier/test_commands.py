@@ -96,7 +96,12 @@ def test_frontier_latency(tmp_path: Path) -> None:
     seven = cfg.filter(pl.col("size") == "7B").sort("compression")["cost"].to_numpy()
     # 28 layers x (dense 32 ms, sparse 32 / 3 ms) plus the same non-attention time
     assert seven[0] - seven[2] == pytest.approx(28 * 32 * (1 - 1 / 3), rel=1e-6)
-    assert [r["seq_len"] for r in doc["critical_length"]["by_length"]] == [16384, 32768, 65536, 131072]
+    assert [r["seq_len"] for r in doc["critical_length"]["by_length"]] == [
+        16384,
+        32768,
+        65536,
+        131072,
+    ]
     err = _run(*args[:-2], "--seq-len", "256K", code=2)
     assert "outside the measured range" in err
 
@@ -125,7 +130,9 @@ def test_tolerance_command(tmp_path: Path) -> None:
     assert got[("prefill", "Qwen2.5-7B")] == (2.0, 2.0)
     assert got[("decode", "Qwen2.5-72B")] == (20.0, 20.0)
     assert png.stat().st_size > 20_000
-    detail = json.loads(_run("tolerance", str(csv), "--detail", "--format", "json", "--where", "phase=decode"))
+    detail = json.loads(
+        _run("tolerance", str(csv), "--detail", "--format", "json", "--where", "phase=decode")
+    )
     assert len(detail) == 6 and {r["method"] for r in detail} == {"quest"}
     err = _run("tolerance", str(tmp_path / "missing.csv"), code=2)
     assert "file not found" in err

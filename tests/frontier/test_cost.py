@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 
 from scalelaw.frontier import Architecture, CostError, decode_bytes, get_architecture, prefill_flops
 
-TINY = Architecture("tiny", "x", layers=2, hidden=8, heads=2, kv_heads=1, head_dim=4, mlp=16, vocab=10)
+TINY = Architecture(
+    "tiny", "x", layers=2, hidden=8, heads=2, kv_heads=1, head_dim=4, mlp=16, vocab=10
+)
 QWEN = ("7B", "14B", "32B", "72B")
 
 
@@ -79,15 +82,17 @@ def test_decode_shares_against_study(shared_data: Path) -> None:
 
 
 def test_gemma_window_against_study() -> None:
-    # study: at 64K, batch 8, attention is 76% of prefill for Qwen2.5-14B vs 42% for Gemma-3-12B
+    # study: at 64K, batch 8, attention is 76% of prefill for Qwen2.5-14B vs 42% for Gemma-3-12B;
+    # Gemma-3-12B at 128K: 54% of prefill, 75% of decode traffic (batch 8)
+    g = get_architecture("gemma3", "12B")
     qwen = prefill_flops(get_architecture("qwen2.5", "14B"), 65536, batch=8)
-    gemma = prefill_flops(get_architecture("gemma3", "12B"), 65536, batch=8)
-    assert qwen.attention_block_share == pytest.approx(0.76, abs=0.02)
-    assert gemma.attention_block_share < 0.5 * qwen.attention_block_share + 0.05
-    # decode at 128K, batch 8: 75% for Gemma-3-12B
-    assert decode_bytes(get_architecture("gemma3", "12B"), 131072, batch=8).attention_share == (
-        pytest.approx(0.75, abs=0.02)
-    )
+    assert qwen.attention_block_share == pytest.approx(0.76, abs=0.01)
+    assert prefill_flops(g, 65536, batch=8).attention_block_share == pytest.approx(0.42, abs=0.01)
+    assert prefill_flops(g, 131072).attention_block_share == pytest.approx(0.54, abs=0.01)
+    assert decode_bytes(g, 131072, batch=8).attention_share == pytest.approx(0.75, abs=0.01)
+    # without the sliding windows Gemma would look like any other model
+    full = replace(g, local_layers=0, window=None)
+    assert prefill_flops(full, 65536, batch=8).attention_block_share > 0.6
 
 
 def test_indexing_and_bounds() -> None:

@@ -48,7 +48,9 @@ def test_large_sparse_wins_when_it_is_cheaper_and_better() -> None:
         c = points["compression"].to_numpy()
         return (0.3 + 0.2 * (n > SMALL.params()) - 0.01 * np.log(c))[None, :]
 
-    f = isocost_frontier(draws, [SMALL, LARGE], 1.0, _toy_cost, compressions=[1, 4, 16], budgets=[2.0, 2.5])
+    f = isocost_frontier(
+        draws, [SMALL, LARGE], 1.0, _toy_cost, compressions=[1, 4, 16], budgets=[2.0, 2.5]
+    )
     b = f.budgets
     assert b["p_sparse_better"].to_list() == [0.0, 1.0]
     assert (b["sparse_size"][1], b["sparse_compression"][1]) == ("L", 4.0)
@@ -77,11 +79,18 @@ def test_probability_is_computed_per_draw() -> None:
 
 
 def test_crossings() -> None:
-    adv = np.array([[-1.0, -1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [-1.0, 1.0, -1.0, -1.0], [1.0, -1.0, 3.0, 1.0]])
+    adv = np.array(
+        [
+            [-1.0, -1.0, 1.0, 1.0],
+            [1.0, 1.0, 1.0, 1.0],
+            [-1.0, 1.0, -1.0, -1.0],
+            [1.0, -1.0, 3.0, 1.0],
+        ]
+    )
     got = _crossings(adv, np.log([1.0, 2.0, 4.0, 8.0]))
     assert got[0] == pytest.approx(np.sqrt(8.0))  # halfway between 2 and 4 in log length
     assert got[1] == 1.0 and np.isinf(got[2])
-    assert got[3] == pytest.approx(2.0 * 2 ** 0.25)  # last crossing: from -1 at 2 to 3 at 4
+    assert got[3] == pytest.approx(2.0 * 2**0.25)  # last crossing: from -1 at 2 to 3 at 4
 
 
 def test_bad_inputs() -> None:
@@ -105,7 +114,9 @@ def fits():  # type: ignore[no-untyped-def]
         data = simulate(get_law(f"sparse-frontier-v1:{phase}"), "paper", samples=100, seed=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out[phase] = fit(data, sparse_frontier(), FitOptions(backend="lsq", bootstrap=30, seed=1))
+            out[phase] = fit(
+                data, sparse_frontier(), FitOptions(backend="lsq", bootstrap=30, seed=1)
+            )
     return out
 
 
@@ -161,7 +172,14 @@ def test_wide_posterior_gives_no_confident_winner() -> None:
     assert crit.lower <= 8192 and crit.upper >= 2**19  # the interval spans the scanned range
     # the published card, a single confident draw, says 0 or 1 everywhere
     card = get_law("sparse-frontier-v1:prefill")
-    q = isocost_frontier(
-        average_over_tasks(lambda pts: predict_draws(card, pts), ["QuALITY"]), QWEN, 131072, cost_fn
-    ).budgets["p_sparse_better"].to_numpy()
+    q = (
+        isocost_frontier(
+            average_over_tasks(lambda pts: predict_draws(card, pts), ["QuALITY"]),
+            QWEN,
+            131072,
+            cost_fn,
+        )
+        .budgets["p_sparse_better"]
+        .to_numpy()
+    )
     assert set(q.tolist()) <= {0.0, 1.0}

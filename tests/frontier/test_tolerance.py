@@ -20,15 +20,21 @@ from scalelaw.frontier.tolerance import (
 RATIOS = [2.0, 5.0, 10.0, 20.0]
 
 
-@pytest.mark.parametrize(("x1", "n1", "x2", "n2"), [(85, 100, 51, 80), (3, 50, 31, 40), (100, 100, 97, 100)])
-def test_restricted_mle_maximises_the_constrained_likelihood(x1: int, n1: int, x2: int, n2: int) -> None:
+@pytest.mark.parametrize(
+    ("x1", "n1", "x2", "n2"), [(85, 100, 51, 80), (3, 50, 31, 40), (100, 100, 97, 100)]
+)
+def test_restricted_mle_maximises_the_constrained_likelihood(
+    x1: int, n1: int, x2: int, n2: int
+) -> None:
     d = -0.05
 
     def nll(p2: float) -> float:
         p1 = p2 + d
         return -float(binom.logpmf(x1, n1, p1) + binom.logpmf(x2, n2, p2))
 
-    best = minimize_scalar(nll, bounds=(-d + 1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-10})
+    best = minimize_scalar(
+        nll, bounds=(-d + 1e-9, 1 - 1e-9), method="bounded", options={"xatol": 1e-10}
+    )
     r1, r2 = restricted_mle(np.array(x1), np.array(n1), np.array(x2), np.array(n2), d)
     assert float(r2) == pytest.approx(best.x, abs=1e-6)
     assert float(r1) - float(r2) == pytest.approx(d)
@@ -43,9 +49,7 @@ def test_exact_size_at_most_alpha(n: int, margin: float) -> None:
     xd, xs = np.meshgrid(x, x, indexing="ij")
     reject = noninferiority_counts(xd, n, xs, n, margin) <= alpha
     p_dense = np.linspace(margin + 0.01, 0.995, 120)
-    size = [
-        (binom.pmf(xd, n, p) * binom.pmf(xs, n, p - margin) * reject).sum() for p in p_dense
-    ]
+    size = [(binom.pmf(xd, n, p) * binom.pmf(xs, n, p - margin) * reject).sum() for p in p_dense]
     assert max(size) <= alpha
     assert max(size) > alpha / 2  # not uselessly conservative
 
@@ -92,7 +96,10 @@ def _table(rng: np.random.Generator, n: int) -> pl.DataFrame:
 
 def test_known_answer_from_counts() -> None:
     result = tolerance_table(_table(np.random.default_rng(1), 2000), margin=0.05, alpha=0.05)
-    got = {(r["model"], r["task"]): r["max_tolerable_compression"] for r in result.iter_rows(named=True)}
+    got = {
+        (r["model"], r["task"]): r["max_tolerable_compression"]
+        for r in result.iter_rows(named=True)
+    }
     assert got == {("7B", "a"): 5.0, ("7B", "b"): 5.0, ("72B", "a"): 20.0, ("72B", "b"): 20.0}
     assert result.filter(pl.col("model") == "7B")["stopped_at"].to_list() == [10.0, 10.0]
     summary = tolerance_summary(result)
@@ -110,8 +117,16 @@ def test_known_answer_from_variances() -> None:
 
 def test_clear_errors() -> None:
     frame = _table(np.random.default_rng(3), 50)
-    with pytest.raises(DataError, match="no dense row for model=72B, seq_len=16384.0, task=b"):
-        tolerance_table(frame.filter(~((pl.col("model") == "72B") & (pl.col("task") == "b") & (pl.col("compression") == 1))))
+    with pytest.raises(DataError, match=r"no dense row for model=72B, seq_len=16384\.0, task=b"):
+        tolerance_table(
+            frame.filter(
+                ~(
+                    (pl.col("model") == "72B")
+                    & (pl.col("task") == "b")
+                    & (pl.col("compression") == 1)
+                )
+            )
+        )
     with pytest.raises(DataError, match="needs 'correct' and 'samples'"):
         tolerance_table(frame.drop("correct"))
     with pytest.raises(DataError, match="row 21: a second dense row"):

@@ -258,3 +258,34 @@ def test_quest_reads_the_matching_page(qkv):
     pk = pk.reshape(1, 2, -1, 8, 32)
     torch.testing.assert_close(state.page_max, pk.nan_to_num(-1e9).amax(3))
     torch.testing.assert_close(state.page_min, pk.nan_to_num(1e9).amin(3))
+
+
+def test_flexprefill_mixed_heads_match_naive_oracle(qkv):
+    from scalelaw.kernels.flexprefill import js_distance
+
+    q, k, v = qkv(h=4, hkv=2, length=144, d=16, seed=7)
+    tau = float(js_distance(q, k, 32, 16).flatten().sort().values[1:3].mean())
+    m = get_method("flexprefill", window=32, local_diagonals=4, min_budget=8, block_size=16, tau=tau)
+    vs, blocks, mode, stats = m.pattern(q, k, 3.0)
+    assert stats["block_heads"] == 2
+    i = torch.arange(144)
+    off = (i[:, None] - i[None, :]).clamp(min=0)
+    lines = vs.col_keep[:, :, None, :] | vs.diag_keep[:, :, off]
+    bmask = blocks.block_mask().repeat_interleave(16, 2).repeat_interleave(16, 3)[..., :144, :144]
+    mask = torch.where(mode[:, :, None, None], bmask, lines) & causal(144)
+    res = m.prefill(q, k, v, compression=3.0)
+    torch.testing.assert_close(res.out, naive_masked(q, k, v, mask), atol=2e-5, rtol=1e-4)
+    assert res.achieved_compression == pytest.approx(144 * 145 / 2 * 4 / mask.sum().item())
+
+
+def test_block_gather_path_chunks(qkv, monkeypatch):
+    from scalelaw.kernels import sparse_torch
+
+    q, k, v = qkv(length=100, d=16)
+    m = get_method("block-sparse", block_size=8)
+    whole = m.prefill(q, k, v, compression=2.5).out
+    monkeypatch.setattr(sparse_torch, "CHUNK_ELEMENTS", 1)  # one query block at a time
+    torch.testing.assert_close(m.prefill(q, k, v, compression=2.5).out, whole)
+    pat = m.pattern(q, k, 2.5)
+    oracle = ref.masked_causal(q, k, v, pat.keep_fn(), multiple=8)
+    torch.testing.assert_close(whole, oracle, atol=2e-5, rtol=1e-4)

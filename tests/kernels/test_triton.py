@@ -33,9 +33,7 @@ def test_auto_backend_is_torch_on_cpu():
     assert resolve_backend("x", "auto", torch.device("cuda")) == "triton"
 
 
-@pytest.mark.parametrize(
-    ("dtype", "c", "d"), [(torch.float32, 3.0, 32), (torch.float16, 1.0, 64)]
-)
+@pytest.mark.parametrize(("dtype", "c", "d"), [(torch.float32, 3.0, 32), (torch.float16, 1.0, 64)])
 def test_block_sparse_kernel(qkv, dtype, c, d):
     q, k, v = qkv(h=4, hkv=2, length=150, d=d, dtype=dtype)
     res = both(get_method("block-sparse", block_size=16), q, k, v, c)
