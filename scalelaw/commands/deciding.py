@@ -329,6 +329,13 @@ def frontier(
     budgets: Annotated[int, typer.Option(help="Number of log-spaced budgets in the table.")] = 12,
     prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
     max_draws: Annotated[int, typer.Option(help="Posterior draws used at most.")] = 1000,
+    show: Annotated[
+        str,
+        typer.Option(
+            help="For table/csv: budgets (best dense vs best sparse per budget) or configs "
+            "(every configuration with its score interval and frontier flags)."
+        ),
+    ] = "budgets",
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
@@ -343,6 +350,8 @@ def frontier(
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
     _check_format(fmt)
+    if show not in ("budgets", "configs"):
+        fail(f"unknown --show '{show}' (budgets or configs)")
     from scalelaw.fits import predict_draws
     from scalelaw.frontier import average_over_tasks, critical_length, isocost_frontier
     from scalelaw.frontier import cost as cost_of
@@ -428,7 +437,10 @@ def frontier(
             }
         print(json.dumps(doc, indent=2))
     elif fmt == "csv":
-        sys.stdout.write(front.budgets.write_csv())
+        sys.stdout.write((front.budgets if show == "budgets" else front.configs).write_csv())
+    elif show == "configs":
+        title = f"configurations at L={length:,.0f}: {label}, predicted {what}"
+        _emit(front.configs, "table", f"{title} ({front.prob:.0%} intervals)")
     else:
         _frontier_table(front, label, what)
         if crit is not None:

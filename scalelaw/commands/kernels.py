@@ -1,9 +1,201 @@
-"""Commands of this group are registered on the main app by `register`."""
+"""Commands: kernels list, kernels check (sparse attention methods and their self-checks)."""
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+kernels_app = typer.Typer(
+    name="kernels",
+    help="Sparse attention methods: list them with their knobs, check them against dense.",
+    no_args_is_help=True,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@kernels_app.command("list")
+def list_cmd(
+    phase: Annotated[
+        str | None, typer.Option(help="Only methods with this phase: prefill or decode.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the methods, their phases, knobs with defaults, and how C maps to their budget.
+
+    Example: scalelaw kernels list --phase decode
+    """
+    from scalelaw.kernels import KernelInputError, get_method, list_methods
+
+    try:
+        names = list_methods(phase)
+    except KernelInputError as e:
+        fail(str(e))
+    info: list[dict[str, Any]] = []
+    for name in names:
+        m = get_method(name)
+        info.append(
+            {
+                "method": name,
+                "phases": list(m.phases),
+                "knobs": m.knobs(),
+                "knob_help": dict(m.KNOB_HELP),
+                "description": m.description,
+                "budget": m.budget_rule,
+            }
+        )
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    table = Table(show_lines=True)
+    for col in ("method", "phases", "knobs (defaults)", "how C sets the budget"):
+        table.add_column(col, overflow="fold")
+    for row in info:
+        knobs = ", ".join(f"{k}={v}" for k, v in row["knobs"].items()) or "-"
+        table.add_row(row["method"], "/".join(row["phases"]), knobs, row["budget"])
+    console.print(table)
+
+
+def _check_rows(
+    length: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    compressions: list[float],
+    backend: str,
+    seed: int,
+) -> list[dict[str, Any]]:
+    import torch
+
+    from scalelaw.kernels import get_method, list_methods
+
+    g = torch.Generator().manual_seed(seed)
+    device = torch.device("cuda" if backend != "torch" and torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    q = torch.randn(1, heads, length, head_dim, generator=g).to(device, dtype)
+    k = torch.randn(1, kv_heads, length, head_dim, generator=g).to(device, dtype)
+    v = torch.randn(1, kv_heads, length, head_dim, generator=g).to(device, dtype)
+    k_new = torch.randn(1, kv_heads, 1, head_dim, generator=g).to(device, dtype)
+    v_new = torch.randn(1, kv_heads, 1, head_dim, generator=g).to(device, dtype)
+    q_step = torch.randn(1, heads, 1, head_dim, generator=g).to(device, dtype)
+
+    dense_prefill = get_method("dense").prefill(q, k, v).out.float()
+    dense = get_method("dense", phase="decode")
+    state = dense.prepare_cache(q, k, v)
+    state.append(k_new, v_new)
+    dense_decode = dense.decode(q_step, state).out.float()
+
+    rows = []
+    for phase in ("prefill", "decode"):
+        for name in list_methods(phase):
+            if name == "dense":
+                continue
+            m = get_method(name)
+            for c in compressions:
+                if phase == "prefill":
+                    res = m.prefill(q, k, v, compression=c, backend=backend)
+                    want = dense_prefill
+                else:
+                    st = m.prepare_cache(q, k, v, compression=c)
+                    st.append(k_new, v_new)
+                    res = m.decode(q_step, st, backend=backend)
+                    want = dense_decode
+                diff = (res.out.float() - want).abs().max().item()
+                rel = ((res.out.float() - want).norm() / want.norm()).item()
+                rows.append(
+                    {
+                        "phase": phase,
+                        "method": name,
+                        "compression": c,
+                        "achieved": res.achieved_compression,
+                        "reached": res.reached,
+                        "max_abs_diff_vs_dense": diff,
+                        "rel_error_vs_dense": rel,
+                        "note": res.note,
+                    }
+                )
+    return rows
+
+
+@kernels_app.command("check")
+def check_cmd(
+    length: Annotated[int, typer.Option(help="Sequence length of the random inputs.")] = 2048,
+    heads: Annotated[int, typer.Option(help="Query heads.")] = 4,
+    kv_heads: Annotated[int, typer.Option(help="KV heads (GQA when fewer than heads).")] = 2,
+    head_dim: Annotated[int, typer.Option(help="Head dimension.")] = 64,
+    compression: Annotated[
+        str, typer.Option(help="Comma-separated compression ratios; 1 must match dense.")
+    ] = "1,5,10",
+    backend: Annotated[
+        str, typer.Option(help="torch, triton or auto (triton on a CUDA GPU).")
+    ] = "torch",
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Run every method on random inputs and compare it with dense attention.
+
+    At C = 1 every method must reproduce dense attention (exit 1 otherwise); at larger C the
+    table shows the compression achieved and how far the output moved from dense.
+
+    Example: scalelaw kernels check --length 1024 --compression 1,4
+    """
+    try:
+        cs = [float(t) for t in compression.split(",") if t.strip()]
+    except ValueError:
+        fail(f"--compression: expected comma-separated numbers, got '{compression}'")
+    if not cs:
+        fail("--compression: no values")
+    for name, value in (("--length", length), ("--heads", heads), ("--kv-heads", kv_heads)):
+        if value < 1:
+            fail(f"{name} must be >= 1, got {value}")
+    if head_dim < 16:
+        fail(f"--head-dim must be >= 16, got {head_dim}")
+    if backend == "triton":
+        import torch
+
+        if not torch.cuda.is_available():
+            # Triton kernels then run in the interpreter on the CPU (slow: keep --length small).
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+    from scalelaw.kernels import KernelInputError
+
+    try:
+        rows = _check_rows(length, heads, kv_heads, head_dim, cs, backend, seed)
+    except KernelInputError as e:
+        fail(str(e))
+    bad = [r for r in rows if r["compression"] == 1 and r["max_abs_diff_vs_dense"] > 1e-2]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = Table()
+        for col in ("phase", "method", "C", "achieved", "max |diff|", "rel. error", "note"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(
+                r["phase"],
+                r["method"],
+                f"{r['compression']:g}",
+                f"{r['achieved']:.3f}",
+                f"{r['max_abs_diff_vs_dense']:.2e}",
+                f"{r['rel_error_vs_dense']:.3f}",
+                r["note"] or ("" if r["reached"] else "not reached"),
+            )
+        console.print(table)
+    if bad:
+        names = ", ".join(f"{r['method']} ({r['phase']})" for r in bad)
+        fail(f"C = 1 differs from dense attention for: {names}", code=1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to `app`."""
+    app.add_typer(kernels_app, name="kernels")

@@ -1,9 +1,10 @@
 """Measured attention times as a cost: the frontier then reflects what the kernels deliver.
 
-The timings file is the CSV the attention benchmark writes: one row per (method, seq_len,
-compression) with the time in milliseconds of one attention call (one layer). Optional columns
-`heads`, `head_dim` and `batch` describe the shape it ran with; the time is scaled linearly in
-heads x head_dim and in batch to the architecture being costed. Everything that is not attention
+The timings file is the CSV `benchmarks/attention.py` writes: one row per (phase, method,
+seq_len, compression) with the time in milliseconds of one attention call (one layer; pattern
+estimation included), and a `dense` row per length. Columns `heads`, `head_dim` and `batch`
+describe the shape it ran with; the time is scaled linearly in heads x head_dim and in batch to
+the architecture being costed. Rows without a time (runs that ran out of memory) are skipped. Everything that is not attention
 (projections, MLP, logits at prefill; weight reads at decode) is turned into time with a
 throughput, since sparsity does not change it.
 """
@@ -82,11 +83,14 @@ class Timings:
         frame = frame.with_columns(
             pl.col("seq_len", "compression", "ms").cast(pl.Float64, strict=False)
         )
-        bad = frame.filter(
-            pl.any_horizontal(pl.col("seq_len", "ms").is_null()) | (pl.col("ms") <= 0)
-        )
+        # rows without a time are runs that failed (out of memory): they measured nothing
+        frame = frame.filter(pl.col("ms").is_not_null() & pl.col("seq_len").is_not_null())
+        bad = frame.filter((pl.col("ms") <= 0) | pl.col("compression").is_null())
         if bad.height:
-            raise TimingsError(f"{source}: a row of method '{bad['method'][0]}' has no valid ms")
+            raise TimingsError(
+                f"{source}: a row of method '{bad['method'][0]}' at seq_len {bad['seq_len'][0]:g} "
+                "has a time <= 0 or no compression"
+            )
         methods = set(frame["method"].to_list())
         if method not in methods:
             raise TimingsError(

@@ -186,6 +186,7 @@ class FlexPrefill(SparseMethod):
         if lq != lk:
             raise KernelInputError(f"{self.name}: prefill needs q and k of equal length")
         be = resolve_backend(self.name, backend, q.device)
+        kn = self._call_knobs(knobs)
         vs, blocks, block_mode, stats = self.pattern(q, k, c, **knobs)
         entries = vs.entries
         if blocks is not None:
@@ -193,7 +194,6 @@ class FlexPrefill(SparseMethod):
         if be == "triton":
             from scalelaw.kernels.triton_prefill import flexprefill_attention
 
-            kn = self._call_knobs(knobs)
             out = flexprefill_attention(q, k, v, vs, blocks, block_mode, kn["block_size"])
         elif bool((entries >= causal_entries(lq)).all()):
             out = dense_causal(q, k, v)
@@ -205,11 +205,15 @@ class FlexPrefill(SparseMethod):
                 )
                 out = torch.where(block_mode[:, :, None, None], by_block, out)
         achieved = causal_entries(lq) * b * h / float(entries.sum())
-        why = (
-            f"L={lq}, {stats['block_heads']} block-mode heads keeping "
-            f"{stats['blocks_per_row']} blocks per row, vertical-slash heads keeping "
-            f"{stats['mean_lines']:.0f} lines on average"
-        )
+        parts = [f"L={lq}"]
+        if stats["block_heads"]:
+            parts.append(
+                f"{stats['block_heads']} block-mode heads keep {stats['blocks_per_row']} "
+                f"of {math.ceil(lq / kn['block_size'])} blocks per row"
+            )
+        if stats["block_heads"] < b * h:
+            parts.append(f"vertical-slash heads keep {stats['mean_lines']:.0f} lines on average")
+        why = ", ".join(parts)
         return AttentionResult(
             out, achieved, c, unreachable_note(self.name, c, achieved, why), stats
         )

@@ -8,6 +8,7 @@ lengths = [256, 512]
 compression = [1, 2, 4]
 models = ["smollm2-135m"]
 dtype = "auto"                     # optional: auto (bf16 on GPU, fp32 on CPU), float32, ...
+max_new_tokens = 0                 # optional: cap on answer tokens (0: each task's own cap)
 
 [methods]                          # or: methods = ["dense", "quest"]
 dense = {}
@@ -53,6 +54,7 @@ class Configuration:
     samples: int
     seed: int
     dtype: str
+    max_new_tokens: int = 0  # 0: the task's own cap
 
     @property
     def config_id(self) -> str:
@@ -82,13 +84,15 @@ class Grid:
     tasks: tuple[tuple[str, str], ...]
     dtype: str
     source_hash: str
+    max_new_tokens: int = 0
 
     def configurations(self) -> list[Configuration]:
-        """Every configuration, ordered model > task > length > method > ratio (model loads once)."""
+        """Every configuration, ordered model > length > task > method > ratio (model loads once)."""
         out: list[Configuration] = []
+        # lengths before tasks: a sweep stopped early has every task at the shorter lengths
         for model in self.models:
-            for task, task_params in self.tasks:
-                for length in self.lengths:
+            for length in self.lengths:
+                for task, task_params in self.tasks:
                     for method, method_params in self.methods:
                         ratios = [c for c in self.compression if c == 1] if method == DENSE else self.compression
                         for c in ratios:
@@ -96,6 +100,7 @@ class Grid:
                                 Configuration(
                                     model, method, method_params, task, task_params, length,
                                     float(c), self.samples, self.seed, self.dtype,
+                                    self.max_new_tokens,
                                 )
                             )
         return out
@@ -135,7 +140,10 @@ def _positive_list(raw: Any, key: str, where: str, kind: type, low: float) -> tu
     return tuple(kind(x) for x in raw)
 
 
-KNOWN_KEYS = {"name", "seed", "samples", "lengths", "compression", "models", "methods", "tasks", "dtype"}
+KNOWN_KEYS = {
+    "name", "seed", "samples", "lengths", "compression", "models", "methods", "tasks", "dtype",
+    "max_new_tokens",
+}
 
 
 def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "") -> Grid:
@@ -157,6 +165,9 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
     dtype = data.get("dtype", "auto")
     if not isinstance(dtype, str):
         raise GridError(f"{where}: 'dtype' must be a string, got {dtype!r}")
+    cap = data.get("max_new_tokens", 0)
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+        raise GridError(f"{where}: 'max_new_tokens' must be a non-negative integer, got {cap!r}")
     methods = _named(data["methods"], "methods", where)
     tasks = _named(data["tasks"], "tasks", where)
     if not methods or not tasks:
@@ -175,6 +186,7 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
         tasks=tasks,
         dtype=dtype,
         source_hash=source_hash,
+        max_new_tokens=cap,
     )
 
 

@@ -89,6 +89,21 @@ def method_for(config: Configuration) -> tuple[Any, str, dict[str, Any]]:
     return method, str(method.phase), method.knobs()
 
 
+def check_grid(configs: list[Configuration]) -> None:
+    """Fail before measuring anything when a method, knob or task of the grid is wrong."""
+    seen: set[tuple[str, str, str, str]] = set()
+    for c in configs:
+        key = (c.method, c.method_params, c.task, c.task_params)
+        if key in seen:
+            continue
+        seen.add(key)
+        method_for(c)
+        try:
+            get_task(c.task, **json.loads(c.task_params))
+        except ValueError as exc:
+            raise MeasureError(f"{c.label()}: {exc}") from None
+
+
 def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
     """Measure `unit.head` and return the journal record with one row per configuration."""
     cfg = unit.head
@@ -100,11 +115,12 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
     prefill_s = decode_s = 0.0
     prompt_tokens = new_tokens = 0
     achieved: list[float] = []
+    cap = cfg.max_new_tokens or task.max_new_tokens
     started = time.perf_counter()
     for sample in samples:
         ids = lm.encode(sample.prompt)
         with sparse_attention(method, cfg.compression) as ctx:
-            gen = greedy(lm.model, ids, task.max_new_tokens, lm.eos_ids)
+            gen = greedy(lm.model, ids, cap, lm.eos_ids)
         text = lm.tokenizer.decode(gen.tokens, skip_special_tokens=True)
         score = task.score(text, sample)
         sample_c = ctx.achieved_compression() if ctx is not None else 1.0
@@ -156,6 +172,7 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
         "decode_tokens_per_s": max(new_tokens - len(scores), 0) / max(decode_s, 1e-9),
         "wall_s": wall,
         "seed": cfg.seed,
+        "max_new_tokens": cap,
         "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch."),
         "model_source": lm.source,
         "model_hash": lm.file_hash,

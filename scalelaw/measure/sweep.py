@@ -149,11 +149,12 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
 ) -> Summary:
     """Measure every unfinished configuration of `grid` into the store beside `out`."""
-    from scalelaw.measure.runner import alias_record
+    from scalelaw.measure.runner import alias_record, check_grid
 
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     g = grid if isinstance(grid, Grid) else load_grid(grid)
+    check_grid(g.configurations())
     store = Store(out).open()
     for note in store.notes:
         (log or print)(note)

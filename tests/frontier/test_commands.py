@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def test_frontier_prints_critical_length(tmp_path: Path, phase: str, batch: str)
     assert "critical length" in table and png.stat().st_size > 20_000
     rows = pl.DataFrame(doc["budgets"])
     assert rows["p_sparse_better"].drop_nulls().is_in([0.0, 1.0]).all()  # a card: one draw
+    configs = pl.read_csv(io.StringIO(_run(*args, "--format", "csv", "--show", "configs")))
+    assert configs.height == 4 * 11
+    dense = configs.filter(~pl.col("sparse")).sort("cost")
+    # dense frontier: bigger dense models cost more and score more under this card
+    assert dense["size"].to_list() == ["7B", "14B", "32B", "72B"]
+    assert dense["dense_frontier"].all() and dense["mean"].is_sorted()
 
 
 def test_frontier_errors() -> None:
@@ -77,15 +84,19 @@ def test_frontier_errors() -> None:
 
 
 def test_frontier_latency(tmp_path: Path) -> None:
-    # a kernel that is 3x faster at C=10 than dense, quadratic in length
+    # columns as benchmarks/attention.py writes them; a kernel 3x faster than dense at C=10
     rows = []
+    shape = {"batch": 1, "heads": 28, "kv_heads": 4, "head_dim": 128, "device": "H100"}
     for length in (16384, 32768, 65536, 131072):
         dense = 2.0 * (length / 16384) ** 2
         rows += [
-            {"method": "dense", "seq_len": length, "compression": 1, "ms": dense, "device": "H100", "heads": 28, "head_dim": 128},
-            {"method": "block-sparse", "seq_len": length, "compression": 2, "ms": dense / 1.8, "device": "H100", "heads": 28, "head_dim": 128},
-            {"method": "block-sparse", "seq_len": length, "compression": 10, "ms": dense / 3, "device": "H100", "heads": 28, "head_dim": 128},
+            {"method": "dense", "phase": "prefill", "seq_len": length, "compression": 1, "ms": dense, **shape},
+            {"method": "block-sparse", "phase": "prefill", "seq_len": length, "compression": 2, "ms": dense / 1.8, **shape},
+            {"method": "block-sparse", "phase": "prefill", "seq_len": length, "compression": 10, "ms": dense / 3, **shape},
+            {"method": "quest", "phase": "decode", "seq_len": length, "compression": 10, "ms": 0.1, **shape},
         ]  # fmt: skip
+    # a run that ran out of memory has no time and is skipped
+    rows.append({"method": "block-sparse", "phase": "prefill", "seq_len": 262144, "compression": 20, "ms": None, **shape})  # fmt: skip
     csv = tmp_path / "timings.csv"
     pl.DataFrame(rows).write_csv(csv)
     args = ("frontier", "sparse-frontier-v1:prefill", "--sizes", "7B,72B", "--cost", "latency",
@@ -96,14 +107,15 @@ def test_frontier_latency(tmp_path: Path) -> None:
     seven = cfg.filter(pl.col("size") == "7B").sort("compression")["cost"].to_numpy()
     # 28 layers x (dense 32 ms, sparse 32 / 3 ms) plus the same non-attention time
     assert seven[0] - seven[2] == pytest.approx(28 * 32 * (1 - 1 / 3), rel=1e-6)
-    assert [r["seq_len"] for r in doc["critical_length"]["by_length"]] == [
-        16384,
-        32768,
-        65536,
-        131072,
-    ]
+    # the 72B model has 64 heads: its attention time scales by 64 / 28
+    big = cfg.filter(pl.col("size") == "72B").sort("compression")["cost"].to_numpy()
+    assert big[0] - big[2] == pytest.approx(80 * 32 * (64 / 28) * (1 - 1 / 3), rel=1e-6)
+    lengths = [r["seq_len"] for r in doc["critical_length"]["by_length"]]
+    assert lengths == [16384, 32768, 65536, 131072]
     err = _run(*args[:-2], "--seq-len", "256K", code=2)
     assert "outside the measured range" in err
+    err = _run(*args[:-2], "--method", "snapkv", code=2)
+    assert "no timings for method 'snapkv' (prefill)" in err
 
 
 def _tolerance_csv(path: Path) -> Path:

@@ -265,7 +265,9 @@ def test_flexprefill_mixed_heads_match_naive_oracle(qkv):
 
     q, k, v = qkv(h=4, hkv=2, length=144, d=16, seed=7)
     tau = float(js_distance(q, k, 32, 16).flatten().sort().values[1:3].mean())
-    m = get_method("flexprefill", window=32, local_diagonals=4, min_budget=8, block_size=16, tau=tau)
+    m = get_method(
+        "flexprefill", window=32, local_diagonals=4, min_budget=8, block_size=16, tau=tau
+    )
     vs, blocks, mode, stats = m.pattern(q, k, 3.0)
     assert stats["block_heads"] == 2
     i = torch.arange(144)

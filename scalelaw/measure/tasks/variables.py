@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from typing import Any
 
 from scalelaw.measure.tasks.base import Draft, FillerStream, Sample, Task, TaskError, spread
-from scalelaw.measure.tasks.scoring import extract_answer, iou, split_items
+from scalelaw.measure.tasks.scoring import extract_answer, iou
+
+
+_NAME = re.compile(r"\b[A-Z]{5}\b")
 
 
 class VariableTrackingTask(Task):
@@ -62,6 +66,5 @@ class VariableTrackingTask(Task):
         return Draft(render, expected, max_fill=10 * target, meta={"value": values[asked]})
 
     def score(self, output: str, sample: Sample) -> float:
-        predicted = [item.upper() for item in split_items(extract_answer(output))]
-        predicted = [p.removeprefix("VAR ").strip() for p in predicted]
-        return iou(predicted, sample.expected)
+        # names are five capital letters; anything else in the answer is wording around them
+        return iou(_NAME.findall(extract_answer(output)), sample.expected)

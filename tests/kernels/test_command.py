@@ -1,0 +1,81 @@
+"""`scalelaw kernels list` and `scalelaw kernels check`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from scalelaw.cli import app
+
+runner = CliRunner()
+
+
+def test_list_json_has_every_method_with_knobs():
+    res = runner.invoke(app, ["kernels", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    info = {m["method"]: m for m in json.loads(res.stdout)}
+    assert set(info) == {
+        "dense",
+        "block-sparse",
+        "vertical-slash",
+        "flexprefill",
+        "quest",
+        "snapkv",
+        "ada-snapkv",
+    }
+    assert info["dense"]["phases"] == ["prefill", "decode"]
+    assert info["quest"]["knobs"] == {"page_size": 16}
+    assert set(info["snapkv"]["knob_help"]) == set(info["snapkv"]["knobs"])
+
+
+def test_list_phase_filter_and_bad_phase():
+    res = runner.invoke(app, ["kernels", "list", "--phase", "decode", "--json"])
+    assert [m["method"] for m in json.loads(res.stdout)] == [
+        "dense",
+        "quest",
+        "snapkv",
+        "ada-snapkv",
+    ]
+    bad = runner.invoke(app, ["kernels", "list", "--phase", "train"])
+    assert bad.exit_code == 2
+    assert "phase must be one of" in bad.output
+
+
+def test_check_matches_dense_at_c1():
+    res = runner.invoke(
+        app, ["kernels", "check", "--length", "512", "--compression", "1,2", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 2 * 6
+    for r in rows:
+        if r["compression"] == 1:
+            assert r["max_abs_diff_vs_dense"] < 1e-4
+        else:
+            assert r["max_abs_diff_vs_dense"] > 1e-3  # sparse attention really differs
+            assert r["reached"], r["note"]
+
+
+def test_check_bad_arguments():
+    res = runner.invoke(app, ["kernels", "check", "--compression", "1,x"])
+    assert res.exit_code == 2 and "--compression" in res.output
+    res = runner.invoke(app, ["kernels", "check", "--compression", "0.5", "--length", "64"])
+    assert res.exit_code == 2 and "compression must be" in res.output
+
+
+def test_command_module_does_not_import_torch():
+    code = "import sys, scalelaw.commands.kernels; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args", [["kernels", "--help"], ["kernels", "check", "--help"]])
+def test_help_has_example(args):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0
+    if "check" in args:
+        assert "Example: scalelaw kernels check" in res.output
