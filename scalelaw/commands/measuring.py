@@ -9,16 +9,20 @@ import typer
 
 
 def measure(
-    grid: Annotated[Path, typer.Argument(help="Sweep grid TOML (models, methods, tasks, lengths, ratios).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl).")] = Path(
-        "results.parquet"
-    ),
+    grid: Annotated[
+        Path, typer.Argument(help="Sweep grid TOML (models, methods, tasks, lengths, ratios).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl).")
+    ] = Path("results.parquet"),
     executor: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address to join (default: start a local one).")
     ] = None,
     cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads (default: torch's choice).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Measure accuracy of sparse attention over a grid; resumable, append-only.
@@ -46,9 +50,9 @@ def measure(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"{summary.out}: {summary.configurations} configurations "
-        f"({summary.already_done} already done, {summary.measured} measured, "
-        f"{summary.aliased} shared with C=1) in {summary.seconds:.1f} s"
+        f"{summary.out}: {summary.configurations} configurations: {summary.already_done} already "
+        f"done, {summary.measured + summary.aliased} written from {summary.runs} model runs "
+        f"(C = 1 of every method shares one dense run) in {summary.seconds:.1f} s"
     )
 
 

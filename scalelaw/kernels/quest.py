@@ -148,6 +148,11 @@ class Quest(SparseMethod):
     ) -> AttentionResult:
         check_decode_query(self.name, q_step, state)
         be = resolve_backend(self.name, backend, q_step.device)
+        if be == "torch" and state.budget_pages >= state.n_pages:
+            out = decode_attention(q_step, state.k, state.v)
+            return AttentionResult(
+                out, 1.0, state.requested_compression, "", {"pages_read": state.n_pages}
+            )
         pages = select_pages(q_step, state)
         if be == "triton":
             from scalelaw.kernels.triton_decode import paged_decode_attention

@@ -94,12 +94,24 @@ class Grid:
             for length in self.lengths:
                 for task, task_params in self.tasks:
                     for method, method_params in self.methods:
-                        ratios = [c for c in self.compression if c == 1] if method == DENSE else self.compression
+                        ratios = (
+                            [c for c in self.compression if c == 1]
+                            if method == DENSE
+                            else self.compression
+                        )
                         for c in ratios:
                             out.append(
                                 Configuration(
-                                    model, method, method_params, task, task_params, length,
-                                    float(c), self.samples, self.seed, self.dtype,
+                                    model,
+                                    method,
+                                    method_params,
+                                    task,
+                                    task_params,
+                                    length,
+                                    float(c),
+                                    self.samples,
+                                    self.seed,
+                                    self.dtype,
                                     self.max_new_tokens,
                                 )
                             )
@@ -117,23 +129,33 @@ def canonical(params: dict[str, Any]) -> str:
 def _named(raw: Any, key: str, where: str) -> tuple[tuple[str, str], ...]:
     if isinstance(raw, list):
         if not all(isinstance(x, str) for x in raw):
-            raise GridError(f"{where}: '{key}' must be a list of names or a table of name = {{params}}")
+            raise GridError(
+                f"{where}: '{key}' must be a list of names or a table of name = {{params}}"
+            )
         return tuple((x, "{}") for x in raw)
     if isinstance(raw, dict):
         out = []
         for name, params in raw.items():
             if not isinstance(params, dict):
-                raise GridError(f"{where}: '{key}.{name}' must be a table of parameters, got {params!r}")
+                raise GridError(
+                    f"{where}: '{key}.{name}' must be a table of parameters, got {params!r}"
+                )
             out.append((name, canonical(params)))
         return tuple(out)
-    raise GridError(f"{where}: '{key}' must be a list of names or a table, got {type(raw).__name__}")
+    raise GridError(
+        f"{where}: '{key}' must be a list of names or a table, got {type(raw).__name__}"
+    )
 
 
 def _positive_list(raw: Any, key: str, where: str, kind: type, low: float) -> tuple[Any, ...]:
     if not isinstance(raw, list) or not raw:
         raise GridError(f"{where}: '{key}' must be a non-empty list")
     for x in raw:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or (kind is int and not isinstance(x, int)):
+        if (
+            isinstance(x, bool)
+            or not isinstance(x, (int, float))
+            or (kind is int and not isinstance(x, int))
+        ):
             raise GridError(f"{where}: '{key}' holds {x!r}, expected {kind.__name__} values")
         if x < low:
             raise GridError(f"{where}: '{key}' holds {x!r}, expected values >= {low}")
@@ -141,7 +163,15 @@ def _positive_list(raw: Any, key: str, where: str, kind: type, low: float) -> tu
 
 
 KNOWN_KEYS = {
-    "name", "seed", "samples", "lengths", "compression", "models", "methods", "tasks", "dtype",
+    "name",
+    "seed",
+    "samples",
+    "lengths",
+    "compression",
+    "models",
+    "methods",
+    "tasks",
+    "dtype",
     "max_new_tokens",
 }
 
@@ -150,7 +180,9 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
     """Validate a grid given as a dict (the parsed TOML)."""
     unknown = set(data) - KNOWN_KEYS
     if unknown:
-        raise GridError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}")
+        raise GridError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}"
+        )
     for key in ("lengths", "compression", "models", "methods", "tasks"):
         if key not in data:
             raise GridError(f"{where}: missing key '{key}'")

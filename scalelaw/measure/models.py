@@ -140,13 +140,17 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     try:
         value = getattr(torch, dtype)
     except AttributeError:
-        raise ModelError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+        raise ModelError(
+            f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16"
+        ) from None
     if not isinstance(value, torch.dtype):
         raise ModelError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     return value
 
 
-def load_model(spec: str, *, dtype: str = "auto", device: str | None = None, seed: int = 0) -> LoadedModel:
+def load_model(
+    spec: str, *, dtype: str = "auto", device: str | None = None, seed: int = 0
+) -> LoadedModel:
     """Load `spec` for greedy evaluation, with sparse attention plumbing installed."""
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
@@ -189,12 +193,20 @@ def load_model(spec: str, *, dtype: str = "auto", device: str | None = None, see
 
 def _load_gguf(spec: str, path: Path, torch_dtype: torch.dtype, device: str) -> LoadedModel:
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch_dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch_dtype
+    )
     return _finish(spec, model, tok, f"gguf:{path.name}", file_hash(path), "", device)
 
 
 def _finish(
-    spec: str, model: PreTrainedModel, tok: Any, source: str, digest: str, revision: str, device: str
+    spec: str,
+    model: PreTrainedModel,
+    tok: Any,
+    source: str,
+    digest: str,
+    revision: str,
+    device: str,
 ) -> LoadedModel:
     install()
     model.set_attn_implementation(ATTN_IMPLEMENTATION)

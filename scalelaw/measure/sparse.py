@@ -112,7 +112,7 @@ def scalelaw_attention(
 ) -> tuple[torch.Tensor, None]:
     """Attention function registered as `scalelaw`: SDPA, or the active sparse method."""
     ctx = _ACTIVE
-    dense = ctx is None or attention_mask is not None and query.shape[0] > 1
+    dense = ctx is None or (attention_mask is not None and query.shape[0] > 1)
     if dense or ctx is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
@@ -122,7 +122,14 @@ def scalelaw_attention(
     if ctx.phase == "prefill":
         if q_len == 1:
             return sdpa_attention_forward(
-                module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+                module,
+                query,
+                key,
+                value,
+                attention_mask,
+                dropout=dropout,
+                scaling=scaling,
+                **kwargs,
             )
         kv = key.shape[2]
         q = _prescale(query, scaling)
@@ -131,7 +138,9 @@ def scalelaw_attention(
                 "sparse prefill needs an empty cache (prompt length equals key length); "
                 f"got {q_len} queries and {kv} keys in layer {layer}"
             )
-        out, achieved = _value(ctx.method.prefill(q, key, value, compression=ctx.compression, **ctx.params))
+        out, achieved = _value(
+            ctx.method.prefill(q, key, value, compression=ctx.compression, **ctx.params)
+        )
         if achieved is not None:
             ctx.achieved.append(achieved)
         return out.transpose(1, 2).contiguous(), None
@@ -146,7 +155,9 @@ def scalelaw_attention(
         return result
     state = ctx.states.get(layer)
     if state is None:
-        raise RuntimeError(f"decode method has no state for layer {layer}; was the prompt prefilled?")
+        raise RuntimeError(
+            f"decode method has no state for layer {layer}; was the prompt prefilled?"
+        )
     state.append(key[:, :, -1:], value[:, :, -1:])
     out, achieved = _value(ctx.method.decode(_prescale(query, scaling), state))
     if achieved is not None:

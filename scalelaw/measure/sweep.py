@@ -46,8 +46,9 @@ class Summary:
     out: Path
     configurations: int
     already_done: int
-    measured: int
-    aliased: int
+    measured: int  # configurations written from runs of this invocation
+    runs: int  # model runs (a run serves every configuration of its compute id)
+    aliased: int  # configurations answered by a run of an earlier invocation
     seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -86,11 +87,25 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
         TimeRemainingColumn(),
         TextColumn("{task.description}"),
     )
-    with Progress(*columns, console=console, transient=False, disable=quiet) as bar:
+    plain = not console.is_terminal and not quiet
+    with Progress(*columns, console=console, transient=False, disable=quiet or plain) as bar:
         job = bar.add_task("", total=total)
 
+        start = time.perf_counter()
+
         def advance(n: int, description: str | None = None) -> None:
-            bar.update(job, advance=n, **({"description": description} if description else {}))
+            bar.update(job, advance=n, description=description)
+            if plain and description:
+                # no live bar in a log file: one line per unit, with a linear ETA
+                done = bar.tasks[0].completed
+                spent = time.perf_counter() - start
+                eta = spent / done * (total - done) if done else float("nan")
+                console.print(
+                    f"[{done:.0f}/{total} samples, {spent:.0f} s, ETA {eta:.0f} s] {description}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         yield advance
 
@@ -110,7 +125,11 @@ def _ray_unit(unit: Any) -> Record:
 
 
 def _run_ray(
-    units: list[Any], store: Store, advance: Callable[..., None], address: str | None, cpus: int | None
+    units: list[Any],
+    store: Store,
+    advance: Callable[..., None],
+    address: str | None,
+    cpus: int | None,
 ) -> None:
     import ray
 
@@ -176,7 +195,15 @@ def run_sweep(
         store.append(alias_record(unit, source), refresh=False)
     store.write_views()
     measured = sum(len(u.configs) for u in todo.compute)
-    aliased = sum(len(u.configs) for u, _ in todo.alias) + sum(len(u.configs) for u, _ in second.alias)
+    aliased = sum(len(u.configs) for u, _ in todo.alias) + sum(
+        len(u.configs) for u, _ in second.alias
+    )
     return Summary(
-        Path(out), todo.total, todo.done, measured, aliased, time.perf_counter() - started, store.notes
+        Path(out),
+        todo.total,
+        todo.done,
+        measured,
+        aliased,
+        time.perf_counter() - started,
+        store.notes,
     )

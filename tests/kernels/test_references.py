@@ -291,3 +291,15 @@ def test_block_gather_path_chunks(qkv, monkeypatch):
     pat = m.pattern(q, k, 2.5)
     oracle = ref.masked_causal(q, k, v, pat.keep_fn(), multiple=8)
     torch.testing.assert_close(whole, oracle, atol=2e-5, rtol=1e-4)
+
+
+def test_patterns_at_c1_keep_every_causal_entry(qkv):
+    q, k, _ = qkv(length=200, d=16)
+    bs = get_method("block-sparse", block_size=16).pattern(q, k, 1.0)
+    assert torch.equal(
+        bs.block_mask(), torch.ones(13, 13, dtype=torch.bool).tril().expand(1, 4, 13, 13)
+    )
+    vs = get_method("vertical-slash", **SMALL["vertical-slash"]).pattern(q, k, 1.0)
+    assert (vs.entries == 200 * 201 / 2).all()
+    fp, _, _, _ = get_method("flexprefill", **SMALL["flexprefill"]).pattern(q, k, 1.0)
+    assert (fp.entries == 200 * 201 / 2).all()

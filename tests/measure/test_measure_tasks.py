@@ -6,7 +6,13 @@ import pytest
 
 from scalelaw.measure.tasks import MIN_FILL, TaskError, get_task, list_tasks
 from scalelaw.measure.tasks.base import Draft, fit_length
-from scalelaw.measure.tasks.scoring import extract_answer, iou, normalize, partial_credit, split_items
+from scalelaw.measure.tasks.scoring import (
+    extract_answer,
+    iou,
+    normalize,
+    partial_credit,
+    split_items,
+)
 
 ALL = list_tasks()
 
@@ -97,7 +103,7 @@ def test_story_answers_follow_the_story(local_counter) -> None:
 
 
 def test_unreachable_length_is_a_clear_error(local_counter) -> None:
-    with pytest.raises(TaskError, match="already has .* tokens, more than the target 50"):
+    with pytest.raises(TaskError, match=r"already has .* tokens, more than the target 50"):
         get_task("story-retrieval").generate(local_counter, 50, seed=0, index=0)
     draft = Draft(lambda n: "word " * min(n, 10), ("x",), max_fill=10)
     with pytest.raises(TaskError, match="could only reach"):

@@ -48,4 +48,13 @@ def get_task(name: str, **params: Any) -> Task:
         raise TaskError(f"task {name}: bad parameters {params}: {exc}") from None
 
 
-__all__ = ["MIN_FILL", "TASKS", "Sample", "Task", "TaskError", "TokenCounter", "get_task", "list_tasks"]
+__all__ = [
+    "MIN_FILL",
+    "TASKS",
+    "Sample",
+    "Task",
+    "TaskError",
+    "TokenCounter",
+    "get_task",
+    "list_tasks",
+]

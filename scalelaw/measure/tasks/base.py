@@ -21,9 +21,7 @@ TokenCounter = Callable[[str], int]
 #: Lowest share of the target length a generated prompt may have.
 MIN_FILL = 0.95
 
-ANSWER_FORMAT = (
-    "Write only the answer between <answer> and </answer> tags, for example: <answer>{example}</answer>."
-)
+ANSWER_FORMAT = "Write only the answer between <answer> and </answer> tags, for example: <answer>{example}</answer>."
 
 
 class TaskError(ValueError):

@@ -30,8 +30,8 @@ class CommonWordsTask(Task):
 
     name = "common-words"
     metric = "iou"
-    max_new_tokens = 64
-    example = "word1, word2, word3"
+    max_new_tokens = 32
+    example = "word, word, word"
 
     def __init__(self, top: int = 5) -> None:
         if not 1 <= top <= 20:

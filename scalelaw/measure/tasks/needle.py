@@ -21,11 +21,13 @@ class NeedleTask(Task):
     name = "niah-multikey"
     metric = "partial"
     max_new_tokens = 40
-    example = "1234567, 7654321"
+    example = "number, number"
 
     def __init__(self, needles: int = 4, queries: int = 2) -> None:
         if not 1 <= queries <= needles:
-            raise TaskError(f"task {self.name}: need 1 <= queries <= needles, got {queries}, {needles}")
+            raise TaskError(
+                f"task {self.name}: need 1 <= queries <= needles, got {queries}, {needles}"
+            )
         if needles > len(words.KEY_FIRST) * len(words.KEY_SECOND):
             raise TaskError(f"task {self.name}: too many needles ({needles})")
         self.needles = needles

@@ -71,7 +71,9 @@ class StoryTask(Task):
     def chapters_for(self, target: int) -> int:
         return max(self.min_chapters, min(self.max_chapters, target // self.tokens_per_chapter))
 
-    def question(self, rng: random.Random, story: Story) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def question(
+        self, rng: random.Random, story: Story
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         raise NotImplementedError
 
     def draft(self, rng: random.Random, target: int) -> Draft:
@@ -92,7 +94,9 @@ class StoryTask(Task):
                 lines += per[i][: len(per[i]) // 2]
                 item = story.items[i]
                 lines.append(
-                    f"There {h} bought {item}." if item else f"{h} looked around but bought nothing."
+                    f"There {h} bought {item}."
+                    if item
+                    else f"{h} looked around but bought nothing."
                 )
                 lines.append(f"{h} also {story.activities[i]}.")
                 lines += per[i][len(per[i]) // 2 :]
@@ -113,7 +117,7 @@ class StoryRetrievalTask(StoryTask):
 
     name = "story-retrieval"
     metric = "partial"
-    example = "the first place, the second place"
+    example = "place, place"
 
     def __init__(self, queries: int = 2, min_chapters: int = 4, max_chapters: int = 20) -> None:
         super().__init__(min_chapters, max_chapters)
@@ -124,7 +128,9 @@ class StoryRetrievalTask(StoryTask):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "queries": self.queries}
 
-    def question(self, rng: random.Random, story: Story) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def question(
+        self, rng: random.Random, story: Story
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         asked = sorted(rng.sample(range(len(story.places)), self.queries))
         chapters = [a + 1 for a in asked]
         what = "place" if self.queries == 1 else "places, in chapter order,"
@@ -140,9 +146,11 @@ class StoryMultiHopTask(StoryTask):
 
     name = "story-multihop"
     metric = "exact"
-    example = "a red apple"
+    example = "item"
 
-    def question(self, rng: random.Random, story: Story) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def question(
+        self, rng: random.Random, story: Story
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         candidates = list(range(1, len(story.places)))
         chapter = rng.choice(candidates)
         before = [i for i in range(chapter) if story.items[i]]
@@ -161,9 +169,11 @@ class StoryFilteringTask(StoryTask):
 
     name = "story-filtering"
     metric = "iou"
-    example = "2, 5"
+    example = "number, number"
 
-    def question(self, rng: random.Random, story: Story) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def question(
+        self, rng: random.Random, story: Story
+    ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
         empty = tuple(str(i + 1) for i, item in enumerate(story.items) if item is None)
         q = f"In which chapters did {story.hero} buy nothing? List the chapter numbers."
         return q, empty, {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import string
@@ -9,7 +10,6 @@ from typing import Any
 
 from scalelaw.measure.tasks.base import Draft, FillerStream, Sample, Task, TaskError, spread
 from scalelaw.measure.tasks.scoring import extract_answer, iou
-
 
 _NAME = re.compile(r"\b[A-Z]{5}\b")
 
@@ -24,7 +24,7 @@ class VariableTrackingTask(Task):
     name = "variable-tracking"
     metric = "iou"
     max_new_tokens = 48
-    example = "ABCDE, FGHIJ"
+    example = "NAME, NAME"
 
     def __init__(self, chains: int = 2, hops: int = 3) -> None:
         if chains < 1 or hops < 1:
@@ -48,7 +48,7 @@ class VariableTrackingTask(Task):
             chain = pool[c * (self.hops + 1) : (c + 1) * (self.hops + 1)]
             points = sorted(rng.random() for _ in chain)
             statements.append(f"VAR {chain[0]} = {values[c]}.")
-            statements += [f"VAR {b} = VAR {a}." for a, b in zip(chain, chain[1:], strict=False)]
+            statements += [f"VAR {b} = VAR {a}." for a, b in itertools.pairwise(chain)]
             depths += points
         asked = rng.randrange(self.chains)
         expected = tuple(pool[asked * (self.hops + 1) : (asked + 1) * (self.hops + 1)])
