@@ -203,6 +203,7 @@ def run_sweep(
         todo.total,
         todo.done,
         measured,
+        len(todo.compute),
         aliased,
         time.perf_counter() - started,
         store.notes,

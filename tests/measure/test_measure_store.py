@@ -15,12 +15,6 @@ import pytest
 
 from scalelaw.measure.store import Record, Store, StoreError
 
-# The sweep/resume path is being rebuilt (issue 5 is open); these tests come back with it.
-pytestmark = pytest.mark.skip(
-    reason="sweep executor and resume path under construction (issue 5 open)"
-)
-
-
 GRID = """
 name = "killme"
 seed = 1

@@ -12,12 +12,6 @@ import pytest
 from scalelaw.measure.grid import GridError, load_grid
 from scalelaw.measure.sweep import run_sweep
 
-# The sweep/resume path is being rebuilt (issue 5 is open); these tests come back with it.
-pytestmark = pytest.mark.skip(
-    reason="sweep executor and resume path under construction (issue 5 open)"
-)
-
-
 GRID = """
 name = "e2e"
 seed = 0
