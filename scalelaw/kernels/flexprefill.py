@@ -204,10 +204,18 @@ class FlexPrefill(SparseMethod):
         else:
             out = vertical_slash_torch(q, k, v, vs.col_keep, vs.diag_keep, heads=~block_mode)
             if blocks is not None:
-                by_block = block_sparse_torch(
-                    q, k, v, blocks.index, blocks.counts, blocks.block_size
+                # Only the block-mode heads, each with its own copy of its KV head.
+                bi, hi = torch.nonzero(block_mode, as_tuple=True)
+                g = h // k.shape[1]
+                sub = block_sparse_torch(
+                    q[bi, hi][None],
+                    k[bi, hi // g][None],
+                    v[bi, hi // g][None],
+                    blocks.index[bi, hi][None],
+                    blocks.counts[bi, hi][None],
+                    blocks.block_size,
                 )
-                out = torch.where(block_mode[:, :, None, None], by_block, out)
+                out[bi, hi] = sub[0]
         achieved = causal_entries(lq) * b * h / float(entries.sum())
         parts = [f"L={lq}"]
         if stats["block_heads"]:

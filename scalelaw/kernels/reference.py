@@ -84,12 +84,16 @@ def decode_attention(
 
 
 def last_window_probs(q: torch.Tensor, k: torch.Tensor, window: int) -> torch.Tensor:
-    """Softmax attention of the last `window` queries over all keys, causal: (B, H, w, L) fp32."""
-    b, h, length, d = q.shape
+    """Softmax attention of the last `window` queries over all keys, causal: (B, H, w, L) fp32.
+
+    The queries are the last positions of the sequence (q may hold fewer rows than k has keys).
+    """
+    b, h, lq, d = q.shape
+    length = k.shape[2]
     hkv = k.shape[1]
     g = h // hkv
-    w = min(window, length)
-    qw = q[:, :, length - w :].float().reshape(b, hkv, g, w, d)
+    w = min(window, lq)
+    qw = q[:, :, lq - w :].float().reshape(b, hkv, g, w, d)
     scores = torch.matmul(qw, k.float().unsqueeze(2).transpose(-1, -2)) / math.sqrt(d)
     rows = torch.arange(length - w, length, device=q.device)[:, None]
     future = torch.arange(length, device=q.device)[None, :] > rows

@@ -31,10 +31,11 @@ from scalelaw.kernels.reference import CHUNK_ELEMENTS, decode_attention, last_wi
 
 def token_scores(q: torch.Tensor, k: torch.Tensor, window: int, kernel_size: int) -> torch.Tensor:
     """Pooled importance (B, H_kv, L) of every prompt token."""
-    b, h, length, _ = q.shape
+    b, h, lq, _ = q.shape
+    length = k.shape[2]
     hkv = k.shape[1]
     g = h // hkv
-    w = min(window, length)
+    w = min(window, lq)
     scores = torch.zeros(b, hkv, length, dtype=torch.float32, device=q.device)
     step = max(1, CHUNK_ELEMENTS // max(1, b * g * w * length))
     for s in range(0, hkv, step):
@@ -116,9 +117,9 @@ class SnapKV(SparseMethod):
     ) -> KVCache:
         c = check_compression(self.name, compression)
         _, _, _, lq, lk, _ = check_qkv(self.name, q_prompt, k, v)
-        if lq != lk:
+        if lq > lk:
             raise KernelInputError(
-                f"{self.name}: q_prompt must cover the whole prompt ({lk} tokens), got {lq}"
+                f"{self.name}: q_prompt has {lq} positions but the prompt has only {lk} keys"
             )
         kn = self._call_knobs(knobs)
         capacity = max(1, round(lk / c))

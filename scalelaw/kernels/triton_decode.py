@@ -32,6 +32,7 @@ def _paged_decode_fwd(
     HKV,
     NPAGES,
     PAGES_PER_SPLIT,
+    N_SPLITS,
     HEAD_D,
     sqb,
     sqh,
@@ -45,7 +46,6 @@ def _paged_decode_fwd(
     BLOCK_N: tl.constexpr,
     BLOCK_G: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    N_SPLITS: tl.constexpr,
 ):
     bk = tl.program_id(0)
     split = tl.program_id(1)
@@ -147,6 +147,7 @@ def paged_decode_attention(
         hkv,
         n_pages,
         pages_per_split,
+        n_splits,
         d,
         q.stride(0),
         q.stride(1),
@@ -160,7 +161,6 @@ def paged_decode_attention(
         BLOCK_N=page_size * per_tile,
         BLOCK_G=max(16, triton.next_power_of_2(g)),
         BLOCK_D=max(16, triton.next_power_of_2(d)),
-        N_SPLITS=n_splits,
     )
     # Combine the splits: base-2 logits, as in the kernel.
     m = m.view(b, h, n_splits)

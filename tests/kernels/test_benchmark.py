@@ -25,6 +25,7 @@ def bench():
     return module
 
 
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 def test_flex_mask_is_the_same_pattern(bench, qkv):
     from torch.nn.attention.flex_attention import flex_attention
 

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scalelaw.kernels import get_method  # noqa: E402
+from scalelaw.kernels import KernelInputError, get_method  # noqa: E402
 from scalelaw.kernels import reference as ref  # noqa: E402
 from scalelaw.kernels.block_sparse import compression_per_k  # noqa: E402
 
@@ -260,16 +260,18 @@ def test_quest_reads_the_matching_page(qkv):
     torch.testing.assert_close(state.page_min, pk.nan_to_num(1e9).amin(3))
 
 
-def test_flexprefill_mixed_heads_match_naive_oracle(qkv):
+@pytest.mark.parametrize("b", [1, 2])
+def test_flexprefill_mixed_heads_match_naive_oracle(qkv, b):
     from scalelaw.kernels.flexprefill import js_distance
 
-    q, k, v = qkv(h=4, hkv=2, length=144, d=16, seed=7)
-    tau = float(js_distance(q, k, 32, 16).flatten().sort().values[1:3].mean())
+    q, k, v = qkv(b=b, h=4, hkv=2, length=144, d=16, seed=7)
+    js = js_distance(q, k, 32, 16).flatten().sort().values
+    tau = float(js[2 * b - 1 : 2 * b + 1].mean())  # half the heads below, half above
     m = get_method(
         "flexprefill", window=32, local_diagonals=4, min_budget=8, block_size=16, tau=tau
     )
     vs, blocks, mode, stats = m.pattern(q, k, 3.0)
-    assert stats["block_heads"] == 2
+    assert stats["block_heads"] == 2 * b
     i = torch.arange(144)
     off = (i[:, None] - i[None, :]).clamp(min=0)
     lines = vs.col_keep[:, :, None, :] | vs.diag_keep[:, :, off]
@@ -277,7 +279,7 @@ def test_flexprefill_mixed_heads_match_naive_oracle(qkv):
     mask = torch.where(mode[:, :, None, None], bmask, lines) & causal(144)
     res = m.prefill(q, k, v, compression=3.0)
     torch.testing.assert_close(res.out, naive_masked(q, k, v, mask), atol=2e-5, rtol=1e-4)
-    assert res.achieved_compression == pytest.approx(144 * 145 / 2 * 4 / mask.sum().item())
+    assert res.achieved_compression == pytest.approx(144 * 145 / 2 * 4 * b / mask.sum().item())
 
 
 def test_block_gather_path_chunks(qkv, monkeypatch):
@@ -303,3 +305,13 @@ def test_patterns_at_c1_keep_every_causal_entry(qkv):
     assert (vs.entries == 200 * 201 / 2).all()
     fp, _, _, _ = get_method("flexprefill", **SMALL["flexprefill"]).pattern(q, k, 1.0)
     assert (fp.entries == 200 * 201 / 2).all()
+
+
+def test_snapkv_needs_only_the_last_window_of_queries(qkv):
+    q, k, v = qkv(h=4, hkv=2, length=200)
+    m = get_method("snapkv", **SMALL["snapkv"])
+    full = m.prepare_cache(q, k, v, compression=3.0)
+    tail = m.prepare_cache(q[:, :, -32:], k, v, compression=3.0)
+    assert torch.equal(full.k, tail.k) and torch.equal(full.v, tail.v)
+    with pytest.raises(KernelInputError, match="only 100 keys"):
+        m.prepare_cache(q, k[:, :, :100], v[:, :, :100], compression=3.0)

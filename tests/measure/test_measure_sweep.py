@@ -23,7 +23,7 @@ models = ["tiny-llama"]
 
 [methods]
 dense = {}
-block-sparse = { block_size = 16 }
+block-sparse = { block_size = 8, local_blocks = 1 }
 quest = { page_size = 16 }
 
 [tasks]
