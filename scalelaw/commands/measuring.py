@@ -34,19 +34,19 @@ def measure(
     in results.store/.
     """
     from scalelaw.measure.grid import GridError
+    from scalelaw.measure.runner import MeasureError
     from scalelaw.measure.store import StoreError
+    from scalelaw.measure.sweep import run_sweep
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        from scalelaw.measure.sweep import run_sweep
-
         summary = run_sweep(
             grid, out, executor=executor, address=address, cpus=cpus, quiet=quiet, log=typer.echo
         )
-    except (GridError, StoreError, ValueError) as exc:
+    except (GridError, StoreError, MeasureError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(

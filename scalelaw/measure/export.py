@@ -45,7 +45,10 @@ def provenance(store: Store, grid_path: Path) -> dict[str, Any]:
         "versions": distinct("versions"),
         "first_timestamp": min(distinct("timestamp"), default=None),
         "last_timestamp": max(distinct("timestamp"), default=None),
-        "measure_seconds": float(table["wall_s"].sum()) if "wall_s" in table.columns else None,
+        # rows sharing a dense run carry its time once
+        "measure_seconds": float(table.unique("compute_id")["wall_s"].sum())
+        if "wall_s" in table.columns
+        else None,
     }
 
 

@@ -119,8 +119,14 @@ def _run_local(units: list[Any], store: Store, advance: Callable[..., None]) -> 
 
 
 def _ray_unit(unit: Any) -> Record:
+    import ray
+    import torch
+
     from scalelaw.measure.runner import run_unit
 
+    # several workers share a node: each uses only the CPUs Ray gave it
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
     return run_unit(unit)
 
 

@@ -70,3 +70,29 @@ def test_unknown_model_spec() -> None:
         load_model("no-such-model")
     with pytest.raises(ModelError, match="GGUF file not found"):
         load_model("missing.gguf")
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_dense_method_through_the_router_reproduces_sdpa(tiny, phase: str) -> None:  # type: ignore[no-untyped-def]
+    # the registry's dense method ignores C: routing it through both paths must change nothing
+    ids = _ids(260)[0].tolist()
+    plain = greedy(tiny.model, ids, 8, frozenset())
+    with sparse_attention(get_method("dense", phase=phase), 2.0) as ctx:
+        routed = greedy(tiny.model, ids, 8, frozenset())
+    assert ctx is not None and ctx.achieved
+    assert routed.tokens == plain.tokens
+
+
+def test_local_model_directory_loads_with_a_content_hash(tiny, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    again = load_model(str(tmp_path), dtype="float32", device="cpu")
+    assert again.params == tiny.params
+    assert len(again.file_hash) == 64 and again.source == tmp_path.name
+    ids = _ids(64)
+    with torch.inference_mode():
+        assert torch.allclose(again.model(ids).logits, tiny.model(ids).logits, atol=1e-5)
+    (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text() + " ")
+    from scalelaw.measure.models import dir_hash
+
+    assert dir_hash(tmp_path) != again.file_hash

@@ -162,3 +162,25 @@ def test_unknown_method_is_reported(tmp_path: Path) -> None:
     grid.write_text(GRID.replace("quest = { page_size = 16 }", "quest = { page = 16 }"))
     with pytest.raises(MeasureError, match="quest: unknown knob 'page'"):
         run_sweep(grid, tmp_path / "o.parquet", quiet=True)
+
+
+def test_cli_reports_a_bad_knob_in_one_line(tmp_path: Path) -> None:
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID.replace("quest = { page_size = 16 }", "quest = { page = 16 }"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "scalelaw.cli",
+        "measure",
+        str(grid),
+        "--out",
+        str(tmp_path / "o.parquet"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: tiny-llama niah-multikey L=256 quest C=1")
+    )
+    assert not (tmp_path / "o.parquet").exists()
