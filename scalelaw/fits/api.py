@@ -140,7 +140,7 @@ def _fit_design(
     from scalelaw.fits import bayes
 
     initvals = None
-    if law.expr is not None and bayes_needs_start(law):
+    if bayes_needs_start(law):
         start = lsq.fit(law, design, lsq.LsqSettings(bootstrap=0, seed=opts.seed))
         initvals = {k: float(v[0]) for k, v in start.point.items() if np.ndim(v[0]) == 0}
     settings = bayes.SampleSettings(

@@ -197,14 +197,10 @@ def _bootstrap(
     for _ in range(settings.bootstrap):
         rows = rng.integers(0, design.n, design.n)
         sub = _subset(design, rows)
-        res = _residual_fn(law, sub, layout_for(layout, sub))
+        res = _residual_fn(law, sub, _Layout(law, sub))
         t, _ = _refine(layout, res, theta, settings)
         thetas.append(t)
     return layout.unpack(np.array(thetas))
-
-
-def layout_for(layout: _Layout, design: Design) -> _Layout:
-    return _Layout(layout.law, design)
 
 
 def _subset(design: Design, rows: np.ndarray) -> Design:

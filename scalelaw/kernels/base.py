@@ -175,6 +175,16 @@ class SparseMethod:
     def _call_knobs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         return self._merge(dict(self._knobs), overrides)
 
+    def _start_prefill(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, compression: float, backend: str
+    ) -> tuple[float, int, int, int, str]:
+        """Validate a prefill call; returns (C, batch, heads, length, backend)."""
+        c = check_compression(self.name, compression)
+        b, h, _, lq, lk, _ = check_qkv(self.name, q, k, v)
+        if lq != lk:
+            raise KernelInputError(f"{self.name}: prefill needs q and k of equal length")
+        return c, b, h, lq, resolve_backend(self.name, backend, q.device)
+
     def _need_phase(self, phase: str) -> None:
         if phase not in self.phases:
             raise KernelInputError(

@@ -19,9 +19,6 @@ from scalelaw.kernels.base import (
     KernelInputError,
     SparseMethod,
     causal_entries,
-    check_compression,
-    check_qkv,
-    resolve_backend,
     unreachable_note,
 )
 from scalelaw.kernels.reference import CHUNK_ELEMENTS, dense_causal
@@ -205,11 +202,7 @@ class BlockSparse(SparseMethod):
         backend: str = "auto",
         **knobs: Any,
     ) -> AttentionResult:
-        c = check_compression(self.name, compression)
-        b, h, _, lq, lk, _ = check_qkv(self.name, q, k, v)
-        if lq != lk:
-            raise KernelInputError(f"{self.name}: prefill needs q and k of equal length")
-        be = resolve_backend(self.name, backend, q.device)
+        c, b, h, lq, be = self._start_prefill(q, k, v, compression, backend)
         if c == 1.0 and be == "torch":
             # Every causal entry is kept: skip the estimation (Triton still runs all blocks,
             # which is what its C = 1 timing measures).

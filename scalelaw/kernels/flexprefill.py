@@ -22,9 +22,6 @@ from scalelaw.kernels.base import (
     KernelInputError,
     SparseMethod,
     causal_entries,
-    check_compression,
-    check_qkv,
-    resolve_backend,
     unreachable_note,
 )
 from scalelaw.kernels.block_sparse import (
@@ -181,11 +178,7 @@ class FlexPrefill(SparseMethod):
         backend: str = "auto",
         **knobs: Any,
     ) -> AttentionResult:
-        c = check_compression(self.name, compression)
-        b, h, _, lq, lk, _ = check_qkv(self.name, q, k, v)
-        if lq != lk:
-            raise KernelInputError(f"{self.name}: prefill needs q and k of equal length")
-        be = resolve_backend(self.name, backend, q.device)
+        c, b, h, lq, be = self._start_prefill(q, k, v, compression, backend)
         kn = self._call_knobs(knobs)
         if c == 1.0 and be == "torch":
             # Every causal entry is kept: skip the estimation (Triton still runs all blocks,
