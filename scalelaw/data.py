@@ -297,9 +297,11 @@ def parse_assignments(items: Iterable[str], what: str = "assignment") -> dict[st
             if not part:
                 continue
             key, sep, value = part.partition("=")
-            if not sep or not key.strip() or not value.strip():
+            # `phase==prefill` and `phase='prefill'` mean what they say: one value, no quotes
+            value = value.removeprefix("=").strip().strip("'\"")
+            if not sep or not key.strip() or not value:
                 raise DataError(f"{what} '{part}' is not of the form KEY=VALUE")
-            out[key.strip()] = value.strip()
+            out[key.strip()] = value
     return out
 
 

@@ -91,6 +91,11 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
             f"bootstrap {d['bootstrap']}",
         ]
     console.print("diagnostics: " + "; ".join(parts))
+    if result.meta.get("counts"):
+        console.print(
+            f"likelihood: {result.law.likelihood} on successes = {result.meta['counts']}",
+            highlight=False,
+        )
     hold = rep.get("holdout")
     if hold:
         t = Table(

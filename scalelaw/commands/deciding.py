@@ -249,15 +249,9 @@ def _source(name: str) -> Any:
 
 def _task_levels(src: Any) -> list[str]:
     """Task levels of a fit or card (empty when the law has no task effect)."""
-    levels = getattr(src, "levels", None)
-    if isinstance(levels, dict):
-        return list(levels.get("task", []))
-    law = src
-    for param, column in law.groups.items():
-        fixed = law.fixed.get(param) if law.fixed else None
-        if column == "task" and isinstance(fixed, dict):
-            return list(fixed)
-    return []
+    from scalelaw.fits import levels
+
+    return levels(src).get("task", [])
 
 
 def frontier(

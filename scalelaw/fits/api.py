@@ -84,6 +84,8 @@ def fit(
     levels = group_levels(law, train, str(source))
     design = bind(law, train, levels, source=str(source))
     result = _fit_design(law, design, levels, opts)
+    if design.fractional:
+        result.meta["counts"] = "score x samples (partial credit)"
     result.meta.update(
         {
             "data_hash": table_hash(frame),
@@ -182,7 +184,13 @@ def sampling_diagnostics(idata: Any, law: Law, loo: bool = True) -> dict[str, An
     if loo:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            elpd = az.loo(idata, var_name="obs")
+            try:
+                elpd = az.loo(idata, var_name="obs")
+            except (ValueError, FloatingPointError) as e:
+                # a degenerate fit (every score 0) has constant pointwise log-likelihoods,
+                # whose Pareto tails cannot be fitted: report it, keep the fit
+                out["loo_error"] = str(e)
+                return out
         k = np.asarray(elpd.pareto_k).ravel()
         out["elpd_loo"] = float(elpd.elpd)
         out["elpd_loo_se"] = float(elpd.se)
@@ -201,10 +209,24 @@ def _warnings(result: FitResult, law: Law, frame: pl.DataFrame) -> list[str]:
         out.append(f"{d['divergences']} divergent transitions; raise --target-accept")
     if d.get("at_bounds"):
         out.append(f"parameters at their bounds: {', '.join(d['at_bounds'])}")
+    if law.response in frame.columns and frame[law.response].n_unique() == 1:
+        out.append(
+            f"every row has {law.response} = {frame[law.response][0]:g}: the data cannot tell "
+            "how the covariates move it"
+        )
+    if d.get("loo_error"):
+        out.append(f"ELPD-LOO not computed: {d['loo_error']}")
     for name, column in law.columns.items():
         n_levels = frame[column].n_unique()
-        if n_levels < 3:
-            out.append(f"covariate {name} has only {n_levels} distinct value(s) (< 3)")
+        if n_levels == 1:
+            value = frame[column][0]
+            out.append(
+                f"covariate {name} ({column}) is {value:g} in every row: the data say nothing "
+                f"about how the score moves with {name}, so predictions at other values of "
+                f"{name} come from the prior (bayes) or are arbitrary (lsq)"
+            )
+        elif n_levels < 3:
+            out.append(f"covariate {name} has only {n_levels} distinct values (< 3)")
     return out
 
 
@@ -293,6 +315,13 @@ def _source_parts(
         raise DataError(f"law '{src.name}' has no fixed coefficients: fit it to data first")
     levels = card_levels(src)
     return src, fixed_draws(src, levels), levels
+
+
+def levels(src: Source) -> dict[str, list[str]]:
+    """Group levels (for example the tasks) a fit saw or a published card knows, by column."""
+    if isinstance(src, FitResult):
+        return {k: list(v) for k, v in src.levels.items()}
+    return card_levels(src)
 
 
 def _points(law: Law, points: pl.DataFrame | Mapping[str, Any]) -> pl.DataFrame:

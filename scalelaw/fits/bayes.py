@@ -183,6 +183,9 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
     from scalelaw.fits.law import inverse_link
 
     mu = inverse_link(law.link, eta, lib="pytensor")
+    if design.fractional and law.likelihood in ("binomial", "beta_binomial"):
+        _fractional_counts(law, design, eta, mu)
+        return
     match law.likelihood:
         case "binomial":
             if law.link == "logit":
@@ -226,6 +229,67 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
                 pm.StudentT("obs", nu=nu, mu=loc, sigma=sigma, observed=y, dims="row")
             else:
                 pm.Normal("obs", mu=loc, sigma=sigma, observed=y, dims="row")
+
+
+def _fractional_counts(law: Law, design: Design, eta: Any, mu: Any) -> None:
+    """Binomial or beta-binomial over successes that are not whole (partial credit).
+
+    The log-probabilities are the usual ones with factorials written as gamma functions, so a
+    row scoring 2.5 of 5 contributes between its neighbours 2 and 3. Predictive draws are whole
+    counts from the ordinary distribution.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pytensor.tensor.math import gammaln, softplus
+
+    def log_choose(k: Any, n: Any) -> Any:
+        return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+    n = design.samples
+    if law.likelihood == "binomial":
+        if law.link == "logit":
+            theta = eta
+        else:
+            p = pt.clip(mu, 1e-9, 1 - 1e-9)
+            theta = pt.log(p) - pt.log1p(-p)
+
+        def binomial_logp(value: Any, n: Any, theta: Any) -> Any:
+            return log_choose(value, n) - value * softplus(-theta) - (n - value) * softplus(theta)
+
+        def binomial_random(n: Any, theta: Any, rng: Any = None, size: Any = None) -> Any:
+            return rng.binomial(n, 1.0 / (1.0 + np.exp(-theta)), size=size).astype(float)
+
+        pm.CustomDist(
+            "obs",
+            n,
+            theta,
+            logp=binomial_logp,
+            random=binomial_random,
+            observed=design.correct,
+            dims="row",
+        )
+        return
+    kappa = pm.LogNormal("kappa", mu=3.0, sigma=1.5)
+    p = pt.clip(mu, 1e-9, 1 - 1e-9)
+
+    def beta_binomial_logp(value: Any, n: Any, a: Any, b: Any) -> Any:
+        from pytensor.tensor.special import betaln
+
+        return log_choose(value, n) + betaln(value + a, n - value + b) - betaln(a, b)
+
+    def beta_binomial_random(n: Any, a: Any, b: Any, rng: Any = None, size: Any = None) -> Any:
+        return rng.binomial(n, rng.beta(a, b, size=size), size=size).astype(float)
+
+    pm.CustomDist(
+        "obs",
+        n,
+        p * kappa,
+        (1 - p) * kappa,
+        logp=beta_binomial_logp,
+        random=beta_binomial_random,
+        observed=design.correct,
+        dims="row",
+    )
 
 
 def sample(

@@ -35,6 +35,8 @@ class Design:
     correct: np.ndarray | None = None
     samples: np.ndarray | None = None
     n: int = 0
+    #: True when `correct` is score x samples with partial credit, so counts are not whole.
+    fractional: bool = False
     labels: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -102,13 +104,7 @@ def bind(
             raise DataError(f"{source}: response column '{law.response}' is missing")
         design.y = frame[law.response].cast(pl.Float64).to_numpy()
         if law.is_count:
-            if "correct" not in frame.columns or "samples" not in frame.columns:
-                raise DataError(
-                    f"{source}: the {law.likelihood} likelihood needs 'correct' and 'samples' "
-                    "columns (or choose --likelihood normal/beta)"
-                )
-            design.correct = frame["correct"].cast(pl.Int64).to_numpy()
-            design.samples = frame["samples"].cast(pl.Int64).to_numpy()
+            design.correct, design.samples, design.fractional = _counts(law, frame, source)
         if law.transform == "log" and np.any(design.y <= 0):
             i = int(np.argmax(design.y <= 0))
             raise DataError(
@@ -116,6 +112,29 @@ def bind(
                 "positive values"
             )
     return design
+
+
+def _counts(law: Law, frame: pl.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Successes and trials for a count likelihood.
+
+    Without a `correct` column the successes are score x samples. With partial credit (a needle
+    task scoring 2 of 4 keys) those are not whole numbers; the binomial log-likelihood then
+    extends to them through the gamma function. That is the fractional-response (quasi-binomial)
+    likelihood: the same estimating equations as a per-sample Bernoulli fit of the mean score.
+    """
+    if "samples" not in frame.columns:
+        raise DataError(
+            f"{source}: the {law.likelihood} likelihood needs a 'samples' column (trials per "
+            "row) beside 'correct' or 'score' (or choose --likelihood normal/beta)"
+        )
+    samples = frame["samples"].cast(pl.Int64).to_numpy()
+    if "correct" in frame.columns:
+        return frame["correct"].cast(pl.Int64).to_numpy(), samples, False
+    successes = frame[law.response].cast(pl.Float64).to_numpy() * samples
+    whole = np.round(successes)
+    if np.allclose(successes, whole, rtol=0.0, atol=1e-6):
+        return whole.astype(np.int64), samples, False
+    return successes, samples, True
 
 
 @dataclass

@@ -216,4 +216,5 @@ def _subset(design: Design, rows: np.ndarray) -> Design:
         correct=None if design.correct is None else design.correct[rows],
         samples=None if design.samples is None else design.samples[rows],
         n=len(rows),
+        fractional=design.fractional,
     )

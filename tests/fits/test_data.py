@@ -118,3 +118,12 @@ def test_cli_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "column 'compression'" in text and "must be >= 1" in text
+
+
+def test_assignments_accept_double_equals_and_quotes() -> None:
+    from scalelaw.data import parse_assignments
+
+    got = parse_assignments(["phase==prefill", "task='niah', method=\"snapkv\""], "--where")
+    assert got == {"phase": "prefill", "task": "niah", "method": "snapkv"}
+    with pytest.raises(DataError, match="--where 'phase=' is not of the form"):
+        parse_assignments(["phase="], "--where")

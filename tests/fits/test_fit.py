@@ -19,6 +19,7 @@ from scalelaw.fits import (
     StrictFitError,
     fit,
     get_law,
+    levels,
     load_fit,
     predict_draws,
     predict_table,
@@ -123,6 +124,13 @@ def test_unknown_task_in_prediction_is_named(bayes_fit) -> None:
         predict_draws(bayes_fit, {"N": 1e9, "L": 100.0, "C": 1.0, "task": "Sudoku"})
 
 
+def test_levels_of_fit_and_card(bayes_fit, card: Law, sim: pl.DataFrame) -> None:
+    tasks = sorted(sim["task"].unique().to_list())
+    assert sorted(levels(bayes_fit)["task"]) == tasks
+    assert sorted(levels(card)["task"]) == tasks  # the simulation used the card's tasks
+    assert levels(get_law("chinchilla")) == {}
+
+
 def test_holdout_reports_mae_and_spearman(sim: pl.DataFrame) -> None:
     res = fit(
         sim, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=20), holdout="N=max"
@@ -216,3 +224,43 @@ def test_cli_fit_expression_law(tmp_path: Path, sim: pl.DataFrame) -> None:
     est = {r["param"]: r["estimate"] for r in report["parameters"]}
     assert est["c"] == pytest.approx(-1.0, abs=0.05)
     assert load_fit(out).law.link == "logit"
+
+
+def _partial_credit(seed: int) -> pl.DataFrame:
+    """Needle-like scores: each sample retrieves 4 keys, each with the law's probability."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for L in (256.0, 512.0, 1024.0, 2048.0):
+        for C in (1.0, 2.0, 4.0, 8.0):
+            p = 1.0 / (1.0 + np.exp(-(3.0 - 0.4 * np.log(L) - 0.5 * np.log(C))))
+            per_sample = rng.binomial(4, p, size=10) / 4
+            rows.append({"seq_len": L, "compression": C, "score": per_sample.mean(),
+                         "samples": 10})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def test_binomial_on_partial_credit_uses_fractional_counts() -> None:
+    data = _partial_credit(0)
+    law = Law.from_string(
+        "eps + beta * log(L) + gamma * log(C)", link="logit", likelihood="binomial"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opts = FitOptions(draws=400, tune=400, chains=2, seed=0, loo=False)
+        res = fit(data, law, opts)
+    assert res.meta["counts"].startswith("score x samples")
+    lo, hi = res.interval("gamma", 0.99)
+    assert lo < -0.5 < hi and hi - lo < 1.5
+    # whole counts are taken as they are: no note, same likelihood
+    whole = data.with_columns((pl.col("score") * 10).round() / 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert "counts" not in fit(whole, law, opts).meta
+
+
+def test_count_likelihood_without_samples_is_named() -> None:
+    from scalelaw.data import DataError
+
+    law = Law.from_string("eps + gamma * log(C)", link="logit", likelihood="binomial")
+    with pytest.raises(DataError, match="needs a 'samples' column"):
+        fit(_partial_credit(0).drop("samples"), law, FitOptions(backend="lsq", bootstrap=0))

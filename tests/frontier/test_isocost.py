@@ -122,14 +122,14 @@ def fits():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("phase", "batch"), [("prefill", 1), ("decode", 1), ("decode", 8)])
 def test_larger_sparser_wins_beyond_a_length(fits, phase: str, batch: int) -> None:  # type: ignore[no-untyped-def]
-    from scalelaw.fits import get_law, predict_draws
+    from scalelaw.fits import get_law, levels, predict_draws
 
     def cost_fn(a: Architecture, L: float, C: float) -> float:
         return cost(a, phase, L, C, batch=batch).total
 
     results = {}
     for name, src in (("card", get_law(f"sparse-frontier-v1:{phase}")), ("fit", fits[phase])):
-        tasks = src.levels["task"] if name == "fit" else list(src.fixed["delta"])
+        tasks = levels(src)["task"]
         fn = average_over_tasks(lambda p, s=src: predict_draws(s, p), tasks)
         results[name] = crit = critical_length(fn, QWEN, LENGTHS, cost_fn)
         adv = crit.by_length["advantage_mean"].to_numpy()
@@ -165,9 +165,17 @@ def test_wide_posterior_gives_no_confident_winner() -> None:
     def cost_fn(a: Architecture, L: float, C: float) -> float:
         return cost(a, "prefill", L, C).total
 
-    p = isocost_frontier(fn, QWEN, 131072, cost_fn).budgets["p_sparse_better"].to_numpy()
-    assert np.all((p > 0.2) & (p < 0.92)), p
-    assert abs(p.mean() - 0.5) < 0.25
+    budgets = isocost_frontier(fn, QWEN, 131072, cost_fn).budgets
+    p = budgets["p_sparse_better"].to_numpy()
+    assert np.all((p > 0.1) & (p < 0.9)), p  # no confident winner anywhere
+    # At the largest budget no bigger model is affordable, so sparse wins exactly when compression
+    # helps (gamma > 0): the prior's symmetric coin, 0.5.
+    assert budgets["dense_size"][-1] == "72B" and budgets["sparse_size"][-1] == "72B"
+    assert abs(p[-1] - 0.5) < 0.1
+    # Below it, sparse can buy a bigger model at mild compression, which wins unless compression
+    # hurts a lot: the probability leans towards sparse but stays short of certainty.
+    gamma = res.draws["gamma"].ravel()
+    assert np.mean(gamma > 0) < p.max() < 0.9
     crit = critical_length(fn, QWEN, LENGTHS, cost_fn)
     assert crit.lower <= 8192 and crit.upper >= 2**19  # the interval spans the scanned range
     # the published card, a single confident draw, says 0 or 1 everywhere

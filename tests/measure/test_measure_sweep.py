@@ -132,14 +132,17 @@ def test_scalelaw_fit_reads_the_output(local_out: Path) -> None:
         str(local_out),
         "--law",
         "sparse-frontier",
-        "--backend",
-        "lsq",
         "--where",
         "phase=prefill",
     ]
+    # as is: the default Bayesian backend and binomial likelihood on the measured scores
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "sparse-frontier (lsq, 12 rows)" in done.stdout
+    assert "sparse-frontier (bayes, 12 rows)" in done.stdout
+    assert "N (params) is" in done.stderr and "in every row" in done.stderr  # one model size
+    lsq = subprocess.run([*cmd, "--backend", "lsq"], capture_output=True, text=True, timeout=300)
+    assert lsq.returncode == 0, lsq.stdout + lsq.stderr
+    assert "sparse-frontier (lsq, 12 rows)" in lsq.stdout
 
 
 def test_grid_errors_name_file_and_key(tmp_path: Path) -> None:

@@ -179,3 +179,15 @@ def test_story_scorers(local_counter) -> None:
     listed = ", ".join(s.expected)
     assert task.score(f"<answer>Chapters {listed}</answer>", s) == 1.0
     assert task.score(f"<answer>{listed}, 99</answer>", s) < 1.0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_question_ends_the_prompt(name: str, local_counter) -> None:
+    """Window-based eviction (SnapKV) must see what is asked, not only the answer format."""
+    task = get_task(name)
+    sample = task.generate(local_counter, 1024, seed=2, index=0)
+    last_line = sample.prompt.rsplit("\n", 1)[-1]
+    assert last_line.startswith("Question:"), last_line
+    assert task.answer_format() in sample.prompt.rsplit("\n", 2)[-2]
+    # about 4 characters per token in a real tokenizer: 25 tokens, inside a 32-token window
+    assert len(last_line) <= 100

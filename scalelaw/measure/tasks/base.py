@@ -149,7 +149,7 @@ class Task(ABC):
     name: ClassVar[str]
     metric: ClassVar[str]
     #: Bumped whenever templates or word lists change what a seed generates.
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     #: Cap on generated tokens for an answer.
     max_new_tokens: ClassVar[int] = 32
     example: ClassVar[str] = ""
@@ -168,6 +168,15 @@ class Task(ABC):
 
     def answer_format(self) -> str:
         return ANSWER_FORMAT.format(example=self.example)
+
+    def closing(self, question: str) -> str:
+        """The end of every prompt: the answer format, then the question.
+
+        The question comes last so that it lies inside the observation window of methods that
+        choose what to keep from the last prompt tokens (SnapKV looks at the final 32-64 tokens;
+        with the format line last they would see only the format, not what is asked).
+        """
+        return f"{self.answer_format()}\n{question}"
 
     def generate(self, count: TokenCounter, target: int, seed: int, index: int) -> Sample:
         """Sample `index` of this task at `target` tokens (as counted by `count`)."""

@@ -57,7 +57,7 @@ class CommonWordsTask(Task):
             items = common * freq + rare_stream[:n]
             random.Random(f"{order_seed}|{n}").shuffle(items)
             body = "\n".join(f"{i + 1}. {w}" for i, w in enumerate(items))
-            return f"{head}\n\n{body}\n\n{question}\n{self.answer_format()}"
+            return f"{head}\n\n{body}\n\n{self.closing(question)}"
 
         return Draft(render, tuple(common), max_fill=len(rare_stream), meta={"freq": freq})
 

@@ -55,7 +55,7 @@ class NeedleTask(Task):
 
         def render(n: int) -> str:
             body = " ".join(spread(facts, filler.sentences(n), depths))
-            return f"{head}\n\n{body}\n\n{question}\n{self.answer_format()}"
+            return f"{head}\n\n{body}\n\n{self.closing(question)}"
 
         return Draft(
             render,

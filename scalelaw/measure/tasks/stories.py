@@ -102,7 +102,7 @@ class StoryTask(Task):
                 lines += per[i][len(per[i]) // 2 :]
                 parts.append(" ".join(lines))
             body = "\n\n".join(parts)
-            return f"{head}\n\n{body}\n\nQuestion: {question}\n{self.answer_format()}"
+            return f"{head}\n\n{body}\n\n{self.closing('Question: ' + question)}"
 
         return Draft(render, expected, max_fill=10 * target, meta=meta)
 

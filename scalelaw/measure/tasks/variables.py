@@ -61,7 +61,7 @@ class VariableTrackingTask(Task):
 
         def render(n: int) -> str:
             body = " ".join(spread(statements, filler.sentences(n), depths))
-            return f"{head}\n\n{body}\n\n{question}\n{self.answer_format()}"
+            return f"{head}\n\n{body}\n\n{self.closing(question)}"
 
         return Draft(render, expected, max_fill=10 * target, meta={"value": values[asked]})
 
