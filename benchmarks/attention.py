@@ -181,21 +181,25 @@ class Bench:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        length, be, ms = q.shape[2], self.backend, self.ms
-        gqa = q.shape[1] != k.shape[1]
-        base = ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa))
-        common = {"phase": "prefill", "seq_len": length, "baseline_ms": base}
+    def baseline_row(self, common: dict[str, Any]) -> None:
+        """The dense SDPA row every speed-up of its phase and length is measured against."""
         self.row(
             method="dense",
             compression=1,
             achieved_compression=1.0,
-            ms=base,
+            ms=common["baseline_ms"],
             estimation_ms=0.0,
             speedup=1.0,
             backend="sdpa",
             **common,
         )
+
+    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        length, be, ms = q.shape[2], self.backend, self.ms
+        gqa = q.shape[1] != k.shape[1]
+        base = ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa))
+        common = {"phase": "prefill", "seq_len": length, "baseline_ms": base}
+        self.baseline_row(common)
         for name in PREFILL:
             m = get_method(name, block_size=self.args.block_size)
             for c in self.args.compressions:
@@ -244,16 +248,7 @@ class Bench:
         full = dense.prepare_cache(q, k, v)
         base = ms(lambda: dense.decode(q1, full, backend=be))
         common = {"phase": "decode", "seq_len": length, "baseline_ms": base}
-        self.row(
-            method="dense",
-            compression=1,
-            achieved_compression=1.0,
-            ms=base,
-            estimation_ms=0.0,
-            speedup=1.0,
-            backend="sdpa",
-            **common,
-        )
+        self.baseline_row(common)
         for name in DECODE:
             m = get_method(name)
             for c in self.args.compressions:

@@ -247,13 +247,6 @@ def _source(name: str) -> Any:
     return get_law(name)
 
 
-def _task_levels(src: Any) -> list[str]:
-    """Task levels of a fit or card (empty when the law has no task effect)."""
-    from scalelaw.fits import levels
-
-    return levels(src).get("task", [])
-
-
 def frontier(
     source: Annotated[
         str,
@@ -346,6 +339,7 @@ def frontier(
     _check_format(fmt)
     if show not in ("budgets", "configs"):
         fail(f"unknown --show '{show}' (budgets or configs)")
+    from scalelaw.fits import levels as fit_levels
     from scalelaw.fits import predict_draws
     from scalelaw.frontier import average_over_tasks, critical_length, isocost_frontier
     from scalelaw.frontier import cost as cost_of
@@ -355,7 +349,7 @@ def frontier(
             raise ValueError(f"--phase must be prefill or decode, got '{phase}'")
         archs = _architectures(family, sizes, config)
         src = _source(source)
-        levels = _task_levels(src)
+        levels = fit_levels(src).get("task", [])
         chosen = task or levels
         unknown = [t for t in chosen if levels and t not in levels]
         if unknown:

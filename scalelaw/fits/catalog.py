@@ -51,19 +51,23 @@ _V1_TABLE3: dict[tuple[str, str], tuple[float, float, float, float, float, tuple
 }  # fmt: skip
 
 
+#: Weakly informative priors of the sparse laws (logit scale, per unit of ln N, ln L, ln C).
+SPARSE_PRIORS: dict[str, str] = {
+    "eps": "normal(0, 50)",
+    "alpha": "normal(0, 5)",
+    "beta": "normal(0, 5)",
+    "gamma": "normal(0, 5)",
+    "delta": "normal(0, 10)",
+}
+
+
 def sparse_frontier(pooling: str = "fixed") -> Law:
     """The sparse-attention law on the logit scale with one offset per task."""
     return Law.from_string(
         SPARSE_EXPR,
         name="sparse-frontier" if pooling == "fixed" else "sparse-frontier-pooled",
         covariates=("N", "L", "C"),
-        priors={
-            "eps": "normal(0, 50)",
-            "alpha": "normal(0, 5)",
-            "beta": "normal(0, 5)",
-            "gamma": "normal(0, 5)",
-            "delta": "normal(0, 10)",
-        },
+        priors=SPARSE_PRIORS,
         link="logit",
         likelihood="binomial",
         pooling=pooling,
@@ -183,54 +187,31 @@ def _logistic_power() -> Law:
     )
 
 
-def _sparse_interaction() -> Law:
-    law = Law.from_string(
-        "eps + alpha * log(N) + beta * log(L) + gamma * log(C) + kappa * log(N) * log(C)"
-        " + delta[task]",
-        name="sparse-frontier-nc",
-        covariates=("N", "L", "C"),
-        priors={
-            "eps": "normal(0, 50)",
-            "alpha": "normal(0, 5)",
-            "beta": "normal(0, 5)",
-            "gamma": "normal(0, 5)",
-            "kappa": "normal(0, 2)",
-            "delta": "normal(0, 10)",
-        },
-        link="logit",
-        likelihood="binomial",
-        reference={"task": "QuALITY"},
-        citation=SPARSE_FRONTIER_CITATION,
-        description="sparse-frontier with a compression slope that changes with model size.",
-    )
-    return law.with_options(
-        formula="logit(score) = eps + alpha ln N + beta ln L + (gamma + kappa ln N) ln C + delta[task]"
-    )
-
-
-def _sparse_lc_interaction() -> Law:
-    law = _sparse_interaction()
+def _sparse_interaction(axis: str) -> Law:
+    """sparse-frontier whose compression slope moves with ln N or ln L (by kappa)."""
+    suffix, meaning = {"N": ("nc", "model size"), "L": ("lc", "sequence length")}[axis]
     return Law.from_string(
-        "eps + alpha * log(N) + beta * log(L) + gamma * log(C) + kappa * log(L) * log(C)"
-        " + delta[task]",
-        name="sparse-frontier-lc",
+        "eps + alpha * log(N) + beta * log(L) + gamma * log(C)"
+        f" + kappa * log({axis}) * log(C) + delta[task]",
+        name=f"sparse-frontier-{suffix}",
         covariates=("N", "L", "C"),
-        priors={p.name: p.prior for p in law.params},
+        priors={**SPARSE_PRIORS, "kappa": "normal(0, 2)"},
         link="logit",
         likelihood="binomial",
         reference={"task": "QuALITY"},
         citation=SPARSE_FRONTIER_CITATION,
-        description="sparse-frontier with a compression slope that changes with sequence length.",
+        description=f"sparse-frontier with a compression slope that changes with {meaning}.",
     ).with_options(
-        formula="logit(score) = eps + alpha ln N + beta ln L + (gamma + kappa ln L) ln C + delta[task]"
+        formula="logit(score) = eps + alpha ln N + beta ln L"
+        f" + (gamma + kappa ln {axis}) ln C + delta[task]"
     )
 
 
 _REGISTRY: dict[str, Callable[[], Law]] = {
     "sparse-frontier": sparse_frontier,
     "sparse-frontier-pooled": lambda: sparse_frontier("partial"),
-    "sparse-frontier-nc": _sparse_interaction,
-    "sparse-frontier-lc": _sparse_lc_interaction,
+    "sparse-frontier-nc": lambda: _sparse_interaction("N"),
+    "sparse-frontier-lc": lambda: _sparse_interaction("L"),
     "sparse-frontier-v1:prefill": lambda: sparse_frontier_card("prefill"),
     "sparse-frontier-v1:decode": lambda: sparse_frontier_card("decode"),
     "chinchilla-form": chinchilla,

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from scalelaw.kernels.reference import dense_causal
+
 PHASES = ("prefill", "decode")
 BACKENDS = ("auto", "torch", "triton")
 # Achieved compression within this relative distance of the request counts as reached.
@@ -176,14 +178,59 @@ class SparseMethod:
         return self._merge(dict(self._knobs), overrides)
 
     def _start_prefill(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, compression: float, backend: str
-    ) -> tuple[float, int, int, int, str]:
-        """Validate a prefill call; returns (C, batch, heads, length, backend)."""
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        compression: float,
+        backend: str,
+        knobs: dict[str, Any],
+    ) -> tuple[float, int, int, int, str, dict[str, Any]]:
+        """Validate a prefill call; returns (C, batch, heads, length, backend, knobs)."""
         c = check_compression(self.name, compression)
         b, h, _, lq, lk, _ = check_qkv(self.name, q, k, v)
         if lq != lk:
-            raise KernelInputError(f"{self.name}: prefill needs q and k of equal length")
-        return c, b, h, lq, resolve_backend(self.name, backend, q.device)
+            raise KernelInputError(
+                f"{self.name}: prefill needs q and k of equal length, got {lq} and {lk}"
+            )
+        kn = self._call_knobs(knobs)
+        return c, b, h, lq, resolve_backend(self.name, backend, q.device), kn
+
+    def _start_cache(
+        self,
+        q_prompt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        compression: float,
+        knobs: dict[str, Any],
+    ) -> tuple[float, int, int, dict[str, Any]]:
+        """Validate a `prepare_cache` call; returns (C, prompt queries, prompt keys, knobs)."""
+        c = check_compression(self.name, compression)
+        _, _, _, lq, lk, _ = check_qkv(self.name, q_prompt, k, v)
+        return c, lq, lk, self._call_knobs(knobs)
+
+    def _dense_when_all_kept(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: float, backend: str
+    ) -> AttentionResult | None:
+        """At C = 1 every causal entry is kept, so the torch path skips the estimation.
+
+        Triton still runs all blocks: that is what its C = 1 timing measures.
+        """
+        if c == 1.0 and backend == "torch":
+            return AttentionResult(dense_causal(q, k, v), 1.0, c)
+        return None
+
+    def _result(
+        self,
+        out: torch.Tensor,
+        requested: float,
+        achieved: float,
+        why: str,
+        stats: dict[str, Any] | None = None,
+    ) -> AttentionResult:
+        """The output with its compression, noting why a requested C was out of reach."""
+        note = unreachable_note(self.name, requested, achieved, why)
+        return AttentionResult(out, achieved, requested, note, stats or {})
 
     def _need_phase(self, phase: str) -> None:
         if phase not in self.phases:

@@ -19,9 +19,8 @@ from scalelaw.kernels.base import (
     KernelInputError,
     SparseMethod,
     causal_entries,
-    unreachable_note,
 )
-from scalelaw.kernels.reference import CHUNK_ELEMENTS, dense_causal
+from scalelaw.kernels.reference import CHUNK_ELEMENTS
 from scalelaw.kernels.sparse_torch import block_sparse_torch
 
 
@@ -202,20 +201,14 @@ class BlockSparse(SparseMethod):
         backend: str = "auto",
         **knobs: Any,
     ) -> AttentionResult:
-        c, b, h, lq, be = self._start_prefill(q, k, v, compression, backend)
-        if c == 1.0 and be == "torch":
-            # Every causal entry is kept: skip the estimation (Triton still runs all blocks,
-            # which is what its C = 1 timing measures).
-            return AttentionResult(dense_causal(q, k, v), 1.0, c)
+        c, b, h, lq, be, _ = self._start_prefill(q, k, v, compression, backend, knobs)
+        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
+            return dense
         pat = self.pattern(q, k, c, **knobs)
         out = run_block_pattern(q, k, v, pat, be)
         achieved = causal_entries(lq) * b * h / float(pat.computed_entries().sum())
         per_row = pat.index.shape[-1]
         why = f"L={lq}, block {pat.block_size}, {per_row} of {pat.n_blocks} blocks per row"
-        return AttentionResult(
-            out,
-            achieved,
-            c,
-            unreachable_note(self.name, c, achieved, why),
-            {"blocks_per_row": per_row, "n_blocks": pat.n_blocks},
+        return self._result(
+            out, c, achieved, why, {"blocks_per_row": per_row, "n_blocks": pat.n_blocks}
         )

@@ -10,8 +10,6 @@ from scalelaw.kernels.base import (
     AttentionResult,
     KernelInputError,
     SparseMethod,
-    check_compression,
-    check_qkv,
     resolve_backend,
 )
 from scalelaw.kernels.cache import KVCache
@@ -63,14 +61,7 @@ class Dense(SparseMethod):
         backend: str = "auto",
         **knobs: Any,
     ) -> AttentionResult:
-        c = check_compression(self.name, compression)
-        _, _, _, lq, lk, _ = check_qkv(self.name, q, k, v)
-        self._call_knobs(knobs)
-        resolve_backend(self.name, backend, q.device)
-        if lq != lk:
-            raise KernelInputError(
-                f"dense: prefill needs q and k of equal length, got {lq} and {lk}"
-            )
+        c, *_ = self._start_prefill(q, k, v, compression, backend, knobs)
         return AttentionResult(dense_causal(q, k, v), 1.0, c, self._note(c))
 
     def prepare_cache(
@@ -82,9 +73,7 @@ class Dense(SparseMethod):
         compression: float = 1.0,
         **knobs: Any,
     ) -> KVCache:
-        c = check_compression(self.name, compression)
-        check_qkv(self.name, q_prompt, k, v)
-        self._call_knobs(knobs)
+        c, *_ = self._start_cache(q_prompt, k, v, compression, knobs)
         return KVCache(
             self.name, k, v, n_prompt=k.shape[2], requested_compression=c, note=self._note(c)
         )

@@ -22,7 +22,6 @@ from scalelaw.kernels.base import (
     KernelInputError,
     SparseMethod,
     causal_entries,
-    unreachable_note,
 )
 from scalelaw.kernels.block_sparse import (
     BlockPattern,
@@ -178,12 +177,9 @@ class FlexPrefill(SparseMethod):
         backend: str = "auto",
         **knobs: Any,
     ) -> AttentionResult:
-        c, b, h, lq, be = self._start_prefill(q, k, v, compression, backend)
-        kn = self._call_knobs(knobs)
-        if c == 1.0 and be == "torch":
-            # Every causal entry is kept: skip the estimation (Triton still runs all blocks,
-            # which is what its C = 1 timing measures).
-            return AttentionResult(dense_causal(q, k, v), 1.0, c)
+        c, b, h, lq, be, kn = self._start_prefill(q, k, v, compression, backend, knobs)
+        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
+            return dense
         vs, blocks, block_mode, stats = self.pattern(q, k, c, **knobs)
         entries = vs.entries
         if blocks is not None:
@@ -219,6 +215,4 @@ class FlexPrefill(SparseMethod):
         if stats["block_heads"] < b * h:
             parts.append(f"vertical-slash heads keep {stats['mean_lines']:.0f} lines on average")
         why = ", ".join(parts)
-        return AttentionResult(
-            out, achieved, c, unreachable_note(self.name, c, achieved, why), stats
-        )
+        return self._result(out, c, achieved, why, stats)

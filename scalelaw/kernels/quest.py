@@ -16,10 +16,7 @@ import torch
 from scalelaw.kernels.base import (
     AttentionResult,
     SparseMethod,
-    check_compression,
-    check_qkv,
     resolve_backend,
-    unreachable_note,
 )
 from scalelaw.kernels.cache import KVCache
 from scalelaw.kernels.dense import check_decode_query
@@ -135,10 +132,7 @@ class Quest(SparseMethod):
         compression: float = 1.0,
         **knobs: Any,
     ) -> QuestCache:
-        c = check_compression(self.name, compression)
-        check_qkv(self.name, q_prompt, k, v)
-        kn = self._call_knobs(knobs)
-        length = k.shape[2]
+        c, _, length, kn = self._start_cache(q_prompt, k, v, compression, knobs)
         state = QuestCache(self.name, k, v, n_prompt=length, requested_compression=c, knobs=kn)
         state.init_pages(kn["page_size"], 0 if c == 1.0 else round(length / c))
         return state
@@ -166,10 +160,4 @@ class Quest(SparseMethod):
         c = state.requested_compression
         achieved = state.achieved_compression
         why = f"cache of {state.length} tokens, pages of {state.page_size}"
-        return AttentionResult(
-            out,
-            achieved,
-            c,
-            unreachable_note(self.name, c, achieved, why),
-            {"pages_read": pages.shape[-1]},
-        )
+        return self._result(out, c, achieved, why, {"pages_read": pages.shape[-1]})

@@ -19,8 +19,6 @@ from scalelaw.kernels.base import (
     AttentionResult,
     KernelInputError,
     SparseMethod,
-    check_compression,
-    check_qkv,
     resolve_backend,
     unreachable_note,
 )
@@ -115,13 +113,11 @@ class SnapKV(SparseMethod):
         compression: float = 1.0,
         **knobs: Any,
     ) -> KVCache:
-        c = check_compression(self.name, compression)
-        _, _, _, lq, lk, _ = check_qkv(self.name, q_prompt, k, v)
+        c, lq, lk, kn = self._start_cache(q_prompt, k, v, compression, knobs)
         if lq > lk:
             raise KernelInputError(
                 f"{self.name}: q_prompt has {lq} positions but the prompt has only {lk} keys"
             )
-        kn = self._call_knobs(knobs)
         capacity = max(1, round(lk / c))
         if capacity >= lk:
             return KVCache(self.name, k, v, n_prompt=lk, requested_compression=c, knobs=kn)

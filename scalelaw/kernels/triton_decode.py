@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from scalelaw.kernels.base import KernelInputError
+from scalelaw.kernels.triton_flash import online_softmax_step, tile_scores
 
 
 @triton.jit
@@ -78,24 +79,9 @@ def _paged_decode_fwd(
         page = tl.load(page_base + p0 + slot, mask=p_ok, other=0)
         tok = page * PAGE + within
         n_ok = p_ok & (tok < T)
-        kt = tl.load(
-            k_base + tok[None, :] * skl + offs_d[:, None],
-            mask=n_ok[None, :] & d_ok[:, None],
-            other=0.0,
-        )
-        s = tl.dot(q, kt) * qk_scale
+        s = tile_scores(q, k_base, tok, n_ok, offs_d, d_ok, skl, qk_scale)
         s = tl.where(n_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.math.exp2(s - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        vt = tl.load(
-            v_base + tok[:, None] * svl + offs_d[None, :],
-            mask=n_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )
-        acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v_base, tok, n_ok, offs_d, d_ok, svl)
     row = (b * HKV * G + heads) * N_SPLITS + split
     tl.store(ACC + row[:, None] * HEAD_D + offs_d[None, :], acc, mask=g_ok[:, None] & d_ok[None, :])
     tl.store(M + row, m_i, mask=g_ok)

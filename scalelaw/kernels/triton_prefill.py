@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from scalelaw.kernels.base import KernelInputError
+from scalelaw.kernels.triton_flash import online_softmax_step, tile_scores
 
 COLUMN_TILE = 64
 
@@ -89,29 +90,16 @@ def _sparse_prefill_fwd(
         kb = tl.load(IDX + (bh * NB + qb) * KMAX + j)
         offs_n = kb * BLOCK + offs_b
         col_ok = offs_n < L
-        kt = tl.load(
-            k_base + offs_n[None, :] * skl + offs_d[:, None],
-            mask=col_ok[None, :] & d_ok[:, None],
-            other=0.0,
-        )
-        s = tl.dot(q, kt) * qk_scale
+        s = tile_scores(q, k_base, offs_n, col_ok, offs_d, d_ok, skl, qk_scale)
         keep = (offs_m[:, None] >= offs_n[None, :]) & col_ok[None, :] & row_ok[:, None]
         if HAS_DIAG:
             off = tl.maximum(offs_m[:, None] - offs_n[None, :], 0)
             on_diag = tl.load(dk_base + off, mask=keep & (use_diag != 0), other=1)
             keep = keep & (on_diag != 0)
         s = tl.where(keep, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.math.exp2(s - m_new[:, None])
-        alpha = tl.math.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        vt = tl.load(
-            v_base + offs_n[:, None] * svl + offs_d[None, :],
-            mask=col_ok[:, None] & d_ok[None, :],
-            other=0.0,
+        m_i, l_i, acc = online_softmax_step(
+            s, m_i, l_i, acc, v_base, offs_n, col_ok, offs_d, d_ok, svl
         )
-        acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt)
-        m_i = m_new
 
     if HAS_COLS:
         n_cols = tl.load(CCNT + bh * NB + qb)
@@ -119,28 +107,15 @@ def _sparse_prefill_fwd(
         for c0 in range(0, n_cols, BLOCK_C):
             c_ok = (c0 + offs_c) < n_cols
             cols = tl.load(COLS + bh * NCOL + c0 + offs_c, mask=c_ok, other=0)
-            kt = tl.load(
-                k_base + cols[None, :] * skl + offs_d[:, None],
-                mask=c_ok[None, :] & d_ok[:, None],
-                other=0.0,
-            )
-            s = tl.dot(q, kt) * qk_scale
+            s = tile_scores(q, k_base, cols, c_ok, offs_d, d_ok, skl, qk_scale)
             keep = (offs_m[:, None] >= cols[None, :]) & c_ok[None, :] & row_ok[:, None]
             off = tl.maximum(offs_m[:, None] - cols[None, :], 0)
             on_diag = tl.load(dk_base + off, mask=keep, other=0)
             keep = keep & (on_diag == 0)
             s = tl.where(keep, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            p = tl.math.exp2(s - m_new[:, None])
-            alpha = tl.math.exp2(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            vt = tl.load(
-                v_base + cols[:, None] * svl + offs_d[None, :],
-                mask=c_ok[:, None] & d_ok[None, :],
-                other=0.0,
+            m_i, l_i, acc = online_softmax_step(
+                s, m_i, l_i, acc, v_base, cols, c_ok, offs_d, d_ok, svl
             )
-            acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt)
-            m_i = m_new
 
     # Rows past the sequence end have no scores; keep them finite (they are not stored).
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]

@@ -19,7 +19,6 @@ from scalelaw.kernels.base import (
     KernelInputError,
     SparseMethod,
     causal_entries,
-    unreachable_note,
 )
 from scalelaw.kernels.reference import CHUNK_ELEMENTS, dense_causal, last_window_probs
 from scalelaw.kernels.sparse_torch import vertical_slash_torch
@@ -187,17 +186,12 @@ class VerticalSlash(SparseMethod):
         backend: str = "auto",
         **knobs: Any,
     ) -> AttentionResult:
-        c, b, h, lq, be = self._start_prefill(q, k, v, compression, backend)
-        kn = self._call_knobs(knobs)
-        if c == 1.0 and be == "torch":
-            # Every causal entry is kept: skip the estimation (Triton still runs all blocks,
-            # which is what its C = 1 timing measures).
-            return AttentionResult(dense_causal(q, k, v), 1.0, c)
+        c, b, h, lq, be, kn = self._start_prefill(q, k, v, compression, backend, knobs)
+        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
+            return dense
         pat = self.pattern(q, k, c, **knobs)
         out = run_vs_pattern(q, k, v, pat, be, kn["block_size"])
         achieved = causal_entries(lq) * b * h / float(pat.entries.sum())
         n = int(pat.col_keep[0, 0].sum())
         why = f"L={lq}, {n} columns and diagonals per head, at least {max(kn['sink_columns'], kn['local_diagonals'])}"
-        return AttentionResult(
-            out, achieved, c, unreachable_note(self.name, c, achieved, why), {"lines_per_head": n}
-        )
+        return self._result(out, c, achieved, why, {"lines_per_head": n})
