@@ -3,16 +3,26 @@
 One row per measured configuration, in long format. CSV, Parquet and JSON Lines load. Bad input
 raises `DataError` with one line naming the file, the row (1-based, counting data rows) and the
 column; nothing is silently dropped or coerced.
+
+Repeated configurations (replicate runs: seeds, learning-rate sweeps) are an error unless they
+are marked: a `run` (or `replicate`) column, `replicates=True` to keep them all, or
+`aggregate="mean"` to pool them into one row each.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+
+from scalelaw.errors import ScalelawError
 
 #: Short names accepted for the canonical columns.
 ALIASES: dict[str, str] = {"N": "params", "L": "seq_len", "C": "compression"}
@@ -32,9 +42,13 @@ LABEL_COLUMNS = ("task", "method", "phase", "model", "family")
 #: Columns that identify a configuration (used to find conflicting duplicates).
 CONFIG_COLUMNS = ("params", "seq_len", "compression", *LABEL_COLUMNS)
 SPARSE_COVARIATES = ("params", "seq_len", "compression")
+#: Columns that tell replicate runs of one configuration apart (part of the configuration key).
+RUN_COLUMNS = ("run", "replicate")
+#: How `aggregate` may pool repeated configurations.
+AGGREGATES = ("mean",)
 
 
-class DataError(ValueError):
+class DataError(ScalelawError):
     """A table failed validation; the message names file, row and column."""
 
 
@@ -135,6 +149,7 @@ def _check_numeric(frame: pl.DataFrame, column: str, source: str) -> None:
         "samples": ((s < 1) | (s != s.round()), "must be a positive whole number"),
         "correct": ((s < 0) | (s != s.round()), "must be a non-negative whole number"),
         "score_var": (s < 0, "must be >= 0"),
+        "replicates": ((s < 1) | (s != s.round()), "must be a positive whole number"),
     }
     if column in rules:
         mask, why = rules[column]
@@ -151,12 +166,20 @@ def validate(
     response: str = "score",
     column_map: Mapping[str, str] | None = None,
     labels: Sequence[str] = (),
+    replicates: bool = False,
+    aggregate: str | None = None,
 ) -> pl.DataFrame:
     """Validate and normalise a table; return it with canonical names and Float64 numbers.
 
     `require` lists covariate columns the caller needs (canonical names or aliases);
     `response` is the observed quantity (`score` may be derived from `correct` / `samples`).
+
+    A configuration is the covariates, the labels and, when present, a `run` or `replicate`
+    column. A configuration repeated with a different measured value is an error unless
+    `replicates` keeps every row as its own observation or `aggregate="mean"` pools them (see
+    `pool_replicates`). Identical repeated rows are always kept as they are.
     """
+    _check_replicate_options(replicates, aggregate)
     frame = _rename(frame, column_map, source)
     if frame.height == 0:
         raise DataError(f"{source}: the table has no rows")
@@ -203,8 +226,24 @@ def validate(
                 raise DataError(f"{_where(source, i + 1, column)}: missing label")
             frame = frame.with_columns(pl.col(column).cast(pl.String))
     keys = [c for c in dict.fromkeys([*needed, *CONFIG_COLUMNS, *labels]) if c in frame.columns]
-    _check_duplicates(frame, source, response, keys)
+    if aggregate is not None:
+        return pool_replicates(frame, keys, response=response, source=source)
+    if not replicates and keys:
+        runs = [c for c in RUN_COLUMNS if c in frame.columns]
+        _check_duplicates(frame, source, response, [*keys, *runs])
     return frame
+
+
+def _check_replicate_options(replicates: bool, aggregate: str | None) -> None:
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise DataError(
+            f"unknown aggregate {aggregate!r}; expected {' or '.join(map(repr, AGGREGATES))}"
+        )
+    if replicates and aggregate is not None:
+        raise DataError(
+            "--replicates keeps repeated configurations as separate rows and --aggregate pools "
+            "them; give one of the two"
+        )
 
 
 def _check_duplicates(frame: pl.DataFrame, source: str, response: str, keys: list[str]) -> None:
@@ -222,8 +261,92 @@ def _check_duplicates(frame: pl.DataFrame, source: str, response: str, keys: lis
             rows = bad["__row"][0].to_list()
             raise DataError(
                 f"{_where(source, rows[1] + 1, v)}: configuration repeats row {rows[0] + 1} "
-                f"with a different value"
+                "with a different value (mark replicates with a 'run' column or --replicates, "
+                "or pool them with --aggregate mean)"
             )
+
+
+def pool_replicates(
+    frame: pl.DataFrame,
+    keys: Sequence[str],
+    *,
+    response: str = "score",
+    source: str = "<table>",
+) -> pl.DataFrame:
+    """Pool the rows that share the `keys` columns into one row each, in first-seen order.
+
+    The pooled row is the mean over every underlying measurement:
+
+    - with `samples`: `samples` (and `correct`) are summed and `score` is the mean over all
+      samples, so a count table gets ``correct / samples``; `score_var` (a per-sample variance)
+      becomes the variance of the combined sample, spread between replicates included;
+    - without `samples`: `score` is the plain mean and `score_var` is dropped, since without
+      sample sizes it cannot be combined;
+    - the response (when not `score`) and `achieved_compression` are plain means;
+    - every other column (`run`, `seed`, `lr`, ...) is kept when it is constant within every
+      group and dropped otherwise;
+    - a `replicates` column counts the rows pooled. A table that already has one (it was
+      pooled before) is pooled again with those counts as weights, and they add up.
+
+    `frame` must already be validated (canonical names, Float64 numbers).
+    """
+    keys = list(keys)
+    columns = frame.columns
+    if not keys:
+        # Nothing identifies a configuration, so no two rows are known to repeat one.
+        return (
+            frame
+            if "replicates" in columns
+            else frame.with_columns(replicates=pl.lit(1, dtype=pl.Int64))
+        )
+    if "replicates" in columns:
+        frame = _numeric(frame, "replicates", source)
+        _check_numeric(frame, "replicates", source)
+        weight = pl.col("replicates")
+    else:
+        # A literal weight would not broadcast inside a group aggregation; a column does.
+        frame = frame.with_columns(pl.lit(1.0).alias("__weight"))
+        weight = pl.col("__weight")
+
+    def mean(column: str) -> pl.Expr:
+        return (pl.col(column) * weight).sum() / weight.sum()
+
+    pooled: dict[str, pl.Expr] = {}
+    if "samples" in columns:
+        n = pl.col("samples")
+        pooled["samples"] = n.sum()
+        if "correct" in columns:
+            pooled["correct"] = pl.col("correct").sum()
+            score = pl.col("correct").sum() / n.sum()
+        else:
+            score = (pl.col("score") * n).sum() / n.sum()
+        if "score" in columns:
+            pooled["score"] = score
+        if "score_var" in columns and "score" in columns:
+            spread = (n - 1) * pl.col("score_var") + n * (pl.col("score") - score) ** 2
+            pooled["score_var"] = (
+                pl.when(pl.len() == 1)
+                .then(pl.col("score_var").first())
+                .otherwise(spread.sum() / (n.sum() - 1))
+            )
+    elif "score" in columns:
+        pooled["score"] = mean("score")
+    for column in (response, "achieved_compression"):
+        if column in columns and column not in pooled:
+            pooled[column] = mean(column)
+    dropped = set() if "score_var" in pooled else {"score_var"}
+    others = [c for c in columns if c not in {*keys, *pooled, *dropped, "replicates"}]
+    constant: list[str] = []
+    if others:
+        spread_of = frame.group_by(keys).agg(pl.col(others).n_unique()).select(pl.col(others).max())
+        constant = [c for c in others if spread_of[c][0] <= 1]
+    out = frame.group_by(keys, maintain_order=True).agg(
+        *(expr.alias(c) for c, expr in pooled.items()),
+        *(pl.col(c).first() for c in constant),
+        weight.sum().cast(pl.Int64).alias("replicates"),
+    )
+    order = [c for c in columns if c in out.columns]
+    return out.select(*order, *([] if "replicates" in order else ["replicates"]))
 
 
 def load_table(
@@ -232,36 +355,209 @@ def load_table(
     require: Sequence[str] = (),
     response: str = "score",
     column_map: Mapping[str, str] | None = None,
-    where: Mapping[str, str] | None = None,
+    where: Where = None,
     labels: Sequence[str] = (),
+    replicates: bool = False,
+    aggregate: str | None = None,
 ) -> pl.DataFrame:
     """Load and validate an accuracy-point table from a file, a dataset name or a frame.
 
-    `where` keeps rows whose label columns equal the given values (e.g. ``{"phase": "prefill"}``);
-    a value that selects nothing is an error rather than an empty fit.
+    `where` keeps the rows that meet every condition: a mapping means equality
+    (``{"phase": "prefill"}``), or give strings such as ``"N<7e10"`` or `Condition`s. A condition
+    that selects nothing is an error rather than an empty fit. `replicates` and `aggregate` are
+    as in `validate`.
     """
+    _check_replicate_options(replicates, aggregate)
+    conditions = to_conditions(where)
     if isinstance(data, pl.DataFrame):
         frame, source = data, "<table>"
     else:
         path = resolve_path(data)
         frame, source = read_frame(path), str(data)
-    for column, value in (where or {}).items():
-        column = canonical(column)
-        if column not in frame.columns:
-            raise DataError(f"{source}: cannot filter on '{column}': no such column")
-        kept = frame.filter(pl.col(column).cast(pl.String) == value)
-        if kept.height == 0:
-            levels = ", ".join(sorted(map(str, frame[column].unique().to_list())))
-            raise DataError(f"{source}: no row has {column} = {value!r} (values: {levels})")
-        frame = kept
+    # Rename first so that filters may name mapped and aliased columns (`N` in a file of `N`).
+    frame = _rename(frame, column_map, source)
+    frame = apply_where(frame, conditions, source)
     return validate(
         frame,
         source=source,
         require=require,
         response=response,
-        column_map=column_map,
         labels=labels,
+        replicates=replicates,
+        aggregate=aggregate,
     )
+
+
+#: Comparison operators a row filter may use; ``==`` is read as ``=``.
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
+_ORDERING = ("<", "<=", ">", ">=")
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A row filter ``COLUMN OP VALUE``; `column` is canonical, `op` one of `OPERATORS`."""
+
+    column: str
+    op: str
+    value: str
+
+    def __post_init__(self) -> None:
+        op = "=" if self.op == "==" else self.op
+        if op not in OPERATORS:
+            raise DataError(
+                f"unknown comparison '{self.op}' (expected one of {', '.join(OPERATORS)})"
+            )
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "column", canonical(str(self.column).strip()))
+        object.__setattr__(self, "value", str(self.value))
+
+    def __str__(self) -> str:
+        return f"{self.column}{self.op}{self.value}"
+
+
+#: What `load_table` accepts as `where`.
+Where = Mapping[str, str] | Sequence[str | Condition] | str | Condition | None
+
+_NAME = r"[^\s=,()<>!'\"]+"
+# A comma separates items only where a new `NAME=` (or `NAME<op>`) follows it, so values such as
+# `normal(0, 2)` keep their commas.
+_NEXT_ASSIGNMENT = re.compile(rf"\s*{_NAME}\s*=")
+_NEXT_CONDITION = re.compile(rf"\s*{_NAME}\s*(?:[=<>]|!=)")
+_CONDITION = re.compile(r"^\s*([^=<>!]+?)\s*(==|!=|<=|>=|=|<|>)\s*(.*?)\s*$")
+
+
+def _split_items(item: str, follows: re.Pattern[str]) -> list[str]:
+    """Split `item` on the commas outside brackets that `follows` matches right after."""
+    parts: list[str] = []
+    depth = start = 0
+    for i, char in enumerate(item):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            rest = item[i + 1 :]
+            # Empty pieces (`a=1,` or `a=1,,b=2`) separate too, and are skipped, as before.
+            if not rest.strip() or rest.lstrip().startswith(",") or follows.match(rest):
+                parts.append(item[start:i])
+                start = i + 1
+    parts.append(item[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _unquote(value: str) -> str:
+    return value.strip().strip("'\"")
+
+
+def parse_where(items: Iterable[str], what: str = "--where") -> list[Condition]:
+    """Parse row filters such as ``phase=prefill``, ``N<7e10``, ``task!=NIAH``, ``L>=16K``.
+
+    Several may share one item, separated by commas. Ordering comparisons need a number
+    (as in `as_float`, so ``128K`` works).
+    """
+    out: list[Condition] = []
+    for item in items:
+        for part in _split_items(item, _NEXT_CONDITION):
+            m = _CONDITION.match(part)
+            value = _unquote(m.group(3)) if m else ""
+            if not m or not value:
+                raise DataError(
+                    f"{what} '{part}' is not of the form COLUMN=VALUE (or ==, !=, <, <=, >, >=)"
+                )
+            cond = Condition(m.group(1), m.group(2), value)
+            if cond.op in _ORDERING:
+                as_float(value, f"{what} '{part}'")
+            out.append(cond)
+    return out
+
+
+def to_conditions(where: Where) -> list[Condition]:
+    """The conditions `where` stands for (see `load_table`)."""
+    if where is None:
+        return []
+    if isinstance(where, Mapping):
+        return [Condition(k, "=", str(v)) for k, v in where.items()]
+    items: Sequence[str | Condition] = [where] if isinstance(where, str | Condition) else where
+    out: list[Condition] = []
+    for item in items:
+        out.extend([item] if isinstance(item, Condition) else parse_where([item]))
+    return out
+
+
+def _numbers(series: pl.Series) -> pl.Series | None:
+    """The column as Float64 when every value is a number, else None."""
+    if series.dtype.is_numeric():
+        return series.cast(pl.Float64)
+    if series.dtype != pl.String:
+        return None
+    cast = series.cast(pl.Float64, strict=False)
+    return None if (cast.is_null() & series.is_not_null()).any() else cast
+
+
+def _number_or_none(text: str) -> float | None:
+    try:
+        return as_float(text, "")
+    except DataError:
+        return None
+
+
+def _show_values(series: pl.Series, numbers: pl.Series | None, limit: int = 20) -> str:
+    if numbers is not None:
+        shown = [f"{v:g}" for v in sorted(numbers.drop_nulls().unique().to_list())]
+    else:
+        shown = sorted(map(str, series.drop_nulls().unique().to_list()))
+    more = f", ... ({len(shown)} in all)" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
+def apply_where(
+    frame: pl.DataFrame, conditions: Iterable[Condition], source: str = "<table>"
+) -> pl.DataFrame:
+    """Keep the rows that meet every condition.
+
+    Equality compares numbers when the column and the value are both numeric (so ``N=7e9``
+    matches 7000000000), else text. Ordering comparisons need a numeric column and value.
+    A condition that leaves no row is an error naming it and the values the column has.
+    """
+    applied: list[Condition] = []
+    for cond in conditions:
+        column, op, value = cond.column, cond.op, cond.value
+        if column not in frame.columns:
+            raise DataError(
+                f"{source}: cannot filter on '{column}': no such column; columns are "
+                f"{', '.join(frame.columns)}"
+            )
+        series = frame[column]
+        numbers = _numbers(series)
+        target = _number_or_none(value) if numbers is not None else None
+        if op in _ORDERING:
+            if numbers is None:
+                raise DataError(f"{source}: cannot filter {cond}: column '{column}' is not numeric")
+            if target is None:
+                raise DataError(f"{source}: cannot filter {cond}: '{value}' is not a number")
+        if target is None or numbers is None:
+            mask = _COMPARE[op](series.cast(pl.String), value)
+        else:
+            mask = _COMPARE[op](numbers, target)
+        kept = frame.filter(mask)
+        if kept.height == 0:
+            shown = value if target is not None else repr(value)
+            scope = f" where {' and '.join(map(str, applied))}" if applied else ""
+            raise DataError(
+                f"{source}: no row has {column} {op} {shown} "
+                f"(values{scope}: {_show_values(series, numbers)})"
+            )
+        frame = kept
+        applied.append(cond)
+    return frame
 
 
 def resolve_path(name: str | Path) -> Path:
@@ -289,13 +585,14 @@ def levels(frame: pl.DataFrame, column: str) -> list[str]:
 
 
 def parse_assignments(items: Iterable[str], what: str = "assignment") -> dict[str, str]:
-    """Parse ``KEY=VALUE`` strings (also comma-separated) into a dict, with clear errors."""
+    """Parse ``KEY=VALUE`` strings into a dict, with clear errors.
+
+    One item may hold several, comma-separated; a comma splits only where a new ``KEY=``
+    follows it outside brackets, so ``alpha=normal(0, 2)`` is one assignment.
+    """
     out: dict[str, str] = {}
     for item in items:
-        for part in item.split(","):
-            part = part.strip()
-            if not part:
-                continue
+        for part in _split_items(item, _NEXT_ASSIGNMENT):
             key, sep, value = part.partition("=")
             # `phase==prefill` and `phase='prefill'` mean what they say: one value, no quotes
             value = value.removeprefix("=").strip().strip("'\"")
@@ -317,3 +614,37 @@ def as_float(text: str, where: str) -> float:
     if not math.isfinite(value):
         raise DataError(f"{where}: '{text}' is not finite")
     return value
+
+
+def parse_bounds(
+    items: Iterable[str], what: str = "--bounds"
+) -> dict[str, tuple[float | None, float | None]]:
+    """Parse parameter bounds ``NAME=LOW:HIGH``; either end may be empty (``E=0:``, ``alpha=:2``).
+
+    Several may share one item, separated by commas (``top=0:1,E=0:``). Numbers are read as in
+    `as_float`.
+    """
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for item in items:
+        for part in _split_items(item, _NEXT_ASSIGNMENT):
+            name, sep, spec = part.partition("=")
+            name, spec = name.strip(), _unquote(spec)
+            if not sep or not name or not spec:
+                raise DataError(f"{what} '{part}' is not of the form NAME=LOW:HIGH")
+            low_text, colon, high_text = spec.partition(":")
+            if not colon:
+                raise DataError(
+                    f"{what} '{part}': expected LOW:HIGH with a colon (e.g. 0:1, 0: or :2)"
+                )
+            low = as_float(low_text, f"{what} '{part}'") if low_text.strip() else None
+            high = as_float(high_text, f"{what} '{part}'") if high_text.strip() else None
+            if low is None and high is None:
+                raise DataError(f"{what} '{part}': give a lower bound, an upper bound or both")
+            if low is not None and high is not None and low >= high:
+                raise DataError(
+                    f"{what} '{part}': lower bound {low:g} is not below upper bound {high:g}"
+                )
+            if name in out:
+                raise DataError(f"{what} '{part}': bounds for '{name}' are given twice")
+            out[name] = (low, high)
+    return out

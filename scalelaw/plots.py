@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.data import load_table
-from scalelaw.fits.api import predict_draws
+from scalelaw.fits.prediction import predict_draws
 from scalelaw.fits.result import FitResult
 
 KINDS = ("posterior", "trace", "ppc", "fit")

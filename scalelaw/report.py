@@ -47,6 +47,8 @@ def fit_report(result: FitResult, prob: float = 0.9) -> dict[str, Any]:
         "interval": prob,
         "parameters": parameter_rows(result, prob),
         "diagnostics": {k: v for k, v in result.diagnostics.items() if k != "rhat"},
+        "converged": result.converged,
+        "not_converged": result.headline(),
         "holdout": result.meta.get("holdout"),
         "rows": result.meta.get("rows"),
         "data_hash": result.meta.get("data_hash"),
@@ -56,6 +58,8 @@ def fit_report(result: FitResult, prob: float = 0.9) -> dict[str, Any]:
 
 def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
     rep = fit_report(result, prob)
+    if rep["not_converged"]:
+        console.print(f"[bold red]{escape(rep['not_converged'])}[/]", highlight=False)
     label = "median" if result.backend == "bayes" else "optimum"
     spread = "posterior" if result.backend == "bayes" else "bootstrap"
     table = Table(
@@ -79,6 +83,8 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
             f"ESS bulk min {d['ess_bulk_min']:.0f}",
             f"divergences {d['divergences']}",
         ]
+        if d.get("retry"):
+            parts.append(f"retried: {d['retry']['reason']}")
         if "elpd_loo" in d:
             parts.append(
                 f"ELPD-LOO {d['elpd_loo']:.1f} ± {d['elpd_loo_se']:.1f} "
@@ -86,7 +92,8 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
             )
     else:
         parts += [
-            f"starts {d['starts']}",
+            f"starts {d['starts']} ({d.get('reached_best', '?')} of {d.get('refined', '?')} "
+            "refinements reached the best objective)",
             f"Huber delta {d['huber_delta']:g}",
             f"bootstrap {d['bootstrap']}",
         ]
@@ -98,14 +105,17 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
         )
     hold = rep.get("holdout")
     if hold:
-        t = Table(
-            "task",
-            "held-out MAE",
-            "Spearman rho",
-            "rows",
-            title=f"held out {hold['axis']}: MAE {hold['mae']:.3f}",
+        truth = "mae_truth" in hold
+        cols = ["task", "held-out MAE", f"{hold['prob']:.0%} coverage"]
+        cols += ["MAE vs truth", "truth coverage"] if truth else []
+        title = (
+            f"held out {hold['axis']}: MAE {hold['mae']:.3f}, {hold['prob']:.0%} predictive "
+            f"interval covers {hold['coverage']:.0%}"
+            + (f"; MAE vs truth {hold['mae_truth']:.4f}" if truth else "")
         )
+        t = Table(*cols, "Spearman rho", "rows", title=title)
         for task, s in hold["per_task"].items():
             rho = "n/a" if s["spearman"] is None else f"{s['spearman']:.2f}"
-            t.add_row(task, f"{s['mae']:.3f}", rho, str(s["n"]))
+            extra = [f"{s['mae_truth']:.4f}", f"{s['coverage_truth']:.0%}"] if truth else []
+            t.add_row(task, f"{s['mae']:.3f}", f"{s['coverage']:.0%}", *extra, rho, str(s["n"]))
         console.print(t)

@@ -525,11 +525,11 @@ def tolerance(
     Example: scalelaw tolerance results.csv --margin 0.05 --alpha 0.05 --out tolerance.png
     """
     _check_format(fmt)
-    from scalelaw.data import load_table, parse_assignments
+    from scalelaw.data import load_table
     from scalelaw.frontier import tolerance_summary, tolerance_table
 
     try:
-        frame = load_table(data, where=parse_assignments(where or [], "--where") or None)
+        frame = load_table(data, where=where or None)
         result = tolerance_table(frame, margin=margin, alpha=alpha, source=data)
     except _errors() as exc:
         fail(str(exc))

@@ -1,4 +1,4 @@
-"""Commands: laws, fit, predict, simulate, compare, plot, quickstart."""
+"""Commands: laws, fit, predict, simulate, compare, stack, plot, quickstart."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -32,23 +33,30 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    from scalelaw.data import DataError
-    from scalelaw.fits import ExprError, FitFileError, StrictFitError
+    from scalelaw.errors import ScalelawError
 
-    return (DataError, ExprError, FitFileError, StrictFitError, ValueError)
+    return (ScalelawError, ValueError)
+
+
+def warn_if_not_converged(src: Any) -> None:
+    """predict, plot and frontier say so when the fit behind them did not converge."""
+    headline = src.headline() if hasattr(src, "headline") else None
+    if headline:
+        err.print(f"[bold red]warning:[/] this fit is {escape(headline)}", highlight=False)
 
 
 def _build_law(
     spec: str,
     covariates: str | None,
     priors: list[str],
+    bounds: list[str],
     link: str | None,
     likelihood: str | None,
     response: str | None,
     transform: str | None,
     pooling: str | None,
 ) -> Any:
-    from scalelaw.data import parse_assignments
+    from scalelaw.data import parse_assignments, parse_bounds
     from scalelaw.fits import Law, resolve_law
 
     options: dict[str, Any] = {}
@@ -57,6 +65,8 @@ def _build_law(
     law = resolve_law(spec, **options)
     if priors:
         law = law.with_priors(parse_assignments(priors, "--prior"))
+    if bounds:
+        law = law.with_bounds(parse_bounds(bounds))
     changes: dict[str, Any] = {}
     for key, value in (
         ("link", link),
@@ -85,9 +95,9 @@ def laws(
     try:
         if name:
             law = get_law(name)
-            console.print(f"[bold]{law.name}[/]")
-            console.print(f"  formula    : {law.formula or law.expr}")
-            console.print(f"  expression : {law.expr}  (link: {law.link})")
+            console.print(f"[bold]{escape(law.name)}[/]")
+            console.print(f"  formula    : {escape(law.formula or str(law.expr))}")
+            console.print(f"  expression : {escape(str(law.expr))}  (link: {law.link})")
             console.print(f"  covariates : {', '.join(law.covariates)}")
             console.print(
                 f"  likelihood : {law.likelihood}; response {law.response}"
@@ -105,15 +115,17 @@ def laws(
                         "             " + ", ".join(f"{k}: {v:g}" for k, v in value.items())
                     )
             if law.description:
-                console.print(f"  {law.description}")
+                console.print(f"  {escape(law.description)}")
             if law.citation:
-                console.print(f"  cite: {law.citation}")
+                console.print(f"  cite: {escape(law.citation)}")
             return
         table = Table("law", "kind", "formula", title="Built-in laws")
         for n in law_names():
             law = get_law(n)
             table.add_row(
-                n, "published card" if law.is_published else "form", law.formula or str(law.expr)
+                escape(n),
+                "published card" if law.is_published else "form",
+                escape(law.formula or str(law.expr)),
             )
         console.print(table)
     except _errors() as exc:
@@ -136,7 +148,19 @@ def fit(
     ] = None,
     where: Annotated[
         list[str] | None,
-        typer.Option(help="Keep rows with COLUMN=VALUE (repeatable), e.g. phase=prefill."),
+        typer.Option(
+            help="Keep rows that satisfy a comparison (repeatable, all must hold), e.g. "
+            "phase=prefill, 'N<7e10', task!=NIAH."
+        ),
+    ] = None,
+    replicates: Annotated[
+        bool,
+        typer.Option(
+            "--replicates", help="Repeated configurations are replicate observations, all kept."
+        ),
+    ] = False,
+    aggregate: Annotated[
+        str | None, typer.Option(help="Pool repeated configurations: 'mean'.")
     ] = None,
     map_: Annotated[
         list[str] | None,
@@ -149,6 +173,15 @@ def fit(
         list[str] | None,
         typer.Option(help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable)."),
     ] = None,
+    bounds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bounds", help="Bounds for a parameter, e.g. 'top=0:1', 'E=0:' (repeatable)."
+        ),
+    ] = None,
+    show_priors: Annotated[
+        bool, typer.Option("--show-priors", help="Print the priors in force before fitting.")
+    ] = False,
     link: Annotated[str | None, typer.Option(help="identity, logit or log.")] = None,
     likelihood: Annotated[
         str | None, typer.Option(help="normal, student_t, binomial, beta_binomial or beta.")
@@ -173,19 +206,33 @@ def fit(
         typer.Option(help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Fail (exit 3) when diagnostics are off.")] = False,
+    prob: Annotated[float, typer.Option(help="Probability of the reported intervals.")] = 0.9,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """Fit a scaling law to an accuracy table and report parameters and diagnostics.
 
     Example: scalelaw fit sim.csv --law sparse-frontier --holdout N=max --out fit.nc
+
+    A fit that fails its diagnostics says NOT CONVERGED on its first line (exit 3 with
+    --strict). Priors not given are set on the data's scale; --show-priors prints them.
     """
-    from scalelaw.data import parse_assignments
-    from scalelaw.fits import FitOptions, FitWarning, StrictFitError
+    from scalelaw.data import parse_assignments, parse_where
+    from scalelaw.fits import FitOptions, FitWarning, NotConvergedWarning, StrictFitError
     from scalelaw.fits import fit as run_fit
 
     try:
+        if not 0 < prob < 1:
+            fail(f"--prob must lie in (0, 1), got {prob}")
         the_law = _build_law(
-            law, covariates, prior or [], link, likelihood, response, transform, pooling
+            law,
+            covariates,
+            prior or [],
+            bounds or [],
+            link,
+            likelihood,
+            response,
+            transform,
+            pooling,
         )
         opts = FitOptions(
             backend=backend,
@@ -213,13 +260,19 @@ def fit(
                     opts,
                     holdout=holdout,
                     column_map=parse_assignments(map_ or [], "--map"),
-                    where=parse_assignments(where or [], "--where"),
+                    where=parse_where(where or []),
+                    replicates=replicates,
+                    aggregate=aggregate,
+                    on_priors=_print_priors if show_priors else None,
+                    prob=prob,
                 )
             finally:
                 spinner.stop()
         for w in caught:
-            if issubclass(w.category, FitWarning):
-                err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+            if issubclass(w.category, NotConvergedWarning):
+                err.print(f"[bold red]{escape(str(w.message))}[/]", highlight=False)
+            elif issubclass(w.category, FitWarning):
+                err.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
     except StrictFitError as exc:
         fail(f"diagnostics failed under --strict: {exc}", code=3)
     except _errors() as exc:
@@ -229,13 +282,21 @@ def fit(
     from scalelaw.report import fit_report
 
     if fmt == "json":
-        print(json.dumps(fit_report(result), indent=2))
+        print(json.dumps(fit_report(result, prob), indent=2))
     else:
         from scalelaw.report import print_fit
 
-        print_fit(result, console)
+        print_fit(result, console, prob)
     if out:
         console.print(f"saved fit to {out}")
+
+
+def _print_priors(law: Any, auto: list[str]) -> None:
+    t = Table("parameter", "prior", "bounds", "set from", title=f"priors in force: {law.name}")
+    for p in law.params:
+        bounds = "" if not p.bounded else f"[{p.lower}, {p.upper}]"
+        t.add_row(p.name, str(p.prior), bounds, "the data's scale" if p.name in auto else "the law")
+    console.print(t)
 
 
 def predict(
@@ -258,6 +319,10 @@ def predict(
     """Predict the expected score (mean, median, interval) at new configurations.
 
     Example: scalelaw predict sparse-frontier-v1:prefill --at N=7e9,L=16384,C=1,task=QuALITY
+
+    With --samples, also the predictive interval of a new measurement (pred_lower, pred_upper):
+    the expectation's uncertainty plus the likelihood's noise. A stacked fit predicts with the
+    mixture of its laws.
     """
     import polars as pl
 
@@ -285,6 +350,7 @@ def predict(
         else:
             fail("give points with --at or --grid")
             return
+        warn_if_not_converged(src)
         table = predict_table(src, points, prob=prob, samples=samples, seed=seed)
     except _errors() as exc:
         fail(str(exc))
@@ -348,36 +414,117 @@ def compare(
     data: Annotated[str, typer.Argument(help="Table file or measured:NAME.")],
     law: Annotated[list[str], typer.Option("--law", "-l", help="A law to compare (repeat).")],
     holdout: Annotated[
-        str | None, typer.Option(help="Also rank by held-out MAE, e.g. N=max.")
+        str | None,
+        typer.Option(help="Also rank by held-out error, e.g. N=max (with --stack: the weights)."),
     ] = None,
-    where: Annotated[list[str] | None, typer.Option(help="Keep rows with COLUMN=VALUE.")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="Keep rows satisfying a comparison (repeatable).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="bayes or lsq.")] = "bayes",
+    stack_: Annotated[
+        bool, typer.Option("--stack", help="Stack the laws and print their weights.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="With --stack: write the stacked fit.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     draws: Annotated[int, typer.Option(help="Draws per chain.")] = 1000,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """Rank several laws on the same data by ELPD-LOO and held-out error.
+    """Rank several laws on the same data by ELPD-LOO and held-out error, or stack them.
 
     Example: scalelaw compare sim.csv --law sparse-frontier --law sparse-frontier-nc --holdout C=max
+
+    Example: scalelaw compare sim.csv -l sparse-frontier -l floor-ceiling --stack --holdout N=max --out stack.nc
     """
-    from scalelaw.data import parse_assignments
+    from scalelaw.data import parse_where
     from scalelaw.fits import FitOptions, resolve_law
     from scalelaw.fits import compare as run_compare
+    from scalelaw.fits.stacking import stack_laws
 
+    options = FitOptions(backend=backend, seed=seed, draws=draws, tune=draws)
     try:
         laws_ = [resolve_law(s) for s in law]
+        conditions = parse_where(where or [])
         with console.status("comparing laws") as status:
-            table = run_compare(
-                data,
-                laws_,
-                FitOptions(seed=seed, draws=draws, tune=draws),
+            if stack_:
+                stacked = stack_laws(
+                    data,
+                    laws_,
+                    options,
+                    holdout=holdout,
+                    where=conditions,
+                    progress=lambda n: status.update(n),
+                )
+            else:
+                table = run_compare(
+                    data,
+                    laws_,
+                    options,
+                    holdout=holdout,
+                    where=conditions,
+                    progress=lambda n: status.update(f"fitting {n}"),
+                )
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    if stack_:
+        _report_stack(stacked, out, fmt)
+    else:
+        _emit(table, fmt, "laws ranked (higher ELPD-LOO is better)")
+
+
+def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
+    from scalelaw.fits.stacking import weights_table
+
+    warn_if_not_converged(stacked)
+    _emit(weights_table(stacked), fmt, f"stacking weights from {stacked.method}")
+    if out:
+        stacked.save(out)
+        console.print(f"saved stacked fit to {out}")
+
+
+def stack(
+    fits: Annotated[list[Path], typer.Argument(help="Fit files (.nc) of the same table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Write the stacked fit here.")] = Path(
+        "stack.nc"
+    ),
+    holdout: Annotated[
+        str | None,
+        typer.Option(
+            help="Weights from held-out log predictive density on this slice (N=max, L=max, "
+            "C=max); default: PSIS-LOO."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="The table (default: the file the fits were made on).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Stack fits of one table into one fit whose predictions mix the laws by weight.
+
+    Example: scalelaw stack loglinear.nc ceiling.nc --holdout N=max --out stack.nc
+
+    Without --holdout the weights come from PSIS-LOO (interpolation); with it, every law is
+    refitted without the held-out slice and weighted by how well it predicts that slice
+    (extrapolation). predict, plot --kind fit and frontier accept the stacked file.
+    """
+    from scalelaw.fits import load_fit
+    from scalelaw.fits.stacking import stack as run_stack
+
+    try:
+        loaded = [load_fit(f) for f in fits]
+        with console.status("stacking") as status:
+            stacked = run_stack(
+                loaded,
+                data=data,
                 holdout=holdout,
-                where=parse_assignments(where or [], "--where"),
-                progress=lambda n: status.update(f"fitting {n}"),
+                progress=lambda n: status.update(f"refitting {n}"),
             )
     except _errors() as exc:
         fail(str(exc))
         return
-    _emit(table, fmt, "laws ranked (higher ELPD-LOO is better)")
+    _report_stack(stacked, out, fmt)
 
 
 def plot(
@@ -397,6 +544,7 @@ def plot(
 
     try:
         result = load_fit(fit_file)
+        warn_if_not_converged(result)
         plots.plot(result, kind, out, data=data)
     except _errors() as exc:
         fail(str(exc))
@@ -428,5 +576,6 @@ def register(app: typer.Typer) -> None:
     app.command()(predict)
     app.command()(simulate)
     app.command()(compare)
+    app.command()(stack)
     app.command()(plot)
     app.command()(quickstart)

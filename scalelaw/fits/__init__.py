@@ -1,24 +1,29 @@
-"""Scaling laws: definitions, fitting backends (bayes, lsq), results and prediction.
+"""Scaling laws: definitions, fitting backends (bayes, lsq), results, prediction and stacking.
 
 Importing this package does not import PyMC; the Bayesian backend loads it when a fit runs.
 """
 
-from scalelaw.fits.api import (
-    FitOptions,
-    FitWarning,
-    StrictFitError,
-    compare,
-    fit,
-    levels,
-    paper_grid,
-    predict_draws,
-    predict_table,
-    simulate,
-)
 from scalelaw.fits.catalog import get_law, law_names, resolve_law
 from scalelaw.fits.expr import ExprError, parse
-from scalelaw.fits.law import Law, Param, Prior
+from scalelaw.fits.fitting import (
+    FitOptions,
+    FitWarning,
+    NotConvergedWarning,
+    StrictFitError,
+    fit,
+)
+from scalelaw.fits.law import Law, Param
+from scalelaw.fits.prediction import (
+    as_fit,
+    levels,
+    predict_draws,
+    predict_table,
+    predictive_draws,
+)
+from scalelaw.fits.priors import Prior, PriorError
 from scalelaw.fits.result import FitFileError, FitResult, load_fit
+from scalelaw.fits.simulation import paper_grid, simulate
+from scalelaw.fits.validation import compare, holdout_scores
 
 __all__ = [
     "ExprError",
@@ -27,12 +32,16 @@ __all__ = [
     "FitResult",
     "FitWarning",
     "Law",
+    "NotConvergedWarning",
     "Param",
     "Prior",
+    "PriorError",
     "StrictFitError",
+    "as_fit",
     "compare",
     "fit",
     "get_law",
+    "holdout_scores",
     "law_names",
     "levels",
     "load_fit",
@@ -40,6 +49,7 @@ __all__ = [
     "parse",
     "predict_draws",
     "predict_table",
+    "predictive_draws",
     "resolve_law",
     "simulate",
 ]

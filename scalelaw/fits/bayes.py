@@ -5,17 +5,24 @@ Laws that are linear in their parameters are sampled in a centred and scaled par
 law's own parameters; the law's priors are kept exactly, as potentials on the original scale
 (the map is linear, so its Jacobian is constant). This removes the strong posterior correlation
 between intercept and slopes that raw ``ln N ~ 23`` features create.
+
+Non-linear laws start every chain at the multi-start least-squares optimum (PyMC's U(-1, 1)
+jitter on the unconstrained scale is switched off: it throws a narrowly identified exponent
+far from its mode), and priors the user did not give are set on the data's scale first
+(`scalelaw.fits.defaults`). A run with divergences is retried once at target acceptance 0.99.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from scalelaw.fits.design import Design, linear_form
-from scalelaw.fits.law import Law, Param, Prior
+from scalelaw.fits.law import Law, Param
+from scalelaw.fits.priors import Prior
+from scalelaw.fits.result import FitResult
 
 
 @dataclass
@@ -26,68 +33,33 @@ class SampleSettings:
     seed: int = 0
     target_accept: float = 0.9
     progressbar: bool = False
+    nuts_extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _prior_logp(prior: Prior, value: Any) -> Any:
+def _prior_logp(prior: Prior | None, value: Any) -> Any:
     import pymc as pm
 
-    dist = _dist(prior)
-    return pm.logp(dist, value)
+    assert prior is not None, "priors are resolved before a model is built"
+    return pm.logp(prior.pymc_dist(), value)
 
 
-def _dist(prior: Prior) -> Any:
+def _free_param(p: Param, shape: tuple[int, ...] = ()) -> Any:
+    """A parameter with its prior, truncated to its bounds where the prior's support is wider.
+
+    PyMC gives bounded variables an unconstrained transform (log for a positive support, an
+    interval transform for truncation to two bounds), so NUTS never proposes outside them.
+    """
     import pymc as pm
 
-    kw = prior.kwargs
-    match prior.dist:
-        case "normal":
-            return pm.Normal.dist(**kw)
-        case "student_t":
-            return pm.StudentT.dist(**kw)
-        case "halfnormal":
-            return pm.HalfNormal.dist(**kw)
-        case "lognormal":
-            return pm.LogNormal.dist(**kw)
-        case "uniform":
-            return pm.Uniform.dist(**kw)
-        case "exponential":
-            return pm.Exponential.dist(**kw)
-        case _:
-            return pm.Gamma.dist(**kw)
-
-
-def _free_param(p: Param, shape: tuple[int, ...] = (), initval: Any = None) -> Any:
-    """A parameter with its prior, truncated to its bounds where the prior's support is wider."""
-    import pymc as pm
-
-    kw = p.prior.kwargs
-    natural = {
-        "normal": (None, None),
-        "student_t": (None, None),
-        "halfnormal": (0.0, None),
-        "lognormal": (0.0, None),
-        "exponential": (0.0, None),
-        "gamma": (0.0, None),
-        "uniform": (kw.get("lower"), kw.get("upper")),
-    }[p.prior.dist]
+    assert p.prior is not None, f"parameter {p.name} has no prior (resolve_priors first)"
+    natural = p.prior.support
     tighter = (p.lower is not None and (natural[0] is None or p.lower > natural[0])) or (
         p.upper is not None and (natural[1] is None or p.upper < natural[1])
     )
     extra: dict[str, Any] = {"shape": shape} if shape else {}
-    if initval is not None:
-        extra["initval"] = initval
     if not tighter:
-        dist_cls = {
-            "normal": pm.Normal,
-            "student_t": pm.StudentT,
-            "halfnormal": pm.HalfNormal,
-            "lognormal": pm.LogNormal,
-            "uniform": pm.Uniform,
-            "exponential": pm.Exponential,
-            "gamma": pm.Gamma,
-        }[p.prior.dist]
-        return dist_cls(p.name, **kw, **extra)
-    return pm.Truncated(p.name, _dist(p.prior), lower=p.lower, upper=p.upper, **extra)
+        return p.prior.pymc_variable(p.name, **extra)
+    return pm.Truncated(p.name, p.prior.pymc_dist(), lower=p.lower, upper=p.upper, **extra)
 
 
 def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooling: str) -> Any:
@@ -95,6 +67,7 @@ def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooli
     import pymc as pm
     import pytensor.tensor as pt
 
+    assert p.prior is not None
     if pooling == "partial":
         scale = p.prior.kwargs.get("sigma", 1.0)
         tau = pm.HalfNormal(f"{name}_sd", sigma=scale)
@@ -107,7 +80,7 @@ def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooli
     return pm.Deterministic(name, full, dims=f"{name}_level")
 
 
-def build_model(law: Law, design: Design, *, initvals: dict[str, float] | None = None) -> Any:
+def build_model(law: Law, design: Design) -> Any:
     """The PyMC model of `law` on `design` (observations included)."""
     import pymc as pm
     import pytensor.tensor as pt
@@ -125,8 +98,7 @@ def build_model(law: Law, design: Design, *, initvals: dict[str, float] | None =
         else:
             for p in law.params:
                 if p.name not in design.groups:
-                    start = (initvals or {}).get(p.name)
-                    env[p.name] = _free_param(p, initval=start)
+                    env[p.name] = _free_param(p)
             eta = law.expr.evaluate(env, lib="pytensor")
         eta = pt.broadcast_to(eta, (design.n,))
         _likelihood(law, design, eta)
@@ -138,7 +110,8 @@ def _has_bounds(law: Law, form: Any) -> bool:
     return any(
         law.param(n).lower is not None
         or law.param(n).upper is not None
-        or not law.param(n).prior.location_scale
+        or law.param(n).prior is None
+        or not law.param(n).prior.location_scale  # type: ignore[union-attr]
         for n in names
     )
 
@@ -297,12 +270,17 @@ def sample(
     design: Design,
     settings: SampleSettings,
     *,
-    initvals: dict[str, float] | None = None,
+    initvals: dict[str, Any] | None = None,
 ) -> Any:
     """Sample the posterior with nutpie; return an ArviZ DataTree with log-likelihood."""
     import pymc as pm
 
-    model = build_model(law, design, initvals=initvals)
+    model = build_model(law, design)
+    compile_kwargs: dict[str, Any] = {}
+    if initvals:
+        free = {v.name for v in model.free_RVs}
+        initvals = {k: v for k, v in initvals.items() if k in free}
+        compile_kwargs["jitter_rvs"] = set()
     with model:
         idata = pm.sample(
             draws=settings.draws,
@@ -311,14 +289,180 @@ def sample(
             random_seed=settings.seed,
             nuts_sampler="nutpie",
             progressbar=settings.progressbar,
-            nuts={"target_accept": settings.target_accept},
+            nuts={"target_accept": settings.target_accept, **settings.nuts_extra},
             compute_convergence_checks=False,
+            initvals=initvals or None,
+            compile_kwargs=compile_kwargs or None,
         )
     if "log_likelihood" not in idata.children:
-        # Start values make a model that PyMC cannot transform; an identical one without them can.
-        plain = model if not initvals else build_model(law, design)
-        pm.compute_log_likelihood(idata, model=plain, progressbar=False)
+        pm.compute_log_likelihood(idata, model=model, progressbar=False)
     return idata
+
+
+def start_values(
+    law: Law,
+    design: Design,
+    optimum: dict[str, np.ndarray],
+    noise: dict[str, float],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Initial values at the least-squares optimum, nudged inside open bounds and jittered by
+    one part in a thousand (so chains do not start on a bound or on a saddle exactly)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+
+    def inside(p: Param, value: np.ndarray) -> np.ndarray:
+        value = value * (1.0 + 1e-3 * rng.standard_normal(np.shape(value)))
+        span = (
+            (p.upper - p.lower)
+            if p.lower is not None and p.upper is not None
+            else 1.0 + np.abs(value)
+        )
+        if p.lower is not None:
+            value = np.maximum(value, p.lower + 1e-4 * span)
+        if p.upper is not None:
+            value = np.minimum(value, p.upper - 1e-4 * span)
+        return value
+
+    for p in law.params:
+        value = np.asarray(optimum[p.name], dtype=float)[0]
+        if p.name in design.groups:
+            g = design.groups[p.name]
+            if law.pooling == "partial" or g.reference is None:
+                continue
+            out[f"{p.name}_free"] = inside(p, np.delete(value, g.reference))
+        else:
+            out[p.name] = float(inside(p, value))
+    if "sigma" in noise and noise["sigma"] > 0:
+        out["sigma"] = noise["sigma"]
+    if "kappa" in noise:
+        out["kappa"] = float(np.clip(noise["kappa"], 1.0, 1e4))
+    return out
+
+
+def is_centred(law: Law) -> bool:
+    """Whether the law is sampled in the centred linear parametrisation."""
+    form = linear_form(law)
+    return form is not None and not _has_bounds(law, form)
+
+
+def run(
+    law: Law,
+    design: Design,
+    levels: dict[str, list[str]],
+    options: Any,
+    on_priors: Any = None,
+) -> FitResult:
+    """The Bayesian backend behind `scalelaw.fits.fit`: priors, starts, sampling, retry."""
+    from scalelaw.fits import lsq
+    from scalelaw.fits.defaults import resolve_priors
+
+    needs_start = not is_centred(law)
+    auto = any(p.prior is None for p in law.params)
+    optimum, noise = None, {}
+    if needs_start or auto:
+        best = lsq.fit(
+            law,
+            design,
+            lsq.LsqSettings(
+                bootstrap=0,
+                seed=options.seed,
+                refine=options.refine,
+                starts=options.starts,
+                huber_delta=1e-3 if law.transform == "log" else 0.05,
+            ),
+        )
+        optimum, noise = best.point, best.noise
+    law, auto_names = resolve_priors(law, design, optimum)
+    if on_priors is not None:
+        on_priors(law, auto_names)
+    needs_start = not is_centred(law)
+    initvals = (
+        start_values(law, design, optimum, noise, options.seed)
+        if needs_start and optimum is not None
+        else None
+    )
+    settings = SampleSettings(
+        options.draws,
+        options.tune,
+        options.chains,
+        options.seed,
+        options.target_accept,
+        options.progressbar,
+        # a non-linear law on raw covariates has strongly correlated parameters (intercept
+        # and slope of ln N ~ 23); nutpie's low-rank mass matrix adapts to those directions
+        {"adaptation": "low_rank"} if needs_start else {},
+    )
+    idata = sample(law, design, settings, initvals=initvals)
+    diagnostics = sampling_diagnostics(idata, law)
+    if diagnostics["divergences"] > 0 and options.retry and settings.target_accept < 0.99:
+        first = diagnostics["divergences"]
+        settings.target_accept = 0.99
+        idata = sample(law, design, settings, initvals=initvals)
+        diagnostics = sampling_diagnostics(idata, law)
+        diagnostics["retry"] = {
+            "reason": f"{first} divergences at target_accept {options.target_accept:g}",
+            "target_accept": 0.99,
+        }
+    if options.loo:
+        diagnostics.update(loo_diagnostics(idata))
+    diagnostics["auto_priors"] = auto_names
+    return FitResult(
+        law=law,
+        backend="bayes",
+        draws=posterior_draws(idata, law),
+        levels=levels,
+        idata=idata,
+        diagnostics=diagnostics,
+        noise=noise_draws(idata),
+    )
+
+
+def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
+    """R-hat and bulk ESS per parameter (law and noise), divergences, chains and draws."""
+    import arviz as az
+
+    from scalelaw.fits.result import NOISE_PARAMS
+
+    post = idata["posterior"]
+    names = law.param_names + [n for n in NOISE_PARAMS if n in post.data_vars]
+    rhat = az.rhat(idata, var_names=names)
+    ess = az.ess(idata, var_names=names, method="bulk")
+    rhat_by = {n: float(rhat[n].max()) for n in names}
+    ess_by = {n: float(ess[n].min()) for n in names}
+    return {
+        "rhat_max": max(rhat_by.values()),
+        "ess_bulk_min": min(ess_by.values()),
+        "divergences": int(np.asarray(idata["sample_stats"]["diverging"].values).sum()),
+        "chains": int(post.sizes["chain"]),
+        "draws": int(post.sizes["draw"]),
+        "rhat": rhat_by,
+        "ess_bulk": ess_by,
+    }
+
+
+def loo_diagnostics(idata: Any) -> dict[str, Any]:
+    """PSIS-LOO: expected log predictive density and Pareto k, or why it failed."""
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            elpd = az.loo(idata, var_name="obs")
+        except (ValueError, FloatingPointError) as e:
+            # a degenerate fit (every score 0) has constant pointwise log-likelihoods,
+            # whose Pareto tails cannot be fitted: report it, keep the fit
+            return {"loo_error": str(e)}
+    k = np.asarray(elpd.pareto_k).ravel()
+    return {
+        "elpd_loo": float(elpd.elpd),
+        "elpd_loo_se": float(elpd.se),
+        "p_loo": float(elpd.p),
+        "pareto_k_max": float(np.max(k)),
+        "pareto_k_bad": int(np.sum(k > 0.7)),
+    }
 
 
 def posterior_draws(idata: Any, law: Law) -> dict[str, np.ndarray]:
@@ -329,3 +473,15 @@ def posterior_draws(idata: Any, law: Law) -> dict[str, np.ndarray]:
         values = np.asarray(post[p].values, dtype=float)
         out[p] = values.reshape(-1, *values.shape[2:])
     return out
+
+
+def noise_draws(idata: Any) -> dict[str, np.ndarray]:
+    """Posterior draws of the likelihood's own parameters (sigma, nu, kappa)."""
+    from scalelaw.fits.result import NOISE_PARAMS
+
+    post = idata["posterior"]
+    return {
+        n: np.asarray(post[n].values, dtype=float).reshape(-1)
+        for n in NOISE_PARAMS
+        if n in post.data_vars
+    }

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scalelaw.fits.expr import ExprError
-from scalelaw.fits.law import Law, Param, Prior
+from scalelaw.fits.law import Law, Param
+from scalelaw.fits.priors import Prior
 
 SPARSE_FRONTIER_CITATION = (
     "Nawrot, Li, Huang, Ruder, Marchisio, Ponti. The Sparse Frontier: Sparse Attention "
@@ -207,6 +208,94 @@ def _sparse_interaction(axis: str) -> Law:
     )
 
 
+RUAN_CITATION = (
+    "Ruan, Maddison, Hashimoto. Observational Scaling Laws and the Predictability of Language "
+    "Model Performance. arXiv:2405.10938 (2024); Bhagia et al. Establishing Task Scaling Laws "
+    "via Compute-Efficient Model Ladders. arXiv:2412.04403 (2024)."
+)
+LINEAR_PREDICTOR = "eps + alpha * log(N) + beta * log(L) + gamma * log(C) + delta[task]"
+
+
+def floor_ceiling(floor: str = "0") -> Law:
+    """Accuracy between a floor (chance) and a ceiling below 1, a sigmoid in between.
+
+    `floor` is a number (a four-way choice: 0.25) or ``chance``, a column of the table.
+    """
+    if floor == "chance":
+        floor_term, covariates, lo = "chance", ("N", "L", "C", "chance"), 0.0
+        name = "floor-ceiling:chance"
+    else:
+        try:
+            value = float(floor)
+        except ValueError:
+            raise ExprError(
+                f"floor-ceiling:{floor}: the floor is a number in [0, 1) or 'chance'"
+            ) from None
+        if not 0.0 <= value < 1.0:
+            raise ExprError(f"floor-ceiling:{floor}: the floor must lie in [0, 1)")
+        floor_term, covariates, lo = repr(value), ("N", "L", "C"), value
+        name = "floor-ceiling" if value == 0.0 else f"floor-ceiling:{floor}"
+    expr = (
+        f"ceiling * sigmoid({LINEAR_PREDICTOR})"
+        if lo == 0.0 and floor_term != "chance"
+        else f"{floor_term} + (ceiling - {floor_term}) * sigmoid({LINEAR_PREDICTOR})"
+    )
+    return Law.from_string(
+        expr,
+        name=name,
+        covariates=covariates,
+        priors={**SPARSE_PRIORS, "ceiling": f"uniform({lo:g}, 1)"},
+        bounds={"ceiling": (lo, 1.0)},
+        likelihood="binomial",
+        reference={"task": "QuALITY"},
+        citation=RUAN_CITATION,
+        description=(
+            "Accuracy saturates: it rises from a floor (chance level; a number, or the 'chance' "
+            "column) towards a ceiling below 1 along a sigmoid of the sparse law's linear "
+            "predictor. A real benchmark has wrong or ambiguous items, so perfect accuracy is "
+            "out of reach, and a model below chance is noise."
+        ),
+    ).with_options(
+        formula=(
+            "score = floor + (ceiling - floor) sigmoid(eps + alpha ln N + beta ln L + gamma ln C"
+            " + delta[task])"
+        )
+    )
+
+
+def tolerance() -> Law:
+    """Flat in C up to a tolerance C*(N, L), then declining: a smooth hinge in ln C."""
+    hinge = "log(C) - tau0 - tauN * log(N / 1e9) - tauL * log(L / 16384)"
+    return Law.from_string(
+        f"eps + alpha * log(N) + beta * log(L) + delta[task] - gamma * softplus(4 * ({hinge})) / 4",
+        name="sparse-tolerance",
+        covariates=("N", "L", "C"),
+        priors={
+            **{k: v for k, v in SPARSE_PRIORS.items() if k != "gamma"},
+            "gamma": "halfnormal(5)",
+            "tau0": "normal(1, 2)",
+            "tauN": "normal(0, 1)",
+            "tauL": "normal(0, 1)",
+        },
+        bounds={"gamma": (0.0, None)},
+        link="logit",
+        likelihood="binomial",
+        reference={"task": "QuALITY"},
+        citation=SPARSE_FRONTIER_CITATION,
+        description=(
+            "Compression costs nothing up to a tolerance C*, then accuracy falls by gamma per "
+            "unit of ln C (on the logit scale); ln C* = tau0 + tauN ln(N / 1e9) + tauL "
+            "ln(L / 16384), so how tolerance moves with model size and length (the study's "
+            "findings) are parameters with posteriors. The hinge is a softplus of width 1/4 in ln C."
+        ),
+    ).with_options(
+        formula=(
+            "logit(score) = eps + alpha ln N + beta ln L + delta[task] - gamma hinge(ln C - ln C*),"
+            " ln C* = tau0 + tauN ln(N/1e9) + tauL ln(L/16384)"
+        )
+    )
+
+
 _REGISTRY: dict[str, Callable[[], Law]] = {
     "sparse-frontier": sparse_frontier,
     "sparse-frontier-pooled": lambda: sparse_frontier("partial"),
@@ -219,6 +308,9 @@ _REGISTRY: dict[str, Callable[[], Law]] = {
     "chinchilla-epoch": _card_epoch,
     "power-law": _power_law,
     "logistic-power": _logistic_power,
+    "floor-ceiling": floor_ceiling,
+    "floor-ceiling:chance": lambda: floor_ceiling("chance"),
+    "sparse-tolerance": tolerance,
 }
 
 
@@ -238,6 +330,8 @@ def law_names() -> list[str]:
 
 def get_law(name: str) -> Law:
     """A built-in law or published card by name."""
+    if name.startswith("floor-ceiling:") and name not in _REGISTRY:
+        return floor_ceiling(name.split(":", 1)[1])
     try:
         return _REGISTRY[name]()
     except KeyError:

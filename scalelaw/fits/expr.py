@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from scalelaw.errors import ScalelawError
 
-class ExprError(ValueError):
+
+class ExprError(ScalelawError):
     """An expression is not allowed or not well formed."""
 
 

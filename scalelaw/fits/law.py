@@ -8,7 +8,6 @@ PyMC backend, the least-squares backend and prediction all read this one descrip
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -17,6 +16,7 @@ import numpy as np
 
 from scalelaw.data import canonical
 from scalelaw.fits.expr import Expr, ExprError, parse, trace
+from scalelaw.fits.priors import Prior
 
 Link = Literal["identity", "logit", "log"]
 Pooling = Literal["fixed", "partial"]
@@ -27,90 +27,37 @@ COUNT_LIKELIHOODS = ("binomial", "beta_binomial")
 #: Names read as covariates when a law does not say which of its names are covariates.
 KNOWN_COVARIATES = ("N", "L", "C", "D", "params", "seq_len", "compression", "tokens", "flops")
 
-#: Distributions a prior may use, with their argument names (PyMC's spelling).
-PRIOR_ARGS: dict[str, tuple[str, ...]] = {
-    "normal": ("mu", "sigma"),
-    "student_t": ("nu", "mu", "sigma"),
-    "halfnormal": ("sigma",),
-    "lognormal": ("mu", "sigma"),
-    "uniform": ("lower", "upper"),
-    "exponential": ("lam",),
-    "gamma": ("alpha", "beta"),
-}
-
-
-@dataclass(frozen=True)
-class Prior:
-    """A prior distribution, e.g. ``Prior("normal", (0.0, 5.0))``."""
-
-    dist: str
-    args: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if self.dist not in PRIOR_ARGS:
-            raise ExprError(
-                f"unknown prior '{self.dist}'; choose from {', '.join(sorted(PRIOR_ARGS))}"
-            )
-        if len(self.args) != len(PRIOR_ARGS[self.dist]):
-            names = ", ".join(PRIOR_ARGS[self.dist])
-            raise ExprError(f"prior {self.dist} takes ({names}), got {len(self.args)} values")
-
-    @property
-    def kwargs(self) -> dict[str, float]:
-        return dict(zip(PRIOR_ARGS[self.dist], self.args, strict=True))
-
-    @property
-    def location_scale(self) -> bool:
-        return self.dist in ("normal", "student_t")
-
-    def __str__(self) -> str:
-        return f"{self.dist}({', '.join(f'{a:g}' for a in self.args)})"
-
-    @classmethod
-    def parse(cls, text: str) -> Prior:
-        """Read ``normal(0, 5)``: a distribution name and numbers, nothing evaluated."""
-        m = re.fullmatch(r"\s*([a-z_]+)\s*\(([^()]*)\)\s*", text)
-        if not m:
-            raise ExprError(f"prior '{text}' is not of the form name(number, ...)")
-        try:
-            args = tuple(float(a) for a in m.group(2).split(",") if a.strip())
-        except ValueError:
-            raise ExprError(f"prior '{text}' has an argument that is not a number") from None
-        return cls(m.group(1), args)
-
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        kw = self.kwargs
-        match self.dist:
-            case "normal":
-                return rng.normal(kw["mu"], kw["sigma"], size)
-            case "student_t":
-                return kw["mu"] + kw["sigma"] * rng.standard_t(kw["nu"], size)
-            case "halfnormal":
-                return np.abs(rng.normal(0.0, kw["sigma"], size))
-            case "lognormal":
-                return rng.lognormal(kw["mu"], kw["sigma"], size)
-            case "uniform":
-                return rng.uniform(kw["lower"], kw["upper"], size)
-            case "exponential":
-                return rng.exponential(1.0 / kw["lam"], size)
-            case _:
-                return rng.gamma(kw["alpha"], 1.0 / kw["beta"], size)
-
 
 @dataclass(frozen=True)
 class Param:
-    """A named parameter with its prior, optional bounds and least-squares starting grid."""
+    """A named parameter with its prior, optional bounds and least-squares starting values.
+
+    A prior of None means "weakly informative on the data's scale": the fit sets it from the
+    table (see `scalelaw.fits.defaults`), and the fitted law records the prior it used.
+    """
 
     name: str
-    prior: Prior = field(default_factory=lambda: Prior("normal", (0.0, 10.0)))
+    prior: Prior | None = None
     lower: float | None = None
     upper: float | None = None
     starts: tuple[float, ...] = ()
 
+    def __post_init__(self) -> None:
+        lo, hi = self.lower, self.upper
+        for b in (lo, hi):
+            if b is not None and not math.isfinite(b):
+                raise ExprError(f"parameter {self.name}: bounds must be finite numbers")
+        if lo is not None and hi is not None and lo >= hi:
+            raise ExprError(f"parameter {self.name}: lower bound {lo:g} >= upper bound {hi:g}")
+
+    @property
+    def bounded(self) -> bool:
+        return self.lower is not None or self.upper is not None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "prior": str(self.prior),
+            "prior": "auto" if self.prior is None else str(self.prior),
             "lower": self.lower,
             "upper": self.upper,
             "starts": list(self.starts),
@@ -120,7 +67,7 @@ class Param:
     def from_dict(cls, d: Mapping[str, Any]) -> Param:
         return cls(
             name=str(d["name"]),
-            prior=Prior.parse(str(d["prior"])),
+            prior=None if d.get("prior", "auto") == "auto" else Prior.parse(str(d["prior"])),
             lower=None if d.get("lower") is None else float(d["lower"]),
             upper=None if d.get("upper") is None else float(d["upper"]),
             starts=tuple(float(x) for x in d.get("starts", [])),
@@ -226,6 +173,20 @@ class Law:
             replace(p, prior=Prior.parse(v) if isinstance(v, str) else v)
             if (v := priors.get(p.name)) is not None
             else p
+            for p in self.params
+        )
+        return replace(self, params=params)
+
+    def with_bounds(self, bounds: Mapping[str, tuple[float | None, float | None]]) -> Law:
+        """A copy with some parameters' bounds replaced, e.g. ``{"top": (0, 1)}``.
+
+        A prior whose support is wider than the new bounds is truncated to them when sampled.
+        """
+        unknown = set(bounds) - set(self.param_names)
+        if unknown:
+            raise ExprError(f"law '{self.name}' has no parameters {sorted(unknown)}")
+        params = tuple(
+            replace(p, lower=bounds[p.name][0], upper=bounds[p.name][1]) if p.name in bounds else p
             for p in self.params
         )
         return replace(self, params=params)
@@ -345,16 +306,15 @@ class Law:
             params.append(
                 Param(
                     p,
-                    prior=Prior.parse(prior)
-                    if isinstance(prior, str)
-                    else prior or default_prior(lo, hi),
+                    prior=Prior.parse(prior) if isinstance(prior, str) else prior,
                     lower=lo,
                     upper=hi,
                 )
             )
-        unknown_p = set(priors or {}) - {p.name for p in params}
-        if unknown_p:
-            raise ExprError(f"priors given for unknown parameters {sorted(unknown_p)}")
+        for what, given in (("priors", priors), ("bounds", bounds)):
+            unknown_p = set(given or {}) - {p.name for p in params}
+            if unknown_p:
+                raise ExprError(f"{what} given for unknown parameters {sorted(unknown_p)}")
         return cls(
             name=name,
             expr=expr,
@@ -363,15 +323,6 @@ class Law:
             formula=formula,
             **options,
         )
-
-
-def default_prior(lower: float | None, upper: float | None) -> Prior:
-    """A weak prior that respects bounds."""
-    if lower is not None and upper is not None:
-        return Prior("uniform", (lower, upper))
-    if lower == 0.0 and upper is None:
-        return Prior("halfnormal", (10.0,))
-    return Prior("normal", (0.0, 10.0))
 
 
 def _jsonable(x: Any) -> Any:

@@ -1,24 +1,44 @@
-"""The least-squares backend: robust (Huber) fits from a grid of starts, bootstrap intervals.
+"""The least-squares backend: robust (Huber) fits from a space-filling design of starts.
 
-Following Epoch AI's replication of Chinchilla: the objective is evaluated at every point of a
-grid of starting values, and the best starts are refined with a bounded local optimiser
-(lmfit over scipy's ``least_squares`` with a Huber loss). Intervals come from refitting rows
-resampled with replacement, each refit started from the best estimate.
+Following Epoch AI's replication of Chinchilla, the objective is evaluated at many starting
+points and the best are refined with a bounded local optimiser (lmfit over scipy's
+``least_squares``). The starts are a scrambled Sobol design (``scipy.stats.qmc``) over ranges set
+by each parameter's bounds, prior and the data's scale (`scalelaw.fits.defaults`); a law whose
+parameters all list explicit starts keeps the full grid of them. Group effects that enter the
+linear predictor additively start at each group's mean residual. A weak ridge from the group
+prior keeps an offset the data cannot bound (a task that is always right) large but finite.
+Intervals come from refitting rows resampled with replacement, each refit started from the
+optimum. The settings and the diagnostics of this backend live here.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import lmfit
 import numpy as np
+from scipy.stats import qmc
 
-from scalelaw.fits.design import Design
-from scalelaw.fits.evaluate import mean_response
+from scalelaw.fits.defaults import (
+    exponent_params,
+    response_on_link_scale,
+    rule_widths,
+    start_mapper,
+)
+from scalelaw.fits.design import Design, GroupIndex
+from scalelaw.fits.evaluate import linear_predictor, mean_response
 from scalelaw.fits.law import Law, Param
+from scalelaw.fits.result import FitResult
+
+#: Weight of the ridge that keeps group effects finite (relative to one residual).
+RIDGE = 1e-3
+#: A group effect beyond this many units on a logit or log link has run off.
+RUNAWAY_LINK = 30.0
 
 
 @dataclass
@@ -28,6 +48,8 @@ class LsqSettings:
     refine: int = 8
     bootstrap: int = 200
     seed: int = 0
+    #: Sobol starts (a power of two); None: 2^13, or 2^14 with more than six free parameters.
+    starts: int | None = None
 
 
 @dataclass
@@ -36,7 +58,13 @@ class LsqResult:
     draws: dict[str, np.ndarray]
     cost: float
     n_starts: int
+    #: How many of the refined starts reached the best objective (within 1e-6 relative).
+    n_best: int
+    n_refined: int
     at_bounds: list[str]
+    #: Noise of the likelihood at the optimum (sigma for normal/Student-t, kappa for beta).
+    noise: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 class _Layout:
@@ -72,43 +100,36 @@ class _Layout:
 
     def key(self, k: int) -> str:
         name, level, _ = self.slots[k]
-        return name if level is None else f"{name}__{level}"
+        if level is None:
+            return name
+        g = self.design.groups[name]
+        return f"{name}[{g.levels[level]}]"
+
+    @property
+    def group_slots(self) -> list[int]:
+        return [k for k, (_, level, _) in enumerate(self.slots) if level is not None]
 
 
-def _start_values(p: Param, is_group: bool) -> tuple[float, ...]:
-    if p.starts:
-        return p.starts
-    if is_group:
-        return (0.0,)
-    lo, hi = p.lower, p.upper
-    if lo is not None and hi is not None:
-        return ((lo + hi) / 2,)
-    kw = p.prior.kwargs
-    if p.prior.dist == "lognormal":
-        guess = float(np.exp(kw["mu"]))
-    elif p.prior.dist in ("halfnormal", "exponential", "gamma"):
-        guess = 1.0
-    elif p.prior.dist == "uniform":
-        guess = (kw["lower"] + kw["upper"]) / 2
-    else:
-        guess = kw["mu"]
-    if lo is not None:
-        guess = max(guess, lo + 1e-6)
-    if hi is not None:
-        guess = min(guess, hi - 1e-6)
-    return (guess,)
+def _fitting_scale(law: Law, values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(values) if law.transform == "log" else values
 
 
-def _residual_fn(law: Law, design: Design, layout: _Layout) -> Callable[[np.ndarray], np.ndarray]:
+def _residual_fn(
+    law: Law, design: Design, layout: _Layout, ridge: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Residuals on the fitting scale, followed by the ridge terms of the group effects."""
     assert design.y is not None
-    y = np.log(design.y) if law.transform == "log" else design.y
+    y = _fitting_scale(law, design.y)
+    groups = layout.group_slots
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        mu = mean_response(law, design, layout.unpack(theta))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pred = np.log(mu) if law.transform == "log" else mu
-        r = pred - y[None, :]
-        return np.where(np.isfinite(r), r, 1e6)
+        theta = np.atleast_2d(theta)
+        r = _fitting_scale(law, mean_response(law, design, layout.unpack(theta))) - y[None, :]
+        r = np.where(np.isfinite(r), r, 1e6)
+        if groups:
+            r = np.concatenate([r, theta[:, groups] * ridge[None, :]], axis=1)
+        return r
 
     return residuals
 
@@ -118,42 +139,280 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
     return np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta)).sum(axis=-1)
 
 
+def _objective(r: np.ndarray, settings: LsqSettings) -> np.ndarray:
+    if settings.loss == "huber":
+        return _huber(r, settings.huber_delta)
+    return 0.5 * (r**2).sum(axis=-1)
+
+
+def _ridge_weights(law: Law, layout: _Layout, widths: dict[str, float]) -> np.ndarray:
+    out = []
+    for k in layout.group_slots:
+        name, _, p = layout.slots[k]
+        sd = p.prior.frozen().std() if p.prior is not None else widths[name]
+        out.append(RIDGE / float(sd if np.isfinite(sd) and sd > 0 else widths[name]))
+    return np.asarray(out, dtype=float)
+
+
+def starts(law: Law, design: Design, layout: _Layout, settings: LsqSettings) -> np.ndarray:
+    """Starting vectors (S, K).
+
+    Parameters that enter the linear predictor linearly (an intercept, Chinchilla's E, A and B,
+    additive group effects) are not searched: for every point of a Sobol design over the
+    others, they are solved by linear least squares against the response on the link scale
+    (variable projection, Golub and Pereyra 1973). A law whose searched parameters all list
+    explicit starts keeps the full grid of them (the Epoch AI protocol).
+    """
+    widths = rule_widths(law, design)
+    exponents = exponent_params(law)
+    linear = linear_slots(law, design, layout, widths, settings.seed)
+    searched = [k for k in range(len(layout.slots)) if k not in linear]
+    if searched and all(layout.slots[k][2].starts for k in searched):
+        grid = [layout.slots[k][2].starts for k in searched]
+        base = np.array(list(itertools.product(*grid)), dtype=float)
+    elif searched:
+        n = settings.starts or (2**13 if len(searched) <= 6 else 2**14)
+        sobol = qmc.Sobol(d=len(searched), scramble=True, seed=settings.seed)
+        u = sobol.random_base2(math.ceil(math.log2(n)))
+        base = np.column_stack(
+            [
+                start_mapper(
+                    layout.slots[k][2],
+                    widths[layout.slots[k][0]],
+                    layout.slots[k][0] in exponents,
+                )(u[:, j])
+                for j, k in enumerate(searched)
+            ]
+        )
+    else:
+        base = np.zeros((1, 0))
+    # the centre of every range is always a candidate: a sigmoid or softplus law converges
+    # from small slopes, where random far-out starts can sit on a saturated plateau
+    centre = np.array([[_centre(layout.slots[k][2], widths[layout.slots[k][0]]) for k in searched]])
+    base = np.concatenate([centre, base]) if searched else base
+    theta = np.zeros((base.shape[0], len(layout.slots)))
+    theta[:, searched] = base
+    if linear:
+        theta = _project_linear(law, design, layout, theta, linear)
+    return theta
+
+
+def _centre(p: Param, width: float) -> float:
+    """A start in the middle of a parameter's plausible range (prior median, within bounds)."""
+    if p.starts:
+        return float(p.starts[len(p.starts) // 2])
+    if p.lower is not None and p.upper is not None:
+        return 0.5 * (p.lower + p.upper)
+    value = float(p.prior.quantiles(0.5)) if p.prior is not None else 0.0
+    if p.prior is None and p.lower is not None:
+        value = p.lower + width
+    if p.prior is None and p.upper is not None:
+        value = p.upper - width
+    if p.lower is not None:
+        value = max(value, p.lower + 1e-6 * max(1.0, abs(p.lower)))
+    if p.upper is not None:
+        value = min(value, p.upper - 1e-6 * max(1.0, abs(p.upper)))
+    return value
+
+
+def _eta(law: Law, design: Design, layout: _Layout, theta: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return linear_predictor(law, design, layout.unpack(theta))
+
+
+def linear_slots(
+    law: Law, design: Design, layout: _Layout, widths: dict[str, float], seed: int
+) -> list[int]:
+    """Slots in which the linear predictor is affine, jointly (checked numerically at two
+    random points: second differences and pairwise cross differences vanish)."""
+    rng = np.random.default_rng(seed)
+    k = len(layout.slots)
+    bases = rng.normal(0.0, 0.5, size=(2, k))
+    for j, (_name, _, p) in enumerate(layout.slots):
+        if p.lower is not None or p.upper is not None:
+            lo = p.lower if p.lower is not None else p.upper - 2.0  # type: ignore[operator]
+            hi = p.upper if p.upper is not None else lo + 2.0
+            bases[:, j] = lo + (hi - lo) * rng.uniform(0.25, 0.75, size=2)
+
+    def close(a: np.ndarray, b: np.ndarray) -> bool:
+        ok = np.isfinite(a) & np.isfinite(b)
+        return bool(ok.all()) and bool(
+            np.allclose(a, b, rtol=1e-6, atol=1e-8 * (1 + np.abs(a).max()))
+        )
+
+    chosen: list[int] = []
+    for j in range(k):
+        unit = np.zeros(k)
+        unit[j] = 1.0
+        good = True
+        for base in bases:
+            f0, f1, f2 = (_eta(law, design, layout, base + c * unit)[0] for c in (0.0, 1.0, 2.0))
+            if not close(f2 - f1, f1 - f0):
+                good = False
+                break
+            for i in chosen:
+                other = np.zeros(k)
+                other[i] = 1.0
+                fi = _eta(law, design, layout, base + other)[0]
+                fij = _eta(law, design, layout, base + other + unit)[0]
+                if not close(fij - fi, f1 - f0):
+                    good = False
+                    break
+            if not good:
+                break
+        if good:
+            chosen.append(j)
+    return chosen
+
+
+def _project_linear(
+    law: Law, design: Design, layout: _Layout, theta: np.ndarray, linear: list[int]
+) -> np.ndarray:
+    """Fill the linear slots of each start with their least-squares values."""
+    target = response_on_link_scale(law, design)
+    assert design.y is not None
+    # on a log-transformed response, a residual of the loss counts relative to the loss
+    weight = 1.0 / np.abs(design.y) if law.transform == "log" else np.ones(design.n)
+    out = theta.copy()
+    out[:, linear] = 0.0
+    for idx in np.array_split(np.arange(len(out)), max(1, len(out) // 256)):
+        block = out[idx]
+        eta0 = _eta(law, design, layout, block)
+        cols = []
+        for j in linear:
+            shifted = block.copy()
+            shifted[:, j] = 1.0
+            cols.append(_eta(law, design, layout, shifted) - eta0)
+        g = np.stack(cols, axis=2) * weight[None, :, None]  # (S, n, K)
+        r = (target[None, :] - eta0) * weight[None, :]
+        ok = np.isfinite(g).all(axis=(1, 2)) & np.isfinite(r).all(axis=1)
+        g = np.where(ok[:, None, None], g, 0.0)
+        r = np.where(ok[:, None], r, 0.0)
+        gtg = np.einsum("snk,snl->skl", g, g)
+        scale = np.maximum(np.einsum("skk->sk", gtg).max(axis=1), 1e-12)
+        gtg = gtg + 1e-9 * scale[:, None, None] * np.eye(len(linear))[None]
+        x = np.linalg.solve(gtg, np.einsum("snk,sn->sk", g, r)[..., None])[..., 0]
+        for c, j in enumerate(linear):
+            p = layout.slots[j][2]
+            x[:, c] = np.clip(
+                x[:, c],
+                -np.inf if p.lower is None else p.lower,
+                np.inf if p.upper is None else p.upper,
+            )
+        x[~ok] = 0.0
+        block[:, linear] = x
+        out[idx] = block
+    return out
+
+
 def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
-    """Fit by robust least squares; bootstrap draws give the intervals."""
+    """Fit by robust least squares from many starts; bootstrap draws give the intervals."""
     layout = _Layout(law, design)
-    residuals = _residual_fn(law, design, layout)
-    grids = [_start_values(p, level is not None) for _, level, p in layout.slots]
-    starts = np.array(list(itertools.product(*grids)), dtype=float)
+    widths = rule_widths(law, design)
+    ridge = _ridge_weights(law, layout, widths)
+    residuals = _residual_fn(law, design, layout, ridge)
+    candidates = starts(law, design, layout, settings)
     costs = np.concatenate(
         [
             _objective(residuals(chunk), settings)
-            for chunk in np.array_split(starts, max(1, len(starts) // 512))
+            for chunk in np.array_split(candidates, max(1, len(candidates) // 512))
         ]
     )
-    order = np.argsort(costs)[: settings.refine]
-    best_theta, best_cost = starts[order[0]], np.inf
-    for i in order:
-        theta, cost = _refine(layout, residuals, starts[i], settings)
-        if cost < best_cost:
-            best_theta, best_cost = theta, cost
+    costs = np.where(np.isfinite(costs), costs, np.inf)
+    order = np.argsort(costs, kind="stable")[: settings.refine]
+    if 0 not in order:
+        order = np.append(order, 0)  # the centre start
+    refined = [_refine(layout, residuals, candidates[i], settings) for i in order]
+    best_theta, best_cost = min(refined, key=lambda tc: tc[1])
+    tol = 1e-6 * max(abs(best_cost), 1e-12)
+    n_best = sum(1 for _, c in refined if c - best_cost <= tol)
     point = layout.unpack(best_theta)
-    draws = _bootstrap(layout, law, design, best_theta, settings)
+    draws, boot = _bootstrap(layout, law, design, best_theta, ridge, settings)
     at_bounds = [
         layout.key(k)
         for k, (_, _, p) in enumerate(layout.slots)
         if _near(best_theta[k], p.lower) or _near(best_theta[k], p.upper)
     ]
-    return LsqResult(point, draws, float(best_cost), len(starts), at_bounds)
+    problems = _problems(law, layout, best_theta, boot, widths)
+    return LsqResult(
+        point=point,
+        draws=draws,
+        cost=float(best_cost),
+        n_starts=len(candidates),
+        n_best=n_best,
+        n_refined=len(refined),
+        at_bounds=at_bounds,
+        noise=noise_at(law, design, point),
+        problems=problems,
+    )
+
+
+def _problems(
+    law: Law, layout: _Layout, theta: np.ndarray, boot: np.ndarray | None, widths: dict[str, float]
+) -> list[str]:
+    """Name what went wrong: parameters that ran off, optima outside their own intervals."""
+    out = []
+    runaway = []
+    for k, (name, level, _) in enumerate(layout.slots):
+        value = theta[k]
+        limit = RUNAWAY_LINK if level is not None and law.link != "identity" else 1e4 * widths[name]
+        if abs(value) > limit:
+            runaway.append(f"{layout.key(k)} = {value:.3g}")
+    if runaway:
+        out.append(
+            "ran off along a flat direction (the data cannot bound it; a saturated group?): "
+            + ", ".join(runaway)
+        )
+    if boot is not None and len(boot) >= 20:
+        lo, hi = np.quantile(boot, [0.005, 0.995], axis=0)
+        outside = [
+            layout.key(k)
+            for k in range(len(layout.slots))
+            if not (lo[k] - 1e-9 * (1 + abs(lo[k])) <= theta[k] <= hi[k] + 1e-9 * (1 + abs(hi[k])))
+        ]
+        if outside:
+            out.append(
+                "optimum outside its own 99% bootstrap interval (an unstable or multi-modal "
+                f"fit): {', '.join(outside)}"
+            )
+    return out
+
+
+def noise_at(law: Law, design: Design, point: dict[str, np.ndarray]) -> dict[str, float]:
+    """The likelihood's noise implied by the residuals at the optimum.
+
+    Normal and Student-t laws: the residual standard deviation on the fitting scale (degrees of
+    freedom corrected). Beta and beta-binomial: the precision kappa that matches the residual
+    variance by moments. Binomial: nothing (its noise is fixed by the counts).
+    """
+    assert design.y is not None
+    mu = mean_response(law, design, point)[0]
+    k = sum(int(np.size(v[0])) for v in point.values())
+    dof = max(design.n - k, 1)
+    if law.likelihood in ("normal", "student_t"):
+        r = _fitting_scale(law, mu) - _fitting_scale(law, design.y)
+        r = r[np.isfinite(r)]
+        return {"sigma": float(np.sqrt((r**2).sum() / dof))} if r.size else {}
+    if law.likelihood in ("beta", "beta_binomial"):
+        p = np.clip(mu, 1e-6, 1 - 1e-6)
+        resid2 = float(((design.y - p) ** 2).sum() / dof)
+        if law.likelihood == "beta":
+            kappa = float(np.mean(p * (1 - p))) / max(resid2, 1e-12) - 1.0
+        else:
+            n = np.asarray(design.samples if design.samples is not None else 1, float)
+            binom = float(np.mean(p * (1 - p) / n))
+            extra = resid2 - binom
+            # Var(score) = p(1-p)/n * (1 + (n-1)/(kappa+1)); no excess variance: kappa large
+            if extra <= 0:
+                kappa = 1e6
+            else:
+                kappa = float(np.mean(p * (1 - p) * (n - 1) / n)) / extra - 1.0
+        return {"kappa": float(min(max(kappa, 0.1), 1e6))}
+    return {}
 
 
 def _near(x: float, bound: float | None) -> bool:
     return bound is not None and abs(x - bound) <= 1e-6 * max(1.0, abs(bound))
-
-
-def _objective(r: np.ndarray, settings: LsqSettings) -> np.ndarray:
-    if settings.loss == "huber":
-        return _huber(r, settings.huber_delta)
-    return 0.5 * (r**2).sum(axis=-1)
 
 
 def _refine(
@@ -166,12 +425,9 @@ def _refine(
     for k, (_, _, p) in enumerate(layout.slots):
         lo = -np.inf if p.lower is None else p.lower
         hi = np.inf if p.upper is None else p.upper
-        value = float(
-            np.clip(
-                start[k], lo + 1e-9 if np.isfinite(lo) else lo, hi - 1e-9 if np.isfinite(hi) else hi
-            )
-        )
-        params.add(f"p{k}", value=value, min=lo, max=hi)
+        inner_lo = lo + 1e-9 * max(1.0, abs(lo)) if np.isfinite(lo) else lo
+        inner_hi = hi - 1e-9 * max(1.0, abs(hi)) if np.isfinite(hi) else hi
+        params.add(f"p{k}", value=float(np.clip(start[k], inner_lo, inner_hi)), min=lo, max=hi)
 
     def fcn(ps: lmfit.Parameters) -> np.ndarray:
         theta = np.array([ps[f"p{k}"].value for k in range(len(layout.slots))])
@@ -188,24 +444,28 @@ def _refine(
 
 
 def _bootstrap(
-    layout: _Layout, law: Law, design: Design, theta: np.ndarray, settings: LsqSettings
-) -> dict[str, np.ndarray]:
+    layout: _Layout,
+    law: Law,
+    design: Design,
+    theta: np.ndarray,
+    ridge: np.ndarray,
+    settings: LsqSettings,
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     if settings.bootstrap <= 0:
-        return layout.unpack(theta[None, :])
+        return layout.unpack(theta[None, :]), None
     rng = np.random.default_rng(settings.seed)
     thetas = []
     for _ in range(settings.bootstrap):
         rows = rng.integers(0, design.n, design.n)
         sub = _subset(design, rows)
-        res = _residual_fn(law, sub, _Layout(law, sub))
+        res = _residual_fn(law, sub, _Layout(law, sub), ridge)
         t, _ = _refine(layout, res, theta, settings)
         thetas.append(t)
-    return layout.unpack(np.array(thetas))
+    boot = np.array(thetas)
+    return layout.unpack(boot), boot
 
 
 def _subset(design: Design, rows: np.ndarray) -> Design:
-    from scalelaw.fits.design import GroupIndex
-
     return Design(
         covariates={k: v[rows] for k, v in design.covariates.items()},
         groups={
@@ -217,4 +477,48 @@ def _subset(design: Design, rows: np.ndarray) -> Design:
         samples=None if design.samples is None else design.samples[rows],
         n=len(rows),
         fractional=design.fractional,
+    )
+
+
+def run(
+    law: Law,
+    design: Design,
+    levels: dict[str, list[str]],
+    options: Any,
+    on_priors: Any = None,
+) -> FitResult:
+    """The least-squares backend behind `scalelaw.fits.fit`."""
+    from scalelaw.fits.defaults import resolve_priors
+
+    delta = options.huber_delta
+    if delta is None:
+        delta = 1e-3 if law.transform == "log" else 0.05
+    settings = LsqSettings(
+        options.loss, delta, options.refine, options.bootstrap, options.seed, options.starts
+    )
+    res = fit(law, design, settings)
+    # the fitted law records concrete priors, so a Bayesian refit or a reader sees the same
+    law, auto = resolve_priors(law, design, res.point)
+    if on_priors is not None:
+        on_priors(law, auto)
+    n = next(iter(res.draws.values())).shape[0]
+    return FitResult(
+        law=law,
+        backend="lsq",
+        draws=res.draws,
+        levels=levels,
+        point=res.point,
+        noise={k: np.full(n, v) for k, v in res.noise.items()},
+        diagnostics={
+            "cost": res.cost,
+            "starts": res.n_starts,
+            "reached_best": res.n_best,
+            "refined": res.n_refined,
+            "at_bounds": res.at_bounds,
+            "problems": res.problems,
+            "loss": options.loss,
+            "huber_delta": delta,
+            "bootstrap": options.bootstrap,
+            "auto_priors": auto,
+        },
     )

@@ -12,19 +12,22 @@ import contextlib
 import json
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scalelaw.errors import ScalelawError
 from scalelaw.fits.law import Law
 
 FORMAT_VERSION = 1
+#: The likelihood's own parameters, stored beside the law's in the posterior.
+NOISE_PARAMS = ("sigma", "nu", "kappa")
 
 
-class FitFileError(ValueError):
+class FitFileError(ScalelawError):
     """A fit file is missing, unreadable or not a scalelaw fit."""
 
 
@@ -48,6 +51,30 @@ class FitResult:
     meta: dict[str, Any] = field(default_factory=dict)
     point: dict[str, np.ndarray] | None = None
     idata: Any = None
+    #: Draws of the likelihood's own parameters (sigma, nu, kappa), n_draws leading.
+    noise: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def convergence(self) -> list[str]:
+        """What failed: empty when the fit converged (see `fitting.convergence_problems`)."""
+        return list(self.diagnostics.get("not_converged", []))
+
+    @property
+    def converged(self) -> bool:
+        return not self.convergence
+
+    def law_for_refit(self) -> Law:
+        """The law as the user gave it: priors that were set from the data are unset again."""
+        auto = set(self.diagnostics.get("auto_priors", []))
+        return self.law.with_options(
+            params=tuple(replace(p, prior=None) if p.name in auto else p for p in self.law.params)
+        )
+
+    def headline(self) -> str | None:
+        """``NOT CONVERGED: ...`` when the fit failed its diagnostics, else None."""
+        if self.converged:
+            return None
+        return "NOT CONVERGED: " + "; ".join(self.convergence)
 
     @property
     def n_draws(self) -> int:
@@ -74,6 +101,8 @@ class FitResult:
             posterior = {}
             for k, v in self.draws.items():
                 posterior[k] = v[None, ...]
+            for k, v in self.noise.items():
+                posterior[k] = np.broadcast_to(np.asarray(v, float), (self.n_draws,))[None, :]
             dims = {name: [f"{name}_level"] for name in self.law.groups if name in self.draws}
             coords = {f"{name}_level": self.levels[col] for name, col in self.law.groups.items()}
             tree = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
@@ -104,11 +133,9 @@ class FitResult:
         return path
 
 
-def load_fit(path: str | Path) -> FitResult:
-    """Read a fit file written by `FitResult.save`."""
+def load_fit(path: str | Path) -> Any:
+    """Read a fit file written by `FitResult.save` (or a stacked fit by `StackedFit.save`)."""
     import xarray as xr
-
-    from scalelaw.fits.expr import ExprError
 
     p = Path(path)
     if not p.exists():
@@ -118,21 +145,51 @@ def load_fit(path: str | Path) -> FitResult:
         tree.load()
     except Exception as exc:
         raise FitFileError(f"{p}: not a readable NetCDF fit file ({type(exc).__name__})") from None
+    info = _info(tree, p)
+    if info.get("kind") == "stack":
+        from scalelaw.fits.stacking import stacked_from_tree
+
+        return stacked_from_tree(tree, info, p)
+    return fit_from_tree(tree, p)
+
+
+def _info(tree: Any, p: Path) -> dict[str, Any]:
     raw = tree.attrs.get("scalelaw")
     if raw is None:
         raise FitFileError(f"{p}: not a scalelaw fit (no 'scalelaw' attribute)")
     try:
         info = json.loads(raw)
-        if info.get("format") != FORMAT_VERSION:
-            raise FitFileError(f"{p}: unsupported fit format {info.get('format')!r}")
-        law = Law.from_dict(info["law"])
-    except (json.JSONDecodeError, KeyError, TypeError, ExprError) as exc:
+    except json.JSONDecodeError as exc:
         raise FitFileError(f"{p}: damaged scalelaw metadata ({exc})") from None
-    post = tree["posterior"]
-    draws = {}
-    for name in law.param_names:
-        values = np.asarray(post[name].values, dtype=float)
-        draws[name] = values.reshape(-1, *values.shape[2:])
+    if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
+        got = info.get("format") if isinstance(info, dict) else None
+        raise FitFileError(f"{p}: unsupported fit format {got!r}")
+    return info
+
+
+def fit_from_tree(tree: Any, p: Path) -> FitResult:
+    """One fit from its DataTree (a whole file, or one group of a stacked file)."""
+    from scalelaw.fits.expr import ExprError
+
+    info = _info(tree, p)
+    try:
+        law = Law.from_dict(info["law"])
+        post = tree["posterior"]
+        draws = {}
+        for name in law.param_names:
+            values = np.asarray(post[name].values, dtype=float)
+            draws[name] = values.reshape(-1, *values.shape[2:])
+        levels = {k: list(v) for k, v in info["levels"].items()}
+    except (KeyError, TypeError, ValueError, ExprError) as exc:
+        raise FitFileError(f"{p}: damaged scalelaw metadata ({exc})") from None
+    for name, column in law.groups.items():
+        if draws[name].ndim != 2 or draws[name].shape[1] != len(levels.get(column, [])):
+            raise FitFileError(f"{p}: damaged scalelaw metadata (levels of {column} do not match)")
+    noise = {
+        k: np.asarray(post[k].values, dtype=float).reshape(-1)
+        for k in NOISE_PARAMS
+        if k in post.data_vars
+    }
     point = None
     if "point_estimate" in tree.children:
         pe = tree["point_estimate"]
@@ -141,11 +198,12 @@ def load_fit(path: str | Path) -> FitResult:
         law=law,
         backend=str(info["backend"]),
         draws=draws,
-        levels={k: list(v) for k, v in info["levels"].items()},
+        levels=levels,
         diagnostics=info.get("diagnostics", {}),
         meta=info.get("meta", {}),
         point=point,
         idata=tree,
+        noise=noise,
     )
 
 

@@ -1,0 +1,207 @@
+"""Fitting a law to a table: one call over the backends, data warnings, a convergence verdict.
+
+The backends (`scalelaw.fits.bayes`, `scalelaw.fits.lsq`) each own their settings and
+diagnostics behind one function, ``run(law, design, levels, options, on_priors) -> FitResult``.
+This module loads and splits the table, binds the law to it, calls the backend, and says in one
+line when a fit did not converge (``NOT CONVERGED: R-hat 1.74 (alpha, top), 400 divergences``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from scalelaw.data import Where, load_table, table_hash, to_conditions
+from scalelaw.errors import ScalelawError
+from scalelaw.fits.design import bind, group_levels
+from scalelaw.fits.law import Law
+from scalelaw.fits.result import FitResult, package_versions
+from scalelaw.fits.validation import holdout_scores, r_squared, split_holdout
+
+#: Called with the law whose priors are all concrete, and the names set from the data.
+PriorHook = Callable[[Law, list[str]], None]
+BACKENDS = ("bayes", "lsq")
+
+
+class FitWarning(UserWarning):
+    """A fit finished but a diagnostic is off (R-hat, divergences, bounds, thin covariates)."""
+
+
+class NotConvergedWarning(FitWarning):
+    """The fit failed its convergence diagnostics; its message starts ``NOT CONVERGED:``."""
+
+
+class StrictFitError(ScalelawError):
+    """Raised under ``strict=True`` when a fit's diagnostics are off."""
+
+
+@dataclass
+class FitOptions:
+    backend: str = "bayes"
+    seed: int = 0
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    target_accept: float = 0.9
+    #: One automatic retry at target acceptance 0.99 when the first run diverged (bayes).
+    retry: bool = True
+    loss: str = "huber"
+    huber_delta: float | None = None  # 1e-3 on log scale (Epoch AI), 0.05 on scores
+    bootstrap: int = 200
+    refine: int = 8
+    #: Sobol starts for least squares (None: chosen from the number of parameters).
+    starts: int | None = None
+    strict: bool = False
+    loo: bool = True
+    progressbar: bool = False
+
+
+def fit(
+    data: Any,
+    law: Law,
+    options: FitOptions | None = None,
+    *,
+    holdout: str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    where: Where = None,
+    replicates: bool = False,
+    aggregate: str | None = None,
+    on_priors: PriorHook | None = None,
+    prob: float = 0.9,
+) -> FitResult:
+    """Fit `law` to a table (path, dataset name or polars frame).
+
+    With `holdout` such as ``"N=max"`` the largest model size is left out of the fit and the
+    result carries held-out error, Spearman rho and interval coverage per task in
+    ``result.meta["holdout"]`` (against a ``truth`` column too, when the table has one).
+    """
+    opts = options or FitOptions()
+    if opts.backend not in BACKENDS:
+        raise ScalelawError(f"unknown backend '{opts.backend}' (choose bayes or lsq)")
+    if law.is_published:
+        law = law.with_options(fixed={})
+    frame = load_table(
+        data,
+        require=list(law.columns.values()),
+        labels=list(law.groups.values()),
+        response=law.response,
+        column_map=column_map,
+        where=where,
+        replicates=replicates,
+        aggregate=aggregate,
+    )
+    source = data if isinstance(data, str) else "<table>"
+    train, test, holdout_desc = split_holdout(frame, holdout, str(source))
+    levels = group_levels(law, train, str(source))
+    design = bind(law, train, levels, source=str(source))
+    result = fit_design(law, design, levels, opts, on_priors)
+    if design.fractional:
+        result.meta["counts"] = "score x samples (partial credit)"
+    result.meta.update(
+        {
+            "data_hash": table_hash(frame),
+            "rows": train.height,
+            "seed": opts.seed,
+            "versions": package_versions(),
+            "source": str(source),
+        }
+    )
+    if column_map:
+        result.meta["column_map"] = dict(column_map)
+    if replicates:
+        result.meta["replicates"] = True
+    if aggregate:
+        result.meta["aggregate"] = aggregate
+    if where:
+        result.meta["where"] = [str(c) for c in to_conditions(where)]
+    result.diagnostics["r2"] = r_squared(result, train)
+    result.diagnostics["warnings"] = data_warnings(result, train)
+    result.diagnostics["not_converged"] = convergence_problems(result)
+    if test is not None:
+        result.meta["holdout"] = {"axis": holdout_desc, **holdout_scores(result, test, prob)}
+    headline = result.headline()
+    if headline:
+        warnings.warn(headline, NotConvergedWarning, stacklevel=2)
+    for w in result.diagnostics["warnings"]:
+        warnings.warn(w, FitWarning, stacklevel=2)
+    if opts.strict and (headline or result.diagnostics["warnings"]):
+        raise StrictFitError(
+            "; ".join([*([headline] if headline else []), *result.diagnostics["warnings"]])
+        )
+    return result
+
+
+def fit_design(
+    law: Law,
+    design: Any,
+    levels: dict[str, list[str]],
+    opts: FitOptions,
+    on_priors: PriorHook | None = None,
+) -> FitResult:
+    """Run one backend on an already bound table."""
+    if opts.backend == "lsq":
+        from scalelaw.fits import lsq
+
+        return lsq.run(law, design, levels, opts, on_priors)
+    from scalelaw.fits import bayes
+
+    return bayes.run(law, design, levels, opts, on_priors)
+
+
+def convergence_problems(result: FitResult) -> list[str]:
+    """Why a fit cannot be trusted as an optimum or a posterior; empty when it can."""
+    d = result.diagnostics
+    out: list[str] = []
+    if result.backend == "bayes":
+        rhat = d.get("rhat", {})
+        bad = [n for n, v in rhat.items() if v is not None and v > 1.01]
+        if bad:
+            out.append(f"R-hat {d['rhat_max']:.2f} ({', '.join(bad)})")
+        ess = d.get("ess_bulk", {})
+        needed = min(400.0, 0.1 * d.get("chains", 4) * d.get("draws", 1000))
+        thin = [n for n, v in ess.items() if v is not None and v < needed]
+        if thin:
+            out.append(f"ESS {d['ess_bulk_min']:.0f} ({', '.join(thin)})")
+        if d.get("divergences", 0) > 0:
+            after = " after a retry at target_accept 0.99" if d.get("retry") else ""
+            out.append(f"{d['divergences']} divergences{after}")
+    else:
+        out += list(d.get("problems", []))
+    r2 = d.get("r2")
+    if r2 is not None and r2 == r2 and r2 < 0:
+        out.append(f"R^2 {r2:.2f} < 0: worse than a constant")
+    return out
+
+
+def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
+    """Things the data cannot tell, and diagnostics that are off without failing the fit."""
+    law = result.law
+    d = result.diagnostics
+    out = []
+    if d.get("at_bounds"):
+        out.append(f"parameters at their bounds: {', '.join(d['at_bounds'])}")
+    if d.get("pareto_k_bad"):
+        out.append(f"{d['pareto_k_bad']} rows with Pareto k > 0.7: PSIS-LOO is unreliable there")
+    if law.response in frame.columns and frame[law.response].n_unique() == 1:
+        out.append(
+            f"every row has {law.response} = {frame[law.response][0]:g}: the data cannot tell "
+            "how the covariates move it"
+        )
+    if d.get("loo_error"):
+        out.append(f"ELPD-LOO not computed: {d['loo_error']}")
+    for name, column in law.columns.items():
+        n_levels = frame[column].n_unique()
+        if n_levels == 1:
+            value = frame[column][0]
+            out.append(
+                f"covariate {name} ({column}) is {value:g} in every row: the data say nothing "
+                f"about how the score moves with {name}, so predictions at other values of "
+                f"{name} come from the prior (bayes) or are arbitrary (lsq)"
+            )
+        elif n_levels < 3:
+            out.append(f"covariate {name} has only {n_levels} distinct values (< 3)")
+    return out

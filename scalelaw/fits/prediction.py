@@ -1,0 +1,191 @@
+"""Prediction from a fit, a stacked fit or a published card: expectations and new observations.
+
+`predict_draws` gives the expected response per parameter draw. `predictive_draws` adds the
+likelihood's noise, so its intervals are where a new measurement would fall: binomial or
+beta-binomial counts over a number of samples, beta scores with the fitted precision, and
+normal or Student-t noise with the fitted scale on the law's fitting scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from scalelaw.data import DataError, canonical
+from scalelaw.fits.design import bind
+from scalelaw.fits.evaluate import card_levels, fixed_draws, mean_response
+from scalelaw.fits.law import Law
+from scalelaw.fits.result import FitResult
+
+if TYPE_CHECKING:
+    pass
+
+Points = pl.DataFrame | Mapping[str, Any]
+
+
+def thin(draws: Mapping[str, np.ndarray], max_draws: int) -> dict[str, np.ndarray]:
+    """At most `max_draws` draws, evenly spaced (deterministic)."""
+    n = next(iter(draws.values())).shape[0]
+    if n <= max_draws:
+        return dict(draws)
+    idx = np.linspace(0, n - 1, max_draws).round().astype(int)
+    return {k: v[idx] for k, v in draws.items()}
+
+
+def as_fit(src: Any) -> Any:
+    """A published card becomes a fit with one draw; fits and stacked fits pass through."""
+    if isinstance(src, Law):
+        if not src.is_published:
+            raise DataError(f"law '{src.name}' has no fixed coefficients: fit it to data first")
+        levels = card_levels(src)
+        return FitResult(law=src, backend="card", draws=fixed_draws(src, levels), levels=levels)
+    return src
+
+
+def levels(src: Any) -> dict[str, list[str]]:
+    """Group levels (for example the tasks) a fit saw or a published card knows, by column."""
+    src = as_fit(src)
+    return {k: list(v) for k, v in src.levels.items()}
+
+
+def points_frame(points: Points) -> pl.DataFrame:
+    """Points as a frame with canonical column names (N -> params, ...)."""
+    if isinstance(points, pl.DataFrame):
+        frame = points
+    else:
+        frame = pl.DataFrame(
+            {
+                k: list(v) if isinstance(v, list | tuple | np.ndarray) else [v]
+                for k, v in points.items()
+            }
+        )
+    renames = {
+        c: canonical(c)
+        for c in frame.columns
+        if canonical(c) != c and canonical(c) not in frame.columns
+    }
+    return frame.rename(renames)
+
+
+def predict_draws(src: Any, points: Points, max_draws: int = 2000) -> np.ndarray:
+    """Expected response at each point for each draw: shape (n_draws, n_points).
+
+    `src` is a `FitResult`, a `StackedFit` (draws of each law in proportion to its weight) or a
+    published law card (one draw).
+    """
+    src = as_fit(src)
+    if not isinstance(src, FitResult):
+        return src.predict_draws(points, max_draws)
+    frame = points_frame(points)
+    design = bind(src.law, frame, src.levels, observed=False, source="points")
+    return mean_response(src.law, design, thin(src.draws, max_draws))
+
+
+def noise_draws(result: FitResult, n: int) -> dict[str, np.ndarray]:
+    """The likelihood's noise parameters for `n` draws (thinned like the law's draws)."""
+    out = {}
+    for k, v in result.noise.items():
+        v = np.asarray(v, float).ravel()
+        idx = np.linspace(0, len(v) - 1, n).round().astype(int) if len(v) > 1 else np.zeros(n, int)
+        out[k] = v[idx]
+    return out
+
+
+def observe(
+    law: Law,
+    mu: np.ndarray,
+    noise: Mapping[str, np.ndarray],
+    samples: np.ndarray | int | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One new observation per draw and point, given expectations `mu` (draws, points)."""
+
+    def column(name: str) -> np.ndarray:
+        return np.asarray(noise[name], float)[:, None]
+
+    if law.is_count:
+        p = np.clip(mu, 0.0, 1.0)
+        n = np.broadcast_to(np.asarray(samples if samples is not None else 100), p.shape)
+        if law.likelihood == "beta_binomial" and "kappa" in noise:
+            kappa = column("kappa")
+            q = np.clip(p, 1e-9, 1 - 1e-9)
+            p = rng.beta(q * kappa, (1 - q) * kappa)
+        return rng.binomial(n.astype(np.int64), p) / n
+    if law.likelihood == "beta" and "kappa" in noise:
+        q = np.clip(mu, 1e-9, 1 - 1e-9)
+        kappa = column("kappa")
+        return rng.beta(q * kappa, (1 - q) * kappa)
+    if law.likelihood in ("normal", "student_t") and "sigma" in noise:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loc = np.log(mu) if law.transform == "log" else mu
+        sigma = column("sigma")
+        if law.likelihood == "student_t" and "nu" in noise:
+            eps = rng.standard_t(column("nu"), size=mu.shape)
+        else:
+            eps = rng.standard_normal(mu.shape)
+        y = loc + sigma * eps
+        return np.exp(y) if law.transform == "log" else y
+    if law.response == "score" and samples is not None:
+        p = np.clip(mu, 0.0, 1.0)
+        return rng.binomial(int(np.max(samples)), p) / np.max(samples)
+    return mu
+
+
+def predictive_draws(
+    src: Any,
+    points: Points,
+    *,
+    samples: Sequence[int] | np.ndarray | int | None = None,
+    seed: int = 0,
+    max_draws: int = 2000,
+) -> np.ndarray:
+    """New observations at each point (draws, points): the expectation plus the noise."""
+    src = as_fit(src)
+    rng = np.random.default_rng(seed)
+    if not isinstance(src, FitResult):
+        return src.predictive_draws(points, samples=samples, rng=rng, max_draws=max_draws)
+    mu = predict_draws(src, points, max_draws)
+    # few draws (a card, a point fit) are repeated so the noise is well sampled
+    reps = max(1, 4000 // mu.shape[0])
+    mu = np.repeat(mu, reps, axis=0)
+    noise = noise_draws(src, mu.shape[0])
+    n = None if samples is None else np.asarray(samples)
+    return observe(src.law, mu, noise, n, rng)
+
+
+def predict_table(
+    src: Any,
+    points: Points,
+    *,
+    prob: float = 0.9,
+    samples: int | None = None,
+    seed: int = 0,
+    max_draws: int = 2000,
+) -> pl.DataFrame:
+    """Mean, median and central interval of the expected response at each point.
+
+    With `samples`, adds the posterior predictive interval (`pred_lower`, `pred_upper`) of a new
+    measurement: a score over that many trials for count laws, a draw with the fitted noise
+    for normal, Student-t and beta laws.
+    """
+    if not 0 < prob < 1:
+        raise DataError(f"interval probability must lie in (0, 1), got {prob}")
+    frame = points_frame(points)
+    mu = predict_draws(src, frame, max_draws)
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    out = frame.with_columns(
+        pl.Series("mean", mu.mean(axis=0)),
+        pl.Series("median", np.median(mu, axis=0)),
+        pl.Series("lower", np.quantile(mu, lo_q, axis=0)),
+        pl.Series("upper", np.quantile(mu, hi_q, axis=0)),
+    )
+    if samples:
+        obs = predictive_draws(src, frame, samples=samples, seed=seed, max_draws=max_draws)
+        out = out.with_columns(
+            pl.Series("pred_lower", np.quantile(obs, lo_q, axis=0)),
+            pl.Series("pred_upper", np.quantile(obs, hi_q, axis=0)),
+        )
+    return out

@@ -1,0 +1,393 @@
+"""Stacking several laws fitted to the same table (Yao, Vehtari, Simpson, Gelman 2018).
+
+A stacked fit predicts with the mixture of its laws' posterior predictive distributions, each
+weighted by how well it predicts data it did not see. PSIS-LOO scores interpolation (ArviZ's
+``compare(method="stacking")``). For extrapolation, the user's real question, the weights come
+from each law's log predictive density on a held-out slice (``holdout="N=max"``: fit every law
+without the largest model, score the largest model, choose the weights that maximise the
+mixture's score); the mixture then uses the fits on all rows. When the laws disagree off the
+grid, the mixture's intervals widen instead of inheriting one law's false certainty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import optimize, special, stats
+
+from scalelaw.data import load_table
+from scalelaw.errors import ScalelawError
+from scalelaw.fits.design import Design, bind
+from scalelaw.fits.evaluate import mean_response
+from scalelaw.fits.law import Law
+from scalelaw.fits.prediction import Points, noise_draws, observe, predict_draws, thin
+from scalelaw.fits.result import FORMAT_VERSION, FitResult
+
+
+class StackError(ScalelawError):
+    """Fits that cannot be stacked (different data, no log-likelihood, one law)."""
+
+
+@dataclass
+class StackedFit:
+    """Several fits of one table and their stacking weights; predicts with the mixture."""
+
+    fits: list[FitResult]
+    weights: np.ndarray
+    method: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    backend = "stack"
+
+    @property
+    def laws(self) -> list[Law]:
+        return [f.law for f in self.fits]
+
+    @property
+    def law(self) -> Law:
+        """The first law: response, link and likelihood family are shared by the stack."""
+        return self.fits[0].law
+
+    @property
+    def levels(self) -> dict[str, list[str]]:
+        return self.fits[0].levels
+
+    @property
+    def convergence(self) -> list[str]:
+        return [f"{f.law.name}: {c}" for f in self.fits for c in f.convergence]
+
+    @property
+    def converged(self) -> bool:
+        return not self.convergence
+
+    def headline(self) -> str | None:
+        return None if self.converged else "NOT CONVERGED: " + "; ".join(self.convergence)
+
+    def _counts(self, total: int) -> list[int]:
+        # largest-remainder allocation: draws per law proportional to its weight
+        raw = self.weights * total
+        counts = np.floor(raw).astype(int)
+        for i in np.argsort(-(raw - counts))[: total - counts.sum()]:
+            counts[i] += 1
+        return [int(c) for c in counts]
+
+    def predict_draws(self, points: Points, max_draws: int = 2000) -> np.ndarray:
+        parts = [
+            _resample(f, points, n)
+            for f, n in zip(self.fits, self._counts(max_draws), strict=True)
+            if n > 0
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def predictive_draws(
+        self,
+        points: Points,
+        *,
+        samples: Any = None,
+        rng: np.random.Generator,
+        max_draws: int = 2000,
+    ) -> np.ndarray:
+        total = max(max_draws, 4000)
+        parts = []
+        for f, n in zip(self.fits, self._counts(total), strict=True):
+            if n == 0:
+                continue
+            mu = _resample(f, points, n)
+            parts.append(observe(f.law, mu, noise_draws(f, n), samples, rng))
+        return np.concatenate(parts, axis=0)
+
+    def save(self, path: str | Path) -> Path:
+        """One NetCDF file: each law's fit as a group, weights and method in the root."""
+        import xarray as xr
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree = xr.DataTree()
+        for i, f in enumerate(self.fits):
+            tree[f"fit_{i}"] = f._tree()
+        tree.attrs = {
+            "scalelaw": json.dumps(
+                {
+                    "format": FORMAT_VERSION,
+                    "kind": "stack",
+                    "weights": [float(w) for w in self.weights],
+                    "method": self.method,
+                    "meta": self.meta,
+                }
+            )
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tree.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+        return path
+
+
+def _resample(f: FitResult, points: Points, n: int) -> np.ndarray:
+    """n draws of the expected response from one fit, repeating draws when it has fewer."""
+    mu = predict_draws(f, points, max_draws=max(n, 1))
+    idx = np.linspace(0, mu.shape[0] - 1, n).round().astype(int)
+    return mu[idx]
+
+
+# --- log predictive density ------------------------------------------------------------------
+def log_likelihood(
+    law: Law, design: Design, draws: dict[str, np.ndarray], noise: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Log density of each observed row under each draw: shape (n_draws, n_rows).
+
+    Densities are of the observed response on its own scale (a log-transformed law carries the
+    Jacobian), so laws fitted on different scales are scored alike.
+    """
+    mu = mean_response(law, design, draws)
+    s = mu.shape[0]
+
+    def noise_col(name: str, default: float) -> np.ndarray:
+        v = noise.get(name)
+        return np.full((s, 1), default) if v is None else np.asarray(v, float)[:s, None]
+
+    assert design.y is not None
+    with np.errstate(all="ignore"):
+        if law.is_count:
+            assert design.correct is not None and design.samples is not None
+            k = np.asarray(design.correct, float)[None, :]
+            n = np.asarray(design.samples, float)[None, :]
+            p = np.clip(mu, 1e-12, 1 - 1e-12)
+            log_choose = (
+                special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+            )
+            if law.likelihood == "beta_binomial" and "kappa" in noise:
+                kappa = noise_col("kappa", 1e6)
+                a, b = p * kappa, (1 - p) * kappa
+                return log_choose + special.betaln(k + a, n - k + b) - special.betaln(a, b)
+            return log_choose + k * np.log(p) + (n - k) * np.log1p(-p)
+        y = np.asarray(design.y, float)[None, :]
+        if law.likelihood == "beta":
+            q = np.clip(mu, 1e-9, 1 - 1e-9)
+            kappa = noise_col("kappa", 10.0)
+            yy = np.clip(y, 1e-6, 1 - 1e-6)
+            return stats.beta.logpdf(yy, q * kappa, (1 - q) * kappa)
+        loc = np.log(mu) if law.transform == "log" else mu
+        obs = np.log(y) if law.transform == "log" else y
+        jac = -np.log(y) if law.transform == "log" else 0.0
+        sigma = noise_col("sigma", float(np.std(obs)) or 1.0)
+        if law.likelihood == "student_t":
+            nu = noise_col("nu", 1e6)
+            return stats.t.logpdf(obs, nu, loc, sigma) + jac
+        return stats.norm.logpdf(obs, loc, sigma) + jac
+
+
+def pointwise_lpd(fit: FitResult, frame: Any, max_draws: int = 1000) -> np.ndarray:
+    """log mean_s p(y_i | draw s) for each row of `frame`: the held-out predictive density."""
+    design = bind(fit.law, frame, fit.levels, source="held-out rows")
+    draws = thin(fit.draws, max_draws)
+    n = next(iter(draws.values())).shape[0]
+    ll = log_likelihood(fit.law, design, draws, noise_draws(fit, n))
+    ll = np.where(np.isfinite(ll), ll, -1e10)
+    return special.logsumexp(ll, axis=0) - np.log(ll.shape[0])
+
+
+def stacking_weights(lpd: np.ndarray) -> np.ndarray:
+    """Weights on the simplex maximising sum_i log sum_k w_k exp(lpd_ik) (Yao et al. 2018)."""
+    k = lpd.shape[1]
+    if k == 1:
+        return np.ones(1)
+    dens = np.exp(lpd - lpd.max(axis=1, keepdims=True))
+
+    def loss(z: np.ndarray) -> float:
+        w = special.softmax(np.append(z, 0.0))
+        return -float(np.sum(np.log(dens @ w + 1e-300)))
+
+    best = optimize.minimize(loss, np.zeros(k - 1), method="BFGS")
+    return special.softmax(np.append(best.x, 0.0))
+
+
+# --- building stacks -------------------------------------------------------------------------
+def _check_same_data(fits: Sequence[FitResult]) -> None:
+    if len(fits) < 2:
+        raise StackError("stacking needs at least two fits")
+    hashes = {f.meta.get("data_hash") for f in fits}
+    if len(hashes) > 1 or None in hashes:
+        raise StackError(
+            "fits were made on different tables (data hashes "
+            + ", ".join(str(f.meta.get("data_hash")) for f in fits)
+            + "); stack fits of one table"
+        )
+    holdouts = {bool(f.meta.get("holdout")) for f in fits}
+    if True in holdouts:
+        raise StackError("stack fits made on all rows, not fits with a held-out slice")
+    if len({f.law.response for f in fits}) > 1:
+        raise StackError("the fits predict different responses")
+
+
+def stack(
+    fits: Sequence[FitResult],
+    *,
+    data: Any = None,
+    holdout: str | None = None,
+    options: Any = None,
+    progress: Any = None,
+) -> StackedFit:
+    """Stack fits of the same table.
+
+    Without `holdout` the weights come from PSIS-LOO (Bayesian fits with log-likelihoods).
+    With `holdout` (``"N=max"``, ``"L=max"``, ``"C=max"``), every law is refitted on the table
+    (`data`, default: the fits' source) without the held-out slice, with the same options, and
+    the weights maximise the held-out log predictive density of the mixture.
+    """
+    from scalelaw.fits.fitting import FitOptions, FitWarning, fit
+    from scalelaw.fits.validation import split_holdout
+
+    fits = list(fits)
+    _check_same_data(fits)
+    names = _unique_names(fits)
+    if holdout is None:
+        import arviz as az
+
+        missing = [n for n, f in zip(names, fits, strict=True) if not _has_log_likelihood(f)]
+        if missing:
+            raise StackError(
+                f"PSIS-LOO stacking needs Bayesian fits with log-likelihoods; {', '.join(missing)} "
+                "has none (use --holdout, which works for least-squares fits too)"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = az.compare(
+                {n: f.idata for n, f in zip(names, fits, strict=True)}, method="stacking"
+            )
+        weights = np.array([float(table.loc[n, "weight"]) for n in names])
+        method = "PSIS-LOO"
+        scores = {n: float(table.loc[n, "elpd"]) for n in names}
+    else:
+        source = data if data is not None else fits[0].meta.get("source")
+        if source is None or source == "<table>":
+            raise StackError(
+                "give the table (data=...) to refit the laws without the held-out slice"
+            )
+        frame = _table_of(fits[0], source)
+        train, test, desc = split_holdout(frame, holdout, str(source))
+        assert test is not None
+        columns = []
+        for n, f in zip(names, fits, strict=True):
+            if progress:
+                progress(n)
+            opts = options or FitOptions(
+                backend=f.backend if f.backend in ("bayes", "lsq") else "bayes",
+                seed=int(f.meta.get("seed", 0) or 0),
+                loo=False,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)
+                held = fit(train, f.law_for_refit(), opts)
+            columns.append(pointwise_lpd(held, test))
+        lpd = np.column_stack(columns)
+        weights = stacking_weights(lpd)
+        method = f"held-out {desc} log predictive density"
+        scores = {n: float(lpd[:, i].sum()) for i, n in enumerate(names)}
+    weights = np.clip(weights, 0.0, None)
+    weights = weights / weights.sum()
+    return StackedFit(
+        fits=fits,
+        weights=weights,
+        method=method,
+        meta={
+            "data_hash": fits[0].meta.get("data_hash"),
+            "source": fits[0].meta.get("source"),
+            "laws": names,
+            "scores": scores,
+            "holdout": holdout,
+        },
+    )
+
+
+def _unique_names(fits: Sequence[FitResult]) -> list[str]:
+    names: list[str] = []
+    for f in fits:
+        name, i = f.law.name, 2
+        while name in names:
+            name, i = f"{f.law.name}#{i}", i + 1
+        names.append(name)
+    return names
+
+
+def _has_log_likelihood(f: FitResult) -> bool:
+    return f.idata is not None and "log_likelihood" in getattr(f.idata, "children", {})
+
+
+def _table_of(f: FitResult, source: Any) -> Any:
+    return load_table(
+        source,
+        require=list(f.law.columns.values()),
+        labels=list(f.law.groups.values()),
+        response=f.law.response,
+        column_map=f.meta.get("column_map"),
+        where=f.meta.get("where"),
+        replicates=bool(f.meta.get("replicates", False)),
+        aggregate=f.meta.get("aggregate"),
+    )
+
+
+def stacked_from_tree(tree: Any, info: dict[str, Any], path: Path) -> StackedFit:
+    """Rebuild a stacked fit from its file (see `scalelaw.fits.result.load_fit`)."""
+    from scalelaw.fits.result import FitFileError, fit_from_tree
+
+    try:
+        weights = np.asarray(info["weights"], dtype=float)
+        fits = [fit_from_tree(tree[f"fit_{i}"], path) for i in range(len(weights))]
+    except KeyError as exc:
+        raise FitFileError(f"{path}: damaged stacked fit ({exc})") from None
+    if len(fits) < 2 or not np.isclose(weights.sum(), 1.0) or (weights < 0).any():
+        raise FitFileError(f"{path}: damaged stacked fit (weights {weights.tolist()})")
+    return StackedFit(fits, weights, str(info.get("method", "")), dict(info.get("meta", {})))
+
+
+def stack_laws(
+    data: Any,
+    laws: Sequence[Law],
+    options: Any = None,
+    *,
+    holdout: str | None = None,
+    where: Any = None,
+    progress: Any = None,
+) -> StackedFit:
+    """Fit each law to all rows of `data`, then stack them (see `stack`)."""
+    from scalelaw.fits.fitting import FitWarning, fit
+
+    fits = []
+    for law in laws:
+        if progress:
+            progress(f"fitting {law.name}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            fits.append(fit(data, law, options, where=where))
+    frame = data if not isinstance(data, str | Path) else None
+    return stack(
+        fits,
+        data=frame if frame is not None else data,
+        holdout=holdout,
+        options=options,
+        progress=(lambda n: progress(f"refitting {n} without {holdout}")) if progress else None,
+    )
+
+
+def weights_table(stacked: StackedFit) -> Any:
+    """Law, weight and score (ELPD or held-out log density) as a polars frame."""
+    import polars as pl
+
+    names = stacked.meta.get("laws") or [f.law.name for f in stacked.fits]
+    scores = stacked.meta.get("scores", {})
+    return pl.DataFrame(
+        {
+            "law": names,
+            "weight": [float(w) for w in stacked.weights],
+            "score": [scores.get(n) for n in names],
+            "converged": [f.converged for f in stacked.fits],
+        }
+    )
