@@ -243,7 +243,11 @@ def _source(name: str) -> Any:
     from scalelaw.fits import get_law, load_fit
 
     if name.endswith(".nc") or Path(name).exists():
-        return load_fit(name)
+        from scalelaw.commands.fitting import warn_if_not_converged
+
+        fitted = load_fit(name)
+        warn_if_not_converged(fitted)
+        return fitted
     return get_law(name)
 
 

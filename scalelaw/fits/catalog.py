@@ -6,6 +6,7 @@ Generic forms are fitted to data. Published cards carry fixed coefficients from 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from scalelaw.fits.expr import ExprError
@@ -221,6 +222,7 @@ def floor_ceiling(floor: str = "0") -> Law:
 
     `floor` is a number (a four-way choice: 0.25) or ``chance``, a column of the table.
     """
+    covariates: tuple[str, ...]
     if floor == "chance":
         floor_term, covariates, lo = "chance", ("N", "L", "C", "chance"), 0.0
         name = "floor-ceiling:chance"
@@ -345,7 +347,7 @@ def resolve_law(spec: str, **options: object) -> Law:
     """A built-in name, or an expression string parsed into a custom law."""
     if spec in _REGISTRY:
         return get_law(spec)
-    if all(ch.isalnum() or ch in "-_:" for ch in spec):
+    if re.fullmatch(r"[A-Za-z][\w-]*(:[\w.-]+)*", spec) and ("-" in spec or ":" in spec):
         return get_law(spec)  # looks like a name: report the unknown name, not a parse error
     return Law.from_string(spec, **options)  # type: ignore[arg-type]
 

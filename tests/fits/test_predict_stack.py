@@ -1,0 +1,198 @@
+"""Predictive intervals for every likelihood, held-out truth scores, and law stacking."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from scalelaw.cli import app
+from scalelaw.fits import FitOptions, Law, fit, get_law, load_fit, predict_table, simulate
+from scalelaw.fits.stacking import StackedFit, StackError, stack, stacking_weights
+
+LOSS_LAW = "E + A / N**alpha"
+
+
+@pytest.fixture(scope="module")
+def loss_table() -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    n = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9, 3e9], 4)
+    loss = 1.8 + 400 / n**0.33 * np.exp(rng.normal(0, 0.03, n.size))
+    return pl.DataFrame({"N": n, "loss": loss})
+
+
+def test_normal_predictive_interval_includes_the_noise(
+    loss_table: pl.DataFrame, tmp_path: Path
+) -> None:
+    data = tmp_path / "loss.csv"
+    loss_table.write_csv(data)
+    out = tmp_path / "fit.nc"
+    args = ["fit", str(data), "--law", LOSS_LAW, "--covariates", "N", "--response", "loss",
+            "--bounds", "E=0:", "--bounds", "A=0:", "--draws", "300", "--tune", "300",
+            "--chains", "2", "--replicates", "--out", str(out)]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fitted = load_fit(out)
+    assert "sigma" in fitted.noise and fitted.noise["sigma"].size == 600
+    table = predict_table(fitted, {"N": [1e10]}, samples=100)
+    expectation = float(table["upper"][0] - table["lower"][0])
+    predictive = float(table["pred_upper"][0] - table["pred_lower"][0])
+    assert predictive > 1.5 * expectation
+    cli = CliRunner().invoke(
+        app, ["predict", str(out), "--at", "N=1e10", "--samples", "100", "--format", "csv"]
+    )
+    assert cli.exit_code == 0 and "pred_lower" in cli.output
+
+
+def test_lsq_noise_drives_predictive_intervals(loss_table: pl.DataFrame) -> None:
+    law = Law.from_string(LOSS_LAW, response="loss", bounds={"E": (0, None), "A": (0, None)})
+    res = fit(loss_table, law, FitOptions(backend="lsq", bootstrap=30), replicates=True)
+    n = loss_table["N"].to_numpy()
+    true_noise = loss_table["loss"].to_numpy() - (1.8 + 400 / n**0.33)
+    assert res.noise["sigma"][0] == pytest.approx(np.sqrt(np.mean(true_noise**2)), rel=0.3)
+    table = predict_table(res, {"N": [3e9]}, samples=1)
+    assert table["pred_upper"][0] - table["pred_lower"][0] > 0.05
+
+
+def test_holdout_scores_against_the_truth() -> None:
+    sim = simulate(get_law("sparse-frontier-v1:prefill"), "paper", samples=100, seed=2)
+    assert "truth" in sim.columns
+    res = fit(
+        sim, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=30), holdout="N=max"
+    )
+    hold = res.meta["holdout"]
+    assert hold["mae_truth"] < hold["mae"]  # the truth has no sampling noise
+    assert 0.8 <= hold["coverage"] <= 1.0
+    assert set(hold["per_task"]["NIAH"]) >= {"mae", "coverage", "mae_truth", "coverage_truth"}
+
+
+def test_stacking_weights_prefer_the_better_law() -> None:
+    rng = np.random.default_rng(0)
+    good = rng.normal(-1.0, 0.1, 50)
+    assert stacking_weights(np.column_stack([good, good - 3.0]))[0] > 0.95
+    w = stacking_weights(np.column_stack([good, good]))
+    assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
+    # complementary laws (each good on half the rows) share the weight
+    a = np.where(np.arange(50) < 25, -1.0, -6.0)
+    w = stacking_weights(np.column_stack([a, a[::-1]]))
+    assert 0.3 < w[0] < 0.7
+
+
+@pytest.fixture(scope="module")
+def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Accuracy that saturates at 0.8: a log-linear law overshoots the largest model."""
+    card = get_law("floor-ceiling:0.25").with_options(
+        fixed={
+            "ceiling": 0.8,
+            "eps": -30.0,
+            "alpha": 1.6,
+            "beta": -0.3,
+            "gamma": -1.0,
+            "delta": {"all": 0.0},
+        }  # fmt: skip
+    )
+    grid = pl.DataFrame(
+        [
+            {"params": n, "seq_len": float(length), "compression": c, "task": "all"}
+            for n in (5e8, 1.5e9, 4e9, 1.2e10, 3.6e10)
+            for length in (4096, 16384)
+            for c in (1, 2, 4, 8, 16, 32)
+        ]
+    )
+    path = tmp_path_factory.mktemp("stack") / "saturating.csv"
+    simulate(card, grid, samples=960, seed=0).write_csv(path)
+    return path
+
+
+def test_stack_of_lsq_fits_by_held_out_density(saturating: Path, tmp_path: Path) -> None:
+    opts = FitOptions(backend="lsq", bootstrap=30)
+    fits = [
+        fit(str(saturating), get_law(n), opts) for n in ("sparse-frontier", "floor-ceiling:0.25")
+    ]
+    stacked = stack(fits, holdout="N=max", options=opts)
+    assert stacked.method.startswith("held-out N=3.6e+10")
+    # the ceiling law predicts the held-out largest model far better
+    assert stacked.weights[1] > 0.8
+    out = stacked.save(tmp_path / "stack.nc")
+    loaded = load_fit(out)
+    assert isinstance(loaded, StackedFit)
+    np.testing.assert_allclose(loaded.weights, stacked.weights)
+    point = {"N": 7e10, "L": 16384.0, "C": 2.0, "task": "all"}
+    a = predict_table(stacked, point)
+    b = predict_table(loaded, point)
+    assert a["mean"][0] == pytest.approx(b["mean"][0])
+    cli = CliRunner().invoke(app, ["predict", str(out), "--at", "N=7e10,L=16384,C=2,task=all"])
+    assert cli.exit_code == 0, cli.output
+
+
+def test_stack_command_and_errors(saturating: Path, tmp_path: Path) -> None:
+    paths = []
+    for name in ("sparse-frontier", "floor-ceiling:0.25"):
+        p = tmp_path / f"{name.replace(':', '_')}.nc"
+        r = CliRunner().invoke(
+            app,
+            [
+                "fit",
+                str(saturating),
+                "--law",
+                name,
+                "--backend",
+                "lsq",
+                "--bootstrap",
+                "20",
+                "--out",
+                str(p),
+            ],  # fmt: skip
+        )
+        assert r.exit_code == 0, r.output
+        paths.append(str(p))
+    result = CliRunner().invoke(
+        app, ["stack", *paths, "--holdout", "N=max", "--out", str(tmp_path / "s.nc")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "stacking weights from held-out" in result.output
+    # PSIS-LOO needs log-likelihoods, which least squares has not
+    loo = CliRunner().invoke(app, ["stack", *paths, "--out", str(tmp_path / "t.nc")])
+    assert loo.exit_code == 2 and "PSIS-LOO" in loo.output
+    other = tmp_path / "other.csv"
+    pl.read_csv(saturating).head(40).write_csv(other)
+    r = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            str(other),
+            "--law",
+            "sparse-frontier",
+            "--backend",
+            "lsq",
+            "--bootstrap",
+            "0",
+            "--out",
+            str(tmp_path / "o.nc"),
+        ],  # fmt: skip
+    )
+    assert r.exit_code == 0
+    with pytest.raises(StackError, match="different tables"):
+        stack([load_fit(paths[0]), load_fit(tmp_path / "o.nc")])
+
+
+def test_where_comparisons_and_replicates(saturating: Path) -> None:
+    frame = pl.read_csv(saturating)
+    opts = FitOptions(backend="lsq", bootstrap=0)
+    small = fit(frame, get_law("sparse-frontier"), opts, where=["N<2e10", "C!=32"])
+    assert small.meta["rows"] == 4 * 2 * 5
+    doubled = pl.concat(
+        [frame, frame.with_columns(pl.col("correct") + 1, pl.col("score") + 1 / 960)]
+    )
+    with pytest.raises(Exception, match="--replicates"):
+        fit(doubled.drop("truth"), get_law("sparse-frontier"), opts)
+    both = fit(doubled.drop("truth"), get_law("sparse-frontier"), opts, replicates=True)
+    assert both.meta["rows"] == 2 * frame.height
+    pooled = fit(doubled.drop("truth"), get_law("sparse-frontier"), opts, aggregate="mean")
+    assert pooled.meta["rows"] == frame.height
