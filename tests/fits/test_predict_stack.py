@@ -31,9 +31,29 @@ def test_normal_predictive_interval_includes_the_noise(
     data = tmp_path / "loss.csv"
     loss_table.write_csv(data)
     out = tmp_path / "fit.nc"
-    args = ["fit", str(data), "--law", LOSS_LAW, "--covariates", "N", "--response", "loss",
-            "--bounds", "E=0:", "--bounds", "A=0:", "--draws", "300", "--tune", "300",
-            "--chains", "2", "--replicates", "--out", str(out)]  # fmt: skip
+    args = [
+        "fit",
+        str(data),
+        "--law",
+        LOSS_LAW,
+        "--covariates",
+        "N",
+        "--response",
+        "loss",
+        "--bounds",
+        "E=0:",
+        "--bounds",
+        "A=0:",
+        "--draws",
+        "300",
+        "--tune",
+        "300",
+        "--chains",
+        "2",
+        "--replicates",
+        "--out",
+        str(out),
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = CliRunner().invoke(app, args)
@@ -95,7 +115,7 @@ def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "beta": -0.3,
             "gamma": -1.0,
             "delta": {"all": 0.0},
-        }  # fmt: skip
+        }
     )
     grid = pl.DataFrame(
         [
@@ -148,7 +168,7 @@ def test_stack_command_and_errors(saturating: Path, tmp_path: Path) -> None:
                 "20",
                 "--out",
                 str(p),
-            ],  # fmt: skip
+            ],
         )
         assert r.exit_code == 0, r.output
         paths.append(str(p))
@@ -175,7 +195,7 @@ def test_stack_command_and_errors(saturating: Path, tmp_path: Path) -> None:
             "0",
             "--out",
             str(tmp_path / "o.nc"),
-        ],  # fmt: skip
+        ],
     )
     assert r.exit_code == 0
     with pytest.raises(StackError, match="different tables"):
