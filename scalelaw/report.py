@@ -84,7 +84,11 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
             f"divergences {d['divergences']}",
         ]
         if d.get("retry"):
-            parts.append(f"retried: {d['retry']['reason']}")
+            r = d["retry"]
+            parts.append(
+                f"retried once ({r['reason']}) with target_accept {r['target_accept']:g}, "
+                f"{r['tune']} tuning steps and {r['draws']} draws per chain"
+            )
         if "elpd_loo" in d:
             parts.append(
                 f"ELPD-LOO {d['elpd_loo']:.1f} ± {d['elpd_loo_se']:.1f} "

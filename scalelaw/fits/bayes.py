@@ -395,14 +395,21 @@ def run(
     )
     idata = sample(law, design, settings, initvals=initvals)
     diagnostics = sampling_diagnostics(idata, law)
-    if diagnostics["divergences"] > 0 and options.retry and settings.target_accept < 0.99:
-        first = diagnostics["divergences"]
-        settings.target_accept = 0.99
+    reasons = retry_reasons(diagnostics, settings)
+    if reasons and options.retry:
+        # divergences: smaller steps; slow mixing (R-hat, ESS): longer adaptation and chains
+        if diagnostics["divergences"] > 0:
+            settings.target_accept = max(settings.target_accept, 0.99)
+        if any(not r.endswith("divergences") for r in reasons):
+            settings.tune *= 2
+            settings.draws *= 2
         idata = sample(law, design, settings, initvals=initvals)
         diagnostics = sampling_diagnostics(idata, law)
         diagnostics["retry"] = {
-            "reason": f"{first} divergences at target_accept {options.target_accept:g}",
-            "target_accept": 0.99,
+            "reason": ", ".join(reasons),
+            "target_accept": settings.target_accept,
+            "tune": settings.tune,
+            "draws": settings.draws,
         }
     if options.loo:
         diagnostics.update(loo_diagnostics(idata))
@@ -416,6 +423,23 @@ def run(
         diagnostics=diagnostics,
         noise=noise_draws(idata),
     )
+
+
+def ess_needed(chains: int, draws: int) -> float:
+    """Bulk ESS below this is too little (Vehtari et al. 2021: 100 per chain, at most 400)."""
+    return min(400.0, 0.1 * chains * draws)
+
+
+def retry_reasons(diagnostics: dict[str, Any], settings: SampleSettings) -> list[str]:
+    """Why a first run deserves one automatic retry."""
+    out = []
+    if diagnostics["rhat_max"] > 1.01:
+        out.append(f"R-hat {diagnostics['rhat_max']:.3f}")
+    if diagnostics["ess_bulk_min"] < ess_needed(settings.chains, settings.draws):
+        out.append(f"bulk ESS {diagnostics['ess_bulk_min']:.0f}")
+    if diagnostics["divergences"] > 0 and settings.target_accept < 0.99:
+        out.append(f"{diagnostics['divergences']} divergences")
+    return out
 
 
 def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from scalelaw.data import Where, load_table, table_hash, to_conditions
@@ -162,12 +163,18 @@ def convergence_problems(result: FitResult) -> list[str]:
         if bad:
             out.append(f"R-hat {d['rhat_max']:.2f} ({', '.join(bad)})")
         ess = d.get("ess_bulk", {})
-        needed = min(400.0, 0.1 * d.get("chains", 4) * d.get("draws", 1000))
+        from scalelaw.fits.bayes import ess_needed
+
+        needed = ess_needed(d.get("chains", 4), d.get("draws", 1000))
         thin = [n for n, v in ess.items() if v is not None and v < needed]
         if thin:
             out.append(f"ESS {d['ess_bulk_min']:.0f} ({', '.join(thin)})")
         if d.get("divergences", 0) > 0:
-            after = " after a retry at target_accept 0.99" if d.get("retry") else ""
+            after = (
+                f" after a retry at target_accept {d['retry']['target_accept']:g}"
+                if d.get("retry")
+                else ""
+            )
             out.append(f"{d['divergences']} divergences{after}")
     else:
         out += list(d.get("problems", []))
@@ -186,6 +193,9 @@ def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
         out.append(f"parameters at their bounds: {', '.join(d['at_bounds'])}")
     if d.get("pareto_k_bad"):
         out.append(f"{d['pareto_k_bad']} rows with Pareto k > 0.7: PSIS-LOO is unreliable there")
+    outside = _mean_outside_unit_interval(result, frame)
+    if outside:
+        out.append(outside)
     if law.response in frame.columns and frame[law.response].n_unique() == 1:
         out.append(
             f"every row has {law.response} = {frame[law.response][0]:g}: the data cannot tell "
@@ -205,3 +215,21 @@ def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
         elif n_levels < 3:
             out.append(f"covariate {name} has only {n_levels} distinct values (< 3)")
     return out
+
+
+def _mean_outside_unit_interval(result: FitResult, frame: pl.DataFrame) -> str | None:
+    """A probability law whose fitted mean leaves [0, 1] (an unbounded ceiling, say)."""
+    law = result.law
+    if not (law.is_count or law.likelihood == "beta") or law.link == "logit":
+        return None
+    from scalelaw.fits.prediction import predict_draws
+
+    mu = predict_draws(result, frame, max_draws=500)
+    share = float(np.mean((mu < 0) | (mu > 1)))
+    if share == 0:
+        return None
+    return (
+        f"the law's mean leaves [0, 1] in {share:.1%} of draws x rows (from {mu.min():.3g} to "
+        f"{mu.max():.3g}); the likelihood clips it, so bound the parameters that scale it "
+        "(for example --bounds 'top=0:1')"
+    )
