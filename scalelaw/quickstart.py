@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from scalelaw.fits import FitOptions, fit, get_law, predict_table, simulate
+from scalelaw.fits import FitOptions, fit, get_card, get_law, predict_table, simulate
 from scalelaw.report import print_fit
 
 CARD = "sparse-frontier-v1:prefill"
@@ -22,7 +22,7 @@ def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str
     """Run the quickstart, writing its table, fit and figures under `out`."""
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
-    card = get_law(CARD)
+    card = get_card(CARD)
     console.rule("1. simulate")
     console.print(
         f"The data below is SIMULATED from the published coefficients of {CARD} "
@@ -40,7 +40,7 @@ def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str
         result = fit(str(data), get_law("sparse-frontier"), FitOptions(seed=seed))
     fit_path = result.save(out / "fit.nc")
     print_fit(result, console)
-    truth = {k: float(card.fixed[k]) for k in ("eps", "alpha", "beta", "gamma")}
+    truth = {k: float(card.draws[k][0]) for k in ("eps", "alpha", "beta", "gamma")}
     console.print("true values: " + ", ".join(f"{k} = {v:g}" for k, v in truth.items()))
     covered = {
         k: bool(result.interval(k)[0] <= v <= result.interval(k)[1]) for k, v in truth.items()

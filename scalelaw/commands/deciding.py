@@ -240,15 +240,12 @@ def cost(
 
 # --- frontier --------------------------------------------------------------------------------
 def _source(name: str) -> Any:
-    from scalelaw.fits import get_law, load_fit
+    from scalelaw.commands.fitting import warn_if_not_converged
+    from scalelaw.fits import source
 
-    if name.endswith(".nc") or Path(name).exists():
-        from scalelaw.commands.fitting import warn_if_not_converged
-
-        fitted = load_fit(name)
-        warn_if_not_converged(fitted)
-        return fitted
-    return get_law(name)
+    fitted = source(name)
+    warn_if_not_converged(fitted)
+    return fitted
 
 
 def frontier(

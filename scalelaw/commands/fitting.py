@@ -90,12 +90,13 @@ def laws(
 
     Example: scalelaw laws sparse-frontier-v1:prefill
     """
-    from scalelaw.fits import get_law, law_names
+    from scalelaw.fits import get_card, get_law, is_card, law_names
 
     try:
         if name:
             law = get_law(name)
-            console.print(f"[bold]{escape(law.name)}[/]")
+            values = get_card(name).meta["values"] if is_card(name) else {}
+            console.print(f"[bold]{escape(name)}[/]" + (" (published card)" if values else ""))
             console.print(f"  formula    : {escape(law.formula or str(law.expr))}")
             console.print(f"  expression : {escape(str(law.expr))}  (link: {law.link})")
             console.print(f"  covariates : {', '.join(law.covariates)}")
@@ -107,7 +108,7 @@ def laws(
                 bounds = (
                     "" if p.lower is None and p.upper is None else f" in [{p.lower}, {p.upper}]"
                 )
-                value = law.fixed.get(p.name)
+                value = values.get(p.name)
                 shown = f" = {value}" if value is not None and not isinstance(value, dict) else ""
                 console.print(f"  {p.name:<10} prior {p.prior}{bounds}{shown}")
                 if isinstance(value, dict):
@@ -124,7 +125,7 @@ def laws(
             law = get_law(n)
             table.add_row(
                 escape(n),
-                "published card" if law.is_published else "form",
+                "published card" if is_card(n) else "form",
                 escape(law.formula or str(law.expr)),
             )
         console.print(table)
@@ -327,12 +328,11 @@ def predict(
     import polars as pl
 
     from scalelaw.data import DataError, as_float, parse_assignments, read_frame
-    from scalelaw.fits import get_law, load_fit, predict_table
+    from scalelaw.fits import predict_table
+    from scalelaw.fits import source as load_source
 
     try:
-        src = (
-            load_fit(source) if source.endswith(".nc") or Path(source).exists() else get_law(source)
-        )
+        src = load_source(source)
         if grid is not None:
             points = read_frame(grid)
         elif at:
@@ -387,11 +387,11 @@ def simulate(
 
     Example: scalelaw simulate --law sparse-frontier-v1:prefill --grid paper --samples 100 --seed 0 --out sim.csv
     """
-    from scalelaw.fits import get_law, load_fit
     from scalelaw.fits import simulate as run_simulate
+    from scalelaw.fits import source as load_source
 
     try:
-        src = load_fit(law) if law.endswith(".nc") else get_law(law)
+        src = load_source(law)
         table = run_simulate(src, grid, samples=samples, seed=seed)
     except _errors() as exc:
         fail(str(exc))

@@ -1,7 +1,8 @@
 """Built-in law forms and published law cards, looked up by name.
 
-Generic forms are fitted to data. Published cards carry fixed coefficients from a paper, so
-`predict` and `simulate` work with them and no data at all.
+Generic forms are fitted to data. A published card is a paper's fitted coefficients held as a
+fit with one draw (`FitResult.card`), so `predict`, `simulate` and `frontier` take it like any
+fit, with no data at all. `get_law` gives a card's law form, `get_card` the card itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from scalelaw.fits.expr import ExprError
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.priors import Prior
+from scalelaw.fits.result import FitResult
 
 SPARSE_FRONTIER_CITATION = (
     "Nawrot, Li, Huang, Ruder, Marchisio, Ponti. The Sparse Frontier: Sparse Attention "
@@ -87,26 +89,26 @@ def sparse_frontier(pooling: str = "fixed") -> Law:
     )
 
 
-def sparse_frontier_card(phase: str, held_out: str = "sequence_length") -> Law:
+def sparse_frontier_card(phase: str, held_out: str = "sequence_length") -> FitResult:
     """A published card: the study's fitted coefficients for one phase and held-out axis."""
     try:
         eps, alpha, beta, gamma, r2, offsets = _V1_TABLE3[(phase, held_out)]
     except KeyError:
         raise ExprError(f"no published sparse-frontier-v1 row for {phase} / {held_out}") from None
-    base = sparse_frontier()
     deltas = {"QuALITY": 0.0, **dict(zip(TASKS_V1[1:], offsets, strict=True))}
-    return base.with_options(
+    law = sparse_frontier().with_options(
         name=f"sparse-frontier-v1:{phase}"
         + ("" if held_out == "sequence_length" else f":{held_out}"),
-        fixed={"eps": eps, "alpha": alpha, "beta": beta, "gamma": gamma, "delta": deltas},
         description=(
             f"The study's v1 fit for {phase} (largest {held_out.replace('_', ' ')} held out, "
             f"R^2 {r2}); N in parameters, L in tokens. Tasks: {', '.join(TASKS_V1)}."
         ),
     )
+    values = {"eps": eps, "alpha": alpha, "beta": beta, "gamma": gamma, "delta": deltas}
+    return FitResult.card(law, values, phase=phase, r2=r2)
 
 
-def chinchilla(values: dict[str, float] | None = None, name: str = "chinchilla-form") -> Law:
+def chinchilla(name: str = "chinchilla-form") -> Law:
     """Chinchilla's loss law, fitted on the log of the loss as Hoffmann et al. and Epoch did."""
     law = Law.from_string(
         "E + A / N**alpha + B / D**beta",
@@ -141,26 +143,20 @@ def chinchilla(values: dict[str, float] | None = None, name: str = "chinchilla-f
         "alpha": (0.1, 0.3, 0.5, 0.8),
         "beta": (0.1, 0.3, 0.5, 0.8),
     }
-    law = law.with_options(
+    return law.with_options(
         params=tuple(Param(p.name, p.prior, p.lower, p.upper, starts[p.name]) for p in law.params)
     )
-    if values is not None:
-        law = law.with_options(fixed=values)
-    return law
 
 
-def _card_chinchilla() -> Law:
-    return chinchilla(
-        {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, name="chinchilla"
-    )
+def _card_chinchilla() -> FitResult:
+    values = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    return FitResult.card(chinchilla(name="chinchilla"), values)
 
 
-def _card_epoch() -> Law:
-    law = chinchilla(
-        {"E": 1.817, "A": 482.0, "B": 2085.4, "alpha": 0.3478, "beta": 0.3658},
-        name="chinchilla-epoch",
-    )
-    return law.with_options(citation=EPOCH_CITATION)
+def _card_epoch() -> FitResult:
+    law = chinchilla(name="chinchilla-epoch").with_options(citation=EPOCH_CITATION)
+    values = {"E": 1.817, "A": 482.0, "B": 2085.4, "alpha": 0.3478, "beta": 0.3658}
+    return FitResult.card(law, values)
 
 
 def _power_law() -> Law:
@@ -303,11 +299,7 @@ _REGISTRY: dict[str, Callable[[], Law]] = {
     "sparse-frontier-pooled": lambda: sparse_frontier("partial"),
     "sparse-frontier-nc": lambda: _sparse_interaction("N"),
     "sparse-frontier-lc": lambda: _sparse_interaction("L"),
-    "sparse-frontier-v1:prefill": lambda: sparse_frontier_card("prefill"),
-    "sparse-frontier-v1:decode": lambda: sparse_frontier_card("decode"),
     "chinchilla-form": chinchilla,
-    "chinchilla": _card_chinchilla,
-    "chinchilla-epoch": _card_epoch,
     "power-law": _power_law,
     "logistic-power": _logistic_power,
     "floor-ceiling": floor_ceiling,
@@ -316,40 +308,62 @@ _REGISTRY: dict[str, Callable[[], Law]] = {
 }
 
 
-def _card_factory(phase: str, axis: str) -> Callable[[], Law]:
+_CARDS: dict[str, Callable[[], FitResult]] = {
+    "sparse-frontier-v1:prefill": lambda: sparse_frontier_card("prefill"),
+    "sparse-frontier-v1:decode": lambda: sparse_frontier_card("decode"),
+    "chinchilla": _card_chinchilla,
+    "chinchilla-epoch": _card_epoch,
+}
+
+
+def _card_factory(phase: str, axis: str) -> Callable[[], FitResult]:
     return lambda: sparse_frontier_card(phase, axis)
 
 
 for _phase in ("prefill", "decode"):
     for _axis in ("model_size", "compression_ratio"):
-        _REGISTRY[f"sparse-frontier-v1:{_phase}:{_axis}"] = _card_factory(_phase, _axis)
+        _CARDS[f"sparse-frontier-v1:{_phase}:{_axis}"] = _card_factory(_phase, _axis)
 
 
 def law_names() -> list[str]:
-    """Names of every built-in law and published card."""
-    return list(_REGISTRY)
+    """Names of every built-in law form and published card."""
+    return [*_REGISTRY, *_CARDS]
+
+
+def is_card(name: str) -> bool:
+    return name in _CARDS
+
+
+def get_card(name: str) -> FitResult:
+    """A published card (a fit with one draw) by name."""
+    try:
+        return _CARDS[name]()
+    except KeyError:
+        raise ExprError(f"unknown published card '{name}'; cards: {', '.join(_CARDS)}") from None
 
 
 def get_law(name: str) -> Law:
-    """A built-in law or published card by name."""
+    """A built-in law form by name; for a published card, the form it was fitted with."""
+    if name in _CARDS:
+        return _CARDS[name]().law
     if name.startswith("floor-ceiling:") and name not in _REGISTRY:
         return floor_ceiling(name.split(":", 1)[1])
     try:
         return _REGISTRY[name]()
     except KeyError:
         raise ExprError(
-            f"unknown law '{name}'; built-in laws: {', '.join(_REGISTRY)} "
+            f"unknown law '{name}'; built-in laws: {', '.join(law_names())} "
             "(or give an expression such as 'E + A / N**alpha')"
         ) from None
 
 
 def resolve_law(spec: str, **options: object) -> Law:
     """A built-in name, or an expression string parsed into a custom law."""
-    if spec in _REGISTRY:
+    if spec in _REGISTRY or spec in _CARDS:
         return get_law(spec)
     if re.fullmatch(r"[A-Za-z][\w-]*(:[\w.-]+)*", spec) and ("-" in spec or ":" in spec):
         return get_law(spec)  # looks like a name: report the unknown name, not a parse error
     return Law.from_string(spec, **options)  # type: ignore[arg-type]
 
 
-__all__ = ["Prior", "get_law", "law_names", "resolve_law"]
+__all__ = ["Prior", "get_card", "get_law", "is_card", "law_names", "resolve_law"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,11 +34,13 @@ def mean_response(law: Law, design: Design, draws: Mapping[str, np.ndarray]) -> 
         return np.asarray(inverse_link(law.link, linear_predictor(law, design, draws)))
 
 
-def fixed_draws(law: Law, levels: Mapping[str, list[str]]) -> dict[str, np.ndarray]:
-    """A published card's coefficients as a single draw, group values ordered by `levels`."""
+def card_draws(
+    law: Law, values: Mapping[str, Any], levels: Mapping[str, list[str]]
+) -> dict[str, np.ndarray]:
+    """Fixed coefficients as a single draw, group values ordered by `levels`."""
     out: dict[str, np.ndarray] = {}
     for name in law.param_names:
-        value = law.fixed[name]
+        value = values[name]
         if isinstance(value, Mapping):
             column = law.groups[name]
             out[name] = np.array([[float(value[lv]) for lv in levels[column]]])
@@ -46,10 +49,10 @@ def fixed_draws(law: Law, levels: Mapping[str, list[str]]) -> dict[str, np.ndarr
     return out
 
 
-def card_levels(law: Law) -> dict[str, list[str]]:
-    """Group levels a published card knows."""
+def card_levels(law: Law, values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Group levels that fixed coefficients name."""
     return {
-        column: list(law.fixed[param])
+        column: list(values[param])
         for param, column in law.groups.items()
-        if isinstance(law.fixed.get(param), Mapping)
+        if isinstance(values.get(param), Mapping)
     }

@@ -83,8 +83,6 @@ def fit(
     opts = options or FitOptions()
     if opts.backend not in BACKENDS:
         raise ScalelawError(f"unknown backend '{opts.backend}' (choose bayes or lsq)")
-    if law.is_published:
-        law = law.with_options(fixed={})
     frame = load_table(
         data,
         require=list(law.columns.values()),

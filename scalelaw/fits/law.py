@@ -106,7 +106,6 @@ class Law:
     formula: str = ""
     citation: str = ""
     description: str = ""
-    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.link not in LINKS:
@@ -152,10 +151,6 @@ class Law:
     def columns(self) -> dict[str, str]:
         """Covariate name -> table column."""
         return {c: canonical(c) for c in self.covariates}
-
-    @property
-    def is_published(self) -> bool:
-        return bool(self.fixed)
 
     @property
     def is_count(self) -> bool:
@@ -211,7 +206,6 @@ class Law:
             "formula": self.formula,
             "citation": self.citation,
             "description": self.description,
-            "fixed": _jsonable(self.fixed),
         }
 
     @classmethod
@@ -231,7 +225,6 @@ class Law:
             formula=str(d.get("formula", "")),
             citation=str(d.get("citation", "")),
             description=str(d.get("description", "")),
-            fixed=dict(d.get("fixed", {})),
         )
 
     # --- constructors ----------------------------------------------------------------------
@@ -323,13 +316,3 @@ class Law:
             formula=formula,
             **options,
         )
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        raise ExprError("fixed law values must be finite")
-    return x

@@ -16,7 +16,7 @@ import polars as pl
 
 from scalelaw.data import DataError, canonical
 from scalelaw.fits.design import bind
-from scalelaw.fits.evaluate import card_levels, fixed_draws, mean_response
+from scalelaw.fits.evaluate import mean_response
 from scalelaw.fits.law import Law
 from scalelaw.fits.result import FitResult
 
@@ -36,12 +36,11 @@ def thin(draws: Mapping[str, np.ndarray], max_draws: int) -> dict[str, np.ndarra
 
 
 def as_fit(src: Any) -> Any:
-    """A published card becomes a fit with one draw; fits and stacked fits pass through."""
+    """Fits, stacked fits and cards (fits with one draw) pass; a bare law is refused."""
     if isinstance(src, Law):
-        if not src.is_published:
-            raise DataError(f"law '{src.name}' has no fixed coefficients: fit it to data first")
-        levels = card_levels(src)
-        return FitResult(law=src, backend="card", draws=fixed_draws(src, levels), levels=levels)
+        raise DataError(
+            f"law '{src.name}' has no coefficients: fit it to data first, or use a published card"
+        )
     return src
 
 

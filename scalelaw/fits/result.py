@@ -76,6 +76,34 @@ class FitResult:
             return None
         return "NOT CONVERGED: " + "; ".join(self.convergence)
 
+    @classmethod
+    def card(cls, law: Law, values: dict[str, Any], **meta: Any) -> FitResult:
+        """A published law card: fixed coefficients as a fit with one draw.
+
+        Group values are mappings from level to value, e.g. ``{"delta": {"QuALITY": 0.0, ...}}``.
+        """
+        from scalelaw.fits.evaluate import card_draws, card_levels
+
+        missing = set(law.param_names) - set(values)
+        if missing:
+            from scalelaw.fits.expr import ExprError
+
+            raise ExprError(f"card '{law.name}' has no values for {sorted(missing)}")
+        levels = card_levels(law, values)
+        draws = card_draws(law, values, levels)
+        return cls(
+            law=law,
+            backend="card",
+            draws=draws,
+            levels=levels,
+            point=draws,
+            meta={"card": True, "values": values, **meta},
+        )
+
+    @property
+    def is_card(self) -> bool:
+        return self.backend == "card"
+
     @property
     def n_draws(self) -> int:
         return int(next(iter(self.draws.values())).shape[0])

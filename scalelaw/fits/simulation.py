@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaw.fits.evaluate import card_levels
-from scalelaw.fits.prediction import points_frame, predict_draws
+from scalelaw.fits.prediction import as_fit, points_frame, predict_draws
 from scalelaw.fits.result import FitResult
 
 PAPER_MODELS = {
@@ -46,30 +45,25 @@ def simulate(
     seed: int = 0,
     noise: float = 0.02,
 ) -> pl.DataFrame:
-    """Draw a dataset from a law card or a fit (posterior median) on a grid.
+    """Draw a dataset from a published card or a fit (posterior median) on a grid.
 
     Accuracy laws give binomial counts over `samples` trials; other laws add normal noise of
     standard deviation `noise` on the law's fitting scale.
     """
-    law = src.law if isinstance(src, FitResult) else src
+    src = as_fit(src)
+    law = src.law
     if isinstance(grid, str):
         if grid != "paper":
             from scalelaw.data import read_frame
 
             frame = read_frame(grid)
         else:
-            tasks = card_levels(law).get("task") if law.is_published else None
-            if tasks is None and isinstance(src, FitResult):
-                tasks = src.levels.get("task")
-            frame = paper_grid(tasks or ["all"])
+            frame = paper_grid(src.levels.get("task") or ["all"])
     else:
         frame = grid
     frame = points_frame(frame)
-    if isinstance(src, FitResult):
-        point = FitResult(law, src.backend, src.estimates(), src.levels)
-        mu = predict_draws(point, frame)[0]
-    else:
-        mu = predict_draws(src, frame)[0]
+    point = FitResult(law, src.backend, src.estimates(), src.levels)
+    mu = predict_draws(point, frame)[0]
     rng = np.random.default_rng(seed)
     if law.is_count or law.response == "score":
         correct = rng.binomial(samples, np.clip(mu, 0.0, 1.0))
@@ -89,6 +83,7 @@ def simulate(
             pl.Series(law.response, np.exp(y) if law.transform == "log" else y),
             pl.Series("truth", mu),
         )
-    if ":" in law.name and "phase" not in out.columns:
-        out = out.with_columns(pl.lit(law.name.split(":")[1]).alias("phase"))
+    phase = src.meta.get("phase")
+    if phase and "phase" not in out.columns:
+        out = out.with_columns(pl.lit(phase).alias("phase"))
     return out

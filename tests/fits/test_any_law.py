@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scalelaw.cli import app
-from scalelaw.fits import FitOptions, Law, fit, get_law, load_fit, simulate
+from scalelaw.fits import FitOptions, FitResult, Law, fit, get_card, get_law, load_fit, simulate
 from scalelaw.fits.defaults import exponent_params, resolve_priors, rule_widths
 from scalelaw.fits.design import bind
 from scalelaw.fits.lsq import _Layout, linear_slots
@@ -144,7 +144,7 @@ def test_linear_parameters_are_projected_not_searched(chinchilla_csv: Path) -> N
 
 @pytest.mark.parametrize("seed", [1234, 7])
 def test_lsq_offsets_stay_finite_and_extrapolate(seed: int) -> None:
-    sim = simulate(get_law("sparse-frontier-v1:prefill"), "paper", samples=100, seed=seed)
+    sim = simulate(get_card("sparse-frontier-v1:prefill"), "paper", samples=100, seed=seed)
     res = fit(
         sim, get_law("sparse-frontier"), FitOptions(backend="lsq", seed=seed), holdout="N=max"
     )
@@ -160,7 +160,8 @@ def test_prior_with_commas_and_bounds_from_the_cli(tmp_path: Path) -> None:
         "0.25 + (top - 0.25) * sigmoid(eps + alpha * log(N) + gamma * log(C))",
         covariates=["N", "C"],
         likelihood="binomial",
-    ).with_options(fixed={"top": 0.8, "eps": -20.0, "alpha": 1.0, "gamma": -1.0})
+    )
+    card = FitResult.card(card, {"top": 0.8, "eps": -20.0, "alpha": 1.0, "gamma": -1.0})
     grid = pl.DataFrame(
         [{"params": n, "compression": c} for n in (5e8, 2e9, 8e9, 3e10) for c in (1, 2, 4, 8)]
     )
@@ -196,7 +197,7 @@ def test_floor_ceiling_bayes_converges_and_covers_the_ceiling() -> None:
             for c in (1, 2, 4, 8, 16, 32)
         ]
     )
-    sim = simulate(law.with_options(fixed=truth), grid, samples=960, seed=1)
+    sim = simulate(FitResult.card(law, truth), grid, samples=960, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = fit(sim, law, FitOptions(seed=1, loo=False))
@@ -209,7 +210,7 @@ def test_floor_ceiling_bayes_converges_and_covers_the_ceiling() -> None:
 
 
 def test_not_converged_is_loud_and_strict_exits_3(tmp_path: Path) -> None:
-    card = get_law("chinchilla-epoch")
+    card = get_card("chinchilla-epoch")
     grid = pl.DataFrame({"N": [1e8, 3e8, 1e9, 3e9] * 3, "D": [2e9] * 4 + [2e10] * 4 + [2e11] * 4})
     data = tmp_path / "loss.csv"
     simulate(card, grid, seed=0).write_csv(data)

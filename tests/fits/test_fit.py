@@ -15,9 +15,11 @@ from scalelaw.cli import app
 from scalelaw.fits import (
     FitFileError,
     FitOptions,
+    FitResult,
     Law,
     StrictFitError,
     fit,
+    get_card,
     get_law,
     levels,
     load_fit,
@@ -34,12 +36,12 @@ EPOCH = {"E": (1.8172, 0.03), "A": (482.01, 124.58), "B": (2085.43, 1293.23),
 
 
 @pytest.fixture(scope="module")
-def card() -> Law:
-    return get_law("sparse-frontier-v1:prefill")
+def card() -> FitResult:
+    return get_card("sparse-frontier-v1:prefill")
 
 
 @pytest.fixture(scope="module")
-def sim(card: Law) -> pl.DataFrame:
+def sim(card: FitResult) -> pl.DataFrame:
     return simulate(card, "paper", samples=100, seed=0)
 
 
@@ -58,7 +60,7 @@ def epoch_table(shared_data: Path) -> pl.DataFrame:
     return df.sort("loss", descending=True).slice(5).select("N", "D", "loss")
 
 
-def test_published_card_gives_its_formula(card: Law) -> None:
+def test_published_card_gives_its_formula(card: FitResult) -> None:
     value = predict_table(card, {"N": 7e9, "L": 16384, "C": 1, "task": "QuALITY"})["mean"][0]
     eta = -16.92 + 1.31 * np.log(7e9) - 1.15 * np.log(16384) - 1.00 * np.log(1)
     assert value == pytest.approx(1 / (1 + np.exp(-eta)), rel=1e-12)
@@ -66,14 +68,16 @@ def test_published_card_gives_its_formula(card: Law) -> None:
     assert niah == pytest.approx(1 / (1 + np.exp(-(eta - np.log(10) + 14.67))), rel=1e-12)
 
 
-def test_simulation_is_reproducible_and_on_the_paper_grid(card: Law, sim: pl.DataFrame) -> None:
+def test_simulation_is_reproducible_and_on_the_paper_grid(
+    card: FitResult, sim: pl.DataFrame
+) -> None:
     assert sim.height == 4 * 4 * 11 * 9
     again = simulate(card, "paper", samples=100, seed=0)
     assert sim.equals(again)
     assert not sim.equals(simulate(card, "paper", samples=100, seed=1))
 
 
-def test_parameter_recovery_bayes(bayes_fit, card: Law) -> None:
+def test_parameter_recovery_bayes(bayes_fit, card: FitResult) -> None:
     d = bayes_fit.diagnostics
     assert d["rhat_max"] <= 1.01
     assert d["divergences"] == 0
@@ -81,9 +85,9 @@ def test_parameter_recovery_bayes(bayes_fit, card: Law) -> None:
     for name in TRUE:
         draws = bayes_fit.draws[name]
         lo, hi = np.quantile(draws, [0.005, 0.995])
-        assert lo <= card.fixed[name] <= hi, (name, lo, hi, card.fixed[name])
+        assert lo <= float(card.draws[name][0]) <= hi, (name, lo, hi, float(card.draws[name][0]))
         # The posterior is tight: the true value is within 3 posterior SDs of the median.
-        assert abs(np.median(draws) - card.fixed[name]) < 3 * draws.std()
+        assert abs(np.median(draws) - float(card.draws[name][0])) < 3 * draws.std()
     assert d["r2"] > 0.95
 
 
@@ -124,11 +128,11 @@ def test_unknown_task_in_prediction_is_named(bayes_fit) -> None:
         predict_draws(bayes_fit, {"N": 1e9, "L": 100.0, "C": 1.0, "task": "Sudoku"})
 
 
-def test_levels_of_fit_and_card(bayes_fit, card: Law, sim: pl.DataFrame) -> None:
+def test_levels_of_fit_and_card(bayes_fit, card: FitResult, sim: pl.DataFrame) -> None:
     tasks = sorted(sim["task"].unique().to_list())
     assert sorted(levels(bayes_fit)["task"]) == tasks
     assert sorted(levels(card)["task"]) == tasks  # the simulation used the card's tasks
-    assert levels(get_law("chinchilla")) == {}
+    assert levels(get_card("chinchilla")) == {}
 
 
 def test_holdout_reports_mae_and_spearman(sim: pl.DataFrame) -> None:
@@ -144,12 +148,12 @@ def test_holdout_reports_mae_and_spearman(sim: pl.DataFrame) -> None:
     assert res.meta["rows"] == sim.height * 3 // 4
 
 
-def test_lsq_save_load_and_intervals(sim: pl.DataFrame, tmp_path: Path, card: Law) -> None:
+def test_lsq_save_load_and_intervals(sim: pl.DataFrame, tmp_path: Path, card: FitResult) -> None:
     res = fit(sim, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=30, seed=1))
     loaded = load_fit(res.save(tmp_path / "lsq.nc"))
     assert loaded.backend == "lsq" and loaded.point is not None
     assert loaded.draws["alpha"].shape == (30,)
-    assert float(loaded.point["alpha"][0]) == pytest.approx(card.fixed["alpha"], abs=0.05)
+    assert float(loaded.point["alpha"][0]) == pytest.approx(float(card.draws["alpha"][0]), abs=0.05)
 
 
 def test_strict_fails_on_thin_covariate(sim: pl.DataFrame) -> None:

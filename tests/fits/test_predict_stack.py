@@ -11,7 +11,17 @@ import pytest
 from typer.testing import CliRunner
 
 from scalelaw.cli import app
-from scalelaw.fits import FitOptions, Law, fit, get_law, load_fit, predict_table, simulate
+from scalelaw.fits import (
+    FitOptions,
+    FitResult,
+    Law,
+    fit,
+    get_card,
+    get_law,
+    load_fit,
+    predict_table,
+    simulate,
+)
 from scalelaw.fits.stacking import StackedFit, StackError, stack, stacking_weights
 
 LOSS_LAW = "E + A / N**alpha"
@@ -81,7 +91,7 @@ def test_lsq_noise_drives_predictive_intervals(loss_table: pl.DataFrame) -> None
 
 
 def test_holdout_scores_against_the_truth() -> None:
-    sim = simulate(get_law("sparse-frontier-v1:prefill"), "paper", samples=100, seed=2)
+    sim = simulate(get_card("sparse-frontier-v1:prefill"), "paper", samples=100, seed=2)
     assert "truth" in sim.columns
     res = fit(
         sim, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=30), holdout="N=max"
@@ -107,15 +117,16 @@ def test_stacking_weights_prefer_the_better_law() -> None:
 @pytest.fixture(scope="module")
 def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Accuracy that saturates at 0.8: a log-linear law overshoots the largest model."""
-    card = get_law("floor-ceiling:0.25").with_options(
-        fixed={
+    card = FitResult.card(
+        get_law("floor-ceiling:0.25"),
+        {
             "ceiling": 0.8,
             "eps": -30.0,
             "alpha": 1.6,
             "beta": -0.3,
             "gamma": -1.0,
             "delta": {"all": 0.0},
-        }
+        },
     )
     grid = pl.DataFrame(
         [

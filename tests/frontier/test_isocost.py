@@ -106,12 +106,12 @@ def test_bad_inputs() -> None:
 @pytest.fixture(scope="module")
 def fits():  # type: ignore[no-untyped-def]
     """Least-squares fits (bootstrap draws) to data simulated from the two published cards."""
-    from scalelaw.fits import FitOptions, fit, get_law, simulate
+    from scalelaw.fits import FitOptions, fit, get_card, simulate
     from scalelaw.fits.catalog import sparse_frontier
 
     out = {}
     for phase in ("prefill", "decode"):
-        data = simulate(get_law(f"sparse-frontier-v1:{phase}"), "paper", samples=100, seed=1)
+        data = simulate(get_card(f"sparse-frontier-v1:{phase}"), "paper", samples=100, seed=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out[phase] = fit(
@@ -122,13 +122,13 @@ def fits():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("phase", "batch"), [("prefill", 1), ("decode", 1), ("decode", 8)])
 def test_larger_sparser_wins_beyond_a_length(fits, phase: str, batch: int) -> None:  # type: ignore[no-untyped-def]
-    from scalelaw.fits import get_law, levels, predict_draws
+    from scalelaw.fits import get_card, levels, predict_draws
 
     def cost_fn(a: Architecture, L: float, C: float) -> float:
         return cost(a, phase, L, C, batch=batch).total
 
     results = {}
-    for name, src in (("card", get_law(f"sparse-frontier-v1:{phase}")), ("fit", fits[phase])):
+    for name, src in (("card", get_card(f"sparse-frontier-v1:{phase}")), ("fit", fits[phase])):
         tasks = levels(src)["task"]
         fn = average_over_tasks(lambda p, s=src: predict_draws(s, p), tasks)
         results[name] = crit = critical_length(fn, QWEN, LENGTHS, cost_fn)
@@ -144,7 +144,7 @@ def test_larger_sparser_wins_beyond_a_length(fits, phase: str, batch: int) -> No
 
 def test_wide_posterior_gives_no_confident_winner() -> None:
     """A Bayesian fit that saw no sparse data: the frontier must not pick a winner."""
-    from scalelaw.fits import FitOptions, fit, get_law, predict_draws, simulate
+    from scalelaw.fits import FitOptions, fit, get_card, predict_draws, simulate
     from scalelaw.fits.catalog import sparse_frontier
 
     grid = pl.DataFrame(
@@ -155,7 +155,7 @@ def test_wide_posterior_gives_no_confident_winner() -> None:
             "task": ["QuALITY"] * 5,
         }
     )
-    data = simulate(get_law("sparse-frontier-v1:prefill"), grid, samples=50, seed=0)
+    data = simulate(get_card("sparse-frontier-v1:prefill"), grid, samples=50, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opts = FitOptions(backend="bayes", draws=150, tune=200, chains=2, seed=0, loo=False)
@@ -179,7 +179,7 @@ def test_wide_posterior_gives_no_confident_winner() -> None:
     crit = critical_length(fn, QWEN, LENGTHS, cost_fn)
     assert crit.lower <= 8192 and crit.upper >= 2**19  # the interval spans the scanned range
     # the published card, a single confident draw, says 0 or 1 everywhere
-    card = get_law("sparse-frontier-v1:prefill")
+    card = get_card("sparse-frontier-v1:prefill")
     q = (
         isocost_frontier(
             average_over_tasks(lambda pts: predict_draws(card, pts), ["QuALITY"]),
