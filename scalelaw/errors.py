@@ -6,3 +6,12 @@ from __future__ import annotations
 
 class ScalelawError(ValueError):
     """A failure the user can fix; its message names what is wrong and where."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a command reports as one line and exit status 2 rather than a traceback.
+
+    ValueError stays in the tuple while third-party libraries still raise it for bad input
+    (polars on an unreadable column, scipy on a degenerate table).
+    """
+    return (ScalelawError, ValueError)

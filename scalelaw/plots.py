@@ -28,7 +28,8 @@ AXIS_LABELS = {
 
 def fitted_table(result: FitResult, data: str | None = None) -> pl.DataFrame:
     """The table a fit was made from (or `data`), with the fit's filters and column map."""
-    source = data or result.meta.get("source")
+    first = result.fits[0] if hasattr(result, "fits") else result
+    source = data or first.meta.get("source")
     if not source or source == "<table>":
         raise ValueError("this fit was made from an in-memory table: pass the data with --data")
     law = result.law
@@ -37,15 +38,29 @@ def fitted_table(result: FitResult, data: str | None = None) -> pl.DataFrame:
         require=list(law.columns.values()),
         labels=list(law.groups.values()),
         response=law.response,
-        column_map=result.meta.get("column_map"),
-        where=result.meta.get("where"),
+        column_map=first.meta.get("column_map"),
+        where=first.meta.get("where"),
+        replicates=bool(first.meta.get("replicates", False)),
+        aggregate=first.meta.get("aggregate"),
     )
+
+
+def fit_label(result: Any) -> str:
+    """A fit's law name, or a stacked fit's laws with their weights."""
+    if hasattr(result, "fits"):
+        parts = [f"{f.law.name} {w:.2f}" for f, w in zip(result.fits, result.weights, strict=True)]
+        return "stack of " + ", ".join(parts)
+    return str(result.law.name)
 
 
 def plot(result: FitResult, kind: str, out: str | Path, *, data: str | None = None) -> Path:
     """Write one figure of `kind` for `result` to `out` (PNG)."""
     if kind not in KINDS:
         raise ValueError(f"unknown plot kind '{kind}' (choose {', '.join(KINDS)})")
+    if hasattr(result, "fits") and kind != "fit":
+        raise ValueError(
+            "a stacked fit draws --kind fit only; plot each law's own fit file for the others"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind in ("posterior", "trace"):
@@ -160,7 +175,7 @@ def _fit_curves(result: FitResult, frame: pl.DataFrame, out: Path, prob: float =
             )
         if xs.min() > 0 and xs.max() / xs.min() > 5:
             ax.set_xscale("log")
-        ax.set_title(str(task) if task is not None else law.name)
+        ax.set_title(str(task) if task is not None else fit_label(result))
         ax.set_xlabel(AXIS_LABELS.get(x_name, x_name))
         ax.set_ylabel(law.response)
         ax.grid(alpha=0.3)
@@ -171,7 +186,8 @@ def _fit_curves(result: FitResult, frame: pl.DataFrame, out: Path, prob: float =
         fig.legend(handles, labels, loc="lower center", ncol=min(6, len(handles)), frameon=False)
     held = ", ".join(f"{AXIS_LABELS.get(c, c).split(' (')[0]} = {v:g}" for c, v in fixed.items())
     fig.suptitle(
-        f"{law.name}: data and fitted mean with {prob:.0%} band" + (f" ({held})" if held else "")
+        f"{fit_label(result)}: data and fitted mean with {prob:.0%} band"
+        + (f" ({held})" if held else "")
     )
     fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 0.96))
     fig.savefig(out, dpi=110)
@@ -202,7 +218,7 @@ def _observed_vs_predicted(result: FitResult, frame: pl.DataFrame, out: Path, pr
         ax.set_yscale("log")
     ax.set_xlabel(f"observed {law.response}")
     ax.set_ylabel(f"predicted {law.response}")
-    ax.set_title(f"{law.name}: observed vs predicted")
+    ax.set_title(f"{fit_label(result)}: observed vs predicted")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

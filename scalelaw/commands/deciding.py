@@ -26,11 +26,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    from scalelaw.data import DataError
-    from scalelaw.frontier import ArchitectureError, CostError, FrontierError
-    from scalelaw.frontier.latency import TimingsError
+    from scalelaw.errors import user_errors
 
-    return (DataError, ArchitectureError, CostError, FrontierError, TimingsError, ValueError)
+    return user_errors()
 
 
 def _check_format(fmt: str) -> None:

@@ -33,9 +33,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _errors() -> tuple[type[BaseException], ...]:
-    from scalelaw.errors import ScalelawError
+    from scalelaw.errors import user_errors
 
-    return (ScalelawError, ValueError)
+    return user_errors()
 
 
 def warn_if_not_converged(src: Any) -> None:

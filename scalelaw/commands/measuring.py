@@ -33,9 +33,7 @@ def measure(
     Per-sample predictions go beside the table (results.predictions.parquet); the journal lives
     in results.store/.
     """
-    from scalelaw.measure.grid import GridError
-    from scalelaw.measure.runner import MeasureError
-    from scalelaw.measure.store import StoreError
+    from scalelaw.errors import user_errors
     from scalelaw.measure.sweep import run_sweep
 
     if threads:
@@ -46,7 +44,7 @@ def measure(
         summary = run_sweep(
             grid, out, executor=executor, address=address, cpus=cpus, quiet=quiet, log=typer.echo
         )
-    except (GridError, StoreError, MeasureError, ValueError) as exc:
+    except user_errors() as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(

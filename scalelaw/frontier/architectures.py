@@ -16,8 +16,10 @@ from typing import Any
 
 import polars as pl
 
+from scalelaw.errors import ScalelawError
 
-class ArchitectureError(ValueError):
+
+class ArchitectureError(ScalelawError):
     """An architecture could not be found or read; the message names what and where."""
 
 

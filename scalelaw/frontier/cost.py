@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
 
 Phase = Literal["prefill", "decode"]
@@ -30,7 +31,7 @@ DEFAULT_KNOBS: dict[str, float] = {
 }
 
 
-class CostError(ValueError):
+class CostError(ScalelawError):
     """Bad input to the cost model."""
 
 

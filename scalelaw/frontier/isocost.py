@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
 
 DrawsFn = Callable[[pl.DataFrame], np.ndarray]
@@ -37,7 +38,7 @@ STUDY_COMPRESSIONS: tuple[float, ...] = (
 )
 
 
-class FrontierError(ValueError):
+class FrontierError(ScalelawError):
     """Bad input to a frontier computation."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
 from scalelaw.frontier.cost import cost
 
@@ -26,7 +27,7 @@ DENSE_NAMES = ("dense", "sdpa", "flash", "full")
 DEFAULT_THROUGHPUT = {"prefill": 790e12, "decode": 2.5e12}
 
 
-class TimingsError(ValueError):
+class TimingsError(ScalelawError):
     """The timings file cannot be used; the message names the file and what is wrong."""
 
 

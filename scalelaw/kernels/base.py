@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from scalelaw.errors import ScalelawError
 from scalelaw.kernels.reference import dense_causal
 
 PHASES = ("prefill", "decode")
@@ -20,7 +21,7 @@ BACKENDS = ("auto", "torch", "triton")
 COMPRESSION_TOLERANCE = 0.10
 
 
-class KernelInputError(ValueError):
+class KernelInputError(ScalelawError):
     """Bad input to a sparse attention method; the message names the method and the argument."""
 
 

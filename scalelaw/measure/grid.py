@@ -33,10 +33,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from scalelaw.errors import ScalelawError
+
 DENSE = "dense"
 
 
-class GridError(ValueError):
+class GridError(ScalelawError):
     """A grid file that cannot be used; the message names the file and the key."""
 
 

@@ -29,6 +29,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from scalelaw.errors import ScalelawError
 from scalelaw.measure.sparse import ATTN_IMPLEMENTATION, install
 from scalelaw.measure.tokenizer import local_tokenizer
 
@@ -37,7 +38,7 @@ TINY = ("tiny-llama", "tiny-qwen2")
 SHORT_NAMES = ("smollm2-135m", *TINY)
 
 
-class ModelError(ValueError):
+class ModelError(ScalelawError):
     """A model spec that cannot be resolved or loaded."""
 
 

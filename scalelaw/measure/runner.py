@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from scalelaw.errors import ScalelawError
 from scalelaw.measure.generate import greedy
 from scalelaw.measure.grid import DENSE, Configuration
 from scalelaw.measure.models import LoadedModel, load_model
@@ -30,7 +31,7 @@ from scalelaw.measure.tasks import Task, get_task
 Progress = Callable[[int], None]
 
 
-class MeasureError(RuntimeError):
+class MeasureError(ScalelawError, RuntimeError):
     """A configuration that cannot be measured (unknown method, bad knob, ...)."""
 
 

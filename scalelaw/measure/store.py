@@ -26,12 +26,14 @@ from typing import Any
 
 import polars as pl
 
+from scalelaw.errors import ScalelawError
+
 FORMAT = "scalelaw-measure-store"
 VERSION = 1
 BINARY = {0.0, 1.0}
 
 
-class StoreError(RuntimeError):
+class StoreError(ScalelawError, RuntimeError):
     """The store cannot be used as is; the message names the file and what is wrong."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from scalelaw.errors import ScalelawError
 from scalelaw.measure.tasks import words
 
 #: Counts the tokens of the complete model input built from one user message.
@@ -24,7 +25,7 @@ MIN_FILL = 0.95
 ANSWER_FORMAT = "Write only the answer between <answer> and </answer> tags, for example: <answer>{example}</answer>."
 
 
-class TaskError(ValueError):
+class TaskError(ScalelawError):
     """A task cannot be built as asked (bad parameter, unreachable length)."""
 
 
