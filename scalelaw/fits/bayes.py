@@ -328,9 +328,12 @@ def start_values(
         value = np.asarray(optimum[p.name], dtype=float)[0]
         if p.name in design.groups:
             g = design.groups[p.name]
-            if law.pooling == "partial" or g.reference is None:
+            if law.pooling == "partial":
                 continue
-            out[f"{p.name}_free"] = inside(p, np.delete(value, g.reference))
+            if g.reference is None:
+                out[p.name] = inside(p, value)
+            else:
+                out[f"{p.name}_free"] = inside(p, np.delete(value, g.reference))
         else:
             out[p.name] = float(inside(p, value))
     if "sigma" in noise and noise["sigma"] > 0:

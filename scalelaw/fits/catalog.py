@@ -213,30 +213,33 @@ RUAN_CITATION = (
 LINEAR_PREDICTOR = "eps + alpha * log(N) + beta * log(L) + gamma * log(C) + delta[task]"
 
 
-def floor_ceiling(floor: str = "0") -> Law:
+def floor_ceiling(floor: str = "0", per_task: bool = False) -> Law:
     """Accuracy between a floor (chance) and a ceiling below 1, a sigmoid in between.
 
-    `floor` is a number (a four-way choice: 0.25) or ``chance``, a column of the table.
+    `floor` is a number (a four-way choice: 0.25) or ``chance``, a column of the table;
+    `per_task` gives every task its own ceiling (``ceiling[task]``).
     """
+    base = "floor-ceiling-tasks" if per_task else "floor-ceiling"
+    top = "ceiling[task]" if per_task else "ceiling"
     covariates: tuple[str, ...]
     if floor == "chance":
         floor_term, covariates, lo = "chance", ("N", "L", "C", "chance"), 0.0
-        name = "floor-ceiling:chance"
+        name = f"{base}:chance"
     else:
         try:
             value = float(floor)
         except ValueError:
             raise ExprError(
-                f"floor-ceiling:{floor}: the floor is a number in [0, 1) or 'chance'"
+                f"{base}:{floor}: the floor is a number in [0, 1) or 'chance'"
             ) from None
         if not 0.0 <= value < 1.0:
-            raise ExprError(f"floor-ceiling:{floor}: the floor must lie in [0, 1)")
+            raise ExprError(f"{base}:{floor}: the floor must lie in [0, 1)")
         floor_term, covariates, lo = repr(value), ("N", "L", "C"), value
-        name = "floor-ceiling" if value == 0.0 else f"floor-ceiling:{floor}"
+        name = base if value == 0.0 else f"{base}:{floor}"
     expr = (
-        f"ceiling * sigmoid({LINEAR_PREDICTOR})"
+        f"{top} * sigmoid({LINEAR_PREDICTOR})"
         if lo == 0.0 and floor_term != "chance"
-        else f"{floor_term} + (ceiling - {floor_term}) * sigmoid({LINEAR_PREDICTOR})"
+        else f"{floor_term} + ({top} - {floor_term}) * sigmoid({LINEAR_PREDICTOR})"
     )
     return Law.from_string(
         expr,
@@ -255,7 +258,7 @@ def floor_ceiling(floor: str = "0") -> Law:
         ),
     ).with_options(
         formula=(
-            "score = floor + (ceiling - floor) sigmoid(eps + alpha ln N + beta ln L + gamma ln C"
+            f"score = floor + ({top} - floor) sigmoid(eps + alpha ln N + beta ln L + gamma ln C"
             " + delta[task])"
         )
     )
@@ -304,6 +307,7 @@ _REGISTRY: dict[str, Callable[[], Law]] = {
     "logistic-power": _logistic_power,
     "floor-ceiling": floor_ceiling,
     "floor-ceiling:chance": lambda: floor_ceiling("chance"),
+    "floor-ceiling-tasks": lambda: floor_ceiling(per_task=True),
     "sparse-tolerance": tolerance,
 }
 
@@ -346,8 +350,9 @@ def get_law(name: str) -> Law:
     """A built-in law form by name; for a published card, the form it was fitted with."""
     if name in _CARDS:
         return _CARDS[name]().law
-    if name.startswith("floor-ceiling:") and name not in _REGISTRY:
-        return floor_ceiling(name.split(":", 1)[1])
+    for prefix, per_task in (("floor-ceiling:", False), ("floor-ceiling-tasks:", True)):
+        if name.startswith(prefix) and name not in _REGISTRY:
+            return floor_ceiling(name.split(":", 1)[1], per_task)
     try:
         return _REGISTRY[name]()
     except KeyError:

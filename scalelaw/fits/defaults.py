@@ -28,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from scalelaw.fits.design import Design, linear_form
-from scalelaw.fits.expr import BinOp, Call, Expr, Group, Neg
+from scalelaw.fits.expr import BinOp, Call, Expr, Neg
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.priors import Prior
 
@@ -70,21 +70,6 @@ def exponent_params(law: Law) -> set[str]:
 
     walk(law.expr)
     return found
-
-
-def additive_groups(law: Law) -> list[str]:
-    """Group effects that enter the linear predictor as a plain ``+ delta[task]`` term."""
-    out: list[str] = []
-
-    def terms(e: Expr, sign: float) -> None:
-        if isinstance(e, BinOp) and e.op in "+-":
-            terms(e.left, sign)
-            terms(e.right, sign if e.op == "+" else -sign)
-        elif isinstance(e, Group) and sign > 0:
-            out.append(e.param)
-
-    terms(law.expr, 1.0)
-    return out
 
 
 def rule_widths(law: Law, design: Design) -> dict[str, float]:

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.data import DataError
-from scalelaw.fits.expr import BinOp, Expr, Group, Name, Neg, Num
+from scalelaw.fits.expr import BinOp, Call, Expr, Group, Name, Neg, Num
 from scalelaw.fits.law import Law
 
 
@@ -50,9 +50,52 @@ def group_levels(law: Law, frame: pl.DataFrame, source: str = "<table>") -> dict
     return out
 
 
-def reference_level(law: Law, column: str, levels: Sequence[str]) -> int | None:
-    """The level pinned at zero under fixed effects: the law's choice if present, else the first."""
+def additive_groups(law: Law) -> list[str]:
+    """Group effects that are offsets: a ``+ delta[task]`` term of a sum (anywhere in the
+    expression, e.g. inside a sigmoid) that also holds other parameters, so that one level must
+    be pinned for the sum to be identified. ``ceiling[task] - 0.25`` is not an offset."""
+    covs = set(law.covariates)
+    out: list[str] = []
+
+    def flatten(e: Expr) -> list[Expr]:
+        if isinstance(e, BinOp) and e.op in "+-":
+            return flatten(e.left) + flatten(e.right)
+        if isinstance(e, Neg):
+            return flatten(e.operand)
+        return [e]
+
+    def walk(e: Expr) -> None:
+        if (isinstance(e, BinOp) and e.op in "+-") or isinstance(e, Neg):
+            terms = flatten(e)
+            for t in terms:
+                if isinstance(t, Group):
+                    others = [u for u in terms if u is not t and (u.names() - covs)]
+                    if others and t.param not in out:
+                        out.append(t.param)
+                else:
+                    walk(t)
+        elif isinstance(e, BinOp):
+            walk(e.left)
+            walk(e.right)
+        elif isinstance(e, Call):
+            for a in e.args:
+                walk(a)
+
+    walk(law.expr)
+    return out
+
+
+def reference_level(
+    law: Law, column: str, levels: Sequence[str], param: str | None = None
+) -> int | None:
+    """The level pinned at zero under fixed effects: the law's choice if present, else the first.
+
+    Only an additive offset (``+ delta[task]``) needs a pinned level to be identified beside
+    an intercept; a per-level parameter such as ``ceiling[task]`` keeps every level free.
+    """
     if law.pooling == "partial":
+        return None
+    if param is not None and param not in additive_groups(law):
         return None
     wanted = law.reference.get(column)
     if wanted is not None and wanted in levels:
@@ -96,7 +139,7 @@ def bind(
             column,
             np.array([lookup[v] for v in values], dtype=np.int64),
             known,
-            reference_level(law, column, known),
+            reference_level(law, column, known, param),
         )
     design = Design(covariates=covariates, groups=groups, n=frame.height)
     if observed:

@@ -130,6 +130,15 @@ class Law:
         for col in self.groups.values():
             if col in self.covariates:
                 raise ExprError(f"law '{self.name}': '{col}' is both a covariate and a group")
+        if self.pooling == "partial":
+            from scalelaw.fits.design import additive_groups
+
+            other = set(self.groups) - set(additive_groups(self))
+            if other:
+                raise ExprError(
+                    f"law '{self.name}': partial pooling draws offsets around 0, so it applies "
+                    f"to additive offsets (+ delta[task]) only, not to {sorted(other)}"
+                )
 
     # --- derived views ---------------------------------------------------------------------
     @property

@@ -30,7 +30,7 @@ from scalelaw.fits.defaults import (
     rule_widths,
     start_mapper,
 )
-from scalelaw.fits.design import Design, GroupIndex
+from scalelaw.fits.design import Design, GroupIndex, additive_groups
 from scalelaw.fits.evaluate import linear_predictor, mean_response
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.result import FitResult
@@ -74,11 +74,15 @@ class _Layout:
         self.law = law
         self.design = design
         self.slots: list[tuple[str, int | None, Param]] = []
+        additive = set(additive_groups(law))
         for p in law.params:
             if p.name in design.groups:
                 g = design.groups[p.name]
-                # Least squares has no pooling: pin one level (the reference, else the first).
+                # Least squares has no pooling: an additive offset pins one level (the
+                # reference, else the first); a per-level parameter keeps them all.
                 ref = g.reference if g.reference is not None else 0
+                if p.name not in additive:
+                    ref = -1
                 for i in range(len(g.levels)):
                     if i != ref:
                         self.slots.append((p.name, i, p))

@@ -227,3 +227,30 @@ def test_not_converged_is_loud_and_strict_exits_3(tmp_path: Path) -> None:
         app, ["predict", str(tmp_path / "bad.nc"), "--at", "N=1e10,D=2e11"]
     )
     assert predicted.exit_code == 0 and "NOT CONVERGED" in predicted.output
+
+
+def test_per_task_ceilings_are_free_and_offsets_pinned() -> None:
+    law = get_law("floor-ceiling-tasks:0.25")
+    truth = {
+        "ceiling": {"A": 0.9, "B": 0.7},
+        "eps": -30.0,
+        "alpha": 1.5,
+        "beta": -0.3,
+        "gamma": -0.8,
+        "delta": {"A": 0.0, "B": -1.0},
+    }
+    grid = pl.DataFrame(
+        [
+            {"params": n, "seq_len": float(length), "compression": c, "task": t}
+            for n in (5e8, 2e9, 8e9, 3.2e10)
+            for length in (4096, 16384, 65536)
+            for c in (1, 2, 4, 8, 16)
+            for t in "AB"
+        ]
+    )
+    sim = simulate(FitResult.card(law, truth), grid, samples=500, seed=0)
+    res = fit(sim, law, FitOptions(backend="lsq", bootstrap=30))
+    # both ceilings are estimated (neither pinned), the offset of A is the reference 0
+    np.testing.assert_allclose(res.point["ceiling"][0], [0.9, 0.7], atol=0.03)
+    assert res.point["delta"][0][0] == 0.0
+    assert res.point["delta"][0][1] == pytest.approx(-1.0, abs=0.2)
