@@ -39,6 +39,9 @@ from scalelaw.fits.result import FitResult
 RIDGE = 1e-3
 #: A group effect beyond this many units on a logit or log link has run off.
 RUNAWAY_LINK = 30.0
+#: Any other parameter has run off beyond this many times its data-scale width (coefficients
+#: of power laws are legitimately large: Chinchilla's B reaches 1e6 on small models).
+RUNAWAY = 1e8
 
 
 @dataclass
@@ -359,7 +362,7 @@ def _problems(
     runaway = []
     for k, (name, level, _) in enumerate(layout.slots):
         value = theta[k]
-        limit = RUNAWAY_LINK if level is not None and law.link != "identity" else 1e4 * widths[name]
+        limit = RUNAWAY_LINK if level is not None and law.link != "identity" else RUNAWAY * widths[name]
         if abs(value) > limit:
             runaway.append(f"{layout.key(k)} = {value:.3g}")
     if runaway:

@@ -267,7 +267,7 @@ def stack(
         scores = {n: float(table.loc[n, "elpd"]) for n in names}
     else:
         source = data if data is not None else fits[0].meta.get("source")
-        if source is None or source == "<table>":
+        if source is None or (isinstance(source, str) and source == "<table>"):
             raise StackError(
                 "give the table (data=...) to refit the laws without the held-out slice"
             )
