@@ -25,6 +25,7 @@ from scalelaw.fits.prediction import (
 from scalelaw.fits.priors import Prior, PriorError
 from scalelaw.fits.result import FitFileError, FitResult, load_fit
 from scalelaw.fits.simulation import paper_grid, simulate
+from scalelaw.fits.stacking import StackedFit, stack
 from scalelaw.fits.validation import compare, holdout_scores
 
 
@@ -48,6 +49,7 @@ __all__ = [
     "Param",
     "Prior",
     "PriorError",
+    "StackedFit",
     "StrictFitError",
     "as_fit",
     "compare",
@@ -67,4 +69,5 @@ __all__ = [
     "resolve_law",
     "simulate",
     "source",
+    "stack",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,20 @@ from scalelaw.fits.validation import holdout_scores, r_squared, split_holdout
 #: Called with the law whose priors are all concrete, and the names set from the data.
 PriorHook = Callable[[Law, list[str]], None]
 BACKENDS = ("bayes", "lsq")
+
+
+class Backend(Protocol):
+    """What `scalelaw.fits.lsq` and `scalelaw.fits.bayes` provide: one function that fits a
+    law to a bound table with its own settings (read from `FitOptions`) and diagnostics."""
+
+    def run(
+        self,
+        law: Law,
+        design: Any,
+        levels: dict[str, list[str]],
+        options: FitOptions,
+        on_priors: PriorHook | None = None,
+    ) -> FitResult: ...
 
 
 class FitWarning(UserWarning):
@@ -142,13 +156,16 @@ def fit_design(
     on_priors: PriorHook | None = None,
 ) -> FitResult:
     """Run one backend on an already bound table."""
-    if opts.backend == "lsq":
-        from scalelaw.fits import lsq
+    return backend(opts.backend).run(law, design, levels, opts, on_priors)
 
-        return lsq.run(law, design, levels, opts, on_priors)
-    from scalelaw.fits import bayes
 
-    return bayes.run(law, design, levels, opts, on_priors)
+def backend(name: str) -> Backend:
+    """The backend module by name (imported on demand: PyMC loads only for bayes)."""
+    import importlib
+
+    if name not in BACKENDS:
+        raise ScalelawError(f"unknown backend '{name}' (choose bayes or lsq)")
+    return importlib.import_module(f"scalelaw.fits.{name}")  # type: ignore[return-value]
 
 
 def convergence_problems(result: FitResult) -> list[str]:

@@ -362,7 +362,9 @@ def _problems(
     runaway = []
     for k, (name, level, _) in enumerate(layout.slots):
         value = theta[k]
-        limit = RUNAWAY_LINK if level is not None and law.link != "identity" else RUNAWAY * widths[name]
+        limit = (
+            RUNAWAY_LINK if level is not None and law.link != "identity" else RUNAWAY * widths[name]
+        )
         if abs(value) > limit:
             runaway.append(f"{layout.key(k)} = {value:.3g}")
     if runaway:

@@ -227,3 +227,22 @@ def test_where_comparisons_and_replicates(saturating: Path) -> None:
     assert both.meta["rows"] == 2 * frame.height
     pooled = fit(doubled.drop("truth"), get_law("sparse-frontier"), opts, aggregate="mean")
     assert pooled.meta["rows"] == frame.height
+
+
+def test_plot_and_frontier_read_a_stacked_file(saturating: Path, tmp_path: Path) -> None:
+    opts = FitOptions(backend="lsq", bootstrap=20)
+    fits = [
+        fit(str(saturating), get_law(n), opts) for n in ("sparse-frontier", "floor-ceiling:0.25")
+    ]
+    path = stack(fits, holdout="N=max", options=opts).save(tmp_path / "stack.nc")
+    png = tmp_path / "fit.png"
+    plotted = CliRunner().invoke(app, ["plot", str(path), "--kind", "fit", "--out", str(png)])
+    assert plotted.exit_code == 0, plotted.output
+    assert png.stat().st_size > 10_000
+    refused = CliRunner().invoke(app, ["plot", str(path), "--kind", "trace", "--out", str(png)])
+    assert refused.exit_code == 2 and "stacked fit draws --kind fit only" in refused.output
+    frontier = CliRunner().invoke(
+        app, ["frontier", str(path), "--sizes", "7B,14B,32B", "--seq-len", "32K"]
+    )
+    assert frontier.exit_code == 0, frontier.output
+    assert "critical length" in frontier.output
