@@ -176,7 +176,7 @@ def convergence_problems(result: FitResult) -> list[str]:
         rhat = d.get("rhat", {})
         bad = [n for n, v in rhat.items() if v is not None and v > 1.01]
         if bad:
-            out.append(f"R-hat {d['rhat_max']:.2f} ({', '.join(bad)})")
+            out.append(f"R-hat {d['rhat_max']:.3f} ({', '.join(bad)})")
         ess = d.get("ess_bulk", {})
         from scalelaw.fits.bayes import ess_needed
 
