@@ -181,7 +181,11 @@ def fit(
         ),
     ] = None,
     show_priors: Annotated[
-        bool, typer.Option("--show-priors", help="Print the priors in force before fitting.")
+        bool,
+        typer.Option(
+            "--show-priors",
+            help="Print the priors in force (bayes: before sampling; lsq: with the optimum).",
+        ),
     ] = False,
     link: Annotated[str | None, typer.Option(help="identity, logit or log.")] = None,
     likelihood: Annotated[
@@ -197,11 +201,15 @@ def fit(
         str | None, typer.Option(help="Group effects: fixed (reference level) or partial.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    chains: Annotated[int, typer.Option(help="MCMC chains (bayes).")] = 4,
-    draws: Annotated[int, typer.Option(help="Draws per chain (bayes).")] = 1000,
-    tune: Annotated[int, typer.Option(help="Tuning steps per chain (bayes).")] = 1000,
-    target_accept: Annotated[float, typer.Option(help="NUTS target acceptance (bayes).")] = 0.9,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap refits for intervals (lsq).")] = 200,
+    chains: Annotated[int, typer.Option(min=1, help="MCMC chains (bayes).")] = 4,
+    draws: Annotated[int, typer.Option(min=1, help="Draws per chain (bayes).")] = 1000,
+    tune: Annotated[int, typer.Option(min=0, help="Tuning steps per chain (bayes).")] = 1000,
+    target_accept: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="NUTS target acceptance (bayes).")
+    ] = 0.9,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="Bootstrap refits for intervals (lsq).")
+    ] = 200,
     huber_delta: Annotated[
         float | None,
         typer.Option(help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise."),
@@ -224,6 +232,8 @@ def fit(
     try:
         if not 0 < prob < 1:
             fail(f"--prob must lie in (0, 1), got {prob}")
+        if huber_delta is not None and not huber_delta > 0:
+            fail(f"--huber-delta must be positive, got {huber_delta}")
         the_law = _build_law(
             law,
             covariates,
@@ -312,7 +322,9 @@ def predict(
     prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
     samples: Annotated[
         int | None,
-        typer.Option(help="Also give the predictive interval of a score over this many samples."),
+        typer.Option(
+            min=1, help="Also give the predictive interval of a score over this many samples."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for predictive draws.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
@@ -377,7 +389,7 @@ def simulate(
     grid: Annotated[
         str, typer.Option(help="'paper' (the study's grid) or a table of points.")
     ] = "paper",
-    samples: Annotated[int, typer.Option(help="Trials per configuration.")] = 100,
+    samples: Annotated[int, typer.Option(min=1, help="Trials per configuration.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl).")
@@ -512,6 +524,8 @@ def stack(
     from scalelaw.fits import load_fit
     from scalelaw.fits.stacking import stack as run_stack
 
+    if data is not None and holdout is None:
+        fail("--data is read only with --holdout (PSIS-LOO weights need no refit)")
     try:
         loaded = [load_fit(f) for f in fits]
         with console.status("stacking") as status:

@@ -9,7 +9,7 @@ between intercept and slopes that raw ``ln N ~ 23`` features create.
 Non-linear laws start every chain at the multi-start least-squares optimum (PyMC's U(-1, 1)
 jitter on the unconstrained scale is switched off: it throws a narrowly identified exponent
 far from its mode), and priors the user did not give are set on the data's scale first
-(`scalelaw.fits.defaults`). A run with divergences is retried once at target acceptance 0.99.
+(`scalelaw.fits.defaults`). A first run with divergences or slow mixing is retried once.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from scalelaw.fits.design import Design, linear_form
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.priors import Prior
-from scalelaw.fits.result import FitResult
+from scalelaw.fits.result import FitResult, noise_name
 
 
 @dataclass
@@ -174,7 +174,7 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
                     dims="row",
                 )
         case "beta_binomial":
-            kappa = pm.LogNormal("kappa", mu=3.0, sigma=1.5)
+            kappa = pm.LogNormal(noise_name("kappa"), mu=3.0, sigma=1.5)
             p = pt.clip(mu, 1e-9, 1 - 1e-9)
             pm.BetaBinomial(
                 "obs",
@@ -185,7 +185,7 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
                 dims="row",
             )
         case "beta":
-            kappa = pm.LogNormal("kappa", mu=3.0, sigma=1.5)
+            kappa = pm.LogNormal(noise_name("kappa"), mu=3.0, sigma=1.5)
             p = pt.clip(mu, 1e-9, 1 - 1e-9)
             assert design.y is not None
             n = design.n
@@ -196,9 +196,9 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
             y = np.log(design.y) if law.transform == "log" else design.y
             loc = pt.log(mu) if law.transform == "log" else mu
             scale = float(np.std(y)) or 1.0
-            sigma = pm.HalfNormal("sigma", sigma=scale)
+            sigma = pm.HalfNormal(noise_name("sigma"), sigma=scale)
             if law.likelihood == "student_t":
-                nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
+                nu = pm.Gamma(noise_name("nu"), alpha=2.0, beta=0.1)
                 pm.StudentT("obs", nu=nu, mu=loc, sigma=sigma, observed=y, dims="row")
             else:
                 pm.Normal("obs", mu=loc, sigma=sigma, observed=y, dims="row")
@@ -242,7 +242,7 @@ def _fractional_counts(law: Law, design: Design, eta: Any, mu: Any) -> None:
             dims="row",
         )
         return
-    kappa = pm.LogNormal("kappa", mu=3.0, sigma=1.5)
+    kappa = pm.LogNormal(noise_name("kappa"), mu=3.0, sigma=1.5)
     p = pt.clip(mu, 1e-9, 1 - 1e-9)
 
     def beta_binomial_logp(value: Any, n: Any, a: Any, b: Any) -> Any:
@@ -337,9 +337,9 @@ def start_values(
         else:
             out[p.name] = float(inside(p, value))
     if "sigma" in noise and noise["sigma"] > 0:
-        out["sigma"] = noise["sigma"]
+        out[noise_name("sigma")] = noise["sigma"]
     if "kappa" in noise:
-        out["kappa"] = float(np.clip(noise["kappa"], 1.0, 1e4))
+        out[noise_name("kappa")] = float(np.clip(noise["kappa"], 1.0, 1e4))
     return out
 
 
@@ -413,10 +413,13 @@ def run(
             "target_accept": settings.target_accept,
             "tune": settings.tune,
             "draws": settings.draws,
+            "first_tune": options.tune,
+            "first_draws": options.draws,
         }
     if options.loo:
         diagnostics.update(loo_diagnostics(idata))
     diagnostics["auto_priors"] = auto_names
+    diagnostics["tune"] = settings.tune
     return FitResult(
         law=law,
         backend="bayes",
@@ -452,7 +455,9 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
     from scalelaw.fits.result import NOISE_PARAMS
 
     post = idata["posterior"]
-    names = law.param_names + [n for n in NOISE_PARAMS if n in post.data_vars]
+    names = law.param_names + [
+        noise_name(n) for n in NOISE_PARAMS if noise_name(n) in post.data_vars
+    ]
     rhat = az.rhat(idata, var_names=names)
     ess = az.ess(idata, var_names=names, method="bulk")
     rhat_by = {n: float(rhat[n].max()) for n in names}
@@ -508,7 +513,7 @@ def noise_draws(idata: Any) -> dict[str, np.ndarray]:
 
     post = idata["posterior"]
     return {
-        n: np.asarray(post[n].values, dtype=float).reshape(-1)
+        n: np.asarray(post[noise_name(n)].values, dtype=float).reshape(-1)
         for n in NOISE_PARAMS
-        if n in post.data_vars
+        if noise_name(n) in post.data_vars
     }

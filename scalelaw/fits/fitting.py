@@ -26,6 +26,9 @@ from scalelaw.fits.validation import holdout_scores, r_squared, split_holdout
 #: Called with the law whose priors are all concrete, and the names set from the data.
 PriorHook = Callable[[Law, list[str]], None]
 BACKENDS = ("bayes", "lsq")
+#: Columns a law reads exactly, with no fitted slope (a task's chance level): a single value is
+#: no gap in the data.
+EXACT_COLUMNS = ("chance",)
 
 
 class Backend(Protocol):
@@ -219,6 +222,8 @@ def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
     if d.get("loo_error"):
         out.append(f"ELPD-LOO not computed: {d['loo_error']}")
     for name, column in law.columns.items():
+        if name in EXACT_COLUMNS:
+            continue
         n_levels = frame[column].n_unique()
         if n_levels == 1:
             value = frame[column][0]

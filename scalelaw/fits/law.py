@@ -57,7 +57,7 @@ class Param:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "prior": "auto" if self.prior is None else str(self.prior),
+            "prior": "auto" if self.prior is None else self.prior.spec(),
             "lower": self.lower,
             "upper": self.upper,
             "starts": list(self.starts),
@@ -127,6 +127,12 @@ class Law:
         extra = declared - used_params
         if extra:
             raise ExprError(f"law '{self.name}': parameters {sorted(extra)} do not appear")
+        reserved = sorted(n for n in declared if n.startswith("obs_"))
+        if reserved:
+            raise ExprError(
+                f"law '{self.name}': names starting with 'obs_' are reserved for the "
+                f"likelihood's own parameters; rename {reserved}"
+            )
         for col in self.groups.values():
             if col in self.covariates:
                 raise ExprError(f"law '{self.name}': '{col}' is both a covariate and a group")
@@ -182,18 +188,32 @@ class Law:
         return replace(self, params=params)
 
     def with_bounds(self, bounds: Mapping[str, tuple[float | None, float | None]]) -> Law:
-        """A copy with some parameters' bounds replaced, e.g. ``{"top": (0, 1)}``.
+        """A copy with some parameters' bounds set, e.g. ``{"top": (0, 1)}``.
 
-        A prior whose support is wider than the new bounds is truncated to them when sampled.
+        An end given as None keeps the law's own bound there. A prior that does not cover the
+        new bounds (a uniform prior on the old ones, say) is unset, so the fit sets one on the
+        data's scale that does: both backends then search the same interval.
         """
         unknown = set(bounds) - set(self.param_names)
         if unknown:
             raise ExprError(f"law '{self.name}' has no parameters {sorted(unknown)}")
-        params = tuple(
-            replace(p, lower=bounds[p.name][0], upper=bounds[p.name][1]) if p.name in bounds else p
-            for p in self.params
-        )
-        return replace(self, params=params)
+        params = []
+        for p in self.params:
+            if p.name not in bounds:
+                params.append(p)
+                continue
+            lo, hi = bounds[p.name]
+            lo = p.lower if lo is None else lo
+            hi = p.upper if hi is None else hi
+            prior = p.prior
+            if prior is not None:
+                s_lo, s_hi = prior.support
+                if (s_lo is not None and (lo is None or lo < s_lo)) or (
+                    s_hi is not None and (hi is None or hi > s_hi)
+                ):
+                    prior = None
+            params.append(replace(p, lower=lo, upper=hi, prior=prior))
+        return replace(self, params=tuple(params))
 
     def mean(self, env: Mapping[str, Any], lib: str = "numpy") -> Any:
         """The expected response given covariate and parameter values."""

@@ -133,6 +133,18 @@ def observe(
     return mu
 
 
+def require_noise(fit: FitResult) -> None:
+    """Normal, Student-t and beta laws need a fitted noise for predictive intervals."""
+    if fit.law.likelihood not in ("normal", "student_t", "beta") or fit.noise:
+        return
+    why = (
+        "a published card has coefficients but no noise scale"
+        if fit.is_card
+        else "this fit stores no noise scale (it was made by an older scalelaw): refit it"
+    )
+    raise DataError(f"{fit.law.name}: no predictive interval: {why}")
+
+
 def predictive_draws(
     src: Any,
     points: Points,
@@ -146,6 +158,7 @@ def predictive_draws(
     rng = np.random.default_rng(seed)
     if not isinstance(src, FitResult):
         return src.predictive_draws(points, samples=samples, rng=rng, max_draws=max_draws)
+    require_noise(src)
     mu = predict_draws(src, points, max_draws)
     # few draws (a card, a point fit) are repeated so the noise is well sampled
     reps = max(1, 4000 // mu.shape[0])

@@ -140,6 +140,10 @@ class Prior:
     def __str__(self) -> str:
         return f"{self.dist}({', '.join(f'{a:g}' for a in self.args)})"
 
+    def spec(self) -> str:
+        """The prior as text that parses back to exactly the same numbers (for fit files)."""
+        return f"{self.dist}({', '.join(repr(float(a)) for a in self.args)})"
+
     @classmethod
     def parse(cls, text: str) -> Prior:
         """Read ``normal(0, 5)``: a distribution name and numbers, nothing evaluated."""

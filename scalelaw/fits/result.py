@@ -23,8 +23,15 @@ from scalelaw.errors import ScalelawError
 from scalelaw.fits.law import Law
 
 FORMAT_VERSION = 1
-#: The likelihood's own parameters, stored beside the law's in the posterior.
+#: The likelihood's own parameters (sigma, nu, kappa), stored beside the law's in the posterior
+#: under these names, so a law may have parameters called sigma or kappa of its own.
 NOISE_PARAMS = ("sigma", "nu", "kappa")
+NOISE_PREFIX = "obs_"
+
+
+def noise_name(name: str) -> str:
+    """The stored (and PyMC) name of a likelihood parameter."""
+    return NOISE_PREFIX + name
 
 
 class FitFileError(ScalelawError):
@@ -130,7 +137,9 @@ class FitResult:
             for k, v in self.draws.items():
                 posterior[k] = v[None, ...]
             for k, v in self.noise.items():
-                posterior[k] = np.broadcast_to(np.asarray(v, float), (self.n_draws,))[None, :]
+                posterior[noise_name(k)] = np.broadcast_to(np.asarray(v, float), (self.n_draws,))[
+                    None, :
+                ]
             dims = {name: [f"{name}_level"] for name in self.law.groups if name in self.draws}
             coords = {f"{name}_level": self.levels[col] for name, col in self.law.groups.items()}
             tree = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
@@ -214,9 +223,11 @@ def fit_from_tree(tree: Any, p: Path) -> FitResult:
         if draws[name].ndim != 2 or draws[name].shape[1] != len(levels.get(column, [])):
             raise FitFileError(f"{p}: damaged scalelaw metadata (levels of {column} do not match)")
     noise = {
-        k: np.asarray(post[k].values, dtype=float).reshape(-1)
+        k: np.asarray(post[stored].values, dtype=float).reshape(-1)
         for k in NOISE_PARAMS
-        if k in post.data_vars
+        # files written before the prefix stored sigma/nu/kappa under their plain names
+        for stored in (noise_name(k), k)
+        if stored in post.data_vars and stored not in law.param_names
     }
     point = None
     if "point_estimate" in tree.children:

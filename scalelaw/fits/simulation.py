@@ -51,6 +51,12 @@ def simulate(
     standard deviation `noise` on the law's fitting scale.
     """
     src = as_fit(src)
+    if not isinstance(src, FitResult):
+        from scalelaw.errors import ScalelawError
+
+        raise ScalelawError(
+            "simulate from one fit or a published card; a stacked fit mixes several laws"
+        )
     law = src.law
     if isinstance(grid, str):
         if grid != "paper":

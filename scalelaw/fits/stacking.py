@@ -22,12 +22,19 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special, stats
 
-from scalelaw.data import load_table
+from scalelaw.data import load_table, table_hash
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.design import Design, bind
 from scalelaw.fits.evaluate import mean_response
 from scalelaw.fits.law import Law
-from scalelaw.fits.prediction import Points, noise_draws, observe, predict_draws, thin
+from scalelaw.fits.prediction import (
+    Points,
+    noise_draws,
+    observe,
+    predict_draws,
+    require_noise,
+    thin,
+)
 from scalelaw.fits.result import FORMAT_VERSION, FitResult
 
 
@@ -96,6 +103,8 @@ class StackedFit:
         max_draws: int = 2000,
     ) -> np.ndarray:
         total = max(max_draws, 4000)
+        for f in self.fits:
+            require_noise(f)
         parts = []
         for f, n in zip(self.fits, self._counts(total), strict=True):
             if n == 0:
@@ -210,9 +219,11 @@ def stacking_weights(lpd: np.ndarray) -> np.ndarray:
 
 
 # --- building stacks -------------------------------------------------------------------------
-def _check_same_data(fits: Sequence[FitResult]) -> None:
+def _check_same_data(fits: Sequence[Any]) -> None:
     if len(fits) < 2:
         raise StackError("stacking needs at least two fits")
+    if any(not isinstance(f, FitResult) or f.is_card for f in fits):
+        raise StackError("stack fits of a table, not stacked fits or published cards")
     hashes = {f.meta.get("data_hash") for f in fits}
     if len(hashes) > 1 or None in hashes:
         raise StackError(
@@ -242,7 +253,7 @@ def stack(
     (`data`, default: the fits' source) without the held-out slice, with the same options, and
     the weights maximise the held-out log predictive density of the mixture.
     """
-    from scalelaw.fits.fitting import FitOptions, FitWarning, fit
+    from scalelaw.fits.fitting import FitWarning, fit
     from scalelaw.fits.validation import split_holdout
 
     fits = list(fits)
@@ -272,17 +283,18 @@ def stack(
                 "give the table (data=...) to refit the laws without the held-out slice"
             )
         frame = _table_of(fits[0], source)
+        if table_hash(frame) != fits[0].meta.get("data_hash"):
+            raise StackError(
+                f"{source if isinstance(source, str) else 'the table given'} is not the table "
+                "the fits were made on (its data hash differs)"
+            )
         train, test, desc = split_holdout(frame, holdout, str(source))
         assert test is not None
         columns = []
         for n, f in zip(names, fits, strict=True):
             if progress:
                 progress(n)
-            opts = options or FitOptions(
-                backend=f.backend if f.backend in ("bayes", "lsq") else "bayes",
-                seed=int(f.meta.get("seed", 0) or 0),
-                loo=False,
-            )
+            opts = options or options_of(f)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)
                 held = fit(train, f.law_for_refit(), opts)
@@ -304,6 +316,33 @@ def stack(
             "scores": scores,
             "holdout": holdout,
         },
+    )
+
+
+def options_of(f: FitResult) -> Any:
+    """The settings a fit was made with, for refitting it on part of its table."""
+    from scalelaw.fits.fitting import FitOptions
+
+    d = f.diagnostics
+    if f.backend == "lsq":
+        return FitOptions(
+            backend="lsq",
+            seed=int(f.meta.get("seed", 0) or 0),
+            loss=str(d.get("loss", "huber")),
+            huber_delta=d.get("huber_delta"),
+            bootstrap=int(d.get("bootstrap", 200)),
+            loo=False,
+        )
+    retry = d.get("retry") or {}
+    draws = int(d.get("draws", 1000))
+    return FitOptions(
+        backend="bayes",
+        seed=int(f.meta.get("seed", 0) or 0),
+        chains=int(d.get("chains", 4)),
+        # a retried fit records its longer run; the refit starts where the first run started
+        draws=int(retry.get("first_draws", draws)),
+        tune=int(retry.get("first_tune", d.get("tune", draws))),
+        loo=False,
     )
 
 

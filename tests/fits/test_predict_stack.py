@@ -246,3 +246,55 @@ def test_plot_and_frontier_read_a_stacked_file(saturating: Path, tmp_path: Path)
     )
     assert frontier.exit_code == 0, frontier.output
     assert "critical length" in frontier.output
+
+
+def test_law_parameters_named_like_noise_survive_a_fit_file(
+    saturating: Path, tmp_path: Path
+) -> None:
+    # sparse-frontier-nc has a parameter kappa; beta-binomial has a precision kappa too
+    law = get_law("sparse-frontier-nc").with_options(likelihood="beta_binomial")
+    res = fit(str(saturating), law, FitOptions(backend="lsq", bootstrap=10))
+    loaded = load_fit(res.save(tmp_path / "nc.nc"))
+    np.testing.assert_allclose(loaded.draws["kappa"], res.draws["kappa"])
+    np.testing.assert_allclose(loaded.noise["kappa"], res.noise["kappa"])
+    point = {"N": 7e9, "L": 16384.0, "C": 4.0, "task": "all"}
+    assert predict_table(loaded, point)["mean"][0] == pytest.approx(
+        predict_table(res, point)["mean"][0]
+    )
+
+
+def test_stacks_refuse_what_they_cannot_mix(saturating: Path, tmp_path: Path) -> None:
+    opts = FitOptions(backend="lsq", bootstrap=10)
+    fits = [
+        fit(str(saturating), get_law(n), opts) for n in ("sparse-frontier", "floor-ceiling:0.25")
+    ]
+    stacked = stack(fits, holdout="N=max")
+    with pytest.raises(StackError, match="not stacked fits"):
+        stack([stacked, fits[0]])
+    other = tmp_path / "other.csv"
+    pl.read_csv(saturating).filter(pl.col("compression") < 32).write_csv(other)
+    with pytest.raises(StackError, match="not the table the fits were made on"):
+        stack(fits, data=str(other), holdout="N=max")
+    path = stacked.save(tmp_path / "s.nc")
+    sim = CliRunner().invoke(
+        app, ["simulate", "--law", str(path), "--out", str(tmp_path / "x.csv")]
+    )
+    assert sim.exit_code == 2 and "stacked fit" in sim.output
+    card = CliRunner().invoke(
+        app, ["predict", "chinchilla", "--at", "N=1e9,D=2e10", "--samples", "10"]
+    )
+    assert card.exit_code == 2 and "no noise scale" in card.output
+
+
+def test_bounds_keep_the_other_end_and_replace_a_conflicting_prior() -> None:
+    law = get_law("chinchilla-form").with_bounds({"alpha": (0.1, None), "beta": (0.0, 3.0)})
+    alpha, beta = law.param("alpha"), law.param("beta")
+    assert (alpha.lower, alpha.upper) == (0.1, 1.5)
+    assert str(alpha.prior) == "uniform(0, 1.5)"  # still covers [0.1, 1.5]
+    assert (beta.lower, beta.upper) == (0.0, 3.0) and beta.prior is None  # set from the data
+
+
+def test_priors_are_stored_exactly() -> None:
+    law = Law.from_string("E + A * log(N)", priors={"E": "uniform(1.0000001, 1.0000002)"})
+    again = Law.from_dict(law.to_dict())
+    assert again.param("E").prior == law.param("E").prior
