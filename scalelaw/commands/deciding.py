@@ -3,72 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-# wide enough for the frontier table when the output is a pipe or a file
-console = Console(width=shutil.get_terminal_size((150, 24)).columns)
-err = Console(stderr=True)
-
-FORMATS = ("table", "csv", "json")
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from scalelaw.errors import user_errors
-
-    return user_errors()
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        fail(f"unknown --format '{fmt}' (table, csv or json)")
-
-
-def _number(text: str, what: str) -> float:
-    from scalelaw.data import as_float
-
-    return as_float(text, what)
-
-
-def _numbers(text: str, what: str) -> list[float]:
-    values = [_number(t, what) for t in text.split(",") if t.strip()]
-    if not values:
-        raise ValueError(f"{what}: no values in '{text}'")
-    return values
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value.is_integer() and abs(value) < 1e7:
-            return str(int(value))
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
-def _emit(table: Any, fmt: str, title: str) -> None:
-    if fmt == "csv":
-        sys.stdout.write(table.write_csv())
-    elif fmt == "json":
-        print(json.dumps(table.to_dicts(), indent=2))
-    else:
-        t = Table(*table.columns, title=title)
-        for row in table.iter_rows():
-            t.add_row(*[_fmt(v) for v in row])
-        console.print(t)
+from scalelaw.commands.common import check_format as _check_format
+from scalelaw.commands.common import console, err, fail, warn
+from scalelaw.commands.common import emit as _emit
+from scalelaw.commands.common import errors as _errors
+from scalelaw.commands.common import number as _number
+from scalelaw.commands.common import numbers as _numbers
 
 
 def _architectures(family: str, sizes: str | None, configs: list[Path] | None) -> list[Any]:
@@ -237,15 +184,6 @@ def cost(
 
 
 # --- frontier --------------------------------------------------------------------------------
-def _source(name: str) -> Any:
-    from scalelaw.commands.fitting import warn_if_not_converged
-    from scalelaw.fits import source
-
-    fitted = source(name)
-    warn_if_not_converged(fitted)
-    return fitted
-
-
 def frontier(
     source: Annotated[
         str,
@@ -331,134 +269,74 @@ def frontier(
 
     For each cost budget, the best dense and the best sparse (size, C) configuration with their
     predicted scores and intervals, and the posterior probability that sparse wins (computed per
-    draw); then the critical length beyond which larger-sparser beats smaller-dense.
+    draw, with its Monte Carlo error); then the critical length beyond which larger-sparser
+    beats smaller-dense. SOURCE may be a stacked fit (`scalelaw stack`). Python:
+    `scalelaw.frontier.decide`.
 
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
     _check_format(fmt)
     if show not in ("budgets", "configs"):
         fail(f"unknown --show '{show}' (budgets or configs)")
-    from scalelaw.fits import levels as fit_levels
-    from scalelaw.fits import predict_draws
-    from scalelaw.frontier import average_over_tasks, critical_length, isocost_frontier
-    from scalelaw.frontier import cost as cost_of
+    from scalelaw.frontier import FlopsCost, LatencyCost, decide
 
     try:
-        if phase not in ("prefill", "decode"):
-            raise ValueError(f"--phase must be prefill or decode, got '{phase}'")
         archs = _architectures(family, sizes, config)
-        src = _source(source)
-        levels = fit_levels(src).get("task", [])
-        chosen = task or levels
-        unknown = [t for t in chosen if levels and t not in levels]
-        if unknown:
-            raise ValueError(
-                f"--task '{unknown[0]}' is not a task of {source} ({', '.join(levels)})"
-            )
-        ratios = _numbers(compressions, "--compressions")
-        length = _number(seq_len, "--seq-len")
-        scan = _numbers(lengths, "--lengths")
-
-        def raw(points: Any) -> Any:
-            return predict_draws(src, points, max_draws)
-
-        draws_fn = average_over_tasks(raw, chosen)
+        the_cost: FlopsCost | LatencyCost
         if cost_kind == "flops":
-            label = "FLOPs per prefill" if phase == "prefill" else "bytes read per decode step"
-
-            def cost_fn(a: Any, L: float, C: float) -> float:
-                return cost_of(
-                    a, phase, L, C, batch=batch, bytes_per_element=bytes_per_element,
-                    causal_half=causal_half, method=method,
-                ).total  # fmt: skip
+            the_cost = FlopsCost(phase, batch, bytes_per_element, causal_half, method)
         elif cost_kind == "latency":
-            from scalelaw.frontier.latency import Timings, latency_ms
-
             if timings is None:
                 raise ValueError("--cost latency needs --timings FILE")
             if method is None:
                 raise ValueError("--cost latency needs --method (the timed sparse method)")
-            table = Timings.read(timings, method, phase, device=device)
-            label = "prefill latency (ms)" if phase == "prefill" else "decode step latency (ms)"
-            measured = table.lengths()
-            scan = [x for x in scan if measured[0] <= x <= measured[-1]] or measured
-
-            def cost_fn(a: Any, L: float, C: float) -> float:
-                return latency_ms(
-                    table, a, L, C, batch=batch, throughput=throughput,
-                    bytes_per_element=bytes_per_element,
-                )  # fmt: skip
+            the_cost = LatencyCost.read(
+                timings, method, phase, device=device, batch=batch,
+                bytes_per_element=bytes_per_element, throughput=throughput,
+            )  # fmt: skip
         else:
             raise ValueError(f"--cost must be flops or latency, got '{cost_kind}'")
-        front = isocost_frontier(
-            draws_fn, archs, length, cost_fn, compressions=ratios, budgets=budgets, prob=prob
-        )
-        crit = None
-        if len(archs) >= 2 and len(scan) >= 2:
-            crit = critical_length(draws_fn, archs, scan, cost_fn, compressions=ratios, prob=prob)
+        decision = decide(
+            source, archs, the_cost, seq_len=_number(seq_len, "--seq-len"),
+            lengths=_numbers(lengths, "--lengths"),
+            compressions=_numbers(compressions, "--compressions"), tasks=task or None,
+            draws=max_draws, prob=prob, budgets=budgets,
+        )  # fmt: skip
+        for w in decision.warnings:
+            warn(w)
+        if fmt == "json":
+            print(json.dumps(decision.to_dict(), indent=2))
+        elif fmt == "csv":
+            sys.stdout.write(decision.to_frame(show).write_csv())
+        elif show == "configs":
+            title = f"configurations at L={decision.seq_len:,.0f}: {decision.cost_label}"
+            _emit(decision.to_frame("configs"), "table", f"{title}, {decision.score_label}")
+        else:
+            _print_decision(decision)
+        if out is not None:
+            decision.plot(out, title=f"{source}: {phase}, {decision.score_label}, batch {batch}")
+            err.print(f"figure written to {out}", highlight=False, markup=False)
     except _errors() as exc:
         fail(str(exc))
+
+
+def _print_decision(decision: Any) -> None:
+    _frontier_table(decision.frontier, decision.cost_label, decision.score_label)
+    crit = decision.critical
+    if crit is None:
         return
-    what = (
-        f"mean over {len(chosen)} tasks" if len(chosen) > 1 else (chosen[0] if chosen else "score")
-    )
-    if fmt == "json":
-        doc = {
-            "source": source,
-            "phase": phase,
-            "seq_len": length,
-            "cost": label,
-            "score": what,
-            "n_draws": front.n_draws,
-            "budgets": front.budgets.to_dicts(),
-            "configs": front.configs.to_dicts(),
-        }
-        if crit is not None:
-            doc["critical_length"] = {
-                "median": _finite(crit.median),
-                "lower": _finite(crit.lower),
-                "upper": _finite(crit.upper),
-                "prob": prob,
-                "share_beyond_range": crit.share_beyond,
-                "by_length": crit.by_length.to_dicts(),
-            }
-        print(json.dumps(doc, indent=2))
-    elif fmt == "csv":
-        sys.stdout.write((front.budgets if show == "budgets" else front.configs).write_csv())
-    elif show == "configs":
-        title = f"configurations at L={length:,.0f}: {label}, predicted {what}"
-        _emit(front.configs, "table", f"{title} ({front.prob:.0%} intervals)")
-    else:
-        _frontier_table(front, label, what)
-        if crit is not None:
-            t = Table(
-                "length", "sparse - dense (mean over budgets)", f"{prob:.0%} interval",
-                "P(sparse better)", title="isoCost advantage of the best sparse choice by length",
-            )  # fmt: skip
-            for r in crit.by_length.iter_rows(named=True):
-                t.add_row(
-                    f"{r['seq_len'] / 1024:,.0f}K", f"{r['advantage_mean']:+.3f}",
-                    f"[{r['advantage_lower']:+.3f}, {r['advantage_upper']:+.3f}]",
-                    f"{r['p_sparse_better']:.2f}",
-                )  # fmt: skip
-            console.print(t)
-            console.print(crit.describe(), highlight=False)
-    if out is not None:
-        from scalelaw.frontier.figures import frontier_figure
-
-        # a fine budget grid draws the frontiers as the step functions they are
-        fine = isocost_frontier(
-            draws_fn, archs, length, cost_fn, compressions=ratios, budgets=200, prob=prob
-        )
-        frontier_figure(
-            fine, out, critical=crit, cost_label=label,
-            title=f"{source}: {phase}, {what}, batch {batch}",
+    t = Table(
+        "length", "sparse - dense (mean over budgets)", f"{decision.prob:.0%} interval",
+        "P(sparse better)", title="isoCost advantage of the best sparse choice by length",
+    )  # fmt: skip
+    for r in crit.by_length.iter_rows(named=True):
+        t.add_row(
+            f"{r['seq_len'] / 1024:,.0f}K", f"{r['advantage_mean']:+.3f}",
+            f"[{r['advantage_lower']:+.3f}, {r['advantage_upper']:+.3f}]",
+            f"{r['p_sparse_better']:.2f}",
         )  # fmt: skip
-        err.print(f"figure written to {out}", highlight=False)
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+    console.print(t)
+    console.print(crit.describe(), highlight=False)
 
 
 def _frontier_table(front: Any, label: str, what: str) -> None:
@@ -484,7 +362,12 @@ def _frontier_table(front: Any, label: str, what: str) -> None:
             if r["diff_mean"] is None
             else f"{r['diff_mean']:+.3f} [{r['diff_lower']:+.3f}, {r['diff_upper']:+.3f}]"
         )
-        p = "-" if r["p_sparse_better"] is None else f"{r['p_sparse_better']:.2f}"
+        p = (
+            "-"
+            if r["p_sparse_better"] is None
+            else f"{r['p_sparse_better']:.2f}"
+            + ("" if r["p_mc_error"] is None else f" ± {r['p_mc_error']:.2f}")
+        )
         t.add_row(f"{r['budget']:.3g}", *cell("dense"), *cell("sparse"), diff, p)
     console.print(t)
 

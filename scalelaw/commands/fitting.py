@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+from scalelaw.commands.common import console, emit, err, fail, warn
+from scalelaw.commands.common import errors as _errors
 
 LawOpt = Annotated[
     str,
@@ -27,22 +26,11 @@ LawOpt = Annotated[
 ]
 
 
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from scalelaw.errors import user_errors
-
-    return user_errors()
-
-
 def warn_if_not_converged(src: Any) -> None:
     """predict, plot and frontier say so when the fit behind them did not converge."""
     headline = src.headline() if hasattr(src, "headline") else None
     if headline:
-        err.print(f"[bold red]warning:[/] this fit is {escape(headline)}", highlight=False)
+        warn(f"this fit is {headline}")
 
 
 def _build_law(
@@ -281,9 +269,11 @@ def fit(
                 spinner.stop()
         for w in caught:
             if issubclass(w.category, NotConvergedWarning):
-                err.print(f"[bold red]{escape(str(w.message))}[/]", highlight=False)
+                err.print(
+                    str(w.message), markup=False, highlight=False, soft_wrap=True, style="bold red"
+                )
             elif issubclass(w.category, FitWarning):
-                err.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
+                warn(str(w.message))
     except StrictFitError as exc:
         fail(f"diagnostics failed under --strict: {exc}", code=3)
     except _errors() as exc:
@@ -299,7 +289,8 @@ def fit(
 
         print_fit(result, console, prob)
     if out:
-        console.print(f"saved fit to {out}")
+        # with --format json, standard output carries the JSON alone
+        (err if fmt == "json" else console).print(f"saved fit to {out}", highlight=False)
 
 
 def _print_priors(law: Any, auto: list[str]) -> None:
@@ -367,21 +358,7 @@ def predict(
     except _errors() as exc:
         fail(str(exc))
         return
-    _emit(table, fmt, f"expected score, {prob:.0%} interval")
-
-
-def _emit(table: Any, fmt: str, title: str) -> None:
-    if fmt == "csv":
-        sys.stdout.write(table.write_csv())
-    elif fmt == "json":
-        print(json.dumps(table.to_dicts(), indent=2))
-    elif fmt == "table":
-        t = Table(*table.columns, title=title)
-        for row in table.iter_rows():
-            t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-        console.print(t)
-    else:
-        fail(f"unknown --format '{fmt}' (table, csv or json)")
+    emit(table, fmt, f"expected score, {prob:.0%} interval")
 
 
 def simulate(
@@ -483,14 +460,14 @@ def compare(
     if stack_:
         _report_stack(stacked, out, fmt)
     else:
-        _emit(table, fmt, "laws ranked (higher ELPD-LOO is better)")
+        emit(table, fmt, "laws ranked (higher ELPD-LOO is better)")
 
 
 def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
     from scalelaw.fits.stacking import weights_table
 
     warn_if_not_converged(stacked)
-    _emit(weights_table(stacked), fmt, f"stacking weights from {stacked.method}")
+    emit(weights_table(stacked), fmt, f"stacking weights from {stacked.method}")
     if out:
         stacked.save(out)
         console.print(f"saved stacked fit to {out}")

@@ -33,6 +33,7 @@ def measure(
     Per-sample predictions go beside the table (results.predictions.parquet); the journal lives
     in results.store/.
     """
+    from scalelaw.commands.common import fail
     from scalelaw.errors import user_errors
     from scalelaw.measure.sweep import run_sweep
 
@@ -45,8 +46,7 @@ def measure(
             grid, out, executor=executor, address=address, cpus=cpus, quiet=quiet, log=typer.echo
         )
     except user_errors() as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     typer.echo(
         f"{summary.out}: {summary.configurations} configurations: {summary.already_done} already "
         f"done, {summary.measured + summary.aliased} written from {summary.runs} model runs "

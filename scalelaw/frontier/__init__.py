@@ -20,6 +20,7 @@ from scalelaw.frontier.cost import (
     decode_bytes,
     prefill_flops,
 )
+from scalelaw.frontier.decide import Decision, FlopsCost, LatencyCost, decide
 from scalelaw.frontier.isocost import (
     STUDY_COMPRESSIONS,
     CriticalLength,
@@ -39,11 +40,15 @@ __all__ = [
     "CostBreakdown",
     "CostError",
     "CriticalLength",
+    "Decision",
+    "FlopsCost",
     "Frontier",
     "FrontierError",
+    "LatencyCost",
     "average_over_tasks",
     "cost",
     "critical_length",
+    "decide",
     "decode_bytes",
     "families",
     "family_sizes",

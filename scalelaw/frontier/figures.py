@@ -100,6 +100,19 @@ def frontier_figure(
         label="P(best sparse > best dense)",
     )
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    # shade the budgets where neither answer is likely (0.1 < P < 0.9): decide there only with
+    # more data
+    p = rows["p_sparse_better"].to_numpy()
+    x = rows["budget"].to_numpy()
+    unsure = (p > 0.1) & (p < 0.9)
+    if unsure.any():
+        edges = np.append(x, x[-1] * (x[-1] / x[-2]) if len(x) > 1 else x[-1] * 1.1)
+        for i in np.flatnonzero(unsure):
+            ax.axvspan(
+                edges[i], edges[i + 1], color="gold", alpha=0.25, lw=0,
+                label="uncertain (0.1 < P < 0.9)" if i == np.flatnonzero(unsure)[0] else None,
+            )  # fmt: skip
+        ax.legend(fontsize=7, loc="best")
     ax.set_ylim(-0.03, 1.03)
     _log_x(ax)
     ax.set_xlabel(f"budget: {cost_label} (log scale)")

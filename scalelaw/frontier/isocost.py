@@ -176,6 +176,7 @@ def isocost_frontier(
     best_d, best_s = _best(mu, fd), _best(mu, fs)
     both = np.isfinite(best_d) & np.isfinite(best_s)
     wins = np.where(both, best_s > best_d, False)
+    n = mu.shape[0]
     diff = np.where(both, best_s - best_d, np.nan)
     rows = []
     for j, b in enumerate(grid):
@@ -208,6 +209,12 @@ def isocost_frontier(
             "diff_lower": float(np.quantile(d, (1 - prob) / 2)) if ok else None,
             "diff_upper": float(np.quantile(d, (1 + prob) / 2)) if ok else None,
             "p_sparse_better": float(wins[:, j].mean()) if ok else None,
+            # binomial Monte Carlo error of that share (draws treated as independent)
+            "p_mc_error": (
+                float(np.sqrt(max(wins[:, j].mean() * (1 - wins[:, j].mean()), 0.25 / n) / n))
+                if ok and n > 1
+                else None
+            ),
         }
         rows.append(row)
     table = pl.DataFrame(rows, infer_schema_length=None)

@@ -224,7 +224,7 @@ def test_cli_fit_expression_law(tmp_path: Path, sim: pl.DataFrame) -> None:
          "--out", str(out), "--format", "json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.split("saved fit")[0])
+    report = json.loads(result.stdout)  # --format json: standard output is the JSON alone
     est = {r["param"]: r["estimate"] for r in report["parameters"]}
     assert est["c"] == pytest.approx(-1.0, abs=0.05)
     assert load_fit(out).law.link == "logit"

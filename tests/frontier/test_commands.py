@@ -78,7 +78,7 @@ def test_frontier_prints_critical_length(tmp_path: Path, phase: str, batch: str)
 def test_frontier_errors() -> None:
     assert "no-such-law" in _run("frontier", "no-such-law", code=2)
     err = _run("frontier", "sparse-frontier-v1:prefill", "--task", "Poetry", code=2)
-    assert "--task 'Poetry' is not a task" in err
+    assert "task 'Poetry' is not a task" in err
     err = _run("frontier", "sparse-frontier-v1:prefill", "--cost", "latency", code=2)
     assert "needs --timings" in err
 

@@ -1,0 +1,284 @@
+"""`decide`: at a length and a cost budget, larger-and-sparser or smaller-and-dense, how sure?
+
+One call turns a fit (or a stacked fit, or a published card) and a cost model into a
+`Decision`: the isoCost frontier per budget with P(sparse better) and its Monte Carlo error, the
+advantage by length and the critical length with its interval. The command line prints it;
+nothing about frontiers lives in the command.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from scalelaw.frontier.architectures import Architecture
+from scalelaw.frontier.cost import cost as cost_of
+from scalelaw.frontier.isocost import (
+    STUDY_COMPRESSIONS,
+    CriticalLength,
+    DrawsFn,
+    Frontier,
+    FrontierError,
+    average_over_tasks,
+    critical_length,
+    isocost_frontier,
+)
+
+#: Lengths scanned for the critical length by default (4K to 1M tokens).
+DEFAULT_LENGTHS = tuple(float(2**k) for k in range(12, 21))
+
+
+@dataclass(frozen=True)
+class FlopsCost:
+    """Cost from the cost model: FLOPs per prefill or bytes read per decode step."""
+
+    phase: str = "prefill"
+    batch: int = 1
+    bytes_per_element: float = 2.0
+    causal_half: bool = False
+    method: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase not in ("prefill", "decode"):
+            raise FrontierError(f"phase must be prefill or decode, got '{self.phase}'")
+
+    @property
+    def label(self) -> str:
+        return "FLOPs per prefill" if self.phase == "prefill" else "bytes read per decode step"
+
+    def __call__(self, arch: Architecture, length: float, compression: float) -> float:
+        return cost_of(
+            arch,
+            self.phase,
+            length,
+            compression,
+            batch=self.batch,
+            bytes_per_element=self.bytes_per_element,
+            causal_half=self.causal_half,
+            method=self.method,
+        ).total
+
+    def lengths(self, wanted: Sequence[float]) -> list[float]:
+        return list(wanted)
+
+
+@dataclass(frozen=True)
+class LatencyCost:
+    """Cost as measured time: attention from a timings table, the rest at a throughput."""
+
+    timings: Any  # scalelaw.frontier.latency.Timings
+    phase: str = "prefill"
+    batch: int = 1
+    bytes_per_element: float = 2.0
+    throughput: float | None = None
+
+    @classmethod
+    def read(
+        cls,
+        path: str | Path,
+        method: str,
+        phase: str = "prefill",
+        *,
+        device: str | None = None,
+        batch: int = 1,
+        bytes_per_element: float = 2.0,
+        throughput: float | None = None,
+    ) -> LatencyCost:
+        from scalelaw.frontier.latency import Timings
+
+        table = Timings.read(Path(path), method, phase, device=device)
+        return cls(table, phase, batch, bytes_per_element, throughput)
+
+    @property
+    def label(self) -> str:
+        return "prefill latency (ms)" if self.phase == "prefill" else "decode step latency (ms)"
+
+    def __call__(self, arch: Architecture, length: float, compression: float) -> float:
+        from scalelaw.frontier.latency import latency_ms
+
+        return latency_ms(
+            self.timings,
+            arch,
+            length,
+            compression,
+            batch=self.batch,
+            throughput=self.throughput,
+            bytes_per_element=self.bytes_per_element,
+        )
+
+    def lengths(self, wanted: Sequence[float]) -> list[float]:
+        """Only lengths inside the timed range (the timings cannot be extrapolated)."""
+        measured = self.timings.lengths()
+        return [x for x in wanted if measured[0] <= x <= measured[-1]] or list(measured)
+
+
+Cost = FlopsCost | LatencyCost
+
+
+@dataclass
+class Decision:
+    """The answer of `decide`: frontier per budget, advantage by length, critical length."""
+
+    frontier: Frontier
+    critical: CriticalLength | None
+    cost_label: str
+    score_label: str
+    tasks: list[str]
+    prob: float
+    source: str = ""
+    phase: str = "prefill"
+    draws_fn: DrawsFn | None = field(default=None, repr=False)
+    archs: list[Architecture] = field(default_factory=list, repr=False)
+    cost: Any = field(default=None, repr=False)
+    compressions: list[float] = field(default_factory=list, repr=False)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def seq_len(self) -> float:
+        return float(self.frontier.meta["seq_len"])
+
+    @property
+    def n_draws(self) -> int:
+        return self.frontier.n_draws
+
+    def uncertain_budgets(self, low: float = 0.1, high: float = 0.9) -> pl.DataFrame:
+        """Budgets where neither answer is likely: low < P(sparse better) < high."""
+        p = pl.col("p_sparse_better")
+        return self.frontier.budgets.filter(p.is_not_null() & (p > low) & (p < high))
+
+    def to_frame(self, show: str = "budgets") -> pl.DataFrame:
+        """The budget table (best dense, best sparse, P(sparse better)) or every configuration."""
+        if show == "budgets":
+            return self.frontier.budgets
+        if show == "configs":
+            return self.frontier.configs
+        raise FrontierError(f"unknown table '{show}' (budgets or configs)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain data: what `scalelaw frontier --format json` prints."""
+        doc: dict[str, Any] = {
+            "source": self.source,
+            "phase": self.phase,
+            "seq_len": self.seq_len,
+            "cost": self.cost_label,
+            "score": self.score_label,
+            "n_draws": self.n_draws,
+            "prob": self.prob,
+            "budgets": self.frontier.budgets.to_dicts(),
+            "configs": self.frontier.configs.to_dicts(),
+            "warnings": self.warnings,
+        }
+        if self.critical is not None:
+            c = self.critical
+            doc["critical_length"] = {
+                "median": _finite(c.median),
+                "lower": _finite(c.lower),
+                "upper": _finite(c.upper),
+                "prob": self.prob,
+                "share_beyond_range": c.share_beyond,
+                "by_length": c.by_length.to_dicts(),
+            }
+        return doc
+
+    def plot(self, path: str | Path, *, title: str | None = None, budgets: int = 200) -> Path:
+        """The frontier figure; a fine budget grid draws the frontiers as the steps they are."""
+        from scalelaw.frontier.figures import frontier_figure
+
+        if self.draws_fn is None:
+            raise FrontierError("this decision keeps no predictions to draw")
+        fine = isocost_frontier(
+            self.draws_fn,
+            self.archs,
+            self.seq_len,
+            self.cost,
+            compressions=self.compressions,
+            budgets=budgets,
+            prob=self.prob,
+        )
+        return frontier_figure(
+            fine,
+            path,
+            critical=self.critical,
+            cost_label=self.cost_label,
+            title=title or f"{self.source}: {self.phase}, {self.score_label}",
+        )
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def decide(
+    source: Any,
+    architectures: Sequence[Architecture],
+    cost: Cost | None = None,
+    *,
+    seq_len: float,
+    lengths: Sequence[float] | None = DEFAULT_LENGTHS,
+    compressions: Sequence[float] = STUDY_COMPRESSIONS,
+    tasks: Sequence[str] | None = None,
+    draws: int = 1000,
+    prob: float = 0.9,
+    budgets: Sequence[float] | int = 12,
+) -> Decision:
+    """Best dense against best sparse at every budget, and the critical length.
+
+    `source` is a fit, a stacked fit, a published card, or the name of any of them (a fit file
+    path or a card name). `cost` defaults to prefill FLOPs. Scores are averaged over `tasks`
+    (default: every task the source knows). Each probability is computed per draw; its Monte
+    Carlo error is in the budget table (`p_mc_error`). `lengths=None` skips the critical length.
+    """
+    from scalelaw.fits import levels, predict_draws
+    from scalelaw.fits import source as load_source
+
+    name = source if isinstance(source, str) else getattr(source.law, "name", "fit")
+    src = load_source(source) if isinstance(source, str) else source
+    cost = cost or FlopsCost()
+    known = levels(src).get("task", [])
+    chosen = list(tasks) if tasks else list(known)
+    unknown = [t for t in chosen if known and t not in known]
+    if unknown:
+        raise FrontierError(f"task '{unknown[0]}' is not a task of {name} ({', '.join(known)})")
+    archs = list(architectures)
+    if not archs:
+        raise FrontierError("give at least one architecture")
+
+    def raw(points: Any) -> np.ndarray:
+        return predict_draws(src, points, draws)
+
+    draws_fn = average_over_tasks(raw, chosen) if chosen else raw
+    front = isocost_frontier(
+        draws_fn, archs, seq_len, cost, compressions=compressions, budgets=budgets, prob=prob
+    )
+    crit = None
+    scan = cost.lengths(lengths) if lengths else []
+    if len(archs) >= 2 and len(scan) >= 2:
+        crit = critical_length(draws_fn, archs, scan, cost, compressions=compressions, prob=prob)
+    what = (
+        f"mean over {len(chosen)} tasks" if len(chosen) > 1 else (chosen[0] if chosen else "score")
+    )
+    warnings = []
+    headline = src.headline() if hasattr(src, "headline") else None
+    if headline:
+        warnings.append(f"this fit is {headline}")
+    return Decision(
+        frontier=front,
+        critical=crit,
+        cost_label=cost.label,
+        score_label=what,
+        tasks=chosen,
+        prob=prob,
+        source=str(name),
+        phase=cost.phase,
+        draws_fn=draws_fn,
+        archs=archs,
+        cost=cost,
+        compressions=list(compressions),
+        warnings=warnings,
+    )

@@ -1,0 +1,56 @@
+"""`decide` is the frontier API: the command prints it, and stacked fits carry law doubt."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from scalelaw.cli import app
+from scalelaw.fits import FitResult, get_card, get_law
+from scalelaw.fits.stacking import StackedFit
+from scalelaw.frontier import FlopsCost, decide, get_architecture
+
+QWEN = [get_architecture("qwen2.5", s) for s in ("7B", "14B", "32B", "72B")]
+
+
+def test_decide_is_what_the_command_prints() -> None:
+    decision = decide(get_card("sparse-frontier-v1:prefill"), QWEN, FlopsCost(), seq_len=131072)
+    out = CliRunner().invoke(
+        app,
+        ["frontier", "sparse-frontier-v1:prefill", "--sizes", "7B,14B,32B,72B", "--seq-len",
+         "128K", "--format", "json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)
+    assert printed["budgets"] == decision.to_dict()["budgets"]
+    assert decision.critical is not None
+    assert printed["critical_length"]["median"] == pytest.approx(decision.critical.median)
+    # the published card's critical length (docs/frontier.md)
+    assert 35_000 < decision.critical.median < 45_000
+
+
+def test_a_stack_of_disagreeing_laws_is_unsure_where_each_law_is_certain() -> None:
+    law = get_law("sparse-frontier-v1:prefill")
+    values = dict(get_card("sparse-frontier-v1:prefill").meta["values"])
+    # two laws that agree on the grid's scale but not on what compression costs far out
+    mild = FitResult.card(law, {**values, "gamma": -0.6})
+    harsh = FitResult.card(law, {**values, "gamma": -1.6})
+    for f in (mild, harsh):
+        f.meta["data_hash"] = "same"
+    stacked = StackedFit([mild, harsh], np.array([0.5, 0.5]), "test")
+    single = decide(harsh, QWEN, FlopsCost(), seq_len=524288, lengths=None, tasks=["QuALITY"])
+    mixed = decide(stacked, QWEN, FlopsCost(), seq_len=524288, lengths=None, tasks=["QuALITY"])
+    p_single = np.array(single.to_frame()["p_sparse_better"].to_list(), dtype=float)
+    p_mixed = np.array(mixed.to_frame()["p_sparse_better"].to_list(), dtype=float)
+    assert set(np.unique(p_single[np.isfinite(p_single)])) <= {0.0, 1.0}
+    unsure = mixed.uncertain_budgets()
+    assert unsure.height >= 1
+    assert np.nanmax(np.abs(p_mixed - p_single)) >= 0.4
+
+
+def test_task_errors_name_the_source() -> None:
+    with pytest.raises(ValueError, match="task 'Poetry' is not a task"):
+        decide("sparse-frontier-v1:prefill", QWEN, seq_len=131072, tasks=["Poetry"])
