@@ -113,8 +113,6 @@ def cost(
     Example: scalelaw cost --family qwen2.5 --size 7B --seq-len 131072 --compression 10 --phase prefill
     """
     _check_format(fmt)
-    import polars as pl
-
     from scalelaw.frontier import cost as cost_of
     from scalelaw.frontier import from_hf_config, get_architecture
 
@@ -134,26 +132,13 @@ def cost(
     except _errors() as exc:
         fail(str(exc))
         return
-    names = list(b.parts)
-    frame = pl.DataFrame(
-        {
-            "part": [*names, "total"],
-            "dense": [b.dense_parts[n] for n in names] + [b.dense_total],
-            "sparse": [b.parts[n] for n in names] + [b.total],
-            "dense_share": [b.dense_parts[n] / b.dense_total for n in names] + [1.0],
-        }
-    )
+    frame = b.to_frame()
     summary = {
         "architecture": arch.name,
-        "phase": phase,
-        "unit": b.unit,
         "seq_len": length,
         "compression": compression,
         "batch": batch,
-        "attention_share": b.attention_share,
-        "attention_block_share": b.attention_block_share,
-        "speedup": b.speedup,
-        "speedup_bound": b.speedup_bound,
+        **b.summary(),
     }
     if fmt == "json":
         print(json.dumps({"summary": summary, "parts": frame.to_dicts()}, indent=2))
@@ -179,7 +164,7 @@ def cost(
         f"speed-up at C={compression:g}: {b.speedup:.3g}x"
         + (" (indexing included)" if method else "")
         + f"; bound with free indexing: {b.speedup_bound:.3g}x; "
-        f"limit as C grows: {1 / (1 - b.attention_share):.3g}x"
+        f"limit as C grows: {b.speedup_limit:.3g}x"
     )
 
 

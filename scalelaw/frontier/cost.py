@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import polars as pl
+
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
 
@@ -75,6 +77,35 @@ class CostBreakdown:
     def speedup(self) -> float:
         """Dense cost over this configuration's cost, indexing included."""
         return self.dense_total / self.total
+
+    @property
+    def speedup_limit(self) -> float:
+        """The speed-up as C grows without bound: everything but attention still costs."""
+        return 1.0 / (1.0 - self.attention_share)
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per part and a total: dense and sparse cost, share of the dense total."""
+        names = list(self.parts)
+        return pl.DataFrame(
+            {
+                "part": [*names, "total"],
+                "dense": [self.dense_parts[n] for n in names] + [self.dense_total],
+                "sparse": [self.parts[n] for n in names] + [self.total],
+                "dense_share": [self.dense_parts[n] / self.dense_total for n in names] + [1.0],
+            }
+        )
+
+    def summary(self) -> dict[str, float | str]:
+        """Shares and speed-ups as plain data."""
+        return {
+            "phase": self.phase,
+            "unit": self.unit,
+            "attention_share": self.attention_share,
+            "attention_block_share": self.attention_block_share,
+            "speedup": self.speedup,
+            "speedup_bound": self.speedup_bound,
+            "speedup_limit": self.speedup_limit,
+        }
 
     @property
     def speedup_bound(self) -> float:
