@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from scalelaw.commands import deciding, fitting, kernels, measuring
+from scalelaw.commands import planning as planning_commands
 
 app = typer.Typer(
     name="scalelaw",
@@ -20,6 +21,7 @@ app = typer.Typer(
 
 for module in (fitting, measuring, kernels, deciding):
     module.register(app)
+planning_commands.register(app)
 
 
 def main() -> None:
