@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -82,3 +83,17 @@ def emit(table: Any, fmt: str, title: str) -> None:
         for row in table.iter_rows():
             t.add_row(*[cell(v) for v in row])
         console.print(t)
+
+
+def architectures(family: str, sizes: str | None, configs: list[Path] | None) -> list[Any]:
+    """The competing architectures: config.json files, or sizes of a built-in family."""
+    from scalelaw.frontier import family_sizes, from_hf_config, get_architecture
+
+    if configs:
+        return [from_hf_config(p, size=p.parent.name or p.stem) for p in configs]
+    if sizes:
+        return sorted(
+            (get_architecture(family, s) for s in sizes.split(",") if s.strip()),
+            key=lambda a: a.params(),
+        )
+    return family_sizes(family)

@@ -10,25 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from scalelaw.commands.common import architectures as _architectures
 from scalelaw.commands.common import check_format as _check_format
 from scalelaw.commands.common import console, err, fail, warn
 from scalelaw.commands.common import emit as _emit
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import number as _number
 from scalelaw.commands.common import numbers as _numbers
-
-
-def _architectures(family: str, sizes: str | None, configs: list[Path] | None) -> list[Any]:
-    from scalelaw.frontier import family_sizes, from_hf_config, get_architecture
-
-    if configs:
-        return [from_hf_config(p, size=p.parent.name or p.stem) for p in configs]
-    if sizes:
-        return sorted(
-            (get_architecture(family, s) for s in sizes.split(",") if s.strip()),
-            key=lambda a: a.params(),
-        )
-    return family_sizes(family)
 
 
 # --- architectures ---------------------------------------------------------------------------

@@ -10,22 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from scalelaw.commands.common import architectures as _architectures
 from scalelaw.commands.common import check_format, console, err, fail, warn
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import numbers as _numbers
-
-
-def _architectures(family: str, sizes: str | None, configs: list[Path] | None) -> list[Any]:
-    from scalelaw.frontier import family_sizes, from_hf_config, get_architecture
-
-    if configs:
-        return [from_hf_config(p, size=p.parent.name or p.stem) for p in configs]
-    if sizes:
-        return sorted(
-            (get_architecture(family, s) for s in sizes.split(",") if s.strip()),
-            key=lambda a: a.params(),
-        )
-    return family_sizes(family)
 
 
 def _task_map(items: list[str]) -> dict[str, str]:
