@@ -14,7 +14,7 @@ far from its mode), and priors the user did not give are set on the data's scale
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -400,12 +400,7 @@ def run(
     diagnostics = sampling_diagnostics(idata, law)
     reasons = retry_reasons(diagnostics, settings)
     if reasons and options.retry:
-        # divergences: smaller steps; slow mixing (R-hat, ESS): longer adaptation and chains
-        if diagnostics["divergences"] > 0:
-            settings.target_accept = max(settings.target_accept, 0.99)
-        if any(not r.endswith("divergences") for r in reasons):
-            settings.tune *= 2
-            settings.draws *= 2
+        settings = retry_settings(settings, diagnostics)
         idata = sample(law, design, settings, initvals=initvals)
         diagnostics = sampling_diagnostics(idata, law)
         diagnostics["retry"] = {
@@ -445,6 +440,24 @@ def retry_reasons(diagnostics: dict[str, Any], settings: SampleSettings) -> list
         out.append(f"bulk ESS {diagnostics['ess_bulk_min']:.0f}")
     if diagnostics["divergences"] > 0 and settings.target_accept < 0.99:
         out.append(f"{diagnostics['divergences']} divergences")
+    return out
+
+
+def retry_settings(settings: SampleSettings, diagnostics: dict[str, Any]) -> SampleSettings:
+    """The settings of the one retry, by what went wrong in the first run."""
+    out = replace(settings)
+    # divergences: smaller steps; slow mixing (R-hat, ESS): longer adaptation and chains,
+    # and somewhat smaller steps too, since the retry is final and divergences that first
+    # appear in it could not be retried again
+    if diagnostics["divergences"] > 0:
+        out.target_accept = max(out.target_accept, 0.99)
+    slow = diagnostics["rhat_max"] > 1.01 or diagnostics["ess_bulk_min"] < ess_needed(
+        settings.chains, settings.draws
+    )
+    if slow:
+        out.tune *= 2
+        out.draws *= 2
+        out.target_accept = max(out.target_accept, 0.95)
     return out
 
 
