@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from scalelaw.commands import deciding, fitting, kernels, measuring
+from scalelaw.commands import deciding, fitting, importing, kernels, measuring
 from scalelaw.commands import planning as planning_commands
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-for module in (fitting, measuring, kernels, deciding):
+for module in (fitting, measuring, importing, kernels, deciding):
     module.register(app)
 planning_commands.register(app)
 

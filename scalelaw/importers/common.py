@@ -1,0 +1,214 @@
+"""What both importers share: the error type, the import report, checked field reads and output.
+
+An importer reads result files that another tool wrote and turns them into the accuracy-point
+table (see `scalelaw.data`). It reads data only: JSON with `json`, YAML with `yaml.safe_load`,
+CSV with `csv`; nothing in a result folder is imported or executed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from scalelaw.data import CONFIG_COLUMNS, RUN_COLUMNS, DataError, validate
+from scalelaw.errors import ScalelawError
+
+#: Output formats, by file extension.
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
+
+#: Counts written as integers (the loader reads them as numbers either way).
+_INTEGER_COLUMNS = ("seq_len", "samples", "max_output_tokens", "max_context_length", "run")
+
+#: Optional table columns that the loader requires to be complete when they are present.
+_COMPLETE_OR_ABSENT = ("achieved_compression", "score_var", "samples", "seq_len", "family")
+
+
+class ResultFolderError(ScalelawError):
+    """A result file or folder that cannot be read; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A result file or folder left out of the table, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ImportResult:
+    """The imported table with what was read, what was skipped and any notes for the user."""
+
+    table: pl.DataFrame
+    files_read: int
+    skipped: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: files read, rows, and the skipped ones counted by reason."""
+        line = f"{self.files_read} result files read, {self.table.height} rows"
+        if not self.skipped:
+            return line + ", none skipped"
+        counts = Counter(s.reason for s in self.skipped)
+        reasons = "; ".join(f"{n} {reason}" for reason, n in counts.most_common())
+        return f"{line}, {len(self.skipped)} skipped ({reasons})"
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file (NaN reads as a float; `number` refuses it with the field's name)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ResultFolderError(f"{path}: not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultFolderError(
+            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def number(
+    value: Any,
+    where: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    below: float | None = None,
+    integer: bool = False,
+) -> float:
+    """`value` as a float, checked; `where` names the file and field for the error."""
+    # JSON true/false arrive as bool, a subclass of int: a flag is not a measurement.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ResultFolderError(f"{where}: {value!r} is not a number")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ResultFolderError(f"{where}: {value!r} is not finite")
+    if integer and not x.is_integer():
+        raise ResultFolderError(f"{where}: {value!r} is not a whole number")
+    if low is not None and x < low:
+        raise ResultFolderError(f"{where}: {value!r} is below {low:g}")
+    if high is not None and x > high:
+        raise ResultFolderError(f"{where}: {value!r} is above {high:g}")
+    if below is not None and x >= below:
+        raise ResultFolderError(f"{where}: {value!r} must be below {below:g}")
+    return x
+
+
+def field_of(doc: Mapping[str, Any], name: str, path: Path) -> Any:
+    """A required field of a parsed document."""
+    if name not in doc:
+        raise ResultFolderError(f"{path}: field '{name}' is missing")
+    return doc[name]
+
+
+def compression_from_removed(fraction: float) -> float:
+    """C = 1 / (1 - fraction removed): sparsity 0.9 and a KV ratio of 0.9 both give C = 10."""
+    return 1.0 / (1.0 - fraction)
+
+
+def parse_params(items: Iterable[str]) -> dict[str, float]:
+    """``MODEL=7.6e9`` assignments (repeatable, or comma-separated) into parameter counts."""
+    from scalelaw.data import as_float, parse_assignments
+
+    out: dict[str, float] = {}
+    for model, text in parse_assignments(items, "--params").items():
+        value = as_float(text, f"--params {model}")
+        if value <= 0:
+            raise ResultFolderError(f"--params {model}: {text} must be > 0")
+        out[model] = value
+    return out
+
+
+def finish(
+    rows: list[dict[str, Any]],
+    *,
+    root: Path,
+    order: Sequence[str],
+    variants: Sequence[str] = (),
+    skipped: Sequence[Skip] = (),
+) -> tuple[pl.DataFrame, list[str]]:
+    """Rows into a validated table in `order`, and notes for the user.
+
+    A canonical optional column (`seq_len`, `score_var`, ...) that only some rows have is
+    dropped, since the loader needs it complete; the note says so. Configurations that repeat
+    because they differ only in a `variants` column (query-aware or not, a needle depth, ...)
+    are reported, since a fit needs them told apart with `--where` or pooled.
+    """
+    if not rows:
+        reasons = Counter(s.reason for s in skipped)
+        why = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        raise ResultFolderError(f"{root}: nothing to import ({len(skipped)} skipped: {why})")
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    notes: list[str] = []
+    for column in _COMPLETE_OR_ABSENT:
+        if column in frame.columns:
+            have = frame.height - frame[column].null_count()
+            if have == 0:
+                frame = frame.drop(column)
+            elif have < frame.height:
+                frame = frame.drop(column)
+                notes.append(
+                    f"column '{column}' left out: only {have} of {frame.height} rows have it"
+                )
+    # a setting no row has (no needle depth in a RULER tree) is no column
+    empty = [c for c in frame.columns if frame[c].null_count() == frame.height]
+    frame = frame.select([c for c in order if c in frame.columns and c not in empty])
+    try:
+        frame = validate(frame, source=str(root), replicates=True)
+    except DataError as exc:
+        # Every value was checked against its file already; this names the table row instead.
+        raise ResultFolderError(f"imported table: {exc}") from None
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Int64) for c in _INTEGER_COLUMNS if c in frame.columns
+    )
+    notes.extend(_repeats(frame, variants))
+    return frame, notes
+
+
+def _repeats(frame: pl.DataFrame, variants: Sequence[str]) -> list[str]:
+    keys = [c for c in (*CONFIG_COLUMNS, *RUN_COLUMNS) if c in frame.columns]
+    repeated = frame.group_by(keys).agg(pl.len()).filter(pl.col("len") > 1)
+    if not repeated.height:
+        return []
+    differing = [
+        v
+        for v in variants
+        if v in frame.columns
+        and frame.group_by(keys).agg(pl.col(v).n_unique()).filter(pl.col(v) > 1).height
+    ]
+    why = f" (they differ in {', '.join(differing)})" if differing else ""
+    pick = f"--where {differing[0]}=..." if differing else "--where"
+    return [
+        f"{repeated.height} configurations appear more than once{why}; fit one with "
+        f"{pick}, or pool them with --aggregate mean"
+    ]
+
+
+def write_table(frame: pl.DataFrame, out: str | Path) -> Path:
+    """Write `frame` by extension (.parquet, .csv, .jsonl), all at once or not at all."""
+    from scalelaw.measure.store import atomic_write
+
+    path = Path(out)
+    check_output(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(frame, path)
+    return path
+
+
+def check_output(path: str | Path) -> None:
+    """Refuse an output name whose extension says no format we write (before any reading)."""
+    suffix = Path(path).suffix
+    if suffix not in OUTPUT_SUFFIXES:
+        raise ResultFolderError(
+            f"{path}: unknown output type '{suffix}' (expected {', '.join(OUTPUT_SUFFIXES)})"
+        )
