@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,13 +15,15 @@ def measure(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl).")
     ] = Path("results.parquet"),
-    executor: Annotated[str, typer.Option(help="Where to run: local or ray.")] = "local",
+    executor: Annotated[
+        Literal["local", "ray"], typer.Option(help="Where to run: local or ray.")
+    ] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address to join (default: start a local one).")
     ] = None,
-    cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster.")] = None,
+    cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of a local Ray cluster.")] = None,
     threads: Annotated[
-        int | None, typer.Option(help="torch CPU threads (default: torch's choice).")
+        int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -30,6 +32,8 @@ def measure(
     Example: scalelaw measure examples/grids/tiny.toml --out results.parquet
 
     Running the same command again resumes: finished configurations are kept and not repeated.
+    A configuration that fails is journalled and reported (exit status 3) while the others go on;
+    the next run tries it again. One sweep at a time owns an output: a second one exits 2.
     Per-sample predictions go beside the table (results.predictions.parquet); the journal lives
     in results.store/.
     """
@@ -52,6 +56,17 @@ def measure(
         f"done, {summary.measured + summary.aliased} written from {summary.runs} model runs "
         f"(C = 1 of every method shares one dense run) in {summary.seconds:.1f} s"
     )
+    if summary.failed:
+        from scalelaw.commands.common import warn
+
+        for error in summary.failed.values():
+            warn(f"failed: {error}")
+        # 3, as for a fit that did not converge: the run finished, but not everything in it
+        fail(
+            f"{len(summary.failed)} of {summary.runs} model runs failed (journalled; running "
+            "the same command again tries them again)",
+            code=3,
+        )
 
 
 def register(app: typer.Typer) -> None:

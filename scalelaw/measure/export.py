@@ -54,7 +54,7 @@ def provenance(store: Store, grid_path: Path) -> dict[str, Any]:
 
 def export_dataset(out: str | Path, grid: str | Path, name: str, datasets_dir: str | Path) -> Path:
     """Copy the sweep behind `out` into `datasets_dir/name/`; return that folder."""
-    store = Store(out).open()
+    store = Store(out).open(write=False)
     if not store.records:
         raise ValueError(f"{out}: the store holds no finished configuration yet")
     dest = Path(datasets_dir) / name

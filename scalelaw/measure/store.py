@@ -10,17 +10,29 @@ carrying the sha256 of its own content, written with a single `write` and fsync'
   `StoreError` names the file and line, and nothing is written.
 - The table and the per-sample predictions (`results.predictions.parquet`) are rebuilt from the
   journal after every unit and replaced atomically (write to a temporary file, fsync, rename).
+- One sweep owns a store at a time: an advisory lock (`results.store/lock`, holding the owner's
+  PID and host) is taken on open; a second sweep gets `StoreError` naming the holder. The lock
+  dies with its process, so a killed sweep's lock is recovered by the next one.
+- On open the table is cross-checked against the journal: a configuration in the table that
+  the journal lacks (an emptied or cut journal) stops everything before anything is written,
+  and two journal records of one configuration are refused.
+- A unit that failed (an exception, a ratio the method could not reach) is journalled as a
+  failure with its message and no rows; the next sweep tries it again.
 
 This module is torch-free.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +56,18 @@ class Record:
     unit: str
     rows: list[dict[str, Any]]
     predictions: list[dict[str, Any]]
+    #: why the unit failed (no rows then); None for a measured unit
+    error: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "unit": self.unit,
+            "rows": self.rows,
+            "predictions": self.predictions,
+        }
+        if self.error is not None:  # absent otherwise, so earlier journals keep their checksums
+            out["error"] = self.error
+        return out
 
 
 def _checksum(payload: dict[str, Any]) -> str:
@@ -84,28 +108,94 @@ class Store:
         self.journal = self.dir / "journal.jsonl"
         self.manifest = self.dir / "manifest.json"
         self.predictions_path = self.out.with_name(self.out.stem + ".predictions.parquet")
+        self.lock_path = self.dir / "lock"
         self.records: list[Record] = []
         self.notes: list[str] = []
+        self._lock_fd: int | None = None
 
     # ---- opening -------------------------------------------------------------------------
-    def open(self) -> Store:
-        """Create the store, or read an existing one (repairing only a torn last line)."""
-        if not self.dir.exists():
-            if self.out.exists():
-                raise StoreError(
-                    f"{self.out}: exists but has no store ({self.dir.name}/ missing); "
-                    "refusing to overwrite it: choose another --out or move it away"
-                )
-            self.dir.mkdir(parents=True)
-            self.manifest.write_text(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
-            self.journal.touch()
-            _fsync_dir(self.dir)
+    def open(self, *, write: bool = True) -> Store:
+        """Lock the store, then create it or read it (repairing only a torn last line).
+
+        `write=False` reads a store that a sweep may be writing: no lock, nothing created or
+        repaired, and a torn last line (perhaps a write in progress) is left alone.
+        """
+        if not write:
+            if not self.manifest.exists():
+                raise StoreError(f"{self.out}: no measurement store ({self.dir.name}/ missing)")
+            self._check_manifest()
+            self.records = self._read(repair=False)
             return self
-        self._check_manifest()
-        if not self.journal.exists():
-            raise StoreError(f"{self.journal}: missing; the store is incomplete")
-        self.records = self._read()
+        if not self.dir.exists() and self.out.exists():
+            raise StoreError(
+                f"{self.out}: exists but has no store ({self.dir.name}/ missing); "
+                "refusing to overwrite it: choose another --out or move it away"
+            )
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StoreError(f"{self.dir}: not a folder; cannot hold a measurement store")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            if not self.manifest.exists():
+                self.manifest.write_text(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
+                self.journal.touch()
+                _fsync_dir(self.dir)
+                return self
+            self._check_manifest()
+            if not self.journal.is_file():
+                what = "a folder" if self.journal.is_dir() else "missing"
+                raise StoreError(f"{self.journal}: {what}; the store is incomplete")
+            self.records = self._read()
+        except BaseException:
+            self.close()
+            raise
         return self
+
+    def close(self) -> None:
+        """Release the lock (the store stays as it is)."""
+        if self._lock_fd is None:
+            return
+        try:
+            os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lock(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"{self.lock_path}: cannot create the store lock ({exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(os.pread(fd, 4096, 0))
+            os.close(fd)
+            raise StoreError(
+                f"{self.out}: another sweep is measuring into this store ({holder}); wait for "
+                "it to finish or stop it, or choose another --out"
+            ) from None
+        previous = os.pread(fd, 4096, 0)
+        if previous.strip():
+            self.notes.append(
+                f"{self.lock_path}: recovered the lock of a sweep that ended without releasing "
+                f"it ({_holder(previous)})"
+            )
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._lock_fd = fd
 
     def _check_manifest(self) -> None:
         try:
@@ -117,22 +207,59 @@ class Store:
         if meta.get("version") != VERSION:
             raise StoreError(f"{self.manifest}: store version {meta.get('version')} unsupported")
 
-    def _read(self) -> list[Record]:
-        data = self.journal.read_bytes()
+    def _read(self, repair: bool = True) -> list[Record]:
+        try:
+            data = self.journal.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{self.journal}: cannot be read ({exc})") from None
         lines = data.split(b"\n")
         torn = lines.pop()  # bytes after the last newline: empty unless a write was cut short
         records: list[Record] = []
+        seen: dict[str, int] = {}
         for number, line in enumerate(lines, start=1):
-            records.append(self._parse(line, number))
-        if torn:
+            record = self._parse(line, number)
+            for row in record.rows:
+                first = seen.setdefault(str(row.get("config_id")), number)
+                if first != number:
+                    raise StoreError(
+                        f"{self.journal}, line {number}: configuration {_label(row)} repeats "
+                        f"line {first}; the store is corrupt (nothing was changed)"
+                    )
+            records.append(record)
+        self._check_table(set(seen))
+        if torn and repair:
             self._set_aside(data, len(data) - len(torn), len(lines) + 1)
         return records
+
+    def _check_table(self, journalled: set[str]) -> None:
+        """The table is a view of the journal: rows the journal lacks mean a lost journal."""
+        if not self.out.exists():
+            return
+        try:
+            table = read_view(self.out)
+        except Exception as exc:  # a view cut by a crash is rebuilt from the journal
+            self.notes.append(f"{self.out}: unreadable ({exc}); rebuilt from the journal")
+            return
+        if "config_id" not in table.columns:
+            raise StoreError(
+                f"{self.out}: has no config_id column, so it is not this store's table; "
+                "nothing was changed: choose another --out or move it away"
+            )
+        missing = set(table["config_id"].cast(pl.Utf8).to_list()) - journalled
+        if missing:
+            raise StoreError(
+                f"{self.out}: holds {len(missing)} configurations that the journal "
+                f"{self.journal} does not (the journal was emptied or cut short); nothing was "
+                "changed: restore the journal, or move the table and the store away to start over"
+            )
 
     def _parse(self, line: bytes, number: int) -> Record:
         where = f"{self.journal}, line {number}"
         try:
             obj = json.loads(line)
             payload = {k: obj[k] for k in ("unit", "rows", "predictions")}
+            if "error" in obj:
+                payload["error"] = str(obj["error"])
             checksum = obj["sha256"]
         except (ValueError, KeyError, TypeError):
             raise StoreError(
@@ -144,7 +271,9 @@ class Store:
                 f"{where}: checksum mismatch; the store is corrupt (nothing was changed; "
                 "move the store away to start over)"
             )
-        return Record(payload["unit"], payload["rows"], payload["predictions"])
+        return Record(
+            payload["unit"], payload["rows"], payload["predictions"], payload.get("error")
+        )
 
     def _set_aside(self, data: bytes, good: int, number: int) -> None:
         n = 1
@@ -164,6 +293,16 @@ class Store:
         """config_id of every configuration with a row."""
         return {row["config_id"] for rec in self.records for row in rec.rows}
 
+    def failures(self) -> dict[str, str]:
+        """unit -> error of units whose last record is a failure."""
+        out: dict[str, str] = {}
+        for rec in self.records:
+            if rec.error is not None:
+                out[rec.unit] = rec.error
+            else:
+                out.pop(rec.unit, None)
+        return out
+
     def by_compute(self) -> dict[str, Record]:
         """The first record of each compute id (rows carry `compute_id`)."""
         out: dict[str, Record] = {}
@@ -175,7 +314,7 @@ class Store:
     # ---- writing -------------------------------------------------------------------------
     def append(self, record: Record, *, refresh: bool = True) -> None:
         """Journal `record` durably, then refresh the table and predictions views."""
-        payload = {"unit": record.unit, "rows": record.rows, "predictions": record.predictions}
+        payload = record.payload()
         line = json.dumps({**payload, "sha256": _checksum(payload)}, sort_keys=True) + "\n"
         fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND)
         try:
@@ -210,6 +349,28 @@ class Store:
         if table.height:
             atomic_write(table, self.out)
             atomic_write(self.predictions(), self.predictions_path)
+
+
+def read_view(path: Path) -> pl.DataFrame:
+    """A table written by `atomic_write`, by suffix."""
+    if path.suffix == ".csv":
+        return pl.read_csv(path, glob=False, infer_schema_length=None)
+    if path.suffix in {".jsonl", ".ndjson"}:
+        return pl.read_ndjson(io.BytesIO(path.read_bytes()))
+    return pl.read_parquet(path, glob=False)
+
+
+def _holder(text: bytes) -> str:
+    try:
+        info = json.loads(text)
+        return f"PID {info['pid']} on {info['host']}, since {info['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+def _label(row: dict[str, Any]) -> str:
+    keys = ("model", "task", "seq_len", "method", "compression")
+    return " ".join(f"{k}={row[k]}" for k in keys if k in row) or str(row.get("config_id"))
 
 
 def iter_units(records: Iterable[Record]) -> Iterable[str]:

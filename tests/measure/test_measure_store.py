@@ -51,6 +51,7 @@ def test_append_and_reopen(tmp_path: Path) -> None:
     store = Store(out).open()
     for i in range(3):
         store.append(_record(i))
+    store.close()
     again = Store(out).open()
     assert again.finished() == {"c0", "c1", "c2"}
     table = pl.read_parquet(out)
@@ -64,6 +65,7 @@ def test_torn_last_line_is_reported_and_set_aside(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
     store = Store(out).open()
     store.append(_record(0))
+    store.close()
     with open(store.journal, "ab") as fh:
         fh.write(b'{"unit": "u1", "rows": [{"config')  # a write cut short by a crash
     again = Store(out).open()
@@ -71,6 +73,7 @@ def test_torn_last_line_is_reported_and_set_aside(tmp_path: Path) -> None:
     assert len(again.notes) == 1 and "incomplete record" in again.notes[0]
     assert (store.dir / "journal.jsonl.torn-1").read_bytes().startswith(b'{"unit": "u1"')
     again.append(_record(1))
+    again.close()
     assert Store(out).open().finished() == {"c0", "c1"}
 
 
@@ -79,6 +82,7 @@ def test_corrupt_line_is_an_error_and_nothing_changes(tmp_path: Path) -> None:
     store = Store(out).open()
     for i in range(3):
         store.append(_record(i))
+    store.close()
     lines = store.journal.read_bytes().split(b"\n")
     lines[1] = lines[1].replace(b'"score": 0.5', b'"score": 0.9')
     store.journal.write_bytes(b"\n".join(lines))
