@@ -30,6 +30,15 @@ class ExprError(ScalelawError):
     """An expression is not allowed or not well formed."""
 
 
+#: Longest law, measured on its printed form (the form fit files store), so that every law that
+#: parses can be saved and read back; spaces and redundant brackets do not count.
+MAX_LENGTH = 2000
+#: Longest text `parse` reads at all (spacing and brackets included), to bound the work.
+MAX_INPUT = 10 * MAX_LENGTH
+#: Deepest nesting of operators and calls: printing and evaluation recurse on the tree.
+MAX_DEPTH = 200
+
+
 #: Whitelisted functions: name -> (numpy implementation, name of the pytensor implementation).
 FUNCTIONS: dict[str, tuple[Callable[..., Any], str]] = {
     "log": (np.log, "log"),
@@ -73,6 +82,14 @@ _BINOPS: dict[type, str] = {
     ast.Mult: "*",
     ast.Div: "/",
     ast.Pow: "**",
+}
+#: numpy float arithmetic (inf or nan on overflow, never an exception) for constant parts.
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.true_divide,
+    "**": np.power,
 }
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3, "**": 4}
 
@@ -172,10 +189,10 @@ class Num(Expr):
         return {}
 
     def to_string(self, parent: int = 0) -> str:
-        text = (
-            repr(float(self.value)) if not float(self.value).is_integer() else str(int(self.value))
-        )
-        return f"({text})" if self.value < 0 else text
+        value = float(self.value)
+        # whole numbers print as integers, but 1e300 as 1e+300 rather than 301 digits
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+        return f"({text})" if value < 0 else text
 
 
 @dataclass(frozen=True, eq=False)
@@ -313,23 +330,161 @@ def as_expr(x: Any) -> Expr:
         return x
     if isinstance(x, bool) or not isinstance(x, int | float | np.number):
         raise ExprError(f"a law can only combine numbers and symbols, not {type(x).__name__}")
-    value = float(x)
+    try:
+        value = float(x)
+    except OverflowError:
+        raise ExprError(f"constant {_short(str(x))} is too large for a number") from None
     if not math.isfinite(value):
         raise ExprError("constants in a law must be finite")
     return Num(value)
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse(text: str) -> Expr:
-    """Parse an expression string into a tree, refusing anything outside the whitelist."""
+    """Parse an expression string into a tree, refusing anything outside the whitelist.
+
+    Only `ExprError` escapes: besides the whitelist, the tree may nest at most `MAX_DEPTH`
+    deep, its printed form may be at most `MAX_LENGTH` characters long, and every constant part
+    (``1/0``, ``10**400``) must be a finite number.
+    """
     if not isinstance(text, str) or not text.strip():
         raise ExprError("the law expression is empty")
-    if len(text) > 2000:
-        raise ExprError("the law expression is longer than 2000 characters")
+    if len(text) > MAX_INPUT:
+        raise ExprError(f"the law expression is longer than {MAX_INPUT} characters")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ExprError(f"cannot parse law expression at column {exc.offset}: {exc.msg}") from None
-    return _convert(tree.body)
+        where = f" at column {exc.offset}" if exc.offset else ""
+        raise ExprError(f"cannot parse law expression{where}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        # surrogate characters (UnicodeEncodeError) and parser stack limits
+        raise ExprError(f"cannot parse law expression ({type(exc).__name__})") from None
+    _check_ast_depth(tree.body)
+    expr = _convert(tree.body)
+    check(expr)
+    return expr
+
+
+def _check_ast_depth(root: ast.AST) -> None:
+    """Refuse deep nesting before the recursive conversion meets it."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExprError(f"the law expression nests deeper than {MAX_DEPTH} levels")
+        stack.extend(
+            (child, depth + 1)
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, ast.expr_context | ast.operator | ast.unaryop)
+        )
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The direct subexpressions of a node."""
+    if isinstance(expr, BinOp):
+        return (expr.left, expr.right)
+    if isinstance(expr, Neg):
+        return (expr.operand,)
+    if isinstance(expr, Call):
+        return expr.args
+    return ()
+
+
+def depth(expr: Expr) -> int:
+    """Nesting depth of a tree, computed without recursion (a traced tree may be deep)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in children(node))
+    return deepest
+
+
+def check(expr: Expr) -> None:
+    """The rules every law expression meets, whether parsed or traced (see `parse`).
+
+    Raises `ExprError` naming the first rule broken.
+    """
+    if depth(expr) > MAX_DEPTH:
+        raise ExprError(f"the law expression nests deeper than {MAX_DEPTH} levels")
+    _constant(expr)
+    _check_group_names(expr)
+    check_length(expr)
+
+
+def check_length(expr: Expr) -> str:
+    """The printed form of `expr`, refused when longer than `MAX_LENGTH` characters.
+
+    Fit files store this form, so the same limit holds when a law is parsed, traced or saved.
+    """
+    text = expr.to_string()
+    if len(text) > MAX_LENGTH:
+        raise ExprError(
+            f"the law expression is {len(text)} characters long when written out; "
+            f"the limit is {MAX_LENGTH}"
+        )
+    return text
+
+
+def _constant(expr: Expr) -> float | None:
+    """The value of a part without names (None when it has names); it must be finite.
+
+    A constant such as ``1/0`` or ``10**400`` would otherwise fail, or turn every prediction
+    into inf, only when the law is first evaluated during a fit.
+    """
+    if isinstance(expr, Num):
+        return float(expr.value)
+    if isinstance(expr, Name | Group):
+        return None
+    values = [_constant(c) for c in children(expr)]
+    if any(v is None for v in values):
+        return None
+    args = [np.float64(v) for v in values]
+    value = math.nan
+    try:
+        with np.errstate(all="ignore"):
+            if isinstance(expr, Neg):
+                value = float(-args[0])
+            elif isinstance(expr, Call):
+                value = float(FUNCTIONS[expr.func][0](*args))
+            elif isinstance(expr, BinOp):
+                value = float(_ARITHMETIC[expr.op](*args))
+    except (ArithmeticError, ValueError, TypeError):
+        pass
+    if not math.isfinite(value):
+        raise ExprError(
+            f"the constant part '{_short(expr.to_string())}' of the law is not a finite number"
+        )
+    return value
+
+
+def _check_group_names(expr: Expr) -> None:
+    """A group effect's parameter and column are not also plain names of the law."""
+    plain: set[str] = set()
+    grouped: dict[str, str] = {}
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Name):
+            plain.add(node.name)
+        elif isinstance(node, Group):
+            grouped[node.param] = node.column
+        stack.extend(children(node))
+    for param, column in grouped.items():
+        if param in plain:
+            raise ExprError(
+                f"'{param}' is used both as a group effect {param}[{column}] and as a plain name"
+            )
+        if column in plain:
+            raise ExprError(
+                f"'{column}' names the grouping column of {param}[{column}] and cannot also "
+                "be a parameter or covariate"
+            )
+        if column in grouped:
+            raise ExprError(f"'{column}' is both a group effect and a grouping column")
 
 
 def _convert(node: ast.AST) -> Expr:
@@ -417,4 +572,6 @@ def trace(func: Callable[..., Any]) -> tuple[Expr, list[str]]:
         raise ExprError(
             f"law function '{func.__name__}' cannot be traced: {type(exc).__name__}: {exc}"
         ) from None
-    return as_expr(out), names
+    expr = as_expr(out)
+    check(expr)
+    return expr, names
