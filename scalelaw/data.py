@@ -66,34 +66,64 @@ def _where(source: str, row: int | None = None, column: str | None = None) -> st
     return ", ".join(parts)
 
 
+#: File types `read_frame` reads, by suffix.
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".jsonl", ".ndjson", ".json")
+
+
 def read_frame(path: str | Path) -> pl.DataFrame:
-    """Read a CSV, Parquet or JSON Lines file into a polars frame, without validation."""
+    """Read a CSV, Parquet or JSON Lines file into a polars frame, without validation.
+
+    The path is read as written: polars would expand ``x?.csv`` or ``data[2024].csv`` as a
+    glob, so the file is opened here and polars reads the open file. Every CSV line is data
+    (no comment prefix drops a row whose first field starts with ``#``). Columns of lists,
+    structs or bytes are refused by name.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found")
     if p.is_dir():
         raise DataError(f"{p}: is a directory, expected a CSV, Parquet or JSON Lines file")
     suffix = p.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{p}: unknown file type '{suffix}' (expected .csv, .parquet or .jsonl)")
     try:
-        if suffix == ".parquet":
-            return pl.read_parquet(p)
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return pl.read_ndjson(p)
-        if suffix in (".csv", ".tsv", ".txt"):
-            return pl.read_csv(
-                p,
-                separator="\t" if suffix == ".tsv" else ",",
-                comment_prefix="#",
-                infer_schema_length=None,
-            )
+        with open(p, "rb") as handle:
+            if suffix == ".parquet":
+                frame = pl.read_parquet(handle)
+            elif suffix in (".jsonl", ".ndjson", ".json"):
+                frame = pl.read_ndjson(handle)
+            else:
+                frame = pl.read_csv(
+                    handle,
+                    separator="\t" if suffix == ".tsv" else ",",
+                    comment_prefix=None,
+                    infer_schema_length=None,
+                )
     except pl.exceptions.PolarsError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{p}: cannot parse as {suffix[1:]}: {first}") from None
-    raise DataError(f"{p}: unknown file type '{suffix}' (expected .csv, .parquet or .jsonl)")
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    check_flat(frame, str(p))
+    return frame
+
+
+def check_flat(frame: pl.DataFrame, source: str) -> None:
+    """Every column holds plain values (numbers, text, true/false), one per row."""
+    for column, dtype in frame.schema.items():
+        if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+            raise DataError(
+                f"{source}, column '{column}': holds {dtype} values; a table takes numbers "
+                "and text, one value per cell"
+            )
 
 
 def _rename(frame: pl.DataFrame, mapping: Mapping[str, str] | None, source: str) -> pl.DataFrame:
-    """Apply the user's column map (covariate -> column) and the standard aliases."""
+    """Apply the user's column map (covariate -> column) and the standard aliases.
+
+    A table with both a name and its alias (`N` and `params`) is refused unless the column
+    map says which one to use: reading one and ignoring the other would be a silent choice.
+    """
     renames: dict[str, str] = {}
     for target, column in (mapping or {}).items():
         if column not in frame.columns:
@@ -102,9 +132,17 @@ def _rename(frame: pl.DataFrame, mapping: Mapping[str, str] | None, source: str)
                 f"columns are {', '.join(frame.columns)}"
             )
         renames[column] = canonical(target)
+    chosen = set(renames) | set(renames.values())
     for alias, name in ALIASES.items():
-        if alias in frame.columns and alias not in renames and name not in frame.columns:
+        if alias not in frame.columns or alias in renames:
+            continue
+        if name not in frame.columns:
             renames[alias] = name
+        elif name not in chosen:
+            raise DataError(
+                f"{source}: columns '{alias}' and '{name}' both give {name} ('{alias}' is its "
+                f"short name); keep one of them, or use '{name}' with --map {alias}={name}"
+            )
     if not renames:
         return frame
     targets = list(renames.values())
@@ -115,10 +153,18 @@ def _rename(frame: pl.DataFrame, mapping: Mapping[str, str] | None, source: str)
 
 
 def _numeric(frame: pl.DataFrame, column: str, source: str) -> pl.DataFrame:
-    """Cast a column to Float64, naming the first value that is not a number."""
+    """Cast a column to Float64, naming the first value that is not a number.
+
+    Only numbers and text that reads as numbers pass: true/false would otherwise become 1/0
+    and dates their epoch count.
+    """
     series = frame[column]
     if series.dtype.is_numeric():
         return frame.with_columns(series.cast(pl.Float64))
+    if series.dtype == pl.Boolean:
+        raise DataError(f"{_where(source, None, column)}: holds true/false values, not numbers")
+    if series.dtype not in (pl.String, pl.Null):
+        raise DataError(f"{_where(source, None, column)}: holds {series.dtype} values, not numbers")
     cast = series.cast(pl.Float64, strict=False)
     bad = (cast.is_null() & series.is_not_null()).arg_true()
     if len(bad):
@@ -142,7 +188,7 @@ def _check_numeric(frame: pl.DataFrame, column: str, source: str) -> None:
         raise DataError(f"{_where(source, i + 1, column)}: value {s[i]} is not finite")
     rules: dict[str, tuple[pl.Series, str]] = {
         "params": (s <= 0, "must be > 0"),
-        "seq_len": (s <= 0, "must be > 0"),
+        "seq_len": (s < 1, "must be >= 1 (a length in tokens)"),
         "compression": (s < 1, "must be >= 1 (1 means dense)"),
         "achieved_compression": (s < 1, "must be >= 1"),
         "score": ((s < 0) | (s > 1), "must lie in [0, 1]"),
@@ -180,7 +226,30 @@ def validate(
     `pool_replicates`). Identical repeated rows are always kept as they are.
     """
     _check_replicate_options(replicates, aggregate)
+    check_flat(frame, source)
     frame = _rename(frame, column_map, source)
+    return _validate_named(
+        frame,
+        source=source,
+        require=require,
+        response=response,
+        labels=labels,
+        replicates=replicates,
+        aggregate=aggregate,
+    )
+
+
+def _validate_named(
+    frame: pl.DataFrame,
+    *,
+    source: str,
+    require: Sequence[str],
+    response: str,
+    labels: Sequence[str],
+    replicates: bool,
+    aggregate: str | None,
+) -> pl.DataFrame:
+    """`validate` on a frame whose columns already carry their canonical names."""
     if frame.height == 0:
         raise DataError(f"{source}: the table has no rows")
     response = canonical(response)
@@ -375,9 +444,10 @@ def load_table(
         path = resolve_path(data)
         frame, source = read_frame(path), str(data)
     # Rename first so that filters may name mapped and aliased columns (`N` in a file of `N`).
+    check_flat(frame, source)
     frame = _rename(frame, column_map, source)
     frame = apply_where(frame, conditions, source)
-    return validate(
+    return _validate_named(
         frame,
         source=source,
         require=require,
@@ -386,6 +456,35 @@ def load_table(
         replicates=replicates,
         aggregate=aggregate,
     )
+
+
+def validate_points(
+    frame: pl.DataFrame,
+    covariates: Iterable[str] = (),
+    labels: Iterable[str] = (),
+    *,
+    source: str = "points",
+) -> pl.DataFrame:
+    """Check points to predict at by the rules of a table's rows, with canonical names.
+
+    `covariates` (canonical column names) and the sparse-law columns present must be finite
+    numbers within their ranges (params > 0, seq_len >= 1, compression >= 1); `labels` must be
+    given on every row. Returns the frame with those covariates as Float64.
+    """
+    check_flat(frame, source)
+    if frame.height == 0:
+        raise DataError(f"{source}: no points to predict at")
+    wanted = [canonical(c) for c in covariates]
+    for column in dict.fromkeys([*wanted, *SPARSE_COVARIATES]):
+        if column in frame.columns:
+            frame = _numeric(frame, column, source)
+            _check_numeric(frame, column, source)
+    for column in labels:
+        if column in frame.columns:
+            i = _first_bad(frame[column].is_null())
+            if i is not None:
+                raise DataError(f"{_where(source, i + 1, column)}: missing label")
+    return frame
 
 
 #: Comparison operators a row filter may use; ``==`` is read as ``=``.

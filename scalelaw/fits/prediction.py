@@ -9,19 +9,16 @@ normal or Student-t noise with the fitted scale on the law's fitting scale.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from scalelaw.data import DataError, canonical
+from scalelaw.data import DataError, canonical, validate_points
 from scalelaw.fits.design import bind
 from scalelaw.fits.evaluate import mean_response
 from scalelaw.fits.law import Law
 from scalelaw.fits.result import FitResult
-
-if TYPE_CHECKING:
-    pass
 
 Points = pl.DataFrame | Mapping[str, Any]
 
@@ -69,17 +66,37 @@ def points_frame(points: Points) -> pl.DataFrame:
     return frame.rename(renames)
 
 
-def predict_draws(src: Any, points: Points, max_draws: int = 2000) -> np.ndarray:
+def _fits(src: Any) -> list[FitResult]:
+    """The fits behind a source: itself, or each law of a stacked fit."""
+    return [src] if isinstance(src, FitResult) else list(getattr(src, "fits", []))
+
+
+def checked_points(src: Any, points: Points, source: str = "points") -> pl.DataFrame:
+    """Points as a frame, checked by the rules of the table's rows (`data.validate_points`).
+
+    A negative size or a compression below 1 would otherwise give a number (or NaN) that
+    looks like a prediction.
+    """
+    fits = _fits(as_fit(src))
+    covariates = [c for f in fits for c in f.law.columns.values()]
+    labels = [c for f in fits for c in f.law.groups.values()]
+    return validate_points(points_frame(points), covariates, labels, source=source)
+
+
+def predict_draws(
+    src: Any, points: Points, max_draws: int = 2000, *, source: str = "points"
+) -> np.ndarray:
     """Expected response at each point for each draw: shape (n_draws, n_points).
 
     `src` is a `FitResult`, a `StackedFit` (draws of each law in proportion to its weight) or a
-    published law card (one draw).
+    published law card (one draw). Points outside the table's ranges (N <= 0, C < 1, ...) are
+    refused, naming `source`, the row and the column.
     """
     src = as_fit(src)
+    frame = checked_points(src, points, source)
     if not isinstance(src, FitResult):
-        return src.predict_draws(points, max_draws)
-    frame = points_frame(points)
-    design = bind(src.law, frame, src.levels, observed=False, source="points")
+        return src.predict_draws(frame, max_draws)
+    design = bind(src.law, frame, src.levels, observed=False, source=source)
     return mean_response(src.law, design, thin(src.draws, max_draws))
 
 
@@ -176,6 +193,7 @@ def predict_table(
     samples: int | None = None,
     seed: int = 0,
     max_draws: int = 2000,
+    source: str = "points",
 ) -> pl.DataFrame:
     """Mean, median and central interval of the expected response at each point.
 
@@ -185,8 +203,8 @@ def predict_table(
     """
     if not 0 < prob < 1:
         raise DataError(f"interval probability must lie in (0, 1), got {prob}")
-    frame = points_frame(points)
-    mu = predict_draws(src, frame, max_draws)
+    frame = checked_points(src, points, source)
+    mu = predict_draws(src, frame, max_draws, source=source)
     lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
     out = frame.with_columns(
         pl.Series("mean", mu.mean(axis=0)),
