@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -162,12 +163,31 @@ class FitResult:
 
     def save(self, path: str | Path) -> Path:
         """Write the fit to `path` (NetCDF), atomically: a crash leaves the old file intact."""
+        from scalelaw.fits.expr import ExprError, check_length
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self._tree().to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
+        try:
+            # the file stores the printed law, which must read back under the parser's limit
+            check_length(self.law.expr)
+        except ExprError as exc:
+            raise FitFileError(f"{path}: cannot save law '{self.law.name}': {exc}") from None
+        write_atomically(self._tree(), path)
         return path
+
+
+def write_atomically(tree: Any, path: Path) -> None:
+    """Write a DataTree to `path` through a temporary file that never outlives a failure."""
+    if path.is_dir():
+        raise FitFileError(f"{path}: is a directory; give a file name such as fit.nc")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tree.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise FitFileError(f"{path}: cannot write the fit ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_fit(path: str | Path) -> Any:
@@ -194,48 +214,61 @@ def _info(tree: Any, p: Path) -> dict[str, Any]:
     raw = tree.attrs.get("scalelaw")
     if raw is None:
         raise FitFileError(f"{p}: not a scalelaw fit (no 'scalelaw' attribute)")
+    if not isinstance(raw, str):
+        raise FitFileError(f"{p}: damaged scalelaw metadata (not a JSON text)")
     try:
         info = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise FitFileError(f"{p}: damaged scalelaw metadata ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
-        got = info.get("format") if isinstance(info, dict) else None
-        raise FitFileError(f"{p}: unsupported fit format {got!r}")
+    except RecursionError:
+        raise FitFileError(f"{p}: damaged scalelaw metadata (nested too deeply)") from None
+    if not isinstance(info, dict):
+        raise FitFileError(
+            f"{p}: damaged scalelaw metadata (a JSON {type(info).__name__}, not an object)"
+        )
+    if info.get("format") != FORMAT_VERSION:
+        raise FitFileError(f"{p}: unsupported fit format {info.get('format')!r}")
+    problem = _schema_problem(info, _STACK if info.get("kind") == "stack" else _FIT)
+    if problem:
+        raise FitFileError(f"{p}: damaged scalelaw metadata ({problem})")
     return info
 
 
 def fit_from_tree(tree: Any, p: Path) -> FitResult:
-    """One fit from its DataTree (a whole file, or one group of a stacked file)."""
-    from scalelaw.fits.expr import ExprError
+    """One fit from its DataTree (a whole file, or one group of a stacked file).
 
+    The metadata is checked against its schema, and the levels it names against the
+    coordinates of the posterior, so a file edited by hand is refused rather than predicting
+    with its group effects shifted onto the wrong levels.
+    """
     info = _info(tree, p)
+    if info.get("kind") == "stack":
+        raise FitFileError(f"{p}: damaged scalelaw metadata (a stacked fit inside a stacked fit)")
     try:
         law = Law.from_dict(info["law"])
-        post = tree["posterior"]
-        draws = {}
-        for name in law.param_names:
-            values = np.asarray(post[name].values, dtype=float)
-            draws[name] = values.reshape(-1, *values.shape[2:])
-        levels = {k: list(v) for k, v in info["levels"].items()}
-    except (KeyError, TypeError, ValueError, ExprError) as exc:
-        raise FitFileError(f"{p}: damaged scalelaw metadata ({exc})") from None
-    for name, column in law.groups.items():
-        if draws[name].ndim != 2 or draws[name].shape[1] != len(levels.get(column, [])):
-            raise FitFileError(f"{p}: damaged scalelaw metadata (levels of {column} do not match)")
+    except (ScalelawError, KeyError, TypeError, ValueError) as exc:
+        raise FitFileError(f"{p}: damaged scalelaw metadata (law: {exc})") from None
+    levels = {str(k): [str(x) for x in v] for k, v in info["levels"].items()}
+    if "posterior" not in tree.children:
+        raise FitFileError(f"{p}: damaged fit (no posterior group)")
+    post = tree["posterior"]
+    draws = {name: _draws(post, name, law, levels, p) for name in law.param_names}
+    unused = sorted(set(levels) - set(law.groups.values()))
+    if unused:
+        raise FitFileError(
+            f"{p}: damaged scalelaw metadata (levels of '{unused[0]}', which no group effect uses)"
+        )
     noise = {
-        k: np.asarray(post[stored].values, dtype=float).reshape(-1)
+        k: _noise(post, stored, p)
         for k in NOISE_PARAMS
         # files written before the prefix stored sigma/nu/kappa under their plain names
         for stored in (noise_name(k), k)
         if stored in post.data_vars and stored not in law.param_names
     }
-    point = None
-    if "point_estimate" in tree.children:
-        pe = tree["point_estimate"]
-        point = {k: np.asarray(pe[k].values, dtype=float)[None, ...] for k in law.param_names}
+    point = _point(tree, law, draws, p) if "point_estimate" in tree.children else None
     return FitResult(
         law=law,
-        backend=str(info["backend"]),
+        backend=info["backend"],
         draws=draws,
         levels=levels,
         diagnostics=info.get("diagnostics", {}),
@@ -244,6 +277,218 @@ def fit_from_tree(tree: Any, p: Path) -> FitResult:
         idata=tree,
         noise=noise,
     )
+
+
+def _draws(post: Any, name: str, law: Law, levels: dict[str, list[str]], p: Path) -> np.ndarray:
+    """One parameter's draws (n_draws leading), checked against the levels of its group."""
+    if name not in post.data_vars:
+        raise FitFileError(f"{p}: damaged fit (no draws of '{name}' in the posterior)")
+    var = post[name]
+    column = law.groups.get(name)
+    level = f"{name}_level"
+    dims = ("chain", "draw") if column is None else ("chain", "draw", level)
+    if tuple(var.dims) != dims:
+        raise FitFileError(
+            f"{p}: damaged fit ('{name}' has dimensions {tuple(var.dims)}, expected {dims})"
+        )
+    try:
+        values = np.asarray(var.values, dtype=float)
+    except (TypeError, ValueError):
+        raise FitFileError(f"{p}: damaged fit ('{name}' holds no numbers)") from None
+    if column is not None:
+        known = levels.get(column)
+        if known is None:
+            raise FitFileError(f"{p}: damaged scalelaw metadata (no levels of '{column}')")
+        stored = [str(x) for x in post[level].values] if level in post.coords else None
+        if values.shape[2] != len(known) or (stored is not None and stored != known):
+            raise FitFileError(
+                f"{p}: damaged scalelaw metadata (levels of '{column}' do not match the "
+                f"posterior's {level} coordinate)"
+            )
+    return values.reshape(-1, *values.shape[2:])
+
+
+def _noise(post: Any, stored: str, p: Path) -> np.ndarray:
+    var = post[stored]
+    if tuple(var.dims) != ("chain", "draw"):
+        raise FitFileError(f"{p}: damaged fit ('{stored}' has dimensions {tuple(var.dims)})")
+    return np.asarray(var.values, dtype=float).reshape(-1)
+
+
+def _point(tree: Any, law: Law, draws: dict[str, np.ndarray], p: Path) -> dict[str, np.ndarray]:
+    """The least-squares optimum, one value (or one per level) for each parameter."""
+    pe = tree["point_estimate"]
+    point = {}
+    for name in law.param_names:
+        if name not in pe.data_vars:
+            raise FitFileError(f"{p}: damaged fit (no point estimate of '{name}')")
+        values = np.asarray(pe[name].values, dtype=float)
+        if values.shape != draws[name].shape[1:]:
+            raise FitFileError(
+                f"{p}: damaged fit (point estimate of '{name}' has shape {values.shape}, "
+                f"expected {draws[name].shape[1:]})"
+            )
+        point[name] = values[None, ...]
+    return point
+
+
+# --- metadata schema ---------------------------------------------------------------------------
+# What each field of the JSON metadata must hold. Values are read by code that formats, indexes
+# and compares them, so a wrong type would surface later as a traceback or a wrong number.
+Check = tuple[Callable[[Any], bool], str]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _texts(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _levels(v: Any) -> bool:
+    return isinstance(v, dict) and all(_texts(x) and len(set(x)) == len(x) for x in v.values())
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _mapping_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, dict) and all(check(x) for x in v.values())
+
+
+TEXT: Check = (lambda v: isinstance(v, str), "a text")
+OPTIONAL_TEXT: Check = (_optional(lambda v: isinstance(v, str)), "a text or null")
+NUMBER: Check = (_optional(_number), "a number or null")
+WHOLE: Check = (_optional(_whole), "a whole number or null")
+TEXTS: Check = (_texts, "a list of texts")
+OBJECT: Check = (lambda v: isinstance(v, dict), "an object")
+#: field -> (check, description, required)
+Schema = dict[str, tuple[Callable[[Any], bool], str, bool]]
+
+
+def _fields(required: dict[str, Check], optional: dict[str, Check]) -> Schema:
+    return {
+        **{k: (c, d, True) for k, (c, d) in required.items()},
+        **{k: (c, d, False) for k, (c, d) in optional.items()},
+    }
+
+
+_PARAM = _fields(
+    {"name": TEXT},
+    {
+        "prior": TEXT,
+        "lower": NUMBER,
+        "upper": NUMBER,
+        "starts": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
+    },
+)
+_LAW = _fields(
+    {
+        "name": TEXT,
+        "expr": TEXT,
+        "covariates": TEXTS,
+        "params": (
+            lambda v: isinstance(v, list) and all(not _schema_problem(x, _PARAM) for x in v),
+            "a list of parameters (name, prior, lower, upper, starts)",
+        ),
+    },
+    {
+        **dict.fromkeys(
+            ("link", "likelihood", "response", "pooling", "formula", "citation", "description"),
+            TEXT,
+        ),
+        "transform": OPTIONAL_TEXT,
+        "reference": (_mapping_of(lambda v: isinstance(v, str)), "an object of texts"),
+    },
+)
+_DIAGNOSTICS = _fields(
+    {},
+    {
+        **dict.fromkeys(
+            ("not_converged", "auto_priors", "warnings", "problems", "at_bounds"), TEXTS
+        ),
+        **dict.fromkeys(("r2", "rhat_max", "ess_bulk_min", "cost", "huber_delta"), NUMBER),
+        **dict.fromkeys(
+            (
+                "divergences",
+                "chains",
+                "draws",
+                "tune",
+                "starts",
+                "refined",
+                "reached_best",
+                "bootstrap",
+                "pareto_k_bad",
+            ),
+            WHOLE,
+        ),
+        **dict.fromkeys(
+            ("rhat", "ess_bulk"), (_mapping_of(_optional(_number)), "an object of numbers")
+        ),
+        "retry": (_optional(lambda v: isinstance(v, dict)), "an object or null"),
+        "loo_error": TEXT,
+    },
+)
+_META = _fields(
+    {},
+    {
+        **dict.fromkeys(("source", "data_hash", "counts", "phase", "aggregate"), OPTIONAL_TEXT),
+        **dict.fromkeys(("seed", "rows"), WHOLE),
+        "where": TEXTS,
+        "laws": TEXTS,
+        "replicates": (lambda v: isinstance(v, bool), "true or false"),
+        "column_map": (_mapping_of(lambda v: isinstance(v, str)), "an object of texts"),
+        # a fit's held-out scores, or the slice a stack was weighted on
+        "holdout": (_optional(lambda v: isinstance(v, dict | str)), "an object, a text or null"),
+        "values": OBJECT,
+        "scores": (_mapping_of(_optional(_number)), "an object of numbers"),
+    },
+)
+_FIT = _fields(
+    {
+        "backend": TEXT,
+        "law": (lambda v: isinstance(v, dict) and not _schema_problem(v, _LAW), "an object"),
+        "levels": (_levels, "an object of lists of distinct texts"),
+    },
+    {
+        "diagnostics": (lambda v: isinstance(v, dict), "an object"),
+        "meta": (lambda v: isinstance(v, dict), "an object"),
+    },
+)
+_STACK = _fields(
+    {
+        "weights": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
+    },
+    {"method": TEXT, "meta": OBJECT},
+)
+#: Nested objects whose own fields are checked, so a problem names the field inside them.
+_NESTED: dict[str, Schema] = {"law": _LAW, "diagnostics": _DIAGNOSTICS, "meta": _META}
+
+
+def _schema_problem(doc: Any, schema: Schema, where: str = "") -> str | None:
+    """What is wrong with `doc` under `schema` (the first problem), or None."""
+    if not isinstance(doc, dict):
+        return f"{where or 'metadata'} is not an object"
+    for key, (check, description, required) in schema.items():
+        name = f"{where}.{key}" if where else key
+        if key not in doc:
+            if required:
+                return f"'{name}' is missing"
+            continue
+        nested = _NESTED.get(key) if not where else None
+        if nested is not None and isinstance(doc[key], dict):
+            problem = _schema_problem(doc[key], nested, name)
+            if problem:
+                return problem
+        if not check(doc[key]):
+            return f"'{name}' must be {description}"
+    return None
 
 
 def _plain(x: Any) -> Any:
