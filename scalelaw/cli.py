@@ -10,6 +10,7 @@ import typer
 
 from scalelaw.commands import deciding, fitting, importing, kernels, measuring
 from scalelaw.commands import planning as planning_commands
+from scalelaw.commands.common import PlainErrors
 
 app = typer.Typer(
     name="scalelaw",
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    cls=PlainErrors,
 )
 
 for module in (fitting, measuring, importing, kernels, deciding):

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
+from typer.exceptions import Abort, TyperException
 
 # wide enough for the frontier table when the output is a pipe or a file
 console = Console(width=shutil.get_terminal_size((150, 24)).columns)
@@ -25,8 +30,20 @@ err = Console(stderr=True)
 FORMATS = ("table", "csv", "json")
 
 
+def one_line(text: str) -> str:
+    """A message on one line: a log line per error, whatever a library put in it."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def say_error(message: str) -> None:
+    """Print `error: message` on standard error: plain (no markup, so `[v2].csv` stays as it
+    is), unwrapped and on one line."""
+    text = f"error: {one_line(message)}"
+    err.print(text, markup=False, highlight=False, soft_wrap=True, style="red")
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True, style="red")
+    say_error(message)
     raise typer.Exit(code)
 
 
@@ -45,16 +62,22 @@ def check_format(fmt: str, formats: tuple[str, ...] = FORMATS) -> None:
         fail(f"unknown --format '{fmt}' ({', '.join(formats)})")
 
 
-def number(text: str, what: str) -> float:
+def number(text: str, what: str, *, at_least: float | None = None) -> float:
+    """A number such as ``7e9`` or ``128K``, at least `at_least` when given."""
     from scalelaw.data import as_float
-
-    return as_float(text, what)
-
-
-def numbers(text: str, what: str) -> list[float]:
     from scalelaw.errors import ScalelawError
 
-    values = [number(t, what) for t in text.split(",") if t.strip()]
+    value = as_float(text, what)
+    if at_least is not None and value < at_least:
+        raise ScalelawError(f"{what}: '{text.strip()}' is below {at_least:g}")
+    return value
+
+
+def numbers(text: str, what: str, *, at_least: float | None = None) -> list[float]:
+    """Comma-separated numbers (see `number`)."""
+    from scalelaw.errors import ScalelawError
+
+    values = [number(t, what, at_least=at_least) for t in text.split(",") if t.strip()]
     if not values:
         raise ScalelawError(f"{what}: no values in '{text}'")
     return values
@@ -79,9 +102,10 @@ def emit(table: Any, fmt: str, title: str) -> None:
     elif fmt == "json":
         print(json.dumps(table.to_dicts(), indent=2))
     else:
-        t = Table(*table.columns, title=title)
+        # cells are text from the user's files: a task called `[v2]` is not markup
+        t = Table(*[escape(c) for c in table.columns], title=title)
         for row in table.iter_rows():
-            t.add_row(*[cell(v) for v in row])
+            t.add_row(*[escape(cell(v)) for v in row])
         console.print(t)
 
 
@@ -97,3 +121,116 @@ def architectures(family: str, sizes: str | None, configs: list[Path] | None) ->
             key=lambda a: a.params(),
         )
     return family_sizes(family)
+
+
+# --- option checks -----------------------------------------------------------------------------
+def in_range(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Callable[[float | None], float | None]:
+    """A typer callback: the value is a finite number within the given ends.
+
+    Typer's own `min=`/`max=` include their ends and let nan through; this covers both.
+    """
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or below or above:
+            raise typer.BadParameter(
+                f"{value:g} is not {_describe(low, high, low_open, high_open)}"
+            )
+        return value
+
+    return check
+
+
+def _describe(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return "a finite number"
+
+
+positive = in_range(0, low_open=True)
+probability = in_range(0, 1, low_open=True, high_open=True)
+
+
+def choice(value: str, option: str, choices: Sequence[str]) -> str:
+    """`value` when it is one of `choices`, else exit 2 naming the option."""
+    if value not in choices:
+        fail(f"{option}: '{value}' is not one of {', '.join(choices)}")
+    return value
+
+
+def check_output(path: Path, option: str, suffixes: Sequence[str]) -> Path:
+    """Refuse an output path before any work is done: a folder, a missing or read-only folder,
+    or a file type the command does not write (exit 2, naming the option)."""
+    where = f"{option} {path}"
+    if path.is_dir():
+        fail(f"{where}: is a directory; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        fail(f"{where}: unsupported file type '{path.suffix}' (expected {', '.join(suffixes)})")
+    folder = path.parent
+    if not folder.exists():
+        fail(f"{where}: folder '{folder}' does not exist")
+    if not folder.is_dir():
+        fail(f"{where}: '{folder}' is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        fail(f"{where}: cannot write there (permission denied)")
+    return path
+
+
+# --- the root command --------------------------------------------------------------------------
+class PlainErrors(TyperGroup):
+    """The root command: every error the user can fix is one plain line and exit status 2.
+
+    Typer draws usage errors (an unknown option, a value out of range) in a box wrapped to the
+    terminal, and an error a command did not catch ends in a traceback; both become one
+    `error: ...` line here, as the commands' own errors are.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        call = (args, prog_name, complete_var)
+        if not standalone_mode:
+            return super().main(*call, False, windows_expand_args, **extra)
+        try:
+            code = super().main(*call, False, windows_expand_args, **extra)
+        except TyperException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # typer has printed the help
+                ctx = getattr(exc, "ctx", None)
+                where = f"{ctx.command_path}: " if ctx is not None else ""
+                say_error(where + exc.format_message())
+            sys.exit(2)
+        except Abort:
+            say_error("aborted")
+            sys.exit(1)
+        except OSError as exc:
+            say_error(_os_error(exc))
+            sys.exit(2)
+        except errors() as exc:
+            say_error(str(exc))
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _os_error(exc: OSError) -> str:
+    name = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or type(exc).__name__
+    return f"{name}: {reason}" if name else reason

@@ -5,18 +5,49 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
 from scalelaw.commands.common import architectures as _architectures
 from scalelaw.commands.common import check_format as _check_format
-from scalelaw.commands.common import console, err, fail, warn
+from scalelaw.commands.common import (
+    check_output,
+    console,
+    err,
+    fail,
+    in_range,
+    positive,
+    probability,
+    warn,
+)
 from scalelaw.commands.common import emit as _emit
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import number as _number
 from scalelaw.commands.common import numbers as _numbers
+
+Format = Literal["table", "csv", "json"]
+Phase = Literal["prefill", "decode"]
+#: Figures the frontier and tolerance commands draw, by --out suffix.
+FIGURE_FILES = (".png", ".pdf", ".svg")
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, csv or json.")]
+BytesOpt = Annotated[
+    float,
+    typer.Option(
+        "--bytes", callback=positive, help="Bytes per weight / KV element at decode (2 = bf16)."
+    ),
+]
+
+
+def _check_method(method: str | None, phase: str) -> None:
+    """An indexing method the cost model knows for the phase (it would otherwise be ignored
+    at C = 1 and fail only at larger ratios)."""
+    from scalelaw.frontier.cost import DECODE_METHODS, PREFILL_METHODS
+
+    known = PREFILL_METHODS if phase == "prefill" else DECODE_METHODS
+    if method is not None and method not in known:
+        fail(f"--method: no {phase} cost for '{method}'; choose from {', '.join(known)}")
 
 
 # --- architectures ---------------------------------------------------------------------------
@@ -27,7 +58,7 @@ def architectures(
     config: Annotated[
         Path | None, typer.Option("--config", help="Read a Hugging Face config.json instead.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOpt = "table",
 ) -> None:
     """List the built-in model shapes used by the cost model, or read one from a config.json.
 
@@ -72,15 +103,19 @@ def cost(
         str, typer.Option("--seq-len", "-L", help="Tokens in context, e.g. 131072 or 128K.")
     ] = "131072",
     compression: Annotated[
-        float, typer.Option("--compression", "-C", help="Compression ratio C >= 1 (density 1/C).")
+        float,
+        typer.Option(
+            "--compression",
+            "-C",
+            callback=in_range(1),
+            help="Compression ratio C >= 1 (density 1/C).",
+        ),
     ] = 1.0,
-    phase: Annotated[
-        str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")
-    ] = "prefill",
-    batch: Annotated[int, typer.Option(help="Sequences processed together.")] = 1,
-    bytes_per_element: Annotated[
-        float, typer.Option("--bytes", help="Bytes per weight / KV element at decode (2 = bf16).")
-    ] = 2.0,
+    phase: Annotated[Phase, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = (
+        "prefill"
+    ),
+    batch: Annotated[int, typer.Option(min=1, help="Sequences processed together.")] = 1,
+    bytes_per_element: BytesOpt = 2.0,
     causal_half: Annotated[
         bool,
         typer.Option(
@@ -94,19 +129,20 @@ def cost(
             help="Add this method's indexing cost (block-sparse, vertical-slash, flexprefill, quest)."
         ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOpt = "table",
 ) -> None:
     """Break down the cost of one prefill (FLOPs) or one decode step (bytes) and the speed-up bound.
 
     Example: scalelaw cost --family qwen2.5 --size 7B --seq-len 131072 --compression 10 --phase prefill
     """
     _check_format(fmt)
+    _check_method(method, phase)
     from scalelaw.frontier import cost as cost_of
     from scalelaw.frontier import from_hf_config, get_architecture
 
     try:
         arch = from_hf_config(config) if config else get_architecture(family, size)
-        length = _number(seq_len, "--seq-len")
+        length = _number(seq_len, "--seq-len", at_least=1)
         b = cost_of(
             arch,
             phase,
@@ -174,9 +210,9 @@ def frontier(
             "--config", help="Hugging Face config.json files to compare instead (repeatable)."
         ),
     ] = None,
-    phase: Annotated[
-        str, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")
-    ] = "prefill",
+    phase: Annotated[Phase, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = (
+        "prefill"
+    ),
     seq_len: Annotated[
         str, typer.Option("--seq-len", "-L", help="Length of the frontier table, e.g. 128K.")
     ] = "131072",
@@ -192,10 +228,8 @@ def frontier(
             "--task", help="Tasks to average (repeatable; default: all of the source's tasks)."
         ),
     ] = None,
-    batch: Annotated[int, typer.Option(help="Sequences processed together.")] = 1,
-    bytes_per_element: Annotated[
-        float, typer.Option("--bytes", help="Bytes per element at decode.")
-    ] = 2.0,
+    batch: Annotated[int, typer.Option(min=1, help="Sequences processed together.")] = 1,
+    bytes_per_element: BytesOpt = 2.0,
     causal_half: Annotated[
         bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2.")
     ] = False,
@@ -206,7 +240,7 @@ def frontier(
         ),
     ] = None,
     cost_kind: Annotated[
-        str,
+        Literal["flops", "latency"],
         typer.Option(
             "--cost",
             help="flops (FLOPs or bytes from the cost model) or latency (needs --timings).",
@@ -220,20 +254,25 @@ def frontier(
     throughput: Annotated[
         float | None,
         typer.Option(
-            help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode)."
+            callback=positive,
+            help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode).",
         ),
     ] = None,
-    budgets: Annotated[int, typer.Option(help="Number of log-spaced budgets in the table.")] = 12,
-    prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
-    max_draws: Annotated[int, typer.Option(help="Posterior draws used at most.")] = 1000,
+    budgets: Annotated[
+        int, typer.Option(min=1, help="Number of log-spaced budgets in the table.")
+    ] = 12,
+    prob: Annotated[
+        float, typer.Option(callback=probability, help="Central interval probability.")
+    ] = 0.9,
+    max_draws: Annotated[int, typer.Option(min=1, help="Posterior draws used at most.")] = 1000,
     show: Annotated[
-        str,
+        Literal["budgets", "configs"],
         typer.Option(
             help="For table/csv: budgets (best dense vs best sparse per budget) or configs "
             "(every configuration with its score interval and frontier flags)."
         ),
     ] = "budgets",
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOpt = "table",
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
     ] = None,
@@ -249,8 +288,10 @@ def frontier(
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
     _check_format(fmt)
-    if show not in ("budgets", "configs"):
-        fail(f"unknown --show '{show}' (budgets or configs)")
+    if cost_kind == "flops":
+        _check_method(method, phase)
+    if out is not None:
+        check_output(out, "--out", FIGURE_FILES)
     from scalelaw.frontier import FlopsCost, LatencyCost, decide
 
     try:
@@ -270,9 +311,9 @@ def frontier(
         else:
             raise ValueError(f"--cost must be flops or latency, got '{cost_kind}'")
         decision = decide(
-            source, archs, the_cost, seq_len=_number(seq_len, "--seq-len"),
-            lengths=_numbers(lengths, "--lengths"),
-            compressions=_numbers(compressions, "--compressions"), tasks=task or None,
+            source, archs, the_cost, seq_len=_number(seq_len, "--seq-len", at_least=1),
+            lengths=_numbers(lengths, "--lengths", at_least=1),
+            compressions=_numbers(compressions, "--compressions", at_least=1), tasks=task or None,
             draws=max_draws, prob=prob, budgets=budgets,
         )  # fmt: skip
         for w in decision.warnings:
@@ -352,10 +393,17 @@ def tolerance(
         typer.Argument(help="An accuracy-point table (CSV, Parquet, JSON Lines) or measured:NAME."),
     ],
     margin: Annotated[
-        float, typer.Option(help="Largest tolerated loss against dense, in score units.")
+        float,
+        typer.Option(
+            callback=in_range(0, 1, high_open=True),
+            help="Largest tolerated loss against dense, in score units.",
+        ),
     ] = 0.05,
     alpha: Annotated[
-        float, typer.Option(help="Error rate of the whole fixed-sequence procedure.")
+        float,
+        typer.Option(
+            callback=probability, help="Error rate of the whole fixed-sequence procedure."
+        ),
     ] = 0.05,
     where: Annotated[
         list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeatable).")
@@ -367,7 +415,7 @@ def tolerance(
             help="Print the spread over tasks per model, phase and length, or every row.",
         ),
     ] = True,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOpt = "table",
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
     ] = None,
@@ -380,6 +428,8 @@ def tolerance(
     Example: scalelaw tolerance results.csv --margin 0.05 --alpha 0.05 --out tolerance.png
     """
     _check_format(fmt)
+    if out is not None:
+        check_output(out, "--out", FIGURE_FILES)
     from scalelaw.data import load_table
     from scalelaw.frontier import tolerance_summary, tolerance_table
 
@@ -407,7 +457,7 @@ def tolerance(
         from scalelaw.frontier.figures import tolerance_figure
 
         tolerance_figure(result, out)
-        err.print(f"figure written to {out}", highlight=False)
+        err.print(f"figure written to {out}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,14 +6,32 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from scalelaw.commands.common import console, emit, err, fail, warn
+from scalelaw.commands.common import (
+    check_output,
+    console,
+    emit,
+    err,
+    fail,
+    in_range,
+    positive,
+    probability,
+    warn,
+)
 from scalelaw.commands.common import errors as _errors
+
+#: What each command writes, by --out suffix.
+FIT_FILES = (".nc",)
+TABLE_FILES = (".csv", ".parquet", ".jsonl", ".ndjson")
+FIGURE_FILES = (".png", ".pdf", ".svg")
+Format = Literal["table", "csv", "json"]
+Backend = Literal["bayes", "lsq"]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
 
 LawOpt = Annotated[
     str,
@@ -51,6 +69,7 @@ def _build_law(
     if covariates:
         options["covariates"] = [c.strip() for c in covariates.split(",") if c.strip()]
     law = resolve_law(spec, **options)
+    _check_groups(law)
     if priors:
         law = law.with_priors(parse_assignments(priors, "--prior"))
     if bounds:
@@ -69,6 +88,18 @@ def _build_law(
     if changes:
         law = Law.from_dict({**law.to_dict(), **changes, "fixed": {}})
     return law
+
+
+def _check_groups(law: Any) -> None:
+    """A covariate indexed like a group effect (`N[task]`) has no per-level values to fit."""
+    from scalelaw.fits import ExprError
+
+    for param, column in law.groups.items():
+        if param in law.covariates:
+            raise ExprError(
+                f"law '{law.name}': '{param}' is a covariate and cannot be a group effect "
+                f"{param}[{column}]; give the per-{column} parameter another name"
+            )
 
 
 def laws(
@@ -127,7 +158,7 @@ def fit(
     ],
     law: LawOpt = "sparse-frontier",
     backend: Annotated[
-        str, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")
+        Backend, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")
     ] = "bayes",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the fit here (NetCDF).")
@@ -149,7 +180,7 @@ def fit(
         ),
     ] = False,
     aggregate: Annotated[
-        str | None, typer.Option(help="Pool repeated configurations: 'mean'.")
+        Literal["mean"] | None, typer.Option(help="Pool repeated configurations: 'mean'.")
     ] = None,
     map_: Annotated[
         list[str] | None,
@@ -175,36 +206,49 @@ def fit(
             help="Print the priors in force (bayes: before sampling; lsq: with the optimum).",
         ),
     ] = False,
-    link: Annotated[str | None, typer.Option(help="identity, logit or log.")] = None,
+    link: Annotated[
+        Literal["identity", "logit", "log"] | None, typer.Option(help="identity, logit or log.")
+    ] = None,
     likelihood: Annotated[
-        str | None, typer.Option(help="normal, student_t, binomial, beta_binomial or beta.")
+        Literal["normal", "student_t", "binomial", "beta_binomial", "beta"] | None,
+        typer.Option(help="normal, student_t, binomial, beta_binomial or beta."),
     ] = None,
     response: Annotated[
         str | None, typer.Option(help="Response column (default: the law's, usually score).")
     ] = None,
     transform: Annotated[
-        str | None, typer.Option(help="Fit the response on 'log' scale, or 'none'.")
+        Literal["log", "none"] | None,
+        typer.Option(help="Fit the response on 'log' scale, or 'none'."),
     ] = None,
     pooling: Annotated[
-        str | None, typer.Option(help="Group effects: fixed (reference level) or partial.")
+        Literal["fixed", "partial"] | None,
+        typer.Option(help="Group effects: fixed (reference level) or partial."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     chains: Annotated[int, typer.Option(min=1, help="MCMC chains (bayes).")] = 4,
     draws: Annotated[int, typer.Option(min=1, help="Draws per chain (bayes).")] = 1000,
     tune: Annotated[int, typer.Option(min=0, help="Tuning steps per chain (bayes).")] = 1000,
     target_accept: Annotated[
-        float, typer.Option(min=0.5, max=0.999, help="NUTS target acceptance (bayes).")
+        float,
+        typer.Option(callback=in_range(0.5, 0.999), help="NUTS target acceptance (bayes)."),
     ] = 0.9,
     bootstrap: Annotated[
         int, typer.Option(min=0, help="Bootstrap refits for intervals (lsq).")
     ] = 200,
     huber_delta: Annotated[
         float | None,
-        typer.Option(help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise."),
+        typer.Option(
+            callback=positive,
+            help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise.",
+        ),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Fail (exit 3) when diagnostics are off.")] = False,
-    prob: Annotated[float, typer.Option(help="Probability of the reported intervals.")] = 0.9,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    prob: Annotated[
+        float, typer.Option(callback=probability, help="Probability of the reported intervals.")
+    ] = 0.9,
+    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="table or json.")] = (
+        "table"
+    ),
 ) -> None:
     """Fit a scaling law to an accuracy table and report parameters and diagnostics.
 
@@ -217,11 +261,12 @@ def fit(
     from scalelaw.fits import FitOptions, FitWarning, NotConvergedWarning, StrictFitError
     from scalelaw.fits import fit as run_fit
 
+    if out is not None:
+        # before the fit, which may take minutes: an unwritable --out would lose it
+        check_output(out, "--out", FIT_FILES)
+    # with --format json, standard output carries the JSON alone; messages go to stderr
+    shown = err if fmt == "json" else console
     try:
-        if not 0 < prob < 1:
-            fail(f"--prob must lie in (0, 1), got {prob}")
-        if huber_delta is not None and not huber_delta > 0:
-            fail(f"--huber-delta must be positive, got {huber_delta}")
         the_law = _build_law(
             law,
             covariates,
@@ -246,7 +291,7 @@ def fit(
             progressbar=sys.stderr.isatty(),
         )
         # Bayes fits show the sampler's own progress bar; least squares a spinner.
-        spinner = console.status(f"fitting {the_law.name} ({backend})", spinner="dots")
+        spinner = err.status(f"fitting {escape(the_law.name)} ({backend})", spinner="dots")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore")
             warnings.simplefilter("always", FitWarning)
@@ -262,7 +307,9 @@ def fit(
                     where=parse_where(where or []),
                     replicates=replicates,
                     aggregate=aggregate,
-                    on_priors=_print_priors if show_priors else None,
+                    on_priors=(lambda law, auto: _print_priors(law, auto, shown))
+                    if show_priors
+                    else None,
                     prob=prob,
                 )
             finally:
@@ -274,12 +321,12 @@ def fit(
                 )
             elif issubclass(w.category, FitWarning):
                 warn(str(w.message))
+        if out:
+            result.save(out)
     except StrictFitError as exc:
         fail(f"diagnostics failed under --strict: {exc}", code=3)
     except _errors() as exc:
         fail(str(exc))
-    if out:
-        result.save(out)
     from scalelaw.report import fit_report
 
     if fmt == "json":
@@ -289,16 +336,17 @@ def fit(
 
         print_fit(result, console, prob)
     if out:
-        # with --format json, standard output carries the JSON alone
-        (err if fmt == "json" else console).print(f"saved fit to {out}", highlight=False)
+        shown.print(f"saved fit to {out}", highlight=False, markup=False)
 
 
-def _print_priors(law: Any, auto: list[str]) -> None:
-    t = Table("parameter", "prior", "bounds", "set from", title=f"priors in force: {law.name}")
+def _print_priors(law: Any, auto: list[str], to: Any) -> None:
+    t = Table(
+        "parameter", "prior", "bounds", "set from", title=f"priors in force: {escape(law.name)}"
+    )
     for p in law.params:
         bounds = "" if not p.bounded else f"[{p.lower}, {p.upper}]"
         t.add_row(p.name, str(p.prior), bounds, "the data's scale" if p.name in auto else "the law")
-    console.print(t)
+    to.print(t)
 
 
 def predict(
@@ -310,15 +358,17 @@ def predict(
     grid: Annotated[
         Path | None, typer.Option(help="A table of points (CSV, Parquet, JSON Lines).")
     ] = None,
-    prob: Annotated[float, typer.Option(help="Central interval probability.")] = 0.9,
+    prob: Annotated[
+        float, typer.Option(callback=probability, help="Central interval probability.")
+    ] = 0.9,
     samples: Annotated[
         int | None,
         typer.Option(
             min=1, help="Also give the predictive interval of a score over this many samples."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for predictive draws.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    seed: Annotated[int, typer.Option(min=0, help="Seed for predictive draws.")] = 0,
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Predict the expected score (mean, median, interval) at new configurations.
 
@@ -328,37 +378,58 @@ def predict(
     the expectation's uncertainty plus the likelihood's noise. A stacked fit predicts with the
     mixture of its laws.
     """
-    import polars as pl
-
-    from scalelaw.data import DataError, as_float, parse_assignments, read_frame
+    from scalelaw.data import read_frame
     from scalelaw.fits import predict_table
     from scalelaw.fits import source as load_source
 
+    if grid is not None and at:
+        fail("give points with --at or --grid, not both")
+    if grid is None and not at:
+        fail("give points with --at or --grid")
     try:
         src = load_source(source)
-        if grid is not None:
-            points = read_frame(grid)
-        elif at:
-            rows = []
-            for i, item in enumerate(at):
-                values = parse_assignments([item], "--at")
-                row: dict[str, Any] = {}
-                for k, v in values.items():
-                    try:
-                        row[k] = as_float(v, f"--at #{i + 1} {k}")
-                    except DataError:
-                        row[k] = v
-                rows.append(row)
-            points = pl.DataFrame(rows)
-        else:
-            fail("give points with --at or --grid")
-            return
+        points = read_frame(grid) if grid is not None else _points(at or [])
         warn_if_not_converged(src)
-        table = predict_table(src, points, prob=prob, samples=samples, seed=seed)
+        table = predict_table(
+            src,
+            points,
+            prob=prob,
+            samples=samples,
+            seed=seed,
+            source=str(grid) if grid is not None else "--at",
+        )
     except _errors() as exc:
         fail(str(exc))
         return
     emit(table, fmt, f"expected score, {prob:.0%} interval")
+
+
+def _points(items: list[str]) -> Any:
+    """--at points as a frame: a column of numbers where every value reads as one, else text.
+
+    Text in a covariate column (`N=abc`) is then refused by the same checks as a table's rows,
+    which name the row (the --at item) and the column.
+    """
+    import polars as pl
+
+    from scalelaw.data import DataError, as_float, parse_assignments
+
+    rows = [parse_assignments([item], "--at") for item in items]
+    columns: dict[str, list[str | None]] = {k: [] for row in rows for k in row}
+    for row in rows:
+        for k, values in columns.items():
+            values.append(row.get(k))
+
+    def number(v: str | None) -> float | None:
+        return None if v is None else as_float(v, "--at")
+
+    frame: dict[str, Any] = {}
+    for k, values in columns.items():
+        try:
+            frame[k] = pl.Series(k, [number(v) for v in values], dtype=pl.Float64)
+        except DataError:
+            frame[k] = pl.Series(k, values, dtype=pl.String)
+    return pl.DataFrame(frame)
 
 
 def simulate(
@@ -367,7 +438,7 @@ def simulate(
         str, typer.Option(help="'paper' (the study's grid) or a table of points.")
     ] = "paper",
     samples: Annotated[int, typer.Option(min=1, help="Trials per configuration.")] = 100,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl).")
     ] = Path("sim.csv"),
@@ -379,6 +450,7 @@ def simulate(
     from scalelaw.fits import simulate as run_simulate
     from scalelaw.fits import source as load_source
 
+    check_output(out, "--out", TABLE_FILES)
     try:
         src = load_source(law)
         table = run_simulate(src, grid, samples=samples, seed=seed)
@@ -386,14 +458,16 @@ def simulate(
         fail(str(exc))
         return
     write_table(table, out)
-    console.print(f"wrote {table.height} simulated rows from {law} to {out}")
+    console.print(
+        f"wrote {table.height} simulated rows from {law} to {out}", markup=False, highlight=False
+    )
 
 
 def write_table(table: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
         table.write_parquet(out)
-    elif out.suffix in (".jsonl", ".ndjson"):
+    elif suffix in (".jsonl", ".ndjson"):
         table.write_ndjson(out)
     else:
         table.write_csv(out)
@@ -409,16 +483,16 @@ def compare(
     where: Annotated[
         list[str] | None, typer.Option(help="Keep rows satisfying a comparison (repeatable).")
     ] = None,
-    backend: Annotated[str, typer.Option(help="bayes or lsq.")] = "bayes",
+    backend: Annotated[Backend, typer.Option(help="bayes or lsq.")] = "bayes",
     stack_: Annotated[
         bool, typer.Option("--stack", help="Stack the laws and print their weights.")
     ] = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="With --stack: write the stacked fit.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    draws: Annotated[int, typer.Option(help="Draws per chain.")] = 1000,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    seed: SeedOpt = 0,
+    draws: Annotated[int, typer.Option(min=1, help="Draws per chain.")] = 1000,
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Rank several laws on the same data by ELPD-LOO and held-out error, or stack them.
 
@@ -431,9 +505,15 @@ def compare(
     from scalelaw.fits import compare as run_compare
     from scalelaw.fits.stacking import stack_laws
 
+    if out is not None:
+        if not stack_:
+            fail("--out writes the stacked fit: give --stack with it")
+        check_output(out, "--out", FIT_FILES)
     options = FitOptions(backend=backend, seed=seed, draws=draws, tune=draws)
     try:
         laws_ = [resolve_law(s) for s in law]
+        for each in laws_:
+            _check_groups(each)
         conditions = parse_where(where or [])
         with console.status("comparing laws") as status:
             if stack_:
@@ -469,8 +549,11 @@ def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
     warn_if_not_converged(stacked)
     emit(weights_table(stacked), fmt, f"stacking weights from {stacked.method}")
     if out:
-        stacked.save(out)
-        console.print(f"saved stacked fit to {out}")
+        try:
+            stacked.save(out)
+        except _errors() as exc:
+            fail(str(exc))
+        console.print(f"saved stacked fit to {out}", markup=False, highlight=False)
 
 
 def stack(
@@ -488,7 +571,7 @@ def stack(
     data: Annotated[
         str | None, typer.Option(help="The table (default: the file the fits were made on).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Stack fits of one table into one fit whose predictions mix the laws by weight.
 
@@ -503,6 +586,7 @@ def stack(
 
     if data is not None and holdout is None:
         fail("--data is read only with --holdout (PSIS-LOO weights need no refit)")
+    check_output(out, "--out", FIT_FILES)
     try:
         loaded = [load_fit(f) for f in fits]
         with console.status("stacking") as status:
@@ -520,8 +604,13 @@ def stack(
 
 def plot(
     fit_file: Annotated[Path, typer.Argument(help="A fit file (.nc).")],
-    kind: Annotated[str, typer.Option(help="posterior, trace, ppc or fit.")] = "fit",
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("fit.png"),
+    kind: Annotated[
+        Literal["posterior", "trace", "ppc", "fit"],
+        typer.Option(help="posterior, trace, ppc or fit."),
+    ] = "fit",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Figure to write (PNG, PDF or SVG).")
+    ] = Path("fit.png"),
     data: Annotated[
         str | None, typer.Option(help="Table for --kind fit/ppc (default: the fitted file).")
     ] = None,
@@ -533,20 +622,21 @@ def plot(
     from scalelaw import plots
     from scalelaw.fits import load_fit
 
+    check_output(out, "--out", FIGURE_FILES)
     try:
         result = load_fit(fit_file)
         warn_if_not_converged(result)
         plots.plot(result, kind, out, data=data)
     except _errors() as exc:
         fail(str(exc))
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False, highlight=False)
 
 
 def quickstart(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")] = Path(
         "quickstart-out"
     ),
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Run the main job end to end on the embedded default data: simulate, fit, predict, plot.
 
@@ -554,6 +644,8 @@ def quickstart(
     """
     from scalelaw.quickstart import run
 
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; give a folder for the outputs")
     try:
         run(out, seed=seed, console=console)
     except _errors() as exc:

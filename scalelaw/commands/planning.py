@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
 from scalelaw.commands.common import architectures as _architectures
-from scalelaw.commands.common import check_format, console, err, fail, warn
+from scalelaw.commands.common import (
+    check_format,
+    check_output,
+    console,
+    err,
+    fail,
+    positive,
+    warn,
+)
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import numbers as _numbers
 
@@ -52,7 +60,8 @@ def plan(
         ),
     ],
     gpu_hours: Annotated[
-        float, typer.Option("--gpu-hours", help="GPU-hours the next batch may spend.")
+        float,
+        typer.Option("--gpu-hours", callback=positive, help="GPU-hours the next batch may spend."),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Write the batch here as a sweep grid TOML.")
@@ -66,7 +75,8 @@ def plan(
         typer.Option("--config", help="Hugging Face config.json files to compare instead."),
     ] = None,
     phase: Annotated[
-        str, typer.Option(help="Cost of the decision: prefill (FLOPs) or decode (bytes per step).")
+        Literal["prefill", "decode"],
+        typer.Option(help="Cost of the decision: prefill (FLOPs) or decode (bytes per step)."),
     ] = "prefill",
     compressions: Annotated[
         str, typer.Option(help="Comma-separated ratios of the decision; 1 is dense.")
@@ -84,10 +94,16 @@ def plan(
         ),
     ] = None,
     throughput: Annotated[
-        float, typer.Option(help="Sustained prefill FLOP/s of one GPU while measuring.")
+        float,
+        typer.Option(
+            callback=positive, help="Sustained prefill FLOP/s of one GPU while measuring."
+        ),
     ] = 400e12,
     bandwidth: Annotated[
-        float, typer.Option(help="Sustained bytes/s of one GPU while decoding answers.")
+        float,
+        typer.Option(
+            callback=positive, help="Sustained bytes/s of one GPU while decoding answers."
+        ),
     ] = 2.5e12,
     timings: Annotated[
         str | None,
@@ -96,23 +112,26 @@ def plan(
             "the cost model."
         ),
     ] = None,
-    max_draws: Annotated[int, typer.Option(help="Posterior draws used at most.")] = 1000,
+    max_draws: Annotated[int, typer.Option(min=1, help="Posterior draws used at most.")] = 1000,
     sims: Annotated[
-        int, typer.Option(help="Simulated outcomes that value the batch jointly.")
+        int, typer.Option(min=1, help="Simulated outcomes that value the batch jointly.")
     ] = 512,
     pool: Annotated[
-        int, typer.Option(help="Best-ranked candidates considered for the batch.")
+        int, typer.Option(min=1, help="Best-ranked candidates considered for the batch.")
     ] = 40,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated outcomes.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated outcomes.")] = 0,
     grid_seed: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="Seed written into the grid (default: the candidates'); change it to draw "
-            "new samples at configurations already measured."
+            "new samples at configurations already measured.",
         ),
     ] = None,
-    top: Annotated[int, typer.Option(help="Rows of the ranked table to print.")] = 20,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    top: Annotated[int, typer.Option(min=1, help="Rows of the ranked table to print.")] = 20,
+    fmt: Annotated[
+        Literal["table", "csv", "json"], typer.Option("--format", help="table, csv or json.")
+    ] = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Choose the next measurements: expected drop in P(wrong decision) per GPU-hour.
@@ -128,6 +147,7 @@ def plan(
     Example: scalelaw plan fit.nc --candidates grid.toml --target 'L=128K,budget=4e16' --sizes 7B,14B,32B,72B --gpu-hours 4 --out next.toml
     """
     check_format(fmt)
+    check_output(out, "--out", (".toml",))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from scalelaw.fits import levels
@@ -137,8 +157,6 @@ def plan(
     from scalelaw.frontier.planning import plan as make_plan
 
     try:
-        if phase not in ("prefill", "decode"):
-            raise ValueError(f"--phase must be prefill or decode, got '{phase}'")
         targets = [parse_target(t) for t in target]
         archs = _architectures(family, sizes, config)
         src = load_source(source)
@@ -174,8 +192,8 @@ def plan(
 
             result = make_plan(
                 src, cands, targets, archs, gpu_hours=gpu_hours, cost_fn=cost_fn,
-                compressions=_numbers(compressions, "--compressions"), tasks=task or None,
-                max_draws=max_draws, sims=sims, pool=pool, seed=seed, grid_seed=grid_seed,
+                compressions=_numbers(compressions, "--compressions", at_least=1),
+                tasks=task or None, max_draws=max_draws, sims=sims, pool=pool, seed=seed, grid_seed=grid_seed,
                 progress=progress,
             )  # fmt: skip
         result.write(out)

@@ -244,6 +244,21 @@ def _get(cfg: Mapping[str, Any], source: str, *names: str, default: Any = None) 
     raise ArchitectureError(f"{source}: missing field '{names[0]}'")
 
 
+def _count(
+    cfg: Mapping[str, Any], source: str, *names: str, default: int | None = None, low: int = 1
+) -> int:
+    """A whole-number field of a config, at least `low`: 1.5 layers or 0 heads is refused
+    rather than rounded down or divided by."""
+    value = _get(cfg, source, *names, default=default)
+    name = next((n for n in names if cfg.get(n) is not None), names[0])
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < low:
+        raise ArchitectureError(
+            f"{source}: field '{name}' must be a whole number >= {low}, got {value!r}"
+        )
+    return int(value)
+
+
 def from_hf_config(
     config: str | Path | Mapping[str, Any], *, family: str | None = None, size: str | None = None
 ) -> Architecture:
@@ -262,6 +277,10 @@ def from_hf_config(
             cfg = json.loads(path.read_text())
         except FileNotFoundError:
             raise ArchitectureError(f"{source}: file not found") from None
+        except OSError as exc:
+            raise ArchitectureError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ArchitectureError(f"{source}: not a text file") from None
         except json.JSONDecodeError as exc:
             raise ArchitectureError(
                 f"{source}: not valid JSON ({exc.msg}, line {exc.lineno})"
@@ -272,25 +291,25 @@ def from_hf_config(
     if isinstance(cfg.get("text_config"), Mapping):
         cfg = {**cfg["text_config"]}
     model_type = str(_get(cfg, source, "model_type", default=outer.get("model_type", "custom")))
-    layers = int(_get(cfg, source, "num_hidden_layers", "n_layer", "num_layers"))
-    hidden = int(_get(cfg, source, "hidden_size", "n_embd", "d_model"))
-    heads = int(_get(cfg, source, "num_attention_heads", "n_head"))
-    kv_heads = int(_get(cfg, source, "num_key_value_heads", default=heads))
-    head_dim = int(_get(cfg, source, "head_dim", default=hidden // heads))
-    mlp = int(_get(cfg, source, "intermediate_size", "n_inner", "ffn_dim"))
-    vocab = int(_get(cfg, source, "vocab_size"))
+    layers = _count(cfg, source, "num_hidden_layers", "n_layer", "num_layers")
+    hidden = _count(cfg, source, "hidden_size", "n_embd", "d_model")
+    heads = _count(cfg, source, "num_attention_heads", "n_head")
+    kv_heads = _count(cfg, source, "num_key_value_heads", default=heads)
+    head_dim = _count(cfg, source, "head_dim", default=max(hidden // heads, 1))
+    mlp = _count(cfg, source, "intermediate_size", "n_inner", "ffn_dim")
+    vocab = _count(cfg, source, "vocab_size")
     # transformers' own default when a config omits it (Gemma-3 configs do)
     tied = bool(cfg.get("tie_word_embeddings", outer.get("tie_word_embeddings", True)))
-    window = cfg.get("sliding_window")
+    window = _count(cfg, source, "sliding_window") if cfg.get("sliding_window") else None
     local = 0
     layer_types = cfg.get("layer_types")
     if isinstance(layer_types, list) and layer_types:
         local = sum(1 for t in layer_types if "sliding" in str(t))
     elif cfg.get("sliding_window_pattern") and window:
-        pattern = int(cfg["sliding_window_pattern"])
+        pattern = _count(cfg, source, "sliding_window_pattern")
         local = layers - layers // pattern if pattern > 1 else 0
     elif window and cfg.get("use_sliding_window"):
-        max_window = int(cfg.get("max_window_layers", layers))
+        max_window = _count(cfg, source, "max_window_layers", default=layers, low=0)
         local = max(0, layers - max_window)
     is_gemma = "gemma" in model_type
     try:
@@ -308,7 +327,7 @@ def from_hf_config(
             qkv_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
             qk_norm=is_gemma and "gemma3" in model_type,
             norms_per_layer=4 if is_gemma and model_type != "gemma" else 2,
-            window=int(window) if (window and local) else None,
+            window=window if local else None,
             local_layers=local,
             note="read from config",
         )
