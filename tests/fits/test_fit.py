@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
-from scalelaw.cli import app
 from scalelaw.fits import (
     FitFileError,
     FitOptions,
@@ -192,42 +190,6 @@ def test_chinchilla_bayes_inside_epoch_intervals(shared_data: Path) -> None:
         median = float(np.median(res.draws[name]))
         assert value - 1.96 * se <= median <= value + 1.96 * se, (name, median)
     assert res.diagnostics["rhat_max"] < 1.05
-
-
-def test_cli_predict_prints_published_value() -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "predict",
-            "sparse-frontier-v1:prefill",
-            "--at",
-            "N=7e9,L=16384,C=1,task=QuALITY",
-            "--format",
-            "json",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    row = json.loads(result.output)[0]
-    eta = -16.92 + 1.31 * np.log(7e9) - 1.15 * np.log(16384)
-    assert row["mean"] == pytest.approx(1 / (1 + np.exp(-eta)), rel=1e-9)
-    assert row["lower"] == pytest.approx(row["upper"])
-
-
-def test_cli_fit_expression_law(tmp_path: Path, sim: pl.DataFrame) -> None:
-    data = tmp_path / "sim.csv"
-    sim.write_csv(data)
-    out = tmp_path / "fit.nc"
-    result = CliRunner().invoke(
-        app,
-        ["fit", str(data), "--law", "e + a * log(N) + b * log(L) + c * log(C) + d[task]",
-         "--link", "logit", "--likelihood", "binomial", "--backend", "lsq", "--bootstrap", "10",
-         "--out", str(out), "--format", "json"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)  # --format json: standard output is the JSON alone
-    est = {r["param"]: r["estimate"] for r in report["parameters"]}
-    assert est["c"] == pytest.approx(-1.0, abs=0.05)
-    assert load_fit(out).law.link == "logit"
 
 
 def _partial_credit(seed: int) -> pl.DataFrame:

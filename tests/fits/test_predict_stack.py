@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from typer.testing import CliRunner
 
-from scalelaw.cli import app
 from scalelaw.fits import (
     FitOptions,
     FitResult,
@@ -22,7 +19,7 @@ from scalelaw.fits import (
     predict_table,
     simulate,
 )
-from scalelaw.fits.stacking import StackedFit, StackError, stack, stacking_weights
+from scalelaw.fits.stacking import stacking_weights
 
 LOSS_LAW = "E + A / N**alpha"
 
@@ -33,51 +30,6 @@ def loss_table() -> pl.DataFrame:
     n = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9, 3e9], 4)
     loss = 1.8 + 400 / n**0.33 * np.exp(rng.normal(0, 0.03, n.size))
     return pl.DataFrame({"N": n, "loss": loss})
-
-
-def test_normal_predictive_interval_includes_the_noise(
-    loss_table: pl.DataFrame, tmp_path: Path
-) -> None:
-    data = tmp_path / "loss.csv"
-    loss_table.write_csv(data)
-    out = tmp_path / "fit.nc"
-    args = [
-        "fit",
-        str(data),
-        "--law",
-        LOSS_LAW,
-        "--covariates",
-        "N",
-        "--response",
-        "loss",
-        "--bounds",
-        "E=0:",
-        "--bounds",
-        "A=0:",
-        "--draws",
-        "300",
-        "--tune",
-        "300",
-        "--chains",
-        "2",
-        "--replicates",
-        "--out",
-        str(out),
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    fitted = load_fit(out)
-    assert "sigma" in fitted.noise and fitted.noise["sigma"].size == 600
-    table = predict_table(fitted, {"N": [1e10]}, samples=100)
-    expectation = float(table["upper"][0] - table["lower"][0])
-    predictive = float(table["pred_upper"][0] - table["pred_lower"][0])
-    assert predictive > 1.5 * expectation
-    cli = CliRunner().invoke(
-        app, ["predict", str(out), "--at", "N=1e10", "--samples", "100", "--format", "csv"]
-    )
-    assert cli.exit_code == 0 and "pred_lower" in cli.output
 
 
 def test_lsq_noise_drives_predictive_intervals(loss_table: pl.DataFrame) -> None:
@@ -141,78 +93,6 @@ def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_stack_of_lsq_fits_by_held_out_density(saturating: Path, tmp_path: Path) -> None:
-    opts = FitOptions(backend="lsq", bootstrap=30)
-    fits = [
-        fit(str(saturating), get_law(n), opts) for n in ("sparse-frontier", "floor-ceiling:0.25")
-    ]
-    stacked = stack(fits, holdout="N=max", options=opts)
-    assert stacked.method.startswith("held-out N=3.6e+10")
-    # the ceiling law predicts the held-out largest model far better
-    assert stacked.weights[1] > 0.8
-    out = stacked.save(tmp_path / "stack.nc")
-    loaded = load_fit(out)
-    assert isinstance(loaded, StackedFit)
-    np.testing.assert_allclose(loaded.weights, stacked.weights)
-    point = {"N": 7e10, "L": 16384.0, "C": 2.0, "task": "all"}
-    a = predict_table(stacked, point)
-    b = predict_table(loaded, point)
-    assert a["mean"][0] == pytest.approx(b["mean"][0])
-    cli = CliRunner().invoke(app, ["predict", str(out), "--at", "N=7e10,L=16384,C=2,task=all"])
-    assert cli.exit_code == 0, cli.output
-
-
-def test_stack_command_and_errors(saturating: Path, tmp_path: Path) -> None:
-    paths = []
-    for name in ("sparse-frontier", "floor-ceiling:0.25"):
-        p = tmp_path / f"{name.replace(':', '_')}.nc"
-        r = CliRunner().invoke(
-            app,
-            [
-                "fit",
-                str(saturating),
-                "--law",
-                name,
-                "--backend",
-                "lsq",
-                "--bootstrap",
-                "20",
-                "--out",
-                str(p),
-            ],
-        )
-        assert r.exit_code == 0, r.output
-        paths.append(str(p))
-    result = CliRunner().invoke(
-        app, ["stack", *paths, "--holdout", "N=max", "--out", str(tmp_path / "s.nc")]
-    )
-    assert result.exit_code == 0, result.output
-    assert "stacking weights from held-out" in result.output
-    # PSIS-LOO needs log-likelihoods, which least squares has not
-    loo = CliRunner().invoke(app, ["stack", *paths, "--out", str(tmp_path / "t.nc")])
-    assert loo.exit_code == 2 and "PSIS-LOO" in loo.output
-    other = tmp_path / "other.csv"
-    pl.read_csv(saturating).head(40).write_csv(other)
-    r = CliRunner().invoke(
-        app,
-        [
-            "fit",
-            str(other),
-            "--law",
-            "sparse-frontier",
-            "--backend",
-            "lsq",
-            "--bootstrap",
-            "0",
-            "--out",
-            str(tmp_path / "o.nc"),
-        ],
-    )
-    assert r.exit_code == 0
-    with pytest.raises(StackError, match="different tables"):
-        stack([load_fit(paths[0]), load_fit(tmp_path / "o.nc")])
-
-
 def test_where_comparisons_and_replicates(saturating: Path) -> None:
     frame = pl.read_csv(saturating)
     opts = FitOptions(backend="lsq", bootstrap=0)
@@ -229,25 +109,6 @@ def test_where_comparisons_and_replicates(saturating: Path) -> None:
     assert pooled.meta["rows"] == frame.height
 
 
-def test_plot_and_frontier_read_a_stacked_file(saturating: Path, tmp_path: Path) -> None:
-    opts = FitOptions(backend="lsq", bootstrap=20)
-    fits = [
-        fit(str(saturating), get_law(n), opts) for n in ("sparse-frontier", "floor-ceiling:0.25")
-    ]
-    path = stack(fits, holdout="N=max", options=opts).save(tmp_path / "stack.nc")
-    png = tmp_path / "fit.png"
-    plotted = CliRunner().invoke(app, ["plot", str(path), "--kind", "fit", "--out", str(png)])
-    assert plotted.exit_code == 0, plotted.output
-    assert png.stat().st_size > 10_000
-    refused = CliRunner().invoke(app, ["plot", str(path), "--kind", "trace", "--out", str(png)])
-    assert refused.exit_code == 2 and "stacked fit draws --kind fit only" in refused.output
-    frontier = CliRunner().invoke(
-        app, ["frontier", str(path), "--sizes", "7B,14B,32B", "--seq-len", "32K"]
-    )
-    assert frontier.exit_code == 0, frontier.output
-    assert "critical length" in frontier.output
-
-
 def test_law_parameters_named_like_noise_survive_a_fit_file(
     saturating: Path, tmp_path: Path
 ) -> None:
@@ -261,29 +122,6 @@ def test_law_parameters_named_like_noise_survive_a_fit_file(
     assert predict_table(loaded, point)["mean"][0] == pytest.approx(
         predict_table(res, point)["mean"][0]
     )
-
-
-def test_stacks_refuse_what_they_cannot_mix(saturating: Path, tmp_path: Path) -> None:
-    opts = FitOptions(backend="lsq", bootstrap=10)
-    fits = [
-        fit(str(saturating), get_law(n), opts) for n in ("sparse-frontier", "floor-ceiling:0.25")
-    ]
-    stacked = stack(fits, holdout="N=max")
-    with pytest.raises(StackError, match="not stacked fits"):
-        stack([stacked, fits[0]])
-    other = tmp_path / "other.csv"
-    pl.read_csv(saturating).filter(pl.col("compression") < 32).write_csv(other)
-    with pytest.raises(StackError, match="not the table the fits were made on"):
-        stack(fits, data=str(other), holdout="N=max")
-    path = stacked.save(tmp_path / "s.nc")
-    sim = CliRunner().invoke(
-        app, ["simulate", "--law", str(path), "--out", str(tmp_path / "x.csv")]
-    )
-    assert sim.exit_code == 2 and "stacked fit" in sim.output
-    card = CliRunner().invoke(
-        app, ["predict", "chinchilla", "--at", "N=1e9,D=2e10", "--samples", "10"]
-    )
-    assert card.exit_code == 2 and "no noise scale" in card.output
 
 
 def test_bounds_keep_the_other_end_and_replace_a_conflicting_prior() -> None:
