@@ -94,6 +94,8 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
                 f"ELPD-LOO {d['elpd_loo']:.1f} ± {d['elpd_loo_se']:.1f} "
                 f"(Pareto k max {d['pareto_k_max']:.2f}, {d['pareto_k_bad']} > 0.7)"
             )
+        if d.get("loo_note"):
+            parts.append(d["loo_note"])
     else:
         parts += [
             f"starts {d['starts']} ({d.get('reached_best', '?')} of {d.get('refined', '?')} "

@@ -271,8 +271,10 @@ def sample(
     settings: SampleSettings,
     *,
     initvals: dict[str, Any] | None = None,
+    log_likelihood: bool = True,
 ) -> Any:
-    """Sample the posterior with nutpie; return an ArviZ DataTree with log-likelihood."""
+    """Sample the posterior with nutpie; return an ArviZ DataTree (with the pointwise
+    log-likelihood unless `log_likelihood` is False: it is rows x draws, see `loglik_fits`)."""
     import pymc as pm
 
     model = build_model(law, design)
@@ -294,7 +296,7 @@ def sample(
             initvals=initvals or None,
             compile_kwargs=compile_kwargs or None,
         )
-    if "log_likelihood" not in idata.children:
+    if log_likelihood and "log_likelihood" not in idata.children:
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
     return idata
 
@@ -396,12 +398,18 @@ def run(
         # and slope of ln N ~ 23); nutpie's low-rank mass matrix adapts to those directions
         {"adaptation": "low_rank"} if needs_start else {},
     )
-    idata = sample(law, design, settings, initvals=initvals)
+    budget = float(getattr(options, "max_memory", DEFAULT_MAX_MEMORY))
+
+    def draw(settings: SampleSettings) -> Any:
+        whole = options.loo and loglik_fits(design.n, settings.chains * settings.draws, budget)
+        return sample(law, design, settings, initvals=initvals, log_likelihood=whole)
+
+    idata = draw(settings)
     diagnostics = sampling_diagnostics(idata, law)
     reasons = retry_reasons(diagnostics, settings)
     if reasons and options.retry:
         settings = retry_settings(settings, diagnostics)
-        idata = sample(law, design, settings, initvals=initvals)
+        idata = draw(settings)
         diagnostics = sampling_diagnostics(idata, law)
         diagnostics["retry"] = {
             "reason": ", ".join(reasons),
@@ -411,8 +419,12 @@ def run(
             "first_tune": options.tune,
             "first_draws": options.draws,
         }
-    if options.loo:
+    if options.loo and "log_likelihood" in idata.children:
         diagnostics.update(loo_diagnostics(idata))
+    elif options.loo:
+        loo, pointwise = chunked_loo(idata, law, design, budget)
+        diagnostics.update(loo)
+        idata[POINTWISE_LOO] = pointwise
     diagnostics["auto_priors"] = auto_names
     diagnostics["tune"] = settings.tune
     return FitResult(
@@ -484,6 +496,87 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
         "rhat": rhat_by,
         "ess_bulk": ess_by,
     }
+
+
+#: bytes that one sweep of work may hold at once (`FitOptions.max_memory`, `--max-memory`)
+DEFAULT_MAX_MEMORY = 2e9
+#: copies of the (draws x rows) log-likelihood a full PSIS-LOO holds at its peak: the values,
+#: their smoothed log weights, ArviZ's temporaries
+LOO_COPIES = 4
+#: the group of a fit file that holds each row's ELPD-LOO and Pareto k when the pointwise
+#: log-likelihood was too large to keep
+POINTWISE_LOO = "loo_pointwise"
+
+
+def loglik_fits(rows: int, draws: int, budget: float) -> bool:
+    """Whether a full pointwise log-likelihood (and its PSIS-LOO) fits in `budget` bytes."""
+    return 8.0 * rows * draws * LOO_COPIES <= budget
+
+
+def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[dict[str, Any], Any]:
+    """PSIS-LOO over blocks of rows, never holding more than `budget` bytes of log-likelihood.
+
+    Each observation's leave-one-out estimate uses only its own column of the log-likelihood,
+    so blocks of rows give exactly the full computation's pointwise values (ArviZ smooths each
+    block; the relative efficiency is computed once from the whole posterior, as ArviZ does).
+    Returns the diagnostics and a DataTree group with each row's ELPD-LOO and Pareto k.
+    """
+    import warnings
+
+    import arviz as az
+    import xarray as xr
+
+    from scalelaw.fits.stacking import log_likelihood
+
+    post = idata["posterior"]
+    chains, per_chain = post.sizes["chain"], post.sizes["draw"]
+    total = chains * per_chain
+    draws = posterior_draws(idata, law)
+    noise = noise_draws(idata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(idata, group="posterior", method="mean")
+    reff = float(np.hstack([np.ravel(ess[v].values) for v in ess.data_vars]).mean()) / total
+    reff = reff if chains > 1 else 1.0
+    step = max(1, int(budget / (8.0 * total * LOO_COPIES)))
+    elpd_i, k_i, p_loo = [], [], 0.0
+    try:
+        for start in range(0, design.n, step):
+            block = design.rows(start, start + step)
+            ll = log_likelihood(law, block, draws, noise).reshape(chains, per_chain, -1)
+            tree = xr.DataTree.from_dict(
+                {
+                    "posterior": xr.Dataset(
+                        {"x": (("chain", "draw"), np.zeros((chains, per_chain)))}
+                    ),
+                    "log_likelihood": xr.Dataset({"obs": (("chain", "draw", "row"), ll)}),
+                }
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                part = az.loo(tree, var_name="obs", pointwise=True, reff=reff)
+            elpd_i.append(np.asarray(part.elpd_i).ravel())
+            k_i.append(np.asarray(part.pareto_k).ravel())
+            p_loo += float(part.p)
+    except (ValueError, FloatingPointError) as e:
+        return {"loo_error": str(e)}, xr.DataTree()
+    elpd = np.concatenate(elpd_i)
+    k = np.concatenate(k_i)
+    note = (
+        f"pointwise log-likelihood not kept ({design.n} rows x {total} draws x {LOO_COPIES} "
+        f"copies = {8.0 * design.n * total * LOO_COPIES / 1e9:.3g} GB > {budget / 1e9:.3g} GB); "
+        f"PSIS-LOO computed in blocks of {min(step, design.n)} rows"
+    )
+    out = {
+        "elpd_loo": float(elpd.sum()),
+        "elpd_loo_se": float(np.sqrt(elpd.size * np.var(elpd, ddof=1))),
+        "p_loo": p_loo,
+        "pareto_k_max": float(np.max(k)),
+        "pareto_k_bad": int(np.sum(k > 0.7)),
+        "loo_note": note,
+    }
+    group = xr.DataTree(xr.Dataset({"elpd_i": ("row", elpd), "pareto_k": ("row", k)}))
+    return out, group
 
 
 def loo_diagnostics(idata: Any) -> dict[str, Any]:

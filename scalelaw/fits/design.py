@@ -39,6 +39,30 @@ class Design:
     fractional: bool = False
     labels: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def rows(self, start: int, stop: int) -> Design:
+        """Rows start:stop only (to evaluate a large table in blocks)."""
+        return self.take(np.arange(start, min(stop, self.n)))
+
+    def take(self, rows: np.ndarray) -> Design:
+        """The rows at these indices, in this order (a block, or a bootstrap resample)."""
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        return Design(
+            covariates={k: v[rows] for k, v in self.covariates.items()},
+            groups={
+                k: GroupIndex(g.column, g.index[rows], g.levels, g.reference)
+                for k, g in self.groups.items()
+            },
+            y=cut(self.y),
+            correct=cut(self.correct),
+            samples=cut(self.samples),
+            n=len(rows),
+            fractional=self.fractional,
+            labels={k: v[rows] for k, v in self.labels.items()},
+        )
+
 
 def group_levels(law: Law, frame: pl.DataFrame, source: str = "<table>") -> dict[str, list[str]]:
     """Levels of each grouping column as seen in the data (sorted)."""

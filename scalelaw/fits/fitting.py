@@ -21,7 +21,7 @@ from scalelaw.errors import ScalelawError
 from scalelaw.fits.design import bind, group_levels
 from scalelaw.fits.law import Law
 from scalelaw.fits.result import FitResult, package_versions
-from scalelaw.fits.validation import holdout_scores, r_squared, split_holdout
+from scalelaw.fits.validation import holdout_scores, r_squared, row_blocks, split_holdout
 
 #: Called with the law whose priors are all concrete, and the names set from the data.
 PriorHook = Callable[[Law, list[str]], None]
@@ -75,6 +75,9 @@ class FitOptions:
     starts: int | None = None
     strict: bool = False
     loo: bool = True
+    #: bytes of (draws x rows) arrays held at once: above it the pointwise log-likelihood is
+    #: not kept and PSIS-LOO runs over blocks of rows (bayes)
+    max_memory: float = 2e9
     progressbar: bool = False
 
 
@@ -244,12 +247,20 @@ def _mean_outside_unit_interval(result: FitResult, frame: pl.DataFrame) -> str |
         return None
     from scalelaw.fits.prediction import predict_draws
 
-    mu = predict_draws(result, frame, max_draws=500)
-    share = float(np.mean((mu < 0) | (mu > 1)))
+    outside, cells, low, high = 0, 0, np.inf, -np.inf
+    for a, b in row_blocks(frame.height, 500):
+        mu = predict_draws(result, frame.slice(a, b - a), max_draws=500)
+        outside += int(np.sum((mu < 0) | (mu > 1)))
+        cells += mu.size
+        low, high = (
+            min(low, float(mu.min(initial=np.inf))),
+            max(high, float(mu.max(initial=-np.inf))),
+        )
+    share = outside / max(cells, 1)
     if share == 0:
         return None
     return (
-        f"the law's mean leaves [0, 1] in {share:.1%} of draws x rows (from {mu.min():.3g} to "
-        f"{mu.max():.3g}); the likelihood clips it, so bound the parameters that scale it "
+        f"the law's mean leaves [0, 1] in {share:.1%} of draws x rows (from {low:.3g} to "
+        f"{high:.3g}); the likelihood clips it, so bound the parameters that scale it "
         "(for example --bounds 'top=0:1')"
     )

@@ -30,7 +30,7 @@ from scalelaw.fits.defaults import (
     rule_widths,
     start_mapper,
 )
-from scalelaw.fits.design import Design, GroupIndex, additive_groups
+from scalelaw.fits.design import Design, additive_groups
 from scalelaw.fits.evaluate import linear_predictor, mean_response
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.result import FitResult
@@ -373,6 +373,21 @@ def _problems(
             + ", ".join(runaway)
         )
     if boot is not None and len(boot) >= 20:
+        # a parameter that no resample moves (and no bound holds) does not change the fit:
+        # its interval of width zero would be false certainty
+        spread = boot.max(axis=0) - boot.min(axis=0)
+        stuck = [
+            layout.key(k)
+            for k, (_, _, p) in enumerate(layout.slots)
+            if spread[k] <= 1e-12 * (1.0 + abs(theta[k]))
+            and not (_near(theta[k], p.lower) or _near(theta[k], p.upper))
+            and np.ptp(boot) > 0
+        ]
+        if stuck:
+            out.append(
+                "not identified by the data (no bootstrap refit moves it, so its interval "
+                f"means nothing): {', '.join(stuck)}"
+            )
         lo, hi = np.quantile(boot, [0.005, 0.995], axis=0)
         outside = [
             layout.key(k)
@@ -466,27 +481,12 @@ def _bootstrap(
     thetas = []
     for _ in range(settings.bootstrap):
         rows = rng.integers(0, design.n, design.n)
-        sub = _subset(design, rows)
+        sub = design.take(rows)
         res = _residual_fn(law, sub, _Layout(law, sub), ridge)
         t, _ = _refine(layout, res, theta, settings)
         thetas.append(t)
     boot = np.array(thetas)
     return layout.unpack(boot), boot
-
-
-def _subset(design: Design, rows: np.ndarray) -> Design:
-    return Design(
-        covariates={k: v[rows] for k, v in design.covariates.items()},
-        groups={
-            k: GroupIndex(g.column, g.index[rows], g.levels, g.reference)
-            for k, g in design.groups.items()
-        },
-        y=None if design.y is None else design.y[rows],
-        correct=None if design.correct is None else design.correct[rows],
-        samples=None if design.samples is None else design.samples[rows],
-        n=len(rows),
-        fractional=design.fractional,
-    )
 
 
 def run(

@@ -262,20 +262,29 @@ def stack(
     if holdout is None:
         import arviz as az
 
-        missing = [n for n, f in zip(names, fits, strict=True) if not _has_log_likelihood(f)]
+        missing = [
+            n
+            for n, f in zip(names, fits, strict=True)
+            if not (_has_log_likelihood(f) or _has_pointwise_loo(f))
+        ]
         if missing:
             raise StackError(
                 f"PSIS-LOO stacking needs Bayesian fits with log-likelihoods; {', '.join(missing)} "
                 "has none (use --holdout, which works for least-squares fits too)"
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            table = az.compare(
-                {n: f.idata for n, f in zip(names, fits, strict=True)}, method="stacking"
-            )
-        weights = np.array([float(table.loc[n, "weight"]) for n in names])
+        if all(_has_log_likelihood(f) for f in fits):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                table = az.compare(
+                    {n: f.idata for n, f in zip(names, fits, strict=True)}, method="stacking"
+                )
+            weights = np.array([float(table.loc[n, "weight"]) for n in names])
+            scores = {n: float(table.loc[n, "elpd"]) for n in names}
+        else:  # a large table: each row's ELPD-LOO was kept instead of its log-likelihood
+            lpd = np.column_stack([pointwise_loo(f) for f in fits])
+            weights = stacking_weights(lpd)
+            scores = {n: float(lpd[:, i].sum()) for i, n in enumerate(names)}
         method = "PSIS-LOO"
-        scores = {n: float(table.loc[n, "elpd"]) for n in names}
     else:
         source = data if data is not None else fits[0].meta.get("source")
         if source is None or (isinstance(source, str) and source == "<table>"):
@@ -354,6 +363,26 @@ def _unique_names(fits: Sequence[FitResult]) -> list[str]:
             name, i = f"{f.law.name}#{i}", i + 1
         names.append(name)
     return names
+
+
+def _has_pointwise_loo(f: FitResult) -> bool:
+    from scalelaw.fits.bayes import POINTWISE_LOO
+
+    return f.idata is not None and POINTWISE_LOO in getattr(f.idata, "children", {})
+
+
+def pointwise_loo(f: FitResult) -> np.ndarray:
+    """Each row's ELPD-LOO: from the kept values, or PSIS-LOO of the log-likelihood."""
+    from scalelaw.fits.bayes import POINTWISE_LOO
+
+    assert f.idata is not None
+    if POINTWISE_LOO in f.idata.children:
+        return np.asarray(f.idata[POINTWISE_LOO]["elpd_i"].values, dtype=float).ravel()
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(az.loo(f.idata, var_name="obs", pointwise=True).elpd_i).ravel()
 
 
 def _has_log_likelihood(f: FitResult) -> bool:

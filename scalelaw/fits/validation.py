@@ -28,11 +28,27 @@ def r_squared(result: FitResult, frame: pl.DataFrame) -> float:
     if result.point:
         mu = mean_response(result.law, design, result.estimates())[0]
     else:
-        mu = mean_response(result.law, design, thin(result.draws, 500)).mean(axis=0)
+        draws = thin(result.draws, 500)
+        mu = np.concatenate(
+            [
+                mean_response(result.law, design.rows(a, b), draws).mean(axis=0)
+                for a, b in row_blocks(design.n, 500)
+            ]
+        )
     assert design.y is not None
     y = design.y
     ss_tot = float(((y - y.mean()) ** 2).sum())
     return 1.0 - float(((y - mu) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+
+
+#: a (draws x rows) array a block of rows may take; evaluating a law makes a few of them
+BLOCK_BYTES = 2e8
+
+
+def row_blocks(rows: int, draws: int, budget: float = BLOCK_BYTES) -> list[tuple[int, int]]:
+    """(start, stop) of blocks of rows whose (draws x rows) float arrays stay within budget."""
+    step = max(1, int(budget / (8.0 * max(draws, 1))))
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
 
 
 def split_holdout(
