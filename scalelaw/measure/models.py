@@ -116,6 +116,10 @@ def dir_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: the context length of the random test models
+TINY_CONTEXT = 16384
+
+
 def tiny_config(kind: str, vocab_size: int) -> LlamaConfig | Qwen2Config:
     """A 2-layer random model config with grouped-query attention (4 query, 2 KV heads)."""
     common: dict[str, Any] = dict(
@@ -125,7 +129,7 @@ def tiny_config(kind: str, vocab_size: int) -> LlamaConfig | Qwen2Config:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=16384,
+        max_position_embeddings=TINY_CONTEXT,
         tie_word_embeddings=True,
     )
     return LlamaConfig(**common) if kind == "tiny-llama" else Qwen2Config(**common)
@@ -147,6 +151,37 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if not isinstance(value, torch.dtype):
         raise ModelError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     return value
+
+
+def model_context(spec: str) -> int | None:
+    """The longest input `spec` was built for (its context length), read without loading
+    weights; None when it cannot be told (a hub id out of reach)."""
+    if spec in TINY:
+        return TINY_CONTEXT
+    path = smollm2_path() if spec == "smollm2-135m" else Path(spec).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return _gguf_context(str(path), path.stat().st_mtime)
+    config = path / "config.json"
+    if path.is_dir() and config.is_file():
+        try:
+            value = json.loads(config.read_text()).get("max_position_embeddings")
+        except ValueError:
+            return None
+        return int(value) if isinstance(value, int | float) else None
+    return None
+
+
+@lru_cache(maxsize=8)
+def _gguf_context(path: str, mtime: float) -> int | None:
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+    arch = fields.get("general.architecture")
+    if arch is None:
+        return None
+    name = bytes(arch.parts[arch.data[0]]).decode()
+    field_ = fields.get(f"{name}.context_length")
+    return None if field_ is None else int(field_.parts[field_.data[0]][0])
 
 
 def load_model(

@@ -94,18 +94,32 @@ def method_for(config: Configuration) -> tuple[Any, str, dict[str, Any]]:
 
 
 def check_grid(configs: list[Configuration]) -> None:
-    """Fail before measuring anything when a method, knob or task of the grid is wrong."""
-    seen: set[tuple[str, str, str, str]] = set()
+    """Fail before measuring anything when a method, knob or task of the grid is wrong, or a
+    prompt and its answer would not fit in the model's context."""
+    from scalelaw.measure.models import model_context
+
+    methods: set[tuple[str, str]] = set()
+    tasks: dict[tuple[str, str], Task] = {}
+    contexts: dict[str, int | None] = {}
     for c in configs:
-        key = (c.method, c.method_params, c.task, c.task_params)
-        if key in seen:
-            continue
-        seen.add(key)
-        method_for(c)
-        try:
-            get_task(c.task, **json.loads(c.task_params))
-        except ValueError as exc:
-            raise MeasureError(f"{c.label()}: {exc}") from None
+        if (c.method, c.method_params) not in methods:
+            methods.add((c.method, c.method_params))
+            method_for(c)
+        if (c.task, c.task_params) not in tasks:
+            try:
+                tasks[c.task, c.task_params] = get_task(c.task, **json.loads(c.task_params))
+            except ValueError as exc:
+                raise MeasureError(f"{c.label()}: {exc}") from None
+        task = tasks[c.task, c.task_params]
+        if c.model not in contexts:
+            contexts[c.model] = model_context(c.model)
+        context = contexts[c.model]
+        answer = c.max_new_tokens or task.max_new_tokens
+        if context is not None and c.seq_len + answer > context:
+            raise MeasureError(
+                f"{c.label()}: a {c.seq_len}-token prompt and up to {answer} answer tokens "
+                f"exceed the model's context of {context} tokens; use shorter lengths"
+            )
 
 
 def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
