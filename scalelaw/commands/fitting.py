@@ -69,7 +69,7 @@ def _build_law(
     if covariates:
         options["covariates"] = [c.strip() for c in covariates.split(",") if c.strip()]
     law = resolve_law(spec, **options)
-    _check_groups(law)
+    _check_law(law)
     if priors:
         law = law.with_priors(parse_assignments(priors, "--prior"))
     if bounds:
@@ -90,10 +90,13 @@ def _build_law(
     return law
 
 
-def _check_groups(law: Any) -> None:
-    """A covariate indexed like a group effect (`N[task]`) has no per-level values to fit."""
+def _check_law(law: Any) -> None:
+    """What a law must have for a fit to run: parameters, and group effects that are not
+    covariates (`N[task]` has no per-level values to fit)."""
     from scalelaw.fits import ExprError
 
+    if not law.params:
+        raise ExprError(f"law '{law.name}' has no parameters to fit")
     for param, column in law.groups.items():
         if param in law.covariates:
             raise ExprError(
@@ -513,7 +516,7 @@ def compare(
     try:
         laws_ = [resolve_law(s) for s in law]
         for each in laws_:
-            _check_groups(each)
+            _check_law(each)
         conditions = parse_where(where or [])
         with console.status("comparing laws") as status:
             if stack_:
