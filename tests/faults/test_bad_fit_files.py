@@ -1,0 +1,145 @@
+"""Damaged or hand-edited fit files are refused with one line naming the file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from scalelaw.cli import app
+from scalelaw.fits import FitOptions, fit, get_card, get_law, load_fit, predict_table, simulate
+
+runner = CliRunner()
+POINT = "N=7e9,L=16384,C=2,task=VT"
+
+
+@pytest.fixture(scope="module")
+def fit_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A least-squares fit of the sparse law with per-task offsets (three tasks)."""
+    grid = pl.DataFrame(
+        [
+            {"params": n, "seq_len": length, "compression": c, "task": task}
+            for n in (1.5e9, 7e9, 3.2e10)
+            for length in (4096.0, 16384.0, 65536.0)
+            for c in (1.0, 4.0, 16.0)
+            for task in ("QuALITY", "SQuAD", "VT")
+        ]
+    )
+    table = simulate(get_card("sparse-frontier-v1:prefill"), grid, samples=100, seed=0)
+    result = fit(table, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=5))
+    return result.save(tmp_path_factory.mktemp("fit") / "fit.nc")
+
+
+def damaged(
+    fit_file: Path,
+    tmp_path: Path,
+    info: Callable[[dict[str, Any]], Any] = lambda i: i,
+    tree: Callable[[Any], Any] = lambda t: t,
+) -> Path:
+    """A copy of the fit file with its metadata or its tree changed."""
+    t = xr.open_datatree(fit_file, engine="h5netcdf")
+    t.load()
+    new = info(json.loads(t.attrs["scalelaw"]))
+    t = tree(t)
+    t.attrs = {**t.attrs, "scalelaw": new if isinstance(new, str) else json.dumps(new)}
+    path = tmp_path / "damaged.nc"
+    t.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def refused(path: Path, *naming: str) -> str:
+    result = runner.invoke(app, ["predict", str(path), "--at", POINT])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.stderr
+    for name in naming:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def levels(change: Callable[[list[str]], list[str]]) -> Callable[[dict[str, Any]], Any]:
+    def edit(info: dict[str, Any]) -> Any:
+        info["levels"]["task"] = change(info["levels"]["task"])
+        return info
+
+    return edit
+
+
+def test_the_intact_file_predicts(fit_file: Path) -> None:
+    result = runner.invoke(app, ["predict", str(fit_file), "--at", POINT, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    expected = predict_table(load_fit(fit_file), {"N": 7e9, "L": 16384.0, "C": 2.0, "task": "VT"})
+    assert json.loads(result.stdout)[0]["mean"] == pytest.approx(expected["mean"][0])
+
+
+@pytest.mark.parametrize(
+    ("edit", "naming"),
+    [
+        (levels(lambda v: v[:-1]), "levels of 'task'"),
+        (levels(lambda v: v[::-1]), "levels of 'task'"),
+        (levels(lambda v: [v[0]] * len(v)), "'levels'"),
+        (levels(lambda v: list(range(len(v)))), "'levels'"),
+        (lambda i: {**i, "levels": {**i["levels"], "phase": ["prefill"]}}, "'phase'"),
+        (lambda i: {**i, "levels": ["task"]}, "'levels'"),
+        (lambda i: [i], "not an object"),
+        (lambda i: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (lambda i: "{not json", "damaged scalelaw metadata"),
+        (lambda i: {**i, "law": [1]}, "'law'"),
+        (lambda i: {**i, "law": {**i["law"], "params": "abc"}}, "'law.params'"),
+        (lambda i: {**i, "law": {**i["law"], "expr": "__import__('os')"}}, "__import__"),
+        (lambda i: {**i, "law": {**i["law"], "expr": "eps + 1/0 * N"}}, "finite"),
+        (lambda i: {**i, "backend": 5}, "'backend'"),
+        (lambda i: {**i, "diagnostics": [1]}, "'diagnostics'"),
+        (lambda i: {**i, "diagnostics": {"not_converged": "abc"}}, "not_converged"),
+        (lambda i: {**i, "meta": {"seed": "zero"}}, "'meta.seed'"),
+        (lambda i: {**i, "format": 99}, "format 99"),
+        (lambda i: {**i, "kind": "stack", "weights": "abc"}, "'weights'"),
+    ],
+)
+def test_damaged_metadata_is_refused(
+    fit_file: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], Any], naming: str
+) -> None:
+    refused(damaged(fit_file, tmp_path, info=edit), naming)
+
+
+def _without(group: str) -> Callable[[Any], Any]:
+    def drop(tree: Any) -> Any:
+        return xr.DataTree.from_dict(
+            {"/": tree.to_dataset()}
+            | {f"/{name}": tree[name].to_dataset() for name in tree.children if name != group}
+        )
+
+    return drop
+
+
+def _drop_variable(name: str) -> Callable[[Any], Any]:
+    def drop(tree: Any) -> Any:
+        tree["posterior"] = xr.DataTree(tree["posterior"].to_dataset().drop_vars(name))
+        return tree
+
+    return drop
+
+
+@pytest.mark.parametrize(
+    ("tree", "naming"),
+    [
+        (_without("posterior"), "no posterior group"),
+        (_drop_variable("gamma"), "'gamma'"),
+    ],
+)
+def test_damaged_groups_are_refused(
+    fit_file: Path, tmp_path: Path, tree: Callable[[Any], Any], naming: str
+) -> None:
+    refused(damaged(fit_file, tmp_path, tree=tree), naming)
+
+
+def test_a_file_that_is_not_netcdf_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "fit.nc"
+    path.write_text("not a fit")
+    refused(path, "not a readable NetCDF fit file")
