@@ -47,8 +47,11 @@ def levels(src: Any) -> dict[str, list[str]]:
     return {k: list(v) for k, v in src.levels.items()}
 
 
-def points_frame(points: Points) -> pl.DataFrame:
-    """Points as a frame with canonical column names (N -> params, ...)."""
+def points_frame(points: Points, source: str = "points") -> pl.DataFrame:
+    """Points as a frame with canonical column names (N -> params, ...).
+
+    Both a short name and its long one (`N` and `params`) are refused, as in a table.
+    """
     if isinstance(points, pl.DataFrame):
         frame = points
     else:
@@ -58,12 +61,13 @@ def points_frame(points: Points) -> pl.DataFrame:
                 for k, v in points.items()
             }
         )
-    renames = {
-        c: canonical(c)
-        for c in frame.columns
-        if canonical(c) != c and canonical(c) not in frame.columns
-    }
-    return frame.rename(renames)
+    for column in frame.columns:
+        if canonical(column) != column and canonical(column) in frame.columns:
+            raise DataError(
+                f"{source}: columns '{column}' and '{canonical(column)}' both give "
+                f"{canonical(column)}; keep one of them"
+            )
+    return frame.rename({c: canonical(c) for c in frame.columns if canonical(c) != c})
 
 
 def _fits(src: Any) -> list[FitResult]:
@@ -80,7 +84,7 @@ def checked_points(src: Any, points: Points, source: str = "points") -> pl.DataF
     fits = _fits(as_fit(src))
     covariates = [c for f in fits for c in f.law.columns.values()]
     labels = [c for f in fits for c in f.law.groups.values()]
-    return validate_points(points_frame(points), covariates, labels, source=source)
+    return validate_points(points_frame(points, source), covariates, labels, source=source)
 
 
 def predict_draws(

@@ -127,9 +127,19 @@ def test_prediction_points_follow_the_rules_of_rows(value: str, column: str) -> 
     refused("predict", CARD, "--at", f"{POINT},{value}", naming=("--at", f"column '{column}'"))
 
 
-def test_prediction_grid_is_checked_like_a_table(tmp_path: Path) -> None:
-    grid = table(tmp_path, "N,L,C,task\n7e9,16384,2,QuALITY\n7e9,16384,0.25,QuALITY\n", "g.csv")
-    refused("predict", CARD, "--grid", str(grid), naming=(str(grid), "row 2", "'compression'"))
+@pytest.mark.parametrize(
+    ("text", "naming"),
+    [
+        ("N,L,C,task\n7e9,16384,2,QuALITY\n7e9,16384,0.25,QuALITY\n", ("row 2", "'compression'")),
+        ("N,params,L,C,task\n7e9,7e9,16384,2,QuALITY\n", ("'N'", "'params'")),
+        ("N,L,C,task\n7e9,16384,2,\n", ("row 1", "'task'")),
+    ],
+)
+def test_prediction_grid_is_checked_like_a_table(
+    tmp_path: Path, text: str, naming: tuple[str, ...]
+) -> None:
+    grid = table(tmp_path, text, "g.csv")
+    refused("predict", CARD, "--grid", str(grid), naming=(str(grid), *naming))
 
 
 # --- output paths -------------------------------------------------------------------------------
