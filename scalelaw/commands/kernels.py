@@ -30,41 +30,67 @@ def list_cmd(
     phase: Annotated[
         str | None, typer.Option(help="Only methods with this phase: prefill or decode.")
     ] = None,
+    seq_len: Annotated[
+        int, typer.Option(help="Length at which to state the reachable range of C.")
+    ] = 16384,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the methods, their phases, knobs with defaults, and how C maps to their budget.
+    """List the methods: phases, knobs (our default and the study's value), how C sets the
+    budget, and the range of C each reaches at --seq-len.
 
-    Example: scalelaw kernels list --phase decode
+    Example: scalelaw kernels list --phase decode --seq-len 4096
     """
-    from scalelaw.kernels import KernelInputError, get_method, list_methods
+    from scalelaw.kernels.specs import KernelInputError, get_spec, method_names
 
     try:
-        names = list_methods(phase)
+        names = method_names(phase)
+        if seq_len < 1:
+            raise KernelInputError(f"--seq-len must be >= 1, got {seq_len}")
+        info: list[dict[str, Any]] = []
+        for name in names:
+            spec = get_spec(name)
+            info.append(
+                {
+                    "method": name,
+                    "phases": list(spec.phases),
+                    "knobs": spec.defaults(),
+                    "study": spec.study_values(),
+                    "knob_help": spec.knob_help(),
+                    "description": spec.description,
+                    "budget": spec.budget_rule,
+                    "seq_len": seq_len,
+                    "reachable": list(spec.reachable(seq_len)),
+                }
+            )
     except KernelInputError as e:
         fail(str(e))
-    info: list[dict[str, Any]] = []
-    for name in names:
-        m = get_method(name)
-        info.append(
-            {
-                "method": name,
-                "phases": list(m.phases),
-                "knobs": m.knobs(),
-                "knob_help": dict(m.KNOB_HELP),
-                "description": m.description,
-                "budget": m.budget_rule,
-            }
-        )
     if as_json:
         print(json.dumps(info, indent=2))
         return
     table = Table(show_lines=True)
-    for col in ("method", "phases", "knobs (defaults)", "how C sets the budget"):
+    for col in ("method", "phases", "knobs: default (study)", "how C sets the budget", "C reach"):
         table.add_column(col, overflow="fold")
     for row in info:
-        knobs = ", ".join(f"{k}={v}" for k, v in row["knobs"].items()) or "-"
-        table.add_row(row["method"], "/".join(row["phases"]), knobs, row["budget"])
+        knobs = (
+            ", ".join(
+                f"{k}={_show(v)}" + ("" if row["study"][k] == v else f" ({_show(row['study'][k])})")
+                for k, v in row["knobs"].items()
+            )
+            or "-"
+        )
+        c_min, c_max = row["reachable"]
+        table.add_row(
+            row["method"],
+            "/".join(row["phases"]),
+            knobs,
+            row["budget"],
+            f"{c_min:g}-{c_max:.3g} at L={seq_len}",
+        )
     console.print(table)
+
+
+def _show(value: Any) -> str:
+    return "solved" if value is None else str(value)
 
 
 def _check_rows(

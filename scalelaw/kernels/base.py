@@ -12,17 +12,28 @@ from typing import Any, ClassVar
 
 import torch
 
-from scalelaw.errors import ScalelawError
+from scalelaw.kernels.budgets import causal_entries
 from scalelaw.kernels.reference import dense_causal
+from scalelaw.kernels.specs import (
+    BACKENDS,
+    COMPRESSION_TOLERANCE,
+    PHASES,
+    SPECS,
+    KernelInputError,
+    MethodSpec,
+    get_spec,
+)
 
-PHASES = ("prefill", "decode")
-BACKENDS = ("auto", "torch", "triton")
-# Achieved compression within this relative distance of the request counts as reached.
-COMPRESSION_TOLERANCE = 0.10
-
-
-class KernelInputError(ScalelawError):
-    """Bad input to a sparse attention method; the message names the method and the argument."""
+__all__ = [
+    "BACKENDS",
+    "COMPRESSION_TOLERANCE",
+    "PHASES",
+    "AttentionResult",
+    "KernelInputError",
+    "SparseMethod",
+    "causal_entries",
+    "resolve_backend",
+]
 
 
 @dataclass
@@ -102,32 +113,51 @@ def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return b, h, hkv, lq, lk, d
 
 
-def resolve_backend(name: str, backend: str, device: torch.device) -> str:
-    """'auto' picks Triton on CUDA tensors and the PyTorch reference elsewhere."""
+def resolve_backend(
+    name: str, backend: str, device: torch.device, knobs: dict[str, Any] | None = None
+) -> str:
+    """'auto' picks Triton on CUDA tensors and the PyTorch path elsewhere.
+
+    With `knobs`, 'auto' also falls back to PyTorch when the Triton kernel cannot run them (a
+    block of 8 tokens, say), so a sweep never stops on a knob; 'triton' then raises.
+    """
     if backend not in BACKENDS:
         raise KernelInputError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
+    problem = None
+    if knobs is not None and name in SPECS:
+        problem = get_spec(name).triton_problem(knobs)
     if backend == "auto":
-        return "triton" if device.type == "cuda" else "torch"
+        return "triton" if device.type == "cuda" and problem is None else "torch"
+    if backend == "triton" and problem is not None:
+        raise KernelInputError(f"{name}: {problem}; use backend 'torch' or 'auto'")
     return backend
-
-
-def causal_entries(length: int) -> int:
-    return length * (length + 1) // 2
 
 
 class SparseMethod:
     """Base class: a named method with knobs (keyword settings with defaults).
 
-    Subclasses set `name`, `phases`, `description`, `budget_rule`, `DEFAULTS` and implement
-    `prefill` or `prepare_cache` / `decode`.
+    Subclasses set `spec` (from `scalelaw.kernels.specs`, which gives the name, phases,
+    description, budget rule and knobs) and implement `prefill` or `prepare_cache` / `decode`.
     """
 
+    spec: ClassVar[MethodSpec]
     name: ClassVar[str] = ""
     phases: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     budget_rule: ClassVar[str] = ""
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     KNOB_HELP: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if spec is not None:
+            cls.name = spec.name
+            cls.phases = spec.phases
+            cls.description = spec.description
+            cls.budget_rule = spec.budget_rule
+            cls.DEFAULTS = spec.defaults()
+            cls.KNOB_HELP = spec.knob_help()
 
     def __init__(self, phase: str | None = None, **knobs: Any) -> None:
         if phase is None:
@@ -147,33 +177,7 @@ class SparseMethod:
         return dict(self._knobs)
 
     def _merge(self, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-        for key, value in overrides.items():
-            if key not in self.DEFAULTS:
-                raise KernelInputError(
-                    f"{self.name}: unknown knob {key!r}; known knobs: {sorted(self.DEFAULTS)}"
-                )
-            default = self.DEFAULTS[key]
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise KernelInputError(
-                        f"{self.name}: knob {key!r} must be a bool, got {value!r}"
-                    )
-            elif isinstance(default, int):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise KernelInputError(
-                        f"{self.name}: knob {key!r} must be a non-negative int, got {value!r}"
-                    )
-            elif isinstance(default, float) and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-            ):
-                raise KernelInputError(
-                    f"{self.name}: knob {key!r} must be a non-negative number, got {value!r}"
-                )
-            base[key] = value
-        for key in ("block_size", "page_size", "window"):
-            if key in base and base[key] < 1:
-                raise KernelInputError(f"{self.name}: knob {key!r} must be >= 1, got {base[key]}")
-        return base
+        return self.spec.resolve(overrides, base)
 
     def _call_knobs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         return self._merge(dict(self._knobs), overrides)
@@ -195,7 +199,7 @@ class SparseMethod:
                 f"{self.name}: prefill needs q and k of equal length, got {lq} and {lk}"
             )
         kn = self._call_knobs(knobs)
-        return c, b, h, lq, resolve_backend(self.name, backend, q.device), kn
+        return c, b, h, lq, resolve_backend(self.name, backend, q.device, kn), kn
 
     def _start_cache(
         self,

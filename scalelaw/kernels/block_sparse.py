@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import (
-    AttentionResult,
-    KernelInputError,
-    SparseMethod,
-    causal_entries,
-)
+from scalelaw.kernels.base import AttentionResult, SparseMethod, causal_entries
+from scalelaw.kernels.budgets import choose_blocks_per_row
 from scalelaw.kernels.reference import CHUNK_ELEMENTS
-from scalelaw.kernels.sparse_torch import block_sparse_torch
+from scalelaw.kernels.sparse_torch import tile_attention_torch
+from scalelaw.kernels.specs import SPECS
+from scalelaw.kernels.tiles import TileIndex
 
 
 @dataclass
@@ -45,6 +43,10 @@ class BlockPattern:
         idx = torch.where(valid, self.index, torch.full_like(self.index, nb))
         mask.scatter_(-1, idx.long(), True)
         return mask[..., :nb]
+
+    def tiles(self) -> TileIndex:
+        """The kept blocks as the tile list the kernels run."""
+        return TileIndex.from_blocks(self.index, self.counts, self.block_size, self.length)
 
     def keep_fn(self) -> Any:
         mask = self.block_mask()
@@ -74,30 +76,6 @@ def block_lengths(length: int, bs: int) -> torch.Tensor:
     lens = torch.full((nb,), float(bs), dtype=torch.float64)
     lens[-1] = length - (nb - 1) * bs
     return lens
-
-
-def compression_per_k(length: int, bs: int) -> torch.Tensor:
-    """Achieved C for every uniform per-row count k = 1..nb (index k-1)."""
-    lens = block_lengths(length, bs)
-    nb = lens.numel()
-    i = torch.arange(nb, dtype=torch.float64)
-    tri = (lens * (lens + 1) / 2).sum()
-    prefix = torch.cumsum(lens * i, 0)  # sum_{i < k} len_i * i  at index k-1
-    suffix = torch.flip(torch.cumsum(torch.flip(lens, [0]), 0), [0])  # sum_{i >= k} len_i
-    ks = torch.arange(1, nb + 1, dtype=torch.float64)
-    tail = torch.cat([suffix[1:], torch.zeros(1, dtype=torch.float64)])
-    off = prefix + tail * (ks - 1)
-    entries = tri + bs * off
-    return causal_entries(length) / entries
-
-
-def choose_blocks_per_row(length: int, bs: int, compression: float, k_min: int) -> int:
-    """The uniform count whose achieved C is closest to the request (in log ratio)."""
-    cs = compression_per_k(length, bs)
-    nb = cs.numel()
-    k_min = max(1, min(k_min, nb))
-    err = (cs[k_min - 1 :].log() - math.log(compression)).abs()
-    return k_min + int(torch.argmin(err))
 
 
 def pooled(x: torch.Tensor, bs: int) -> torch.Tensor:
@@ -153,30 +131,14 @@ def run_block_pattern(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: BlockPattern, backend: str
 ) -> torch.Tensor:
     if backend == "triton":
-        from scalelaw.kernels.triton_prefill import block_sparse_attention
+        from scalelaw.kernels.triton_prefill import tile_attention
 
-        return block_sparse_attention(q, k, v, pattern.index, pattern.counts, pattern.block_size)
-    return block_sparse_torch(q, k, v, pattern.index, pattern.counts, pattern.block_size)
+        return tile_attention(q, k, v, pattern.tiles())
+    return tile_attention_torch(q, k, v, pattern.tiles())
 
 
 class BlockSparse(SparseMethod):
-    name = "block-sparse"
-    phases = ("prefill",)
-    description = (
-        "top-k key blocks per query block from mean-pooled q and k; first block, diagonal and "
-        "sub-diagonal always kept"
-    )
-    budget_rule = (
-        "one count k of key blocks per query block (the study's top_chunks); k is the integer "
-        "whose causal block-triangle density is closest to 1/C; rows with fewer causal blocks "
-        "keep all"
-    )
-    DEFAULTS: ClassVar[dict[str, Any]] = {"block_size": 16, "sink_blocks": 1, "local_blocks": 2}
-    KNOB_HELP: ClassVar[dict[str, str]] = {
-        "block_size": "tokens per query and key block (16 in the study; 64/128 suit GPUs)",
-        "sink_blocks": "first key blocks always kept",
-        "local_blocks": "blocks up to the diagonal always kept (2 = diagonal and sub-diagonal)",
-    }
+    spec = SPECS["block-sparse"]
 
     def pattern(
         self, q: torch.Tensor, k: torch.Tensor, compression: float, **knobs: Any
@@ -184,8 +146,6 @@ class BlockSparse(SparseMethod):
         """Choose the blocks only (the estimation step)."""
         kn = self._call_knobs(knobs)
         bs = kn["block_size"]
-        if kn["local_blocks"] < 1:
-            raise KernelInputError("block-sparse: local_blocks must be >= 1 (the diagonal)")
         length = q.shape[2]
         k_min = kn["sink_blocks"] + kn["local_blocks"]
         per_row = choose_blocks_per_row(length, bs, compression, k_min)

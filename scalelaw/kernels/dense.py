@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -14,6 +14,7 @@ from scalelaw.kernels.base import (
 )
 from scalelaw.kernels.cache import KVCache
 from scalelaw.kernels.reference import decode_attention, dense_causal
+from scalelaw.kernels.specs import SPECS
 
 
 def check_decode_query(name: str, q_step: torch.Tensor, state: KVCache) -> None:
@@ -42,11 +43,7 @@ def check_decode_query(name: str, q_step: torch.Tensor, state: KVCache) -> None:
 
 
 class Dense(SparseMethod):
-    name = "dense"
-    phases = ("prefill", "decode")
-    description = "full causal attention (torch SDPA); the C = 1 baseline of both phases"
-    budget_rule = "always C = 1; a requested C > 1 is reported as not reachable"
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    spec = SPECS["dense"]
 
     def _note(self, c: float) -> str:
         return "" if c == 1.0 else f"dense: computes everything, requested C={c:g} ignored"

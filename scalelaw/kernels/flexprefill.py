@@ -1,44 +1,48 @@
-"""FlexPrefill: a per-head budget set by cumulative attention mass, with block-mode heads.
+"""FlexPrefill as the reference study ran it: per-head column and diagonal counts by coverage.
 
-Per head, the attention of the last `window` queries is compared (Jensen-Shannon distance, over
-key blocks) with the estimate from the mean of those queries against mean-pooled key blocks.
-Where the two agree (distance < `tau`) the head's pattern is query-specific enough for pooled
-estimation, and it selects key blocks as block-sparse does. The other heads keep vertical-slash
-lines: a head keeps the fewest lines whose column and diagonal attention mass reaches the
-coverage `alpha`, and at least `min_budget` lines. The request C fixes the total: `alpha` is
-solved so that the vertical-slash heads reach 1/C on average; when the uniform budget at that C
-is below `min_budget`, every head keeps that uniform budget (the study's alpha = 0 setting).
+From the attention of the last `window` queries, each head ranks key columns by their mean
+attention and diagonals by their summed attention. A head keeps, separately for columns and for
+diagonals, the fewest lines whose attention mass reaches the coverage `alpha` (the first line
+that crosses it included), and at least `min_budget` lines; the first `sink_columns` columns and
+the `local_diagonals` nearest diagonals are among them. The lines run as vertical-slash does
+(MInference's tiles), and the achieved compression counts the cells computed.
+
+How C sets the budget: with `alpha` unset (the default) alpha is solved so that the heads' mean
+computed cells give 1/C, which maps a grid of C onto the study's alpha sweep; when even alpha = 0
+with `min_budget` lines is denser than C, every head keeps the uniform vertical-slash count
+instead, as the study's alpha = 0 rows do (their min_budget set to the vertical-slash budget).
+With `alpha` set, the counts follow it and `min_budget` whatever C asks.
+
+Query-aware block mode (`tau` > 0, off in the study): a head whose true block attention is
+within Jensen-Shannon distance `tau` of the pooled estimate selects key blocks as block-sparse
+does at C.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import (
-    AttentionResult,
-    KernelInputError,
-    SparseMethod,
-    causal_entries,
-)
-from scalelaw.kernels.block_sparse import (
-    BlockPattern,
-    choose_blocks_per_row,
-    pooled,
-    select_blocks,
-)
-from scalelaw.kernels.reference import dense_causal, last_window_probs
-from scalelaw.kernels.sparse_torch import block_sparse_torch, vertical_slash_torch
+from scalelaw.kernels.base import AttentionResult, SparseMethod, causal_entries
+from scalelaw.kernels.block_sparse import BlockPattern, pooled, select_blocks
+from scalelaw.kernels.budgets import choose_blocks_per_row
+from scalelaw.kernels.reference import last_window_probs
+from scalelaw.kernels.specs import SPECS
+from scalelaw.kernels.tiles import lines_cells
 from scalelaw.kernels.vertical_slash import (
     VSPattern,
-    coverage,
-    keep_masks,
+    achieved_from_cells,
+    lines_pattern,
     rank_with_mandatory,
+    run_tiles,
     uniform_count,
     window_scores,
 )
+
+# Bisection steps for a solved alpha: 2^-20 is far below any change of one line.
+ALPHA_STEPS = 20
 
 
 def js_distance(q: torch.Tensor, k: torch.Tensor, window: int, bs: int) -> torch.Tensor:
@@ -58,112 +62,102 @@ def js_distance(q: torch.Tensor, k: torch.Tensor, window: int, bs: int) -> torch
     mid = (true + est) / 2
 
     def kl(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        return torch.where(p > 0, p * (p.clamp_min(1e-30).log() - r.clamp_min(1e-30).log()), 0).sum(
-            -1
-        )
+        logs = p.clamp_min(1e-30).log() - r.clamp_min(1e-30).log()
+        return torch.where(p > 0, p * logs, 0).sum(-1)
 
     jsd = 0.5 * kl(true, mid) + 0.5 * kl(est, mid)
     return jsd.clamp_min(0).sqrt()
 
 
-def lines_for_mass(
-    cols: torch.Tensor,
-    diags: torch.Tensor,
-    col_order: torch.Tensor,
-    diag_order: torch.Tensor,
-) -> torch.Tensor:
-    """(B, H, L) cumulative mass of the top n lines (mean of column and diagonal shares)."""
-    cm = cols.gather(-1, col_order)
-    dm = diags.gather(-1, diag_order)
-    cm = cm.cumsum(-1) / cm.sum(-1, keepdim=True).clamp_min(1e-30)
-    dm = dm.cumsum(-1) / dm.sum(-1, keepdim=True).clamp_min(1e-30)
-    return (cm + dm) / 2
+def cumulative_mass(scores: torch.Tensor) -> torch.Tensor:
+    """(B, H, L) share of the attention mass held by the top 1, 2, ... lines."""
+    top = torch.sort(scores, dim=-1, descending=True).values
+    return top.cumsum(-1) / top.sum(-1, keepdim=True).clamp_min(1e-30)
+
+
+def cover_count(mass: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(B, H) lines whose cumulative mass stays within alpha, plus the one that crosses it."""
+    level = torch.full_like(mass[..., :1], alpha)
+    n = torch.searchsorted(mass.contiguous(), level, right=True).squeeze(-1) + 1
+    return n.clamp(max=mass.shape[-1])
 
 
 class FlexPrefill(SparseMethod):
-    name = "flexprefill"
-    phases = ("prefill",)
-    description = (
-        "per-head budgets by cumulative attention mass (coverage alpha, at least min_budget "
-        "lines); heads whose pooled estimate is reliable switch to block selection"
-    )
-    budget_rule = (
-        "vertical-slash heads: alpha is solved so their mean density is 1/C, each head keeping "
-        "max(min_budget, lines for mass alpha); uniform lines when the C budget is below "
-        "min_budget; block-mode heads: as block-sparse at C"
-    )
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "window": 128,
-        "block_size": 64,
-        "tau": 0.1,
-        "min_budget": 512,
-        "sink_columns": 4,
-        "local_diagonals": 64,
-    }
-    KNOB_HELP: ClassVar[dict[str, str]] = {
-        "window": "last queries used to estimate each head's pattern",
-        "block_size": "block of block-mode heads (and GPU tile size)",
-        "tau": "Jensen-Shannon distance below which a head uses block selection (0 = never)",
-        "min_budget": "fewest columns (= diagonals) a vertical-slash head keeps",
-        "sink_columns": "first key columns always kept",
-        "local_diagonals": "nearest diagonals always kept",
-    }
+    spec = SPECS["flexprefill"]
 
     def pattern(
         self, q: torch.Tensor, k: torch.Tensor, compression: float, **knobs: Any
     ) -> tuple[VSPattern, BlockPattern | None, torch.Tensor, dict[str, Any]]:
-        """Vertical-slash pattern, block pattern, per-head block-mode flags (B, H), stats."""
+        """Line pattern, block pattern, per-head block-mode flags (B, H), stats."""
         kn = self._call_knobs(knobs)
-        if kn["local_diagonals"] < 1:
-            raise KernelInputError("flexprefill: local_diagonals must be >= 1 (the diagonal)")
-        length = q.shape[2]
+        b, h, length, _ = q.shape
         bs = kn["block_size"]
-        block_mode = js_distance(q, k, kn["window"], bs) < kn["tau"]
+        if kn["tau"] > 0:
+            block_mode = js_distance(q, k, kn["window"], bs) < kn["tau"]
+        else:
+            block_mode = torch.zeros(b, h, dtype=torch.bool, device=q.device)
         cols, diags = window_scores(q, k, kn["window"])
         col_order = rank_with_mandatory(cols, kn["sink_columns"])
         diag_order = rank_with_mandatory(diags, kn["local_diagonals"])
-        n_min = max(kn["sink_columns"], kn["local_diagonals"])
-        n_uniform = uniform_count(col_order, diag_order, length, compression, n_min)
-        floor = max(n_min, min(kn["min_budget"], n_uniform))
-        counts = torch.full(cols.shape[:2], n_uniform, device=q.device)
-        alpha = 0.0
-        vs_heads = ~block_mode
-        if floor < n_uniform and bool(vs_heads.any()):
-            mass = lines_for_mass(cols, diags, col_order, diag_order)
-            target = causal_entries(length) / compression
+        col_mass, diag_mass = cumulative_mass(cols), cumulative_mass(diags)
+        lines = ~block_mode
+        target = causal_entries(length) / compression
 
-            def counts_at(a: float) -> torch.Tensor:
-                need = torch.searchsorted(mass, torch.full_like(mass[..., :1], a)).squeeze(-1) + 1
-                return need.clamp(min=floor, max=length)
+        def counts_at(alpha: float, floor: int) -> tuple[torch.Tensor, torch.Tensor]:
+            n_col = cover_count(col_mass, alpha).clamp(min=max(floor, kn["sink_columns"]))
+            n_diag = cover_count(diag_mass, alpha).clamp(min=max(floor, kn["local_diagonals"]))
+            return n_col.clamp(max=length), n_diag.clamp(max=length)
 
-            def mean_cov(a: float) -> float:
-                cov = coverage(col_order, diag_order, counts_at(a), length)
-                return float(cov[vs_heads].mean())
+        def mean_cells(n_col: torch.Tensor, n_diag: torch.Tensor) -> float:
+            cells = lines_cells(col_order, diag_order, n_col, n_diag, length, bs)
+            return float(cells[lines].mean())
 
+        floor = kn["min_budget"]
+        alpha = kn["alpha"]
+        if compression <= 1.0:
+            # every line: the tiles cover the whole causal triangle, as dense attention does
+            floor = length
+            n_col, n_diag = counts_at(1.0, floor)
+        elif alpha is not None:
+            n_col, n_diag = counts_at(alpha, floor)
+        elif not bool(lines.any()):
+            alpha = 0.0
+            n_col, n_diag = counts_at(alpha, floor)
+        elif mean_cells(*counts_at(0.0, floor)) > target:
+            # min_budget lines alone are denser than C: the study's alpha = 0 rows
+            alpha = 0.0
+            n_min = max(kn["sink_columns"], kn["local_diagonals"])
+            floor = uniform_count(col_order, diag_order, length, compression, n_min, bs)
+            n_col, n_diag = counts_at(alpha, floor)
+        else:
             lo, hi = 0.0, 1.0
-            for _ in range(30):
+            for _ in range(ALPHA_STEPS):
                 mid = (lo + hi) / 2
-                if mean_cov(mid) < target:
+                if mean_cells(*counts_at(mid, floor)) < target:
                     lo = mid
                 else:
                     hi = mid
-            alpha = hi
-            counts = counts_at(alpha)
-        vs = VSPattern(
-            keep_masks(col_order, counts),
-            keep_masks(diag_order, counts),
-            coverage(col_order, diag_order, counts, length),
-        )
+            # the side whose cells are closer to the target in log ratio
+            below, above = mean_cells(*counts_at(lo, floor)), mean_cells(*counts_at(hi, floor))
+            alpha = lo if abs(math.log(below / target)) < abs(math.log(above / target)) else hi
+            n_col, n_diag = counts_at(alpha, floor)
+        vs = lines_pattern(col_order, diag_order, n_col, n_diag, length, bs)
         blocks = None
         per_row = 0
         if bool(block_mode.any()):
             per_row = choose_blocks_per_row(length, bs, compression, 2)
             blocks = select_blocks(q, k, bs, per_row, 1, 1)
+
+        def mean_of(n: torch.Tensor) -> float:
+            return float(n.double()[lines].mean()) if bool(lines.any()) else 0.0
+
         stats = {
-            "alpha": alpha,
+            "alpha": float(alpha if alpha is not None else 1.0),
+            "min_budget": int(floor),
             "block_heads": int(block_mode.sum()),
             "blocks_per_row": per_row,
-            "mean_lines": float(counts.double()[vs_heads].mean()) if bool(vs_heads.any()) else 0.0,
+            "mean_columns": mean_of(n_col),
+            "mean_diagonals": mean_of(n_diag),
         }
         return vs, blocks, block_mode, stats
 
@@ -181,31 +175,13 @@ class FlexPrefill(SparseMethod):
         if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
             return dense
         vs, blocks, block_mode, stats = self.pattern(q, k, c, **knobs)
-        entries = vs.entries
+        index = vs.index
+        cells = vs.entries
         if blocks is not None:
-            entries = torch.where(block_mode, blocks.computed_entries(), entries)
-        if be == "triton":
-            from scalelaw.kernels.triton_prefill import flexprefill_attention
-
-            out = flexprefill_attention(q, k, v, vs, blocks, block_mode, kn["block_size"])
-        elif bool((entries >= causal_entries(lq)).all()):
-            out = dense_causal(q, k, v)
-        else:
-            out = vertical_slash_torch(q, k, v, vs.col_keep, vs.diag_keep, heads=~block_mode)
-            if blocks is not None:
-                # Only the block-mode heads, each with its own copy of its KV head.
-                bi, hi = torch.nonzero(block_mode, as_tuple=True)
-                g = h // k.shape[1]
-                sub = block_sparse_torch(
-                    q[bi, hi][None],
-                    k[bi, hi // g][None],
-                    v[bi, hi // g][None],
-                    blocks.index[bi, hi][None],
-                    blocks.counts[bi, hi][None],
-                    blocks.block_size,
-                )
-                out[bi, hi] = sub[0]
-        achieved = causal_entries(lq) * b * h / float(entries.sum())
+            index = index.choose(blocks.tiles(), block_mode)
+            cells = torch.where(block_mode, blocks.computed_entries(), cells)
+        out = run_tiles(q, k, v, index, be)
+        achieved = achieved_from_cells(lq, b * h, float(cells.sum()))
         parts = [f"L={lq}"]
         if stats["block_heads"]:
             parts.append(
@@ -213,6 +189,9 @@ class FlexPrefill(SparseMethod):
                 f"of {math.ceil(lq / kn['block_size'])} blocks per row"
             )
         if stats["block_heads"] < b * h:
-            parts.append(f"vertical-slash heads keep {stats['mean_lines']:.0f} lines on average")
-        why = ", ".join(parts)
-        return self._result(out, c, achieved, why, stats)
+            parts.append(
+                f"alpha {stats['alpha']:.3g}, at least {stats['min_budget']} lines: "
+                f"{stats['mean_columns']:.0f} columns and {stats['mean_diagonals']:.0f} "
+                "diagonals per head on average"
+            )
+        return self._result(out, c, achieved, ", ".join(parts), stats)

@@ -2,36 +2,35 @@
 
 Each page of `page_size` tokens keeps the elementwise min and max of its keys. A page's score
 for a query is sum_d max(q_d * min_d, q_d * max_d) (an upper bound of q . k inside the page),
-summed over the query heads of a GQA group so a KV head reads one set of pages. The page holding
-the newest token is always read.
+summed over the query heads of a GQA group so a KV head reads one set of pages (as the reference
+study's code does since its 13 June 2025 revision, `share_pages`). As in the study, a step reads
+`budget` pages chosen among the earlier pages plus the page holding the newest token.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import (
-    AttentionResult,
-    SparseMethod,
-    resolve_backend,
-)
+from scalelaw.kernels.base import AttentionResult, SparseMethod, resolve_backend
+from scalelaw.kernels.budgets import quest_budget_pages, quest_tokens_read
 from scalelaw.kernels.cache import KVCache
 from scalelaw.kernels.dense import check_decode_query
 from scalelaw.kernels.reference import decode_attention
+from scalelaw.kernels.specs import SPECS
 
 
 class QuestCache(KVCache):
-    """Full cache plus per-page key min/max (B, H_kv, pages, D) and the token budget."""
+    """Full cache plus per-page key min/max (B, H_kv, pages, D) and the page budget."""
 
     page_size: int = 16
-    token_budget: int = 0
+    budget: int | None = None  # pages besides the newest; None reads every page
 
-    def init_pages(self, page_size: int, token_budget: int) -> None:
+    def init_pages(self, page_size: int, budget: int | None) -> None:
         self.page_size = page_size
-        self.token_budget = token_budget
+        self.budget = budget
         b, hkv, _, d = self._k.shape
         self.page_min = self._k.new_zeros(b, hkv, 0, d, dtype=torch.float32)
         self.page_max = self.page_min.clone()
@@ -42,19 +41,18 @@ class QuestCache(KVCache):
         return math.ceil(self.length / self.page_size)
 
     @property
-    def n_kept_now(self) -> int:
-        return min(self.length, self.budget_pages * self.page_size)
+    def reads_everything(self) -> bool:
+        return self.budget is None or self.budget >= self.n_pages - 1
 
     @property
-    def budget_pages(self) -> int:
-        if self.token_budget <= 0:  # C = 1: read everything, however long the cache grows
-            return self.n_pages
-        return max(1, round(self.token_budget / self.page_size))
+    def n_read_now(self) -> int:
+        """Tokens one step reads: the budget's pages plus the newest page."""
+        return quest_tokens_read(self.length, self.budget, self.page_size)
 
     @property
     def achieved_compression(self) -> float:
         # Quest keeps the whole cache; what it saves is reads, so report the read fraction.
-        return self.length / self.n_kept_now
+        return self.length / self.n_read_now
 
     def _on_append(self, start: int, end: int) -> None:
         ps = self.page_size
@@ -87,13 +85,18 @@ def page_scores(
 
 
 def select_pages(q_step: torch.Tensor, state: QuestCache) -> torch.Tensor:
-    """Indices (B, H_kv, k) of the pages to read, ascending; the last page is always read."""
-    scores = page_scores(q_step, state.page_min, state.page_max)
-    n_pages = scores.shape[-1]
-    k = min(state.budget_pages, n_pages)
-    scores[..., -1] = float("inf")
-    top = torch.topk(scores, k, dim=-1).indices
-    return torch.sort(top, dim=-1).values
+    """Indices (B, H_kv, budget + 1) of the pages to read, ascending: the top `budget` earlier
+    pages and the newest page."""
+    n_pages = state.n_pages
+    newest = n_pages - 1
+    earlier = min(state.budget if state.budget is not None else newest, newest)
+    b, hkv = state.page_min.shape[:2]
+    last = torch.full((b, hkv, 1), newest, dtype=torch.long, device=q_step.device)
+    if earlier == 0:
+        return last
+    scores = page_scores(q_step, state.page_min[:, :, :newest], state.page_max[:, :, :newest])
+    top = torch.topk(scores, earlier, dim=-1).indices
+    return torch.sort(torch.cat([top, last], dim=-1), dim=-1).values
 
 
 def gather_pages(
@@ -110,18 +113,7 @@ def gather_pages(
 
 
 class Quest(SparseMethod):
-    name = "quest"
-    phases = ("decode",)
-    description = (
-        "per-page key min/max bounds; each step reads the top pages of the full cache "
-        "(scores summed over a GQA group); the newest page is always read"
-    )
-    budget_rule = (
-        "token budget = prompt length / C, rounded to whole pages and held fixed while "
-        "generating (C = 1 reads every page); achieved C = cache length / tokens read"
-    )
-    DEFAULTS: ClassVar[dict[str, Any]] = {"page_size": 16}
-    KNOB_HELP: ClassVar[dict[str, str]] = {"page_size": "tokens per page (16 in the study)"}
+    spec = SPECS["quest"]
 
     def prepare_cache(
         self,
@@ -134,15 +126,15 @@ class Quest(SparseMethod):
     ) -> QuestCache:
         c, _, length, kn = self._start_cache(q_prompt, k, v, compression, knobs)
         state = QuestCache(self.name, k, v, n_prompt=length, requested_compression=c, knobs=kn)
-        state.init_pages(kn["page_size"], 0 if c == 1.0 else round(length / c))
+        state.init_pages(kn["page_size"], quest_budget_pages(length, c, kn["page_size"]))
         return state
 
     def decode(
         self, q_step: torch.Tensor, state: QuestCache, *, backend: str = "auto"
     ) -> AttentionResult:
         check_decode_query(self.name, q_step, state)
-        be = resolve_backend(self.name, backend, q_step.device)
-        if be == "torch" and state.budget_pages >= state.n_pages:
+        be = resolve_backend(self.name, backend, q_step.device, state.knobs)
+        if be == "torch" and state.reads_everything:
             out = decode_attention(q_step, state.k, state.v)
             return AttentionResult(
                 out, 1.0, state.requested_compression, "", {"pages_read": state.n_pages}
@@ -159,5 +151,8 @@ class Quest(SparseMethod):
             out = decode_attention(q_step, ks, vs, valid)
         c = state.requested_compression
         achieved = state.achieved_compression
-        why = f"cache of {state.length} tokens, pages of {state.page_size}"
+        why = (
+            f"cache of {state.length} tokens, {pages.shape[-1] - 1} pages of {state.page_size} "
+            "plus the newest"
+        )
         return self._result(out, c, achieved, why, {"pages_read": pages.shape[-1]})

@@ -1,16 +1,18 @@
 """SnapKV and Ada-SnapKV decode: evict most of the prompt's KV cache once, after prefill.
 
 Token importance is the attention of the last `window` prompt queries to every prompt key,
-summed over those queries and over the query heads of a GQA group, then smoothed by average
-pooling along the sequence. The first `sink_tokens` and last `recent_tokens` are always kept.
-SnapKV keeps the same number of tokens per KV head; Ada-SnapKV makes one top-k across the KV
-heads of a layer (scores are attention probabilities, comparable across heads) with a floor of
-`floor_fraction` of the per-head budget for every head.
+smoothed by average pooling along the sequence (zero padding counted, as in the study). SnapKV
+sums it over those queries and over the query heads of a GQA group (the study averages over the
+group: the same ranking) and keeps the same number of tokens per KV head. Ada-SnapKV takes the
+maximum over the queries and over the heads of a group, as the study does, and makes one top-k
+across the KV heads of a layer (scores are attention probabilities, comparable across heads)
+after every head has kept its floor: max(`floor_fraction` of its capacity, its sink and recent
+tokens). The first `sink_tokens` and last `recent_tokens` are always kept.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +24,21 @@ from scalelaw.kernels.base import (
     resolve_backend,
     unreachable_note,
 )
+from scalelaw.kernels.budgets import ada_floor, protected_tokens, snapkv_capacity
 from scalelaw.kernels.cache import KVCache
 from scalelaw.kernels.dense import check_decode_query
 from scalelaw.kernels.reference import CHUNK_ELEMENTS, decode_attention, last_window_probs
+from scalelaw.kernels.specs import SPECS
 
 
-def token_scores(q: torch.Tensor, k: torch.Tensor, window: int, kernel_size: int) -> torch.Tensor:
-    """Pooled importance (B, H_kv, L) of every prompt token."""
+def token_scores(
+    q: torch.Tensor, k: torch.Tensor, window: int, kernel_size: int, reduce: str = "sum"
+) -> torch.Tensor:
+    """Pooled importance (B, H_kv, L) of every prompt token.
+
+    `reduce` "sum" adds the attention over the window and over the heads of a GQA group
+    (SnapKV); "max" takes the maximum over both (Ada-SnapKV).
+    """
     b, h, lq, _ = q.shape
     length = k.shape[2]
     hkv = k.shape[1]
@@ -39,11 +49,15 @@ def token_scores(q: torch.Tensor, k: torch.Tensor, window: int, kernel_size: int
     for s in range(0, hkv, step):
         e = min(hkv, s + step)
         probs = last_window_probs(q[:, s * g : e * g], k[:, s:e], w)
-        scores[:, s:e] = probs.sum(2).reshape(b, e - s, g, length).sum(2)
+        grouped = probs.reshape(b, e - s, g, w, length)
+        if reduce == "max":
+            scores[:, s:e] = grouped.amax(3).amax(2)
+        else:
+            scores[:, s:e] = grouped.sum(3).sum(2)
     if kernel_size > 1:
         pad = kernel_size // 2
         flat = scores.reshape(b * hkv, 1, length)
-        pooled = F.avg_pool1d(flat, kernel_size, stride=1, padding=pad, count_include_pad=False)
+        pooled = F.avg_pool1d(flat, kernel_size, stride=1, padding=pad, count_include_pad=True)
         scores = pooled[..., :length].reshape(b, hkv, length)
     return scores
 
@@ -70,28 +84,9 @@ def gather_kept(
 
 
 class SnapKV(SparseMethod):
-    name = "snapkv"
-    phases = ("decode",)
-    description = (
-        "after prefill keep the top tokens per KV head by pooled attention of the last window "
-        "of prompt queries; first and last tokens always kept; the rest is evicted"
-    )
-    budget_rule = (
-        "capacity per KV head = round(prompt length / C) tokens, sink and recent tokens "
-        "included; generated tokens are all kept"
-    )
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "window": 256,
-        "kernel_size": 21,
-        "sink_tokens": 4,
-        "recent_tokens": 128,
-    }
-    KNOB_HELP: ClassVar[dict[str, str]] = {
-        "window": "last prompt queries whose attention scores the tokens",
-        "kernel_size": "average pooling width along the sequence (1 = none)",
-        "sink_tokens": "first tokens always kept",
-        "recent_tokens": "last prompt tokens always kept",
-    }
+    spec = SPECS["snapkv"]
+    # how token scores pool over the window and the heads of a GQA group
+    SCORE = "sum"
 
     def _keep_mask(self, scores: torch.Tensor, capacity: int, kn: dict[str, Any]) -> torch.Tensor:
         length = scores.shape[-1]
@@ -118,18 +113,16 @@ class SnapKV(SparseMethod):
             raise KernelInputError(
                 f"{self.name}: q_prompt has {lq} positions but the prompt has only {lk} keys"
             )
-        capacity = max(1, round(lk / c))
+        capacity = snapkv_capacity(lk, c)
         if capacity >= lk:
             return KVCache(self.name, k, v, n_prompt=lk, requested_compression=c, knobs=kn)
-        scores = token_scores(q_prompt, k, kn["window"], kn["kernel_size"])
+        scores = token_scores(q_prompt, k, kn["window"], kn["kernel_size"], self.SCORE)
         keep = self._keep_mask(scores, capacity, kn)
         kk, vv, valid = gather_kept(k, v, keep)
         state = KVCache(
             self.name, kk, vv, n_prompt=lk, valid=valid, requested_compression=c, knobs=kn
         )
-        minimum = min(lk, kn["sink_tokens"]) + min(
-            max(0, lk - kn["sink_tokens"]), kn["recent_tokens"]
-        )
+        minimum = protected_tokens(lk, kn["sink_tokens"], kn["recent_tokens"])
         state.note = unreachable_note(
             self.name,
             c,
@@ -142,7 +135,7 @@ class SnapKV(SparseMethod):
         self, q_step: torch.Tensor, state: KVCache, *, backend: str = "auto"
     ) -> AttentionResult:
         check_decode_query(self.name, q_step, state)
-        resolve_backend(self.name, backend, q_step.device)
+        resolve_backend(self.name, backend, q_step.device, state.knobs)
         # Eviction already happened; a step is dense attention over what is left.
         out = decode_attention(q_step, state.k, state.v, state.valid)
         return AttentionResult(
@@ -151,37 +144,20 @@ class SnapKV(SparseMethod):
 
 
 class AdaSnapKV(SnapKV):
-    name = "ada-snapkv"
-    description = (
-        "as snapkv, but one top-k across the KV heads of a layer, with a per-head floor; "
-        "heads end up with different numbers of tokens"
-    )
-    budget_rule = (
-        "layer budget = KV heads x round(prompt length / C); each head keeps sink, recent and "
-        "floor_fraction of its share, the rest goes to the best tokens of any head"
-    )
-    DEFAULTS: ClassVar[dict[str, Any]] = {**SnapKV.DEFAULTS, "floor_fraction": 0.2}
-    KNOB_HELP: ClassVar[dict[str, str]] = {
-        **SnapKV.KNOB_HELP,
-        "floor_fraction": "share of each head's budget it keeps whatever the other heads score",
-    }
+    spec = SPECS["ada-snapkv"]
+    SCORE = "max"
 
     def _keep_mask(self, scores: torch.Tensor, capacity: int, kn: dict[str, Any]) -> torch.Tensor:
-        if kn["floor_fraction"] > 1:
-            raise KernelInputError(
-                f"ada-snapkv: floor_fraction must be in [0, 1], got {kn['floor_fraction']}"
-            )
         b, hkv, length = scores.shape
         prot = protected(length, kn["sink_tokens"], kn["recent_tokens"], scores.device)
-        free = max(0, capacity - int(prot.sum()))
-        floor = int(kn["floor_fraction"] * free)
-        masked = scores.masked_fill(prot, float("-inf"))
-        keep = prot.expand_as(scores).clone()
-        if floor:
-            keep.scatter_(-1, torch.topk(masked, floor, dim=-1).indices, True)
-        shared = hkv * (free - floor)
+        floor = min(length, ada_floor(capacity, kn["floor_fraction"], int(prot.sum())))
+        # the floor is every head's own top tokens, its protected ones first
+        forced = scores.masked_fill(prot, float("inf"))
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        keep.scatter_(-1, torch.topk(forced, floor, dim=-1).indices, True)
+        shared = hkv * max(0, capacity - floor)
         if shared:
-            rest = masked.masked_fill(keep, float("-inf")).reshape(b, hkv * length)
+            rest = scores.masked_fill(keep, float("-inf")).reshape(b, hkv * length)
             top = torch.topk(rest, shared, dim=-1).indices
             flat = keep.reshape(b, hkv * length)
             flat.scatter_(-1, top, True)

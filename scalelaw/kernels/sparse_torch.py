@@ -1,9 +1,9 @@
-"""Sparse prefill in PyTorch that does work in proportion to the kept entries (the CPU path).
+"""Sparse prefill in PyTorch that does work in proportion to the cells a tile list computes.
 
 `masked_causal` in `reference.py` is the plain oracle: it scores every causal entry and masks.
-These functions compute only what a pattern keeps: gathered key blocks for block patterns, and
-for vertical-slash the kept columns as one small matmul plus one shifted row-wise product per
-kept diagonal (a diagonal i - j = o pairs q[o:] with k[:L - o]: contiguous slices, no copies).
+`tile_attention_torch` takes the same `TileIndex` as the Triton kernel and computes the same
+cells: for each query block it gathers the keys of its tiles and single columns and runs one
+masked softmax over them, a chunk of query blocks at a time.
 """
 
 from __future__ import annotations
@@ -13,97 +13,51 @@ import math
 import torch
 
 from scalelaw.kernels.reference import CHUNK_ELEMENTS
+from scalelaw.kernels.tiles import TileIndex
 
 
-def block_sparse_torch(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    index: torch.Tensor,
-    counts: torch.Tensor,
-    bs: int,
+def tile_attention_torch(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: TileIndex
 ) -> torch.Tensor:
-    """Causal attention over key blocks `index[b, h, qb, :counts]`, gathering only those."""
+    """Causal attention of every query block over its tiles and single columns only."""
     b, h, length, d = q.shape
-    hkv = k.shape[1]
-    g = h // hkv
-    nb = index.shape[2]
-    kmax = index.shape[3]
-    pad = nb * bs - length
+    g = h // k.shape[1]
+    bs = index.block
+    nb = index.n_blocks
+    kt, kc = index.starts.shape[-1], index.cols.shape[-1]
+    width = kt * bs + kc
     scale = 1.0 / math.sqrt(d)
-
-    def blocks(x: torch.Tensor) -> torch.Tensor:
-        if pad:
-            x = torch.cat([x, x.new_zeros(*x.shape[:2], pad, d)], dim=2)
-        return x.reshape(x.shape[0], x.shape[1], nb, bs, d)
-
-    qb_all, kb_all, vb_all = blocks(q), blocks(k), blocks(v)
+    pad = nb * bs - length
+    qb_all = q
+    if pad:
+        qb_all = torch.cat([q, q.new_zeros(b, h, pad, d)], dim=2)
+    qb_all = qb_all.reshape(b, h, nb, bs, d)
     bi = torch.arange(b, device=q.device)[:, None, None, None]
     hi = (torch.arange(h, device=q.device) // g)[None, :, None, None]
     out = torch.empty(b, h, nb, bs, d, dtype=q.dtype, device=q.device)
-    rows = max(1, CHUNK_ELEMENTS // max(1, b * h * kmax * bs * max(bs, d)))
+    rows = max(1, CHUNK_ELEMENTS // max(1, b * h * max(width, 1) * max(bs, d)))
     t = torch.arange(bs, device=q.device)
-    slot = torch.arange(kmax, device=q.device)
+    tile_slot = torch.arange(kt, device=q.device)
+    col_slot = torch.arange(kc, device=q.device)
     for s in range(0, nb, rows):
         e = min(nb, s + rows)
-        idx = index[:, :, s:e].long()
-        kk = kb_all[bi, hi, idx].float()  # (B, H, n, kmax, bs, D)
-        vv = vb_all[bi, hi, idx].float()
+        starts = index.starts[:, :, s:e].long()
+        tile_ok = tile_slot < index.counts[:, :, s:e, None]
+        kpos_t = (starts[..., None] + t).flatten(-2)  # (B, H, n, kt * bs)
+        ok_t = tile_ok.repeat_interleave(bs, dim=-1)
+        cols = index.cols[:, :, s:e].long()
+        ok_c = col_slot < index.col_counts[:, :, s:e, None]
+        kpos = torch.cat([kpos_t, cols], dim=-1)
+        ok = torch.cat([ok_t, ok_c], dim=-1) & (kpos < length)
+        idx = torch.where(ok, kpos, 0)
+        kk = k[bi, hi, idx].float()  # (B, H, n, width, D)
+        vv = v[bi, hi, idx].float()
         qq = qb_all[:, :, s:e].float()
-        scores = torch.einsum("bhnsd,bhnktd->bhnskt", qq, kk) * scale
-        qpos = (torch.arange(s, e, device=q.device)[:, None] * bs + t)[:, :, None, None]
-        kpos = idx[:, :, :, None, :, None] * bs + t
-        ok = (kpos <= qpos) & (kpos < length)
-        ok = ok & (slot < counts[:, :, s:e, None])[:, :, :, None, :, None]
-        scores = scores.masked_fill(~ok, float("-inf")).flatten(-2)
+        scores = torch.einsum("bhnsd,bhnmd->bhnsm", qq, kk) * scale
+        qpos = (torch.arange(s, e, device=q.device)[:, None] * bs + t)[:, :, None]
+        allowed = ok[:, :, :, None, :] & (kpos[:, :, :, None, :] <= qpos)
+        scores = scores.masked_fill(~allowed, float("-inf"))
         probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # padded rows have no keys
-        o = torch.einsum("bhnsm,bhnmd->bhnsd", probs, vv.flatten(3, 4))
+        o = torch.einsum("bhnsm,bhnmd->bhnsd", probs, vv)
         out[:, :, s:e] = o.to(q.dtype)
     return out.reshape(b, h, nb * bs, d)[:, :, :length]
-
-
-def vertical_slash_torch(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    col_keep: torch.Tensor,
-    diag_keep: torch.Tensor,
-    heads: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Causal attention over kept columns and diagonals ((B, H, L) bool), head by head.
-
-    `heads` (B, H) bool limits the work to some heads; the others are left as zeros.
-    """
-    b, h, length, d = q.shape
-    g = h // k.shape[1]
-    scale = 1.0 / math.sqrt(d)
-    out = torch.zeros_like(q)
-    pos = torch.arange(length, device=q.device)
-    for bb in range(b):
-        for hh in range(h):
-            if heads is not None and not bool(heads[bb, hh]):
-                continue
-            qh = q[bb, hh].float()
-            kh = k[bb, hh // g].float()
-            vh = v[bb, hh // g].float()
-            dk = diag_keep[bb, hh]
-            cols = torch.nonzero(col_keep[bb, hh]).flatten()
-            offs = torch.nonzero(dk).flatten().tolist()
-            # Columns: scored unless the entry lies on a kept diagonal (counted there).
-            sc = (qh @ kh[cols].T) * scale
-            rel = pos[:, None] - cols[None, :]
-            ok = (rel >= 0) & ~dk[rel.clamp(min=0)]
-            sc = sc.masked_fill(~ok, float("-inf"))
-            # Diagonal logits kept as (n, L) so each diagonal is one contiguous row.
-            sd = torch.full((len(offs), length), float("-inf"), device=q.device)
-            for j, o in enumerate(offs):
-                sd[j, o:] = (qh[o:] * kh[: length - o]).sum(-1) * scale
-            top = torch.maximum(sc.amax(-1), sd.amax(0))
-            pc = torch.exp(sc - top[:, None])
-            pd = torch.exp(sd - top[None, :])
-            acc = pc @ vh[cols]
-            for j, o in enumerate(offs):
-                acc[o:] += pd[j, o:, None] * vh[: length - o]
-            denom = pc.sum(-1) + pd.sum(0)
-            out[bb, hh] = (acc / denom[:, None]).to(q.dtype)
-    return out

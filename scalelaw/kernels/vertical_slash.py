@@ -1,27 +1,29 @@
-"""Vertical-slash prefill: top key columns and top diagonals per head.
+"""Vertical-slash prefill: top key columns and top diagonals per head, run as MInference runs them.
 
 The pattern is estimated from the attention of the last `window` queries to every key (a
 window x L slice, never L x L): column scores sum over those queries, diagonal scores sum along
 each offset i - j. The first `sink_columns` columns and the `local_diagonals` nearest diagonals
-are always kept; equal numbers n of columns and diagonals are kept per head, n chosen so that the
-exact number of covered causal entries (columns + diagonals - their crossings) gives 1/C.
+are always kept; equal numbers n of columns and diagonals are kept per head.
+
+The kernel computes what the reference study's kernel (MInference) computes: each kept diagonal
+becomes a `block_size`-wide key range per query block, ranges merge into runs of whole tiles, and
+a kept column is computed only where no tile covers it (`scalelaw.kernels.tiles`). The achieved
+compression counts those cells (block x block per tile, block per column), and n is chosen so
+that they come closest to L(L+1)/2C.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import (
-    AttentionResult,
-    KernelInputError,
-    SparseMethod,
-    causal_entries,
-)
-from scalelaw.kernels.reference import CHUNK_ELEMENTS, dense_causal, last_window_probs
-from scalelaw.kernels.sparse_torch import vertical_slash_torch
+from scalelaw.kernels.base import AttentionResult, SparseMethod, causal_entries
+from scalelaw.kernels.reference import CHUNK_ELEMENTS, last_window_probs
+from scalelaw.kernels.specs import SPECS
+from scalelaw.kernels.tiles import TileIndex, lines_cells, lines_index
 
 
 def window_scores(
@@ -54,65 +56,50 @@ def rank_with_mandatory(scores: torch.Tensor, n_forced: int) -> torch.Tensor:
     )
 
 
-def coverage(
-    col_order: torch.Tensor, diag_order: torch.Tensor, n: torch.Tensor, length: int
-) -> torch.Tensor:
-    """Causal entries covered by the top n[b, h] columns and diagonals: (B, H) float64."""
-    nmax = max(1, int(n.max()))
-    valid = torch.arange(nmax, device=n.device) < n[..., None]
-    cols = col_order[..., :nmax]
-    diags = diag_order[..., :nmax]
-    along = (length - cols).double() * valid + (length - diags).double() * valid
-    # Column j and diagonal o cross at row j + o when that row exists.
-    diag_sorted = torch.sort(torch.where(valid, diags, torch.full_like(diags, length)), -1).values
-    limit = (length - 1 - cols).contiguous()
-    crossings = torch.searchsorted(diag_sorted.contiguous(), limit, right=True)
-    crossings = (crossings.double() * valid).sum(-1)
-    return along.sum(-1) - crossings
-
-
 def uniform_count(
-    col_order: torch.Tensor, diag_order: torch.Tensor, length: int, compression: float, n_min: int
+    col_order: torch.Tensor,
+    diag_order: torch.Tensor,
+    length: int,
+    compression: float,
+    n_min: int,
+    bs: int,
 ) -> int:
-    """Smallest common n whose mean density reaches 1/C, or n - 1 when closer in log ratio."""
+    """The common n of columns and diagonals whose mean computed cells come closest to
+    L(L+1)/2C in log ratio (at least n_min).
+
+    The search grows n geometrically before bisecting: a count costs in proportion to n, so a
+    sparse request never pays for evaluating dense ones.
+    """
+    if compression <= 1.0:
+        return length  # every line: the tiles then cover the whole causal triangle
     b, h = col_order.shape[:2]
     target = causal_entries(length) / compression
+    seen: dict[int, float] = {}
 
-    def mean_cov(n: int) -> float:
-        full = torch.full((b, h), n, device=col_order.device)
-        return float(coverage(col_order, diag_order, full, length).mean())
+    def cells(n: int) -> float:
+        if n not in seen:
+            full = torch.full((b, h), n, device=col_order.device)
+            seen[n] = float(lines_cells(col_order, diag_order, full, full, length, bs).mean())
+        return seen[n]
 
-    lo, hi = max(1, min(n_min, length)), length
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if mean_cov(mid) >= target:
-            hi = mid
+    lo = max(1, min(n_min, length))
+    if cells(lo) >= target:
+        return lo
+    below, hi = lo, lo
+    while hi < length and cells(hi) < target:
+        below, hi = hi, min(length, 2 * hi)
+    if cells(hi) < target:
+        return hi
+    a, z = below + 1, hi  # cells(below) < target <= cells(hi)
+    while a < z:
+        mid = (a + z) // 2
+        if cells(mid) >= target:
+            z = mid
         else:
-            lo = mid + 1
-    if lo > max(1, n_min):
-        above, below = mean_cov(lo), mean_cov(lo - 1)
-        if abs(torch.log(torch.tensor(below / target))) < abs(
-            torch.log(torch.tensor(above / target))
-        ):
-            return lo - 1
-    return lo
-
-
-@dataclass
-class VSPattern:
-    """Kept columns and diagonals per (batch, head) as (B, H, L) bool masks."""
-
-    col_keep: torch.Tensor
-    diag_keep: torch.Tensor
-    entries: torch.Tensor  # (B, H) computed causal entries
-
-    def keep_fn(self) -> Any:
-        def keep(s: int, e: int, kend: int) -> torch.Tensor:
-            pos = torch.arange(kend, device=self.col_keep.device)
-            offs = (pos[s:e, None] - pos[None, :kend]).clamp(min=0)
-            return self.col_keep[:, :, None, :kend] | self.diag_keep[:, :, offs]
-
-        return keep
+            a = mid + 1
+    if a > lo and abs(math.log(cells(a - 1) / target)) < abs(math.log(cells(a) / target)):
+        return a - 1
+    return a
 
 
 def keep_masks(order: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -121,60 +108,75 @@ def keep_masks(order: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return ranks < n[..., None]
 
 
-def run_vs_pattern(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pat: VSPattern, backend: str, block: int
-) -> torch.Tensor:
-    if backend == "triton":
-        from scalelaw.kernels.triton_prefill import vertical_slash_attention
+@dataclass
+class VSPattern:
+    """Kept columns and diagonals per (batch, head) as (B, H, L) bool masks, and the tiles."""
 
-        return vertical_slash_attention(q, k, v, pat.col_keep, pat.diag_keep, block)
-    if bool((pat.entries >= causal_entries(q.shape[2])).all()):
-        return dense_causal(q, k, v)
-    return vertical_slash_torch(q, k, v, pat.col_keep, pat.diag_keep)
+    col_keep: torch.Tensor
+    diag_keep: torch.Tensor
+    index: TileIndex
+
+    @property
+    def entries(self) -> torch.Tensor:
+        """Cells the kernel computes per (B, H)."""
+        return self.index.cells()
+
+    def keep_fn(self) -> Any:
+        return self.index.keep_fn()
+
+
+def lines_pattern(
+    col_order: torch.Tensor,
+    diag_order: torch.Tensor,
+    n_col: torch.Tensor,
+    n_diag: torch.Tensor,
+    length: int,
+    bs: int,
+) -> VSPattern:
+    if bool((n_diag >= length).all()):
+        # every diagonal: each query block's run covers all keys up to its diagonal, the
+        # columns add nothing, and the index is the causal one (built without the walk)
+        b, h = n_diag.shape
+        index = TileIndex.causal(b, h, length, bs, col_order.device)
+    else:
+        index = lines_index(col_order, diag_order, n_col, n_diag, length, bs)
+    return VSPattern(keep_masks(col_order, n_col), keep_masks(diag_order, n_diag), index)
+
+
+def run_tiles(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: TileIndex, backend: str
+) -> torch.Tensor:
+    """The tile list run by the Triton kernel or by the PyTorch path (the same cells)."""
+    if backend == "triton":
+        from scalelaw.kernels.triton_prefill import tile_attention
+
+        return tile_attention(q, k, v, index)
+    from scalelaw.kernels.sparse_torch import tile_attention_torch
+
+    return tile_attention_torch(q, k, v, index)
+
+
+def achieved_from_cells(length: int, rows: int, cells: float) -> float:
+    # A pattern that computes as many cells as the causal matrix has entries is dense: whole
+    # diagonal tiles make it compute a little more than the triangle, which is still C = 1.
+    return max(1.0, causal_entries(length) * rows / cells)
 
 
 class VerticalSlash(SparseMethod):
-    name = "vertical-slash"
-    phases = ("prefill",)
-    description = (
-        "top key columns and top diagonals per head, scored by the last window of queries; "
-        "first columns and nearest diagonals always kept"
-    )
-    budget_rule = (
-        "equal numbers n of columns and diagonals per head; n is chosen so that the exact count "
-        "of covered causal entries (columns + diagonals - crossings) is closest to 1/C"
-    )
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "window": 256,
-        "sink_columns": 4,
-        "local_diagonals": 64,
-        "block_size": 64,
-    }
-    KNOB_HELP: ClassVar[dict[str, str]] = {
-        "window": "last queries whose attention scores the pattern (256; 512 for retrieval)",
-        "sink_columns": "first key columns always kept",
-        "local_diagonals": "diagonals nearest the main one always kept (offsets 0..n-1)",
-        "block_size": "tile size of the GPU kernel (does not change the pattern)",
-    }
+    spec = SPECS["vertical-slash"]
 
     def pattern(
         self, q: torch.Tensor, k: torch.Tensor, compression: float, **knobs: Any
     ) -> VSPattern:
         kn = self._call_knobs(knobs)
-        if kn["local_diagonals"] < 1:
-            raise KernelInputError("vertical-slash: local_diagonals must be >= 1 (the diagonal)")
         length = q.shape[2]
         cols, diags = window_scores(q, k, kn["window"])
         col_order = rank_with_mandatory(cols, kn["sink_columns"])
         diag_order = rank_with_mandatory(diags, kn["local_diagonals"])
         n_min = max(kn["sink_columns"], kn["local_diagonals"])
-        n = uniform_count(col_order, diag_order, length, compression, n_min)
+        n = uniform_count(col_order, diag_order, length, compression, n_min, kn["block_size"])
         counts = torch.full(cols.shape[:2], n, device=q.device)
-        return VSPattern(
-            keep_masks(col_order, counts),
-            keep_masks(diag_order, counts),
-            coverage(col_order, diag_order, counts, length),
-        )
+        return lines_pattern(col_order, diag_order, counts, counts, length, kn["block_size"])
 
     def prefill(
         self,
@@ -190,8 +192,14 @@ class VerticalSlash(SparseMethod):
         if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
             return dense
         pat = self.pattern(q, k, c, **knobs)
-        out = run_vs_pattern(q, k, v, pat, be, kn["block_size"])
-        achieved = causal_entries(lq) * b * h / float(pat.entries.sum())
+        cells = float(pat.entries.sum())
+        out = run_tiles(q, k, v, pat.index, be)
+        achieved = achieved_from_cells(lq, b * h, cells)
         n = int(pat.col_keep[0, 0].sum())
-        why = f"L={lq}, {n} columns and diagonals per head, at least {max(kn['sink_columns'], kn['local_diagonals'])}"
-        return self._result(out, c, achieved, why, {"lines_per_head": n})
+        tiles = float(pat.index.counts.double().mean())
+        why = (
+            f"L={lq}, {n} columns and diagonals per head (at least "
+            f"{max(kn['sink_columns'], kn['local_diagonals'])}), {tiles:.1f} tiles of "
+            f"{kn['block_size']} per query block"
+        )
+        return self._result(out, c, achieved, why, {"lines_per_head": n, "tiles_per_row": tiles})

@@ -30,6 +30,19 @@ def test_list_json_has_every_method_with_knobs():
     assert info["dense"]["phases"] == ["prefill", "decode"]
     assert info["quest"]["knobs"] == {"page_size": 16}
     assert set(info["snapkv"]["knob_help"]) == set(info["snapkv"]["knobs"])
+    # our default and the study's value side by side, and the reachable C at --seq-len
+    assert info["flexprefill"]["knobs"]["alpha"] is None
+    assert info["flexprefill"]["study"]["alpha"] == 0.65
+    assert info["quest"]["seq_len"] == 16384 and info["quest"]["reachable"] == [1.0, 1024.0]
+
+
+def test_list_table_shows_study_values_and_ranges():
+    res = runner.invoke(app, ["kernels", "list", "--seq-len", "4096"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "alpha=solved (0.65)" in res.output
+    assert "1-256 at L=4096" in res.output
+    bad = runner.invoke(app, ["kernels", "list", "--seq-len", "0"])
+    assert bad.exit_code == 2 and "--seq-len must be >= 1" in bad.output
 
 
 def test_list_phase_filter_and_bad_phase():
@@ -47,7 +60,7 @@ def test_list_phase_filter_and_bad_phase():
 
 def test_check_matches_dense_at_c1():
     res = runner.invoke(
-        app, ["kernels", "check", "--length", "512", "--compression", "1,2", "--json"]
+        app, ["kernels", "check", "--length", "2048", "--compression", "1,2", "--json"]
     )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)

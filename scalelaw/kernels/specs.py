@@ -1,0 +1,466 @@
+"""The method spec: what every sparse attention method is, in one torch-free place.
+
+Each method has a name, its phases, a one-line description, how C sets its budget, its knobs
+(our default, the reference study's value, a one-line meaning, the allowed range) and the range
+of C it can reach at a length. The kernels take their defaults and knob checks from here; grid
+validation, `scalelaw kernels list` and the cost model read the same objects, so they cannot
+drift apart. Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scalelaw.errors import ScalelawError
+from scalelaw.kernels import budgets
+
+PHASES: tuple[str, ...] = ("prefill", "decode")
+BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
+
+#: The reference study's compression ratios (1 = dense); the one list every part uses.
+STUDY_COMPRESSIONS: tuple[float, ...] = (
+    1.0,
+    1.43,
+    1.67,
+    2.0,
+    2.5,
+    3.33,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+)
+
+#: The same list as a command-line default.
+STUDY_COMPRESSIONS_TEXT = ",".join(f"{c:g}" for c in STUDY_COMPRESSIONS)
+
+#: Achieved compression within this relative distance of the request counts as reached.
+COMPRESSION_TOLERANCE = 0.10
+
+KnobValue = int | float | bool | None
+
+
+class KernelInputError(ScalelawError):
+    """Bad input to a sparse attention method; the message names the method and the argument."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting of a method.
+
+    `kind` is int, float or bool; `low`/`high` bound numbers; `optional` allows None, which
+    means the value is derived from C (flexprefill's alpha).
+    """
+
+    name: str
+    default: KnobValue
+    study: KnobValue | str
+    meaning: str
+    kind: type = int
+    low: float | None = 0
+    high: float | None = None
+    optional: bool = False
+
+    def check(self, method: str, value: Any) -> KnobValue:
+        """The value if it is allowed, else a KernelInputError naming method and knob."""
+        where = f"{method}: knob {self.name!r}"
+        if value is None and self.optional:
+            return None
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise KernelInputError(f"{where} must be a bool, got {value!r}")
+            return value
+        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise KernelInputError(f"{where} must be a non-negative int, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise KernelInputError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise KernelInputError(f"{where} must be finite, got {value!r}")
+        if self.low is not None and value < self.low:
+            bound = "non-negative" if self.low == 0 else f">= {self.low:g}"
+            raise KernelInputError(f"{where} must be {bound}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise KernelInputError(
+                f"{where} must be in [{self.low:g}, {self.high:g}], got {value!r}"
+            )
+        return value
+
+
+Reach = Callable[[Mapping[str, Any], int], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything about a method that does not need torch."""
+
+    name: str
+    phases: tuple[str, ...]
+    description: str
+    budget_rule: str
+    knobs: tuple[Knob, ...]
+    reach: Reach
+    # Why the Triton kernel cannot run these knobs (None: it can); `auto` then uses PyTorch.
+    triton_problem: Callable[[Mapping[str, Any]], str | None] = lambda kn: None
+
+    def defaults(self) -> dict[str, KnobValue]:
+        return {k.name: k.default for k in self.knobs}
+
+    def study_values(self) -> dict[str, KnobValue | str]:
+        return {k.name: k.study for k in self.knobs}
+
+    def knob_help(self) -> dict[str, str]:
+        return {k.name: k.meaning for k in self.knobs}
+
+    def resolve(
+        self, overrides: Mapping[str, Any], base: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`base` (default: the defaults) with `overrides` applied, every value checked."""
+        out = dict(self.defaults() if base is None else base)
+        by_name = {k.name: k for k in self.knobs}
+        for key, value in overrides.items():
+            if key not in by_name:
+                raise KernelInputError(
+                    f"{self.name}: unknown knob {key!r}; known knobs: {sorted(by_name)}"
+                )
+            out[key] = by_name[key].check(self.name, value)
+        return out
+
+    def reachable(
+        self, seq_len: int, params: Mapping[str, Any] | None = None
+    ) -> tuple[float, float]:
+        """(c_min, c_max): the compression this method can reach at `seq_len` with `params`.
+
+        For methods whose pattern depends on the data (vertical-slash, flexprefill) c_max is an
+        upper bound: what the always-kept lines alone cost; a run can fall short of it.
+        """
+        if seq_len < 1:
+            raise KernelInputError(f"{self.name}: seq_len must be >= 1, got {seq_len}")
+        return self.reach(self.resolve(params or {}), int(seq_len))
+
+
+def _power_of_two(value: int, low: int) -> bool:
+    return value >= low and value & (value - 1) == 0
+
+
+def _triton_block(kn: Mapping[str, Any]) -> str | None:
+    bs = kn["block_size"]
+    if not _power_of_two(bs, 16):
+        return f"the Triton prefill kernel needs block_size a power of two >= 16, got {bs}"
+    return None
+
+
+def _triton_page(kn: Mapping[str, Any]) -> str | None:
+    ps = kn["page_size"]
+    if not _power_of_two(ps, 1):
+        return f"the Triton decode kernel needs a power-of-two page_size, got {ps}"
+    return None
+
+
+def _reach_block_sparse(kn: Mapping[str, Any], length: int) -> tuple[float, float]:
+    k_min = kn["sink_blocks"] + kn["local_blocks"]
+    return 1.0, budgets.block_compression(length, kn["block_size"], k_min)
+
+
+def _reach_lines(kn: Mapping[str, Any], length: int) -> tuple[float, float]:
+    return 1.0, budgets.forced_lines_compression(
+        length, kn["block_size"], kn["local_diagonals"], kn["sink_columns"]
+    )
+
+
+def _reach_flexprefill(kn: Mapping[str, Any], length: int) -> tuple[float, float]:
+    _, c_max = _reach_lines(kn, length)
+    if kn["tau"] > 0:  # block-mode heads keep the first block and the diagonal at least
+        c_max = max(c_max, budgets.block_compression(length, kn["block_size"], 2))
+    return 1.0, c_max
+
+
+def _reach_quest(kn: Mapping[str, Any], length: int) -> tuple[float, float]:
+    return 1.0, length / budgets.quest_tokens_read(length, 0, kn["page_size"])
+
+
+def _reach_snapkv(kn: Mapping[str, Any], length: int) -> tuple[float, float]:
+    kept = max(1, budgets.protected_tokens(length, kn["sink_tokens"], kn["recent_tokens"]))
+    return 1.0, length / kept
+
+
+BLOCK_SIZE_HELP = "tokens per query and key block (the study's 16; 64 or 128 suit GPUs)"
+WINDOW_VS = "last queries whose attention scores columns and diagonals (512 for retrieval tasks)"
+TILE_HELP = "query block and key tile width: each kept diagonal costs one tile per query block"
+
+SPECS: dict[str, MethodSpec] = {
+    s.name: s
+    for s in (
+        MethodSpec(
+            name="dense",
+            phases=("prefill", "decode"),
+            description="full causal attention (torch SDPA); the C = 1 baseline of both phases",
+            budget_rule="always C = 1; a requested C > 1 is reported as not reachable",
+            knobs=(),
+            reach=lambda kn, length: (1.0, 1.0),
+        ),
+        MethodSpec(
+            name="block-sparse",
+            phases=("prefill",),
+            description=(
+                "top-k key blocks per query block from mean-pooled q and k; first block, "
+                "diagonal and sub-diagonal always kept"
+            ),
+            budget_rule=(
+                "one count k of key blocks per query block (the study's top_chunks); k is the "
+                "integer whose causal token density is closest to 1/C; rows with fewer causal "
+                "blocks keep all"
+            ),
+            knobs=(
+                Knob("block_size", 16, 16, BLOCK_SIZE_HELP, low=1),
+                Knob("sink_blocks", 1, 1, "first key blocks always kept"),
+                Knob(
+                    "local_blocks",
+                    2,
+                    2,
+                    "blocks up to the diagonal always kept (2: diagonal and sub-diagonal)",
+                    low=1,
+                ),
+            ),
+            reach=_reach_block_sparse,
+            triton_problem=_triton_block,
+        ),
+        MethodSpec(
+            name="vertical-slash",
+            phases=("prefill",),
+            description=(
+                "top key columns and top diagonals per head, scored by the last window of "
+                "queries; each kept diagonal runs as a tile-wide range per query block "
+                "(MInference's index)"
+            ),
+            budget_rule=(
+                "equal numbers n of columns and diagonals per head; n is chosen so that the "
+                "cells the kernel computes (block x block per tile, block per single column) "
+                "are closest to L(L+1)/2C"
+            ),
+            knobs=(
+                Knob("window", 256, 256, WINDOW_VS, low=1),
+                Knob("sink_columns", 4, 4, "first key columns always kept"),
+                Knob(
+                    "local_diagonals",
+                    64,
+                    64,
+                    "diagonals nearest the main one always kept (offsets 0..n-1)",
+                    low=1,
+                ),
+                Knob("block_size", 64, 64, TILE_HELP, low=1),
+            ),
+            reach=_reach_lines,
+            triton_problem=_triton_block,
+        ),
+        MethodSpec(
+            name="flexprefill",
+            phases=("prefill",),
+            description=(
+                "per-head numbers of columns and of diagonals, each the fewest lines whose "
+                "attention mass reaches the coverage alpha, at least min_budget; optional "
+                "query-aware block mode (tau > 0)"
+            ),
+            budget_rule=(
+                "alpha unset: alpha is solved so the heads' mean computed cells give 1/C; a C "
+                "beyond what min_budget lines allow runs the study's alpha = 0 rows (every head "
+                "keeps the uniform vertical-slash count); alpha set: max(min_budget, lines for "
+                "mass alpha) columns and diagonals per head, whatever C"
+            ),
+            knobs=(
+                Knob(
+                    "window", 512, 512, "last queries used to estimate each head's pattern", low=1
+                ),
+                Knob(
+                    "alpha",
+                    None,
+                    0.65,
+                    "coverage threshold; unset: solved from C (maps a C "
+                    "grid onto the study's alpha sweep)",
+                    kind=float,
+                    high=1,
+                    optional=True,
+                ),
+                Knob("min_budget", 512, 512, "fewest columns (and fewest diagonals) a head keeps"),
+                Knob(
+                    "tau",
+                    0.0,
+                    0.0,
+                    "Jensen-Shannon distance below which a head uses block "
+                    "selection (0: query-aware mode off)",
+                    kind=float,
+                ),
+                Knob(
+                    "block_size", 64, 64, TILE_HELP + "; also the block of block-mode heads", low=1
+                ),
+                Knob("sink_columns", 4, 4, "first key columns always kept"),
+                Knob("local_diagonals", 64, 64, "nearest diagonals always kept", low=1),
+            ),
+            reach=_reach_flexprefill,
+            triton_problem=_triton_block,
+        ),
+        MethodSpec(
+            name="quest",
+            phases=("decode",),
+            description=(
+                "per-page key min/max bounds; each step reads the top pages of the full cache "
+                "(scores summed over the query heads of a GQA group) plus the newest page"
+            ),
+            budget_rule=(
+                "budget = round(prompt length / C / page_size) pages, held fixed while "
+                "generating, plus the page of the newest token (C = 1 reads every page); "
+                "achieved C = cache length / tokens read"
+            ),
+            knobs=(Knob("page_size", 16, 16, "tokens per page", low=1),),
+            reach=_reach_quest,
+            triton_problem=_triton_page,
+        ),
+        MethodSpec(
+            name="snapkv",
+            phases=("decode",),
+            description=(
+                "after prefill keep the top tokens per KV head by pooled attention of the last "
+                "window of prompt queries; first and last tokens always kept; the rest is "
+                "evicted"
+            ),
+            budget_rule=(
+                "capacity per KV head = round(prompt length / C) tokens, sink and recent tokens "
+                "included; generated tokens are all kept"
+            ),
+            knobs=(
+                Knob(
+                    "window",
+                    256,
+                    256,
+                    "last prompt queries whose attention scores the tokens",
+                    low=1,
+                ),
+                Knob(
+                    "kernel_size",
+                    21,
+                    21,
+                    "average pooling width along the sequence (1: none)",
+                    low=1,
+                ),
+                Knob("sink_tokens", 4, 4, "first tokens always kept"),
+                Knob("recent_tokens", 128, 128, "last prompt tokens always kept"),
+            ),
+            reach=_reach_snapkv,
+        ),
+    )
+}
+
+SPECS["ada-snapkv"] = MethodSpec(
+    name="ada-snapkv",
+    phases=("decode",),
+    description=(
+        "as snapkv, but tokens scored by the maximum over the window and over the query heads "
+        "of a group, and one top-k across the KV heads of a layer with a per-head floor"
+    ),
+    budget_rule=(
+        "layer budget = KV heads x round(prompt length / C); each head first keeps its floor, "
+        "max(floor_fraction x capacity, sink + recent tokens), the rest goes to the best tokens "
+        "of any head"
+    ),
+    knobs=(
+        *SPECS["snapkv"].knobs,
+        Knob(
+            "floor_fraction",
+            0.2,
+            0.2,
+            "share of a head's capacity it keeps whatever the other heads score",
+            kind=float,
+            high=1,
+        ),
+    ),
+    reach=_reach_snapkv,
+)
+
+
+def method_names(phase: str | None = None) -> list[str]:
+    """Method names, optionally only those with the given phase."""
+    if phase is not None and phase not in PHASES:
+        raise KernelInputError(f"phase must be one of {PHASES}, got {phase!r}")
+    return [n for n, s in SPECS.items() if phase is None or phase in s.phases]
+
+
+def get_spec(name: str) -> MethodSpec:
+    if name not in SPECS:
+        raise KernelInputError(f"unknown method {name!r}; known methods: {list(SPECS)}")
+    return SPECS[name]
+
+
+def reachable(method: str, params: Mapping[str, Any] | None, seq_len: int) -> tuple[float, float]:
+    """(c_min, c_max) the method can reach at `seq_len` with knobs `params` (defaults filled)."""
+    return get_spec(method).reachable(seq_len, params)
+
+
+def unreachable_reason(
+    method: str, params: Mapping[str, Any] | None, seq_len: int, compression: float
+) -> str | None:
+    """Why `method` cannot reach `compression` at `seq_len` (None when it can).
+
+    A request within the tolerance of the range counts as reachable: the method then runs at
+    the nearest end and reports the C it achieved.
+    """
+    c_min, c_max = reachable(method, params, seq_len)
+    tol = COMPRESSION_TOLERANCE
+    if c_min * (1 - tol) <= compression <= c_max * (1 + tol):
+        return None
+    return (
+        f"{method} cannot reach C={compression:g} at L={seq_len}: "
+        f"it reaches C {c_min:g} to {c_max:.3g} at this length"
+    )
+
+
+def indexing_flops(
+    method: str,
+    knobs: Mapping[str, Any] | None,
+    seq_len: float,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    *,
+    causal_half: bool = False,
+) -> float:
+    """FLOPs one layer spends at prefill choosing what to compute, with the method's own knobs."""
+    spec = get_spec(method)
+    if "prefill" not in spec.phases:
+        raise KernelInputError(f"{method} has no prefill phase and no prefill indexing cost")
+    kn = spec.resolve({k: v for k, v in (knobs or {}).items() if k in spec.defaults()})
+    L = float(seq_len)
+
+    def blocks(bs: float) -> float:
+        # pooled q.k per block pair plus pooling q and k
+        nb = L / bs
+        pairs = nb * (nb + 1) / 2 if causal_half else nb * nb
+        return (2 * head_dim + 1) * heads * pairs + L * (heads + kv_heads) * head_dim
+
+    def last_queries(window: float) -> float:
+        # last queries against all keys: q.k, softmax, column and diagonal sums
+        return heads * min(window, L) * L * (2 * head_dim + 3 + 2)
+
+    if method == "block-sparse":
+        return blocks(kn["block_size"])
+    if method == "vertical-slash":
+        return last_queries(kn["window"])
+    if method == "flexprefill":
+        # block selection only runs for query-aware heads (tau > 0); charged as if all were
+        return last_queries(kn["window"]) + (blocks(kn["block_size"]) if kn["tau"] > 0 else 0.0)
+    return 0.0
+
+
+def indexing_elements(
+    method: str, knobs: Mapping[str, Any] | None, seq_len: float, kv_heads: int, head_dim: int
+) -> float:
+    """Elements one layer reads per decode step to choose what to read (quest's page bounds)."""
+    spec = get_spec(method)
+    if "decode" not in spec.phases:
+        raise KernelInputError(f"{method} has no decode phase and no decode indexing cost")
+    if method != "quest":
+        return 0.0
+    kn = spec.resolve({k: v for k, v in (knobs or {}).items() if k in spec.defaults()})
+    return 2 * kv_heads * head_dim * float(seq_len) / kn["page_size"]
