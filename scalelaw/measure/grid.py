@@ -21,6 +21,8 @@ variable-tracking = {}
 
 `dense` runs only at C = 1. Every other method runs at every ratio; its C = 1 point is the dense
 measurement (a method at C = 1 reproduces dense attention), computed once and shared.
+A grid asking a method for a ratio it cannot reach at a length (the method spec's `reachable`)
+is refused up front, naming the method, the length and the ratio.
 This module is torch-free.
 """
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from scalelaw.errors import ScalelawError
+from scalelaw.kernels.specs import SPECS, KernelInputError, unreachable_reason
 
 DENSE = "dense"
 
@@ -209,11 +212,13 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
     compression = _positive_list(data["compression"], "compression", where, float, 1.0)
     if all(m == DENSE for m, _ in methods) and 1.0 not in compression:
         raise GridError(f"{where}: only 'dense' is listed but 'compression' lacks 1")
+    lengths = _positive_list(data["lengths"], "lengths", where, int, 1)
+    _check_reachable(methods, lengths, compression, where)
     return Grid(
         name=str(data.get("name", Path(where).stem)),
         seed=seed,
         samples=samples,
-        lengths=_positive_list(data["lengths"], "lengths", where, int, 1),
+        lengths=lengths,
         compression=compression,
         models=tuple(models),
         methods=methods,
@@ -222,6 +227,39 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
         source_hash=source_hash,
         max_new_tokens=cap,
     )
+
+
+def _check_reachable(
+    methods: tuple[tuple[str, str], ...],
+    lengths: tuple[int, ...],
+    compression: tuple[float, ...],
+    where: str,
+) -> None:
+    """Refuse every (method, length, ratio) the method cannot reach, rather than run it denser.
+
+    Unknown methods and bad knobs are left to the measurement's own check, which names the
+    configuration.
+    """
+    problems = []
+    for name, params in methods:
+        if name == DENSE or name not in SPECS:
+            continue
+        knobs = json.loads(params)
+        try:
+            SPECS[name].resolve(knobs)
+        except KernelInputError:
+            continue
+        for length in lengths:
+            for c in compression:
+                if c != 1 and (why := unreachable_reason(name, knobs, length, c)) is not None:
+                    problems.append(why)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise GridError(
+            f"{where}: {'; '.join(problems[:3])}{more}. Drop those ratios or lengths, or change "
+            "the knobs (a smaller block_size, fewer always-kept tokens); `scalelaw kernels list "
+            "--seq-len L` shows each method's range"
+        )
 
 
 def load_grid(path: str | Path) -> Grid:
