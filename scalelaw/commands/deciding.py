@@ -26,6 +26,7 @@ from scalelaw.commands.common import emit as _emit
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import number as _number
 from scalelaw.commands.common import numbers as _numbers
+from scalelaw.kernels.specs import STUDY_COMPRESSIONS_TEXT
 
 Format = Literal["table", "csv", "json"]
 Phase = Literal["prefill", "decode"]
@@ -221,7 +222,7 @@ def frontier(
     ] = "4K,8K,16K,32K,64K,128K,256K,512K,1024K",
     compressions: Annotated[
         str, typer.Option(help="Comma-separated ratios; 1 is dense.")
-    ] = "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20",
+    ] = STUDY_COMPRESSIONS_TEXT,
     task: Annotated[
         list[str] | None,
         typer.Option(

@@ -22,6 +22,7 @@ from scalelaw.commands.common import (
 )
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import numbers as _numbers
+from scalelaw.kernels.specs import STUDY_COMPRESSIONS_TEXT
 
 
 def _task_map(items: list[str]) -> dict[str, str]:
@@ -80,7 +81,7 @@ def plan(
     ] = "prefill",
     compressions: Annotated[
         str, typer.Option(help="Comma-separated ratios of the decision; 1 is dense.")
-    ] = "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20",
+    ] = STUDY_COMPRESSIONS_TEXT,
     task: Annotated[
         list[str] | None,
         typer.Option("--task", help="Fit tasks the decision averages (default: all; repeatable)."),

@@ -5,32 +5,33 @@ generalisations that leave its numbers unchanged for the models it studied: the 
 projections use h * d_h rather than d (they differ for Gemma-3), and sliding-window layers attend
 to at most `window` keys. Density rho = 1 / C multiplies only the part a sparse method skips:
 the quadratic attention of global layers at prefill, the KV-cache reads of global layers at
-decode. Everything the method must do to choose what to skip is counted as `indexing`.
+decode. Everything the method must do to choose what to skip is counted as `indexing`, with the
+method's own knobs (defaults from the method spec, `scalelaw.kernels.specs`, which the kernels
+run with too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
+from scalelaw.kernels import specs
 
 Phase = Literal["prefill", "decode"]
 PHASES: tuple[str, ...] = ("prefill", "decode")
 
-PREFILL_METHODS = ("dense", "block-sparse", "vertical-slash", "flexprefill")
-DECODE_METHODS = ("dense", "quest", "snapkv", "ada-snapkv")
+PREFILL_METHODS: tuple[str, ...] = tuple(specs.method_names("prefill"))
+DECODE_METHODS: tuple[str, ...] = tuple(specs.method_names("decode"))
 
-#: Method knobs used by the indexing cost (the study's settings; see DESIGN.md section 5).
-DEFAULT_KNOBS: dict[str, float] = {
-    "block_size": 16,  # block-sparse and flexprefill block estimation
-    "last_queries": 256,  # vertical-slash / flexprefill: queries scored against every key
-    "page_size": 16,  # quest
-}
+#: Knobs the indexing cost reads; each method's defaults come from its spec.
+COST_KNOBS: frozenset[str] = frozenset({"block_size", "window", "page_size", "tau"})
+#: The same names, kept for callers that filter a grid's knobs with it.
+DEFAULT_KNOBS = COST_KNOBS
 
 
 class CostError(ScalelawError):
@@ -137,35 +138,47 @@ def attended_pairs(arch: Architecture, seq_len: float, *, causal_half: bool) -> 
     return full, local
 
 
+def method_knobs(method: str, knobs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The method's own knobs out of `knobs` (others ignored), whole numbers made ints."""
+    spec = specs.get_spec(method)
+    out: dict[str, Any] = {}
+    for knob in spec.knobs:
+        if knobs is None or knob.name not in knobs:
+            continue
+        value = knobs[knob.name]
+        if knob.kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        out[knob.name] = value
+    try:
+        return spec.resolve(out)
+    except specs.KernelInputError as exc:
+        raise CostError(str(exc)) from None
+
+
 def indexing_flops(
     arch: Architecture,
     seq_len: float,
     method: str,
     *,
     causal_half: bool = False,
-    knobs: Mapping[str, float] | None = None,
+    knobs: Mapping[str, Any] | None = None,
 ) -> float:
     """FLOPs one sequence spends choosing what to compute, summed over global layers."""
-    k = {**DEFAULT_KNOBS, **(knobs or {})}
-    L, h, dh = float(seq_len), arch.heads, arch.head_dim
-    blocks = L / k["block_size"]
-    block_pairs = blocks * (blocks + 1) / 2 if causal_half else blocks * blocks
-    # block scores: pooled q.k per block pair plus pooling q and k
-    block = (2 * dh + 1) * h * block_pairs + L * (h + arch.kv_heads) * dh
-    w = min(k["last_queries"], L)
-    # last queries against all keys (q.k, softmax, column and diagonal sums)
-    vslash = h * w * L * (2 * dh + 3 + 2)
-    per_layer = {
-        "dense": 0.0,
-        "block-sparse": block,
-        "vertical-slash": vslash,
-        "flexprefill": vslash + block,
-    }
-    if method not in per_layer:
+    if method not in PREFILL_METHODS:
         raise CostError(
-            f"no prefill indexing cost for method '{method}'; choose from {', '.join(per_layer)}"
+            f"no prefill indexing cost for method '{method}'; "
+            f"choose from {', '.join(PREFILL_METHODS)}"
         )
-    return arch.global_layers * per_layer[method]
+    per_layer = specs.indexing_flops(
+        method,
+        method_knobs(method, knobs),
+        seq_len,
+        arch.heads,
+        arch.kv_heads,
+        arch.head_dim,
+        causal_half=causal_half,
+    )
+    return arch.global_layers * per_layer
 
 
 def prefill_flops(
@@ -176,7 +189,7 @@ def prefill_flops(
     batch: int = 1,
     causal_half: bool = False,
     method: str = "dense",
-    knobs: Mapping[str, float] | None = None,
+    knobs: Mapping[str, Any] | None = None,
 ) -> CostBreakdown:
     """FLOPs to prefill `batch` sequences of `seq_len` tokens at compression ratio C."""
     _check(arch, seq_len, compression, batch)
@@ -217,7 +230,7 @@ def decode_bytes(
     batch: int = 1,
     bytes_per_element: float = 2.0,
     method: str = "dense",
-    knobs: Mapping[str, float] | None = None,
+    knobs: Mapping[str, Any] | None = None,
 ) -> CostBreakdown:
     """Bytes read from memory for one decode step of `batch` sequences with `seq_len` cached tokens.
 
@@ -228,20 +241,21 @@ def decode_bytes(
         raise CostError(
             f"unknown decode method '{method}'; choose from {', '.join(DECODE_METHODS)}"
         )
-    k = {**DEFAULT_KNOBS, **(knobs or {})}
     L, d, n = float(seq_len), arch.hidden, arch.layers
     local_len = float(min(arch.window, L)) if arch.window else 0.0
+    # quest reads a per-page min and max key for every page of every global layer
+    index = arch.global_layers * specs.indexing_elements(
+        method, method_knobs(method, knobs), L, arch.kv_heads, arch.head_dim
+    )
 
     def parts(rho: float, with_index: bool) -> dict[str, float]:
         kv = 2 * arch.kv_dim * (arch.global_layers * rho * L + arch.local_layers * local_len)
-        # quest reads a per-page min and max key for every page of every global layer
-        index = 2 * arch.global_layers * arch.kv_dim * L / k["page_size"]
         out = {
             "kv_cache": batch * kv,
             "projections": n * (2 * d * arch.q_dim + 2 * d * arch.kv_dim),
             "mlp": n * 3 * d * arch.mlp,
             "embeddings_logits": d * arch.vocab + d,
-            "indexing": batch * index if with_index and method == "quest" else 0.0,
+            "indexing": batch * index if with_index else 0.0,
         }
         return {key: bytes_per_element * value for key, value in out.items()}
 
@@ -259,7 +273,7 @@ def cost(
     bytes_per_element: float = 2.0,
     causal_half: bool = False,
     method: str | None = None,
-    knobs: Mapping[str, float] | None = None,
+    knobs: Mapping[str, Any] | None = None,
 ) -> CostBreakdown:
     """Prefill FLOPs or decode bytes; `method=None` means no indexing cost (density alone)."""
     if phase == "prefill":

@@ -18,24 +18,10 @@ import polars as pl
 
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
+from scalelaw.kernels.specs import STUDY_COMPRESSIONS  # the study's ratios, defined once
 
 DrawsFn = Callable[[pl.DataFrame], np.ndarray]
 CostFn = Callable[[Architecture, float, float], float]
-
-#: The reference study's compression levels (1 = dense).
-STUDY_COMPRESSIONS: tuple[float, ...] = (
-    1.0,
-    1.43,
-    1.67,
-    2.0,
-    2.5,
-    3.33,
-    5.0,
-    7.5,
-    10.0,
-    15.0,
-    20.0,
-)
 
 
 class FrontierError(ScalelawError):

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from scalelaw.frontier import Architecture, CostError, decode_bytes, get_architecture, prefill_flops
+from scalelaw.frontier.cost import indexing_flops
 
 TINY = Architecture(
     "tiny", "x", layers=2, hidden=8, heads=2, kv_heads=1, head_dim=4, mlp=16, vocab=10
@@ -110,3 +111,23 @@ def test_indexing_and_bounds() -> None:
         prefill_flops(q, 1024, 0.5)
     with pytest.raises(CostError, match="unknown decode method 'vertical-slash'"):
         decode_bytes(q, 1024, 2.0, method="vertical-slash")
+
+
+def test_indexing_reads_each_methods_own_knobs() -> None:
+    # flexprefill scores its last 512 queries (the study's setting) and, with query-aware mode
+    # off (tau = 0), estimates no blocks: twice vertical-slash's 256 queries, no block term
+    q = get_architecture("qwen2.5", "7B")
+    vs = indexing_flops(q, 131072, "vertical-slash")
+    assert indexing_flops(q, 131072, "flexprefill") == pytest.approx(2 * vs)
+    with_blocks = indexing_flops(q, 131072, "flexprefill", knobs={"tau": 0.1})
+    assert with_blocks > 2 * vs
+    # a grid's knobs: whole floats are accepted, other methods' knobs ignored
+    b16 = indexing_flops(q, 131072, "block-sparse")
+    b64 = indexing_flops(q, 131072, "block-sparse", knobs={"block_size": 64.0, "page_size": 4})
+    assert b64 < b16
+    assert indexing_flops(q, 131072, "vertical-slash", knobs={"window": 512}) == 2 * vs
+    with pytest.raises(CostError, match="block-sparse: knob 'block_size' must be >= 1"):
+        indexing_flops(q, 1024, "block-sparse", knobs={"block_size": 0})
+    quest4 = decode_bytes(q, 131072, 10.0, method="quest", knobs={"page_size": 4})
+    quest16 = decode_bytes(q, 131072, 10.0, method="quest")
+    assert quest4.parts["indexing"] == pytest.approx(4 * quest16.parts["indexing"])
