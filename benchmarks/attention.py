@@ -2,9 +2,15 @@
 
 Prefill: each method (pattern estimation included, and also timed apart) against torch SDPA
 dense causal attention; block-sparse also against FlexAttention given the identical block mask.
-Decode: one step of each method against one dense SDPA step over the full cache. Prints a table
-of speedups and writes a CSV that `scalelaw frontier --cost latency` reads (columns in
-docs/performance.md).
+Decode: one step of each method against one dense SDPA step over the full cache. The dense
+baseline is the fastest SDPA backend that runs (or the one `--sdpa-backend` names), recorded on
+every row. Inputs have the structure real attention has (`--inputs structured`, the default):
+attention sinks, local windows, a few vertical stripes and a few diagonals, so the patterns the
+methods pick and the compression they reach resemble a model's rather than random noise's.
+
+Every row is appended to the CSV as soon as it is measured, and a row that raises is written as
+a failed row with the error, so one failure loses nothing. `scalelaw frontier --cost latency`
+reads the CSV (columns in docs/performance.md).
 
     python benchmarks/attention.py                           # GPU: L 16K-128K, C 1/5/10/20
     python benchmarks/attention.py --device cpu --quick      # tiny CPU check, same table
@@ -13,6 +19,7 @@ docs/performance.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gc
 import math
@@ -20,7 +27,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,7 @@ import torch.nn.functional as F
 from scalelaw.kernels import get_method
 from scalelaw.kernels.base import resolve_backend
 from scalelaw.kernels.block_sparse import run_block_pattern
+from scalelaw.kernels.budgets import causal_entries
 
 PREFILL = ("block-sparse", "vertical-slash", "flexprefill")
 DECODE = ("quest", "snapkv", "ada-snapkv")
@@ -43,10 +52,13 @@ COLUMNS = [
     "estimation_ms",
     "baseline_ms",
     "speedup",
+    "tflops",
     "kernel_ms",
     "flex_ms",
     "speedup_vs_flex",
     "backend",
+    "sdpa_backend",
+    "inputs",
     "dtype",
     "batch",
     "heads",
@@ -56,8 +68,16 @@ COLUMNS = [
     "device",
     "torch",
     "triton",
+    "status",
+    "run",
     "note",
 ]
+SDPA_BACKENDS = {
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "math": "MATH",
+}
 
 
 def timer(device: torch.device, repeats: int) -> Callable[[Callable[[], Any]], float]:
@@ -80,6 +100,89 @@ def timer(device: torch.device, repeats: int) -> Callable[[Callable[[], Any]], f
         return statistics.median(times)
 
     return cpu_ms
+
+
+# Logit sizes of the structured inputs' patterns (the random part has a spread of about 0.25).
+LOCAL_LOGIT, SINK_LOGIT, STRIPE_LOGIT, SLASH_LOGIT = 10.0, 8.0, 6.0, 7.0
+
+
+def rotate(x: torch.Tensor, pos: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (i, i + F) of x (..., L, 2F) by pos * theta (as rotary embeddings)."""
+    half = theta.shape[0]
+    angle = pos[:, None].float() * theta
+    cos, sin = angle.cos(), angle.sin()
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+def structured_inputs(
+    batch: int,
+    heads: int,
+    kv_heads: int,
+    length: int,
+    head_dim: int,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v whose attention has sinks, local windows, vertical stripes and diagonals.
+
+    Channels are split by role, each pattern shared by the query heads of a KV head. Rotary
+    channels carry one vector in queries and keys, rotated by position, so scores peak on the
+    main diagonal and fade within about a hundred tokens (local windows). A second rotary group
+    rotates the keys by their position plus an offset, which puts a band of high scores on the
+    diagonal at that offset (one offset per KV head). Content channels carry a direction every query shares with the
+    first keys (sinks) and a few random keys (vertical stripes). The patterns' logits are 6 to
+    10 above the random part, so they hold most of the attention mass, as in trained models.
+    """
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    group = heads // kv_heads
+    scale = math.sqrt(head_dim)
+    local_pairs = max(1, head_dim // 4)
+    slash_pairs = max(1, head_dim // 8)
+    content = head_dim - 2 * (local_pairs + slash_pairs)
+    pos = torch.arange(length, device=device)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device)
+
+    def unit(*shape: int) -> torch.Tensor:
+        x = randn(*shape)
+        return x / x.norm(dim=-1, keepdim=True)
+
+    def per_head(x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(group, dim=1)
+
+    q = 0.5 * randn(batch, heads, length, head_dim)
+    k = 0.5 * randn(batch, kv_heads, length, head_dim)
+    v = randn(batch, kv_heads, length, head_dim)
+    # local windows: frequencies down to 1/256 rad per token
+    theta = 256.0 ** (-torch.arange(local_pairs, device=device) / max(1, local_pairs - 1))
+    u = unit(batch, kv_heads, 1, 2 * local_pairs) * math.sqrt(LOCAL_LOGIT * scale)
+    u = u.expand(-1, -1, length, -1)
+    lo = slice(0, 2 * local_pairs)
+    q[..., lo] += per_head(rotate(u, pos, theta))
+    k[..., lo] += rotate(u, pos, theta)
+    # diagonals: keys rotated as if `offset` tokens later; bands about 30 tokens wide
+    theta = 32.0 ** (-torch.arange(slash_pairs, device=device) / max(1, slash_pairs - 1))
+    w = unit(batch, kv_heads, 1, 2 * slash_pairs) * math.sqrt(SLASH_LOGIT * scale)
+    w = w.expand(-1, -1, length, -1)
+    sl = slice(2 * local_pairs, 2 * (local_pairs + slash_pairs))
+    q[..., sl] += per_head(rotate(w, pos, theta))
+    # one diagonal per KV head (more would add their tails to every score)
+    for h in range(kv_heads):
+        offset = (length // 7, length // 3, length // 2)[h % 3]
+        k[:, h, :, sl] += rotate(w[:, h], pos + offset, theta)
+    # sinks and vertical stripes: a direction every query shares with a few keys
+    if content > 0:
+        c = unit(batch, kv_heads, 1, content)
+        co = slice(head_dim - content, head_dim)
+        q[..., co] += per_head(2 * c).expand(-1, -1, length, -1)
+        k[:, :, : min(4, length), co] += SINK_LOGIT * scale / 2 * c
+        stripes = torch.randperm(length, generator=g)[: max(1, length // 2048 + 4)].to(device)
+        k[:, :, stripes, co] += STRIPE_LOGIT * scale / 2 * c
+    return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
 def flex_block_mask(pattern: Any, length: int, device: torch.device) -> Any:
@@ -134,14 +237,52 @@ def versions(device: torch.device) -> dict[str, str]:
     return {"device": name, "torch": torch.__version__, "triton": triton_version}
 
 
+@contextlib.contextmanager
+def sdpa_backend(name: str) -> Iterator[None]:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[name])]):
+        yield
+
+
+class RowWriter:
+    """Appends rows to the CSV as they come, one header per file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > 0:
+            with path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != COLUMNS:
+                raise SystemExit(
+                    f"{path}: holds other columns than this benchmark writes; "
+                    "choose another --out or move the file away"
+                )
+        else:
+            with path.open("w", newline="") as f:
+                csv.DictWriter(f, fieldnames=COLUMNS).writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=COLUMNS).writerow(row)
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "out of memory"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
 class Bench:
     """One benchmark run: the timer, the shape and versions stamped on every row, the rows."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, writer: RowWriter | None = None) -> None:
         self.args = args
         self.device = torch.device(args.device)
         self.ms = timer(self.device, args.repeats)
-        self.backend = resolve_backend("benchmark", args.backend, self.device)
+        self.writer = writer
         self.rows: list[dict[str, Any]] = []
         self.shape = {
             "batch": 1,
@@ -150,6 +291,8 @@ class Bench:
             "head_dim": args.head_dim,
             "dtype": args.dtype,
             "block_size": args.block_size,
+            "inputs": args.inputs,
+            "run": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **versions(self.device),
         }
         self.flex = None
@@ -162,13 +305,36 @@ class Bench:
     def row(self, **kw: Any) -> dict[str, Any]:
         r = {c: "" for c in COLUMNS}
         r.update(self.shape)
+        r["status"] = "ok"
         r.update(kw)
         self.rows.append(r)
         return r
 
+    def emit(self, r: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.write(r)
+
+    @contextlib.contextmanager
+    def measuring(self, **kw: Any) -> Iterator[dict[str, Any]]:
+        """A row that is written when the block ends, as failed with the error if it raised."""
+        r = self.row(**kw)
+        try:
+            yield r
+        except Exception as exc:  # every failure becomes a row; the run goes on
+            r["status"] = "failed"
+            r["note"] = error_text(exc)
+        finally:
+            self.emit(r)
+            self.free()
+
     def inputs(self, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a = self.args
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[a.dtype]
+        if a.inputs == "structured":
+            return structured_inputs(
+                1, a.heads, a.kv_heads, length, a.head_dim,
+                dtype=dtype, device=self.device, seed=a.seed,
+            )  # fmt: skip
         g = torch.Generator(device=self.device).manual_seed(a.seed)
         kw: dict[str, Any] = {"generator": g, "device": self.device, "dtype": dtype}
         q = torch.randn(1, a.heads, length, a.head_dim, **kw)
@@ -181,54 +347,100 @@ class Bench:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def baseline_row(self, common: dict[str, Any]) -> None:
+    def tflops(self, phase: str, length: int, achieved: float, ms: float) -> float:
+        """Useful TFLOP/s: 4 x heads x head_dim per computed (query, key) pair."""
+        pairs = causal_entries(length) if phase == "prefill" else length
+        flops = 4.0 * self.args.heads * self.args.head_dim * pairs / achieved
+        return flops / (ms * 1e-3) / 1e12
+
+    def sdpa(self, call: Callable[[], Any]) -> tuple[str, float]:
+        """(backend, ms) of the dense baseline: the named backend, or the fastest that runs."""
+        choice = self.args.sdpa_backend
+        if choice != "fastest":
+            names = [choice]
+        elif self.device.type == "cuda":
+            names = ["cudnn", "flash", "efficient"]
+        else:
+            names = ["flash"]
+        best: tuple[str, float] | None = None
+        errors = []
+        for name in names:
+            try:
+                with sdpa_backend(name):
+                    ms = self.ms(call)
+            except Exception as exc:
+                errors.append(f"{name}: {error_text(exc)}")
+                self.free()
+                continue
+            if best is None or ms < best[1]:
+                best = (name, ms)
+        if best is None and choice == "fastest":
+            with sdpa_backend("math"):
+                best = ("math", self.ms(call))
+        if best is None:
+            raise RuntimeError("; ".join(errors))
+        return best
+
+    def baseline(self, phase: str, length: int, call: Callable[[], Any]) -> dict[str, Any]:
         """The dense SDPA row every speed-up of its phase and length is measured against."""
-        self.row(
-            method="dense",
-            compression=1,
-            achieved_compression=1.0,
-            ms=common["baseline_ms"],
-            estimation_ms=0.0,
-            speedup=1.0,
-            backend="sdpa",
-            **common,
+        common: dict[str, Any] = {"phase": phase, "seq_len": length, "baseline_ms": ""}
+        with self.measuring(
+            method="dense", compression=1, achieved_compression=1.0, backend="sdpa", **common
+        ) as r:
+            backend, base = self.sdpa(call)
+            r.update(
+                ms=base,
+                baseline_ms=base,
+                estimation_ms=0.0,
+                speedup=1.0,
+                sdpa_backend=backend,
+                tflops=self.tflops(phase, length, 1.0, base),
+            )
+            common.update(baseline_ms=base, sdpa_backend=backend)
+        return common
+
+    def finish(self, r: dict[str, Any], phase: str, length: int, ms: float, res: Any) -> None:
+        base = r["baseline_ms"]
+        r.update(
+            ms=ms,
+            achieved_compression=res.achieved_compression,
+            speedup=base / ms if base != "" else "",
+            tflops=self.tflops(phase, length, res.achieved_compression, ms),
+            note=res.note,
         )
 
     def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        length, be, ms = q.shape[2], self.backend, self.ms
+        length, ms = q.shape[2], self.ms
         gqa = q.shape[1] != k.shape[1]
-        base = ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa))
-        common = {"phase": "prefill", "seq_len": length, "baseline_ms": base}
-        self.baseline_row(common)
+        common = self.baseline(
+            "prefill",
+            length,
+            lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa),
+        )
         for name in PREFILL:
-            m = get_method(name, block_size=self.args.block_size)
             for c in self.args.compressions:
-                try:
+                with self.measuring(method=name, compression=c, **common) as r:
+                    m = get_method(name, block_size=self.args.block_size)
+                    be = resolve_backend(name, self.args.backend, self.device, m.knobs())
+                    r["backend"] = be
                     res = m.prefill(q, k, v, compression=c, backend=be)
                     total = ms(lambda: m.prefill(q, k, v, compression=c, backend=be))  # noqa: B023
-                    est = ms(lambda: m.pattern(q, k, c))  # noqa: B023
-                    r = self.row(
-                        method=name,
-                        compression=c,
-                        ms=total,
-                        estimation_ms=est,
-                        achieved_compression=res.achieved_compression,
-                        speedup=base / total,
-                        backend=be,
-                        note=res.note,
-                        **common,
-                    )
+                    self.finish(r, "prefill", length, total, res)
+                    r["estimation_ms"] = ms(lambda: m.pattern(q, k, c))  # noqa: B023
                     if name == "block-sparse":
-                        self.against_flex(r, m.pattern(q, k, c), q, k, v)
-                except torch.OutOfMemoryError:
-                    self.row(method=name, compression=c, backend=be, note="out of memory", **common)
-                self.free()
+                        self.against_flex(r, m.pattern(q, k, c), q, k, v, be)
 
     def against_flex(
-        self, r: dict[str, Any], pat: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+        self,
+        r: dict[str, Any],
+        pat: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        backend: str,
     ) -> None:
         """Kernel time alone (given the pattern) and FlexAttention on the identical mask."""
-        kern = self.ms(lambda: run_block_pattern(q, k, v, pat, self.backend))
+        kern = self.ms(lambda: run_block_pattern(q, k, v, pat, backend))
         r["kernel_ms"] = kern
         if self.flex is None:
             return
@@ -242,43 +454,45 @@ class Bench:
     def decode(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         from scalelaw.kernels.quest import select_pages
 
-        length, be, ms = q.shape[2], self.backend, self.ms
-        dense = get_method("dense", phase="decode")
+        length, ms = q.shape[2], self.ms
         q1 = q[:, :, -1:].contiguous()
-        full = dense.prepare_cache(q, k, v)
-        base = ms(lambda: dense.decode(q1, full, backend=be))
-        common = {"phase": "decode", "seq_len": length, "baseline_ms": base}
-        self.baseline_row(common)
+        gqa = q.shape[1] != k.shape[1]
+        common = self.baseline(
+            "decode",
+            length,
+            lambda: F.scaled_dot_product_attention(q1, k, v, enable_gqa=gqa),
+        )
         for name in DECODE:
-            m = get_method(name)
             for c in self.args.compressions:
-                t0 = time.perf_counter()
-                state = m.prepare_cache(q, k, v, compression=c)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
-                prep = (time.perf_counter() - t0) * 1e3
-                step = ms(lambda: m.decode(q1, state, backend=be))  # noqa: B023
-                # Quest selects pages every step; SnapKV evicts once after prefill.
-                est = ms(lambda: select_pages(q1, state)) if name == "quest" else prep  # noqa: B023
-                res = m.decode(q1, state, backend=be)
-                self.row(
-                    method=name,
-                    compression=c,
-                    ms=step,
-                    estimation_ms=est,
-                    achieved_compression=res.achieved_compression,
-                    speedup=base / step,
-                    backend=be,
-                    note=res.note,
-                    **common,
-                )
-                self.free()
+                with self.measuring(method=name, compression=c, **common) as r:
+                    m = get_method(name)
+                    be = resolve_backend(name, self.args.backend, self.device, m.knobs())
+                    r["backend"] = be
+                    t0 = time.perf_counter()
+                    state = m.prepare_cache(q, k, v, compression=c)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    prep = (time.perf_counter() - t0) * 1e3
+                    step = ms(lambda: m.decode(q1, state, backend=be))  # noqa: B023
+                    self.finish(r, "decode", length, step, m.decode(q1, state, backend=be))
+                    # Quest selects pages every step; SnapKV evicts once after prefill.
+                    r["estimation_ms"] = (
+                        ms(lambda: select_pages(q1, state)) if name == "quest" else prep  # noqa: B023
+                    )
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    bench = Bench(args)
+def run(args: argparse.Namespace, writer: RowWriter | None = None) -> list[dict[str, Any]]:
+    bench = Bench(args, writer)
     for length in args.lengths:
-        q, k, v = bench.inputs(length)
+        try:
+            q, k, v = bench.inputs(length)
+        except Exception as exc:  # no inputs at this length: one failed row per phase
+            for phase in args.phases:
+                r = bench.row(method="dense", phase=phase, seq_len=length, compression=1)
+                r.update(status="failed", note=f"inputs: {error_text(exc)}")
+                bench.emit(r)
+            bench.free()
+            continue
         if "prefill" in args.phases:
             bench.prefill(q, k, v)
         if "decode" in args.phases:
@@ -293,16 +507,21 @@ def fmt(x: Any, spec: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'phase':8} {'method':15} {'L':>7} {'C':>5} {'C got':>6} {'ms':>10} {'est ms':>9} {'dense ms':>10} {'speedup':>8} {'flex ms':>9} {'vs flex':>8}"
+    head = (
+        f"{'phase':8} {'method':15} {'L':>7} {'C':>5} {'C got':>6} {'ms':>10} {'est ms':>9} "
+        f"{'dense ms':>10} {'speedup':>8} {'TFLOP/s':>8} {'flex ms':>9} {'vs flex':>8}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
+        note = r["note"] if r["status"] == "ok" else f"FAILED: {r['note']}"
         print(
             f"{r['phase']:8} {r['method']:15} {r['seq_len']:>7} {fmt(r['compression'], 'g'):>5} "
             f"{fmt(r['achieved_compression'], '.2f'):>6} {fmt(r['ms'], '.3f'):>10} "
             f"{fmt(r['estimation_ms'], '.3f'):>9} {fmt(r['baseline_ms'], '.3f'):>10} "
-            f"{fmt(r['speedup'], '.2f'):>8} {fmt(r['flex_ms'], '.3f'):>9} "
-            f"{fmt(r['speedup_vs_flex'], '.2f'):>8}" + (f"  ({r['note']})" if r["note"] else "")
+            f"{fmt(r['speedup'], '.2f'):>8} {fmt(r['tflops'], '.3g'):>8} "
+            f"{fmt(r['flex_ms'], '.3f'):>9} {fmt(r['speedup_vs_flex'], '.2f'):>8}"
+            + (f"  ({note})" if note else "")
         )
 
 
@@ -323,10 +542,27 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument("--block-size", type=int, default=64)
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
+    p.add_argument(
+        "--inputs",
+        default="structured",
+        choices=["structured", "random"],
+        help="structured: sinks, local windows, stripes and diagonals; random: torch.randn",
+    )
+    p.add_argument(
+        "--sdpa-backend",
+        default="fastest",
+        choices=["fastest", *SDPA_BACKENDS],
+        help="dense baseline: the fastest SDPA backend that runs, or this one",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per point on CPU")
     p.add_argument("--no-flex", action="store_true", help="skip the FlexAttention comparison")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("attention-timings.csv"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("attention-timings.csv"),
+        help="CSV the rows are appended to as they are measured",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.lengths = [2048]
@@ -345,14 +581,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.manual_seed(args.seed)
-    rows = run(args)
+    writer = RowWriter(args.out)
+    rows = run(args, writer)
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    print(f"\nwrote {len(rows)} rows to {args.out}")
+    failed = sum(r["status"] != "ok" for r in rows)
+    print(f"\nappended {len(rows)} rows to {args.out}" + (f" ({failed} failed)" if failed else ""))
     return 0
 
 

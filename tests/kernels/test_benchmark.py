@@ -40,44 +40,75 @@ def test_flex_mask_is_the_same_pattern(bench, qkv):
     assert torch.equal(dense, m.pattern(q, k, 3.0).block_mask())
 
 
+ARGS = [
+    "--device", "cpu", "--lengths", "256", "--compressions", "1", "4", "--heads", "2",
+    "--kv-heads", "1", "--head-dim", "32", "--dtype", "fp32", "--block-size", "16",
+    "--repeats", "1", "--no-flex",
+]  # fmt: skip
+
+
+def read(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
 def test_cpu_run_writes_rows_against_dense(bench, tmp_path):
     out = tmp_path / "t.csv"
-    args = [
-        "--device",
-        "cpu",
-        "--lengths",
-        "256",
-        "--compressions",
-        "1",
-        "4",
-        "--heads",
-        "2",
-        "--kv-heads",
-        "1",
-        "--head-dim",
-        "32",
-        "--dtype",
-        "fp32",
-        "--block-size",
-        "16",
-        "--repeats",
-        "1",
-        "--no-flex",
-        "--out",
-        str(out),
-    ]
-    assert bench.main(args) == 0
-    with out.open() as f:
-        rows = list(csv.DictReader(f))
+    assert bench.main([*ARGS, "--out", str(out)]) == 0
+    rows = read(out)
     assert list(rows[0]) == bench.COLUMNS
     methods = {(r["phase"], r["method"]) for r in rows}
     assert ("prefill", "dense") in methods and ("decode", "dense") in methods
     assert len(rows) == 2 + 2 * 3 * 2
     for r in rows:
-        assert float(r["ms"]) > 0
+        assert r["status"] == "ok", r["note"]
+        assert float(r["ms"]) > 0 and float(r["tflops"]) > 0
         assert float(r["speedup"]) == pytest.approx(float(r["baseline_ms"]) / float(r["ms"]))
         assert r["device"].startswith("cpu") and r["torch"] == torch.__version__
+        assert r["sdpa_backend"] == "flash" and r["inputs"] == "structured"
     flex = [r for r in rows if r["method"] == "block-sparse"]
     assert all(float(r["kernel_ms"]) > 0 and r["flex_ms"] == "" for r in flex)
     c4 = [r for r in rows if r["compression"] == "4.0" and r["method"] != "dense"]
     assert all(abs(float(r["achieved_compression"]) / 4 - 1) <= 0.1 or r["note"] for r in c4)
+
+
+def test_a_failing_row_is_recorded_and_rows_are_appended(bench, tmp_path, monkeypatch):
+    out = tmp_path / "t.csv"
+    real = bench.get_method
+
+    def flaky(name, **knobs):
+        if name == "vertical-slash":
+            raise RuntimeError("kernel exploded\nsecond line")
+        return real(name, **knobs)
+
+    monkeypatch.setattr(bench, "get_method", flaky)
+    args = [*ARGS, "--compressions", "4", "--phases", "prefill", "--out", str(out)]
+    assert bench.main(args) == 0
+    rows = read(out)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["method"] for r in failed] == ["vertical-slash"]
+    assert failed[0]["note"] == "RuntimeError: kernel exploded" and failed[0]["ms"] == ""
+    assert {r["method"] for r in rows if r["status"] == "ok"} == {
+        "dense", "block-sparse", "flexprefill",
+    }  # fmt: skip
+    # a second run appends under the same header; rows were written as they completed
+    assert bench.main([*args, "--inputs", "random"]) == 0
+    again = read(out)
+    assert len(again) == 2 * len(rows) and again[-1]["inputs"] == "random"
+    assert out.read_text().count("method,phase") == 1
+
+
+def test_structured_inputs_have_sinks_windows_and_diagonals(bench):
+    from scalelaw.kernels.reference import last_window_probs
+
+    q, k, _ = bench.structured_inputs(
+        1, 4, 2, 1024, 64, dtype=torch.float32, device=torch.device("cpu"), seed=0
+    )
+    p = last_window_probs(q, k, 128)  # (1, 4, 128, 1024)
+    rows = torch.arange(1024 - 128, 1024)[:, None]
+    off = rows - torch.arange(1024)[None, :]
+    assert p[..., :4].sum(-1).mean() > 0.1  # sinks
+    assert (p * ((off >= 0) & (off < 128))).sum(-1).mean() > 0.1  # local window
+    band = (off >= 1024 // 3 - 16) & (off <= 1024 // 3 + 16)  # KV head 1's diagonal
+    assert (p[:, 2:] * band).sum(-1).mean() > 0.1  # 33 of about 1000 keys
+    assert (p[:, :2] * band).sum(-1).mean() < 0.01  # KV head 0 has its diagonal elsewhere
