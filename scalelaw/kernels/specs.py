@@ -416,6 +416,17 @@ def unreachable_reason(
     )
 
 
+def shortfall(requested: float, achieved: float, factor: float = 2.0) -> str | None:
+    """Why a run's achieved C cannot stand for the request (None when it can).
+
+    A run that reached less than 1/`factor` of the requested C measured a different
+    configuration; a sweep records it as failed with this reason rather than as the request.
+    """
+    if requested > 1 and achieved * factor < requested:
+        return f"achieved C={achieved:.3g} is below 1/{factor:g} of the requested C={requested:g}"
+    return None
+
+
 def indexing_flops(
     method: str,
     knobs: Mapping[str, Any] | None,
