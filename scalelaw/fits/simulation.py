@@ -14,6 +14,7 @@ import polars as pl
 
 from scalelaw.fits.prediction import as_fit, points_frame, predict_draws
 from scalelaw.fits.result import FitResult
+from scalelaw.kernels.specs import STUDY_COMPRESSIONS
 
 PAPER_MODELS = {
     "Qwen2.5-7B-Instruct": 7.62e9,
@@ -22,7 +23,7 @@ PAPER_MODELS = {
     "Qwen2.5-72B-Instruct": 72.71e9,
 }
 PAPER_LENGTHS = (16384, 32768, 65536, 131072)
-PAPER_COMPRESSIONS = (1.0, 1.43, 1.67, 2.0, 2.5, 3.33, 5.0, 7.5, 10.0, 15.0, 20.0)
+PAPER_COMPRESSIONS = STUDY_COMPRESSIONS
 
 
 def paper_grid(tasks: Sequence[str]) -> pl.DataFrame:

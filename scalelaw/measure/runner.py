@@ -20,15 +20,13 @@ from typing import Any
 import torch
 
 from scalelaw.errors import ScalelawError
+from scalelaw.kernels.specs import shortfall
 from scalelaw.measure.generate import greedy
 from scalelaw.measure.grid import DENSE, Configuration
 from scalelaw.measure.models import LoadedModel, load_model
 from scalelaw.measure.sparse import sparse_attention
 from scalelaw.measure.store import Record
 from scalelaw.measure.tasks import Task, get_task
-
-#: a run whose achieved compression is below this fraction of the request is a failure
-UNREACHED = 0.5
 
 #: Called after each sample with the number of samples just finished (for progress bars).
 Progress = Callable[[int], None]
@@ -202,12 +200,9 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
         "compute_id": unit.compute_id,
     }
     mean_achieved = statistics.fmean(achieved)
-    if cfg.compression > 1 and mean_achieved < UNREACHED * cfg.compression:
-        # the method fell back to (near) dense attention: this is not a point at C
-        raise MeasureError(
-            f"{cfg.label()}: achieved compression {mean_achieved:.3g}, below half the "
-            f"{cfg.compression:g} asked for; the method cannot reach it at this length"
-        )
+    reason = shortfall(cfg.compression, mean_achieved)
+    if reason:  # the method fell back to (near) dense attention: this is not a point at C
+        raise MeasureError(f"{cfg.label()}: {reason}; the method cannot reach it at this length")
     rows = []
     for c in unit.configs:
         _, phase, knobs = method_for(c)
