@@ -6,6 +6,7 @@ seed = 0
 samples = 10
 lengths = [256, 512]
 compression = [1, 2, 4]
+budgets = [64]                     # optional: token budgets, each the ratio L / budget per length
 models = ["smollm2-135m"]
 dtype = "auto"                     # optional: auto (bf16 on GPU, fp32 on CPU), float32, ...
 max_new_tokens = 0                 # optional: cap on answer tokens (0: each task's own cap)
@@ -17,12 +18,29 @@ quest = { page_size = 16 }
 [tasks]                            # or: tasks = ["niah-multikey"]
 niah-multikey = { needles = 4, queries = 1 }
 variable-tracking = {}
+
+[[combine]]                        # optional: a prefill method and a decode method in one run
+prefill = { method = "block-sparse", compression = 4, block_size = 16 }
+decode = { method = "quest", compression = [4, 8], page_size = 16 }
 ```
 
 `dense` runs only at C = 1. Every other method runs at every ratio; its C = 1 point is the dense
 measurement (a method at C = 1 reproduces dense attention), computed once and shared.
+
+A budget b becomes the ratio C = L / b at each length L. A budget >= L would keep the whole
+prompt (C <= 1): it is skipped at that length with a note, since the dense point is already the
+C = 1 of the ratios. A budget does not change the numbers of a run at that C, so it is not part
+of the configuration's identity: a ratio that a budget also gives is one configuration, whose
+row records the budget.
+
+A `[[combine]]` entry names one prefill method and one decode method, each with its knobs and its
+ratio (a number or a list; lists give every pair). Its configurations carry the prefill half in
+`method`, `method_params` and `compression` and the decode half in `decode_method`,
+`decode_params` and `decode_compression`.
+
 A grid asking a method for a ratio it cannot reach at a length (the method spec's `reachable`)
-is refused up front, naming the method, the length and the ratio.
+is refused up front, naming the method, the length and the ratio (and the budget or the combine
+entry it came from).
 This module is torch-free.
 """
 
@@ -39,6 +57,11 @@ from scalelaw.errors import ScalelawError
 from scalelaw.kernels.specs import SPECS, KernelInputError, unreachable_reason
 
 DENSE = "dense"
+#: The `phase` label of a combined run's rows.
+COMBINED_PHASE = "prefill+decode"
+#: Fields that default to None and stay out of the identity while None, so configurations of
+#: grids without budgets or combined runs keep the ids they had before these existed.
+_OPTIONAL = ("decode_method", "decode_params", "decode_compression")
 
 
 class GridError(ScalelawError):
@@ -47,7 +70,12 @@ class GridError(ScalelawError):
 
 @dataclass(frozen=True)
 class Configuration:
-    """One measured point: every field that can change its numbers."""
+    """One measured point: every field that can change its numbers.
+
+    A combined run has a decode half (`decode_method` ...); the prefill half is then `method`,
+    `method_params` and `compression`. `budget` is the token budget the ratio came from (None
+    when the grid gave the ratio): a label of the row, not part of the identity.
+    """
 
     model: str
     method: str
@@ -60,21 +88,78 @@ class Configuration:
     seed: int
     dtype: str
     max_new_tokens: int = 0  # 0: the task's own cap
+    budget: int | None = None
+    decode_method: str | None = None
+    decode_params: str | None = None  # canonical JSON
+    decode_compression: float | None = None
+
+    @property
+    def combined(self) -> bool:
+        return self.decode_method is not None
+
+    @property
+    def method_label(self) -> str:
+        """The table's `method`: the method's name, or `PREFILL+DECODE` for a combined run."""
+        return f"{self.method}+{self.decode_method}" if self.combined else self.method
+
+    def _identity(self) -> dict[str, Any]:
+        # the budget is fixed by (seq_len, compression): it never changes the numbers
+        fields = {k: v for k, v in asdict(self).items() if k != "budget"}
+        for key in _OPTIONAL:
+            if fields[key] is None:
+                del fields[key]
+        return fields
 
     @property
     def config_id(self) -> str:
-        return _digest(asdict(self))
+        return _digest(self._identity())
 
     @property
     def compute_id(self) -> str:
-        """Configurations with equal compute ids produce the same predictions (C = 1 -> dense)."""
-        if self.compression == 1:
-            fields = {**asdict(self), "method": DENSE, "method_params": "{}"}
-            return _digest(fields)
-        return self.config_id
+        """Configurations with equal compute ids produce the same predictions (C = 1 -> dense).
+
+        A combined run whose one half is at C = 1 runs the other half alone.
+        """
+        fields = self._identity()
+        if self.combined:
+            for key in _OPTIONAL:
+                del fields[key]
+            if self.compression == 1:
+                fields.update(
+                    method=self.decode_method,
+                    method_params=self.decode_params,
+                    compression=self.decode_compression,
+                )
+            elif self.decode_compression != 1:
+                return self.config_id
+        if fields["compression"] == 1:
+            fields.update(method=DENSE, method_params="{}")
+        return _digest(fields)
 
     def label(self) -> str:
-        return f"{self.model} {self.task} L={self.seq_len} {self.method} C={self.compression:g}"
+        if self.combined:
+            ratio = f"C={self.compression:g}+{self.decode_compression:g}"
+        else:
+            ratio = f"C={self.compression:g}"
+        budget = f" (budget {self.budget})" if self.budget is not None else ""
+        return f"{self.model} {self.task} L={self.seq_len} {self.method_label} {ratio}{budget}"
+
+
+@dataclass(frozen=True)
+class Half:
+    """One phase of a combined run: a method, its knobs and its ratios."""
+
+    method: str
+    params: str  # canonical JSON knobs
+    compression: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Combine:
+    """A `[[combine]]` entry: the prefill method during the prompt, the decode method after."""
+
+    prefill: Half
+    decode: Half
 
 
 @dataclass(frozen=True)
@@ -90,37 +175,76 @@ class Grid:
     dtype: str
     source_hash: str
     max_new_tokens: int = 0
+    budgets: tuple[int, ...] = ()
+    combine: tuple[Combine, ...] = ()
+    #: what the grid skipped and why (budgets >= a length), for the sweep to print
+    notes: tuple[str, ...] = ()
+
+    def ratios(self, length: int) -> list[tuple[float, int | None]]:
+        """(C, budget) at `length`: the listed ratios, then each budget below the length."""
+        out: dict[float, int | None] = dict.fromkeys(self.compression)
+        for b in sorted(self.budgets, reverse=True):  # in order of C
+            if b < length:
+                out[length / b] = b  # a listed ratio that a budget also gives records it
+        return list(out.items())
 
     def configurations(self) -> list[Configuration]:
         """Every configuration, ordered model > length > task > method > ratio (model loads once)."""
-        out: list[Configuration] = []
+        out: dict[str, Configuration] = {}
         # lengths before tasks: a sweep stopped early has every task at the shorter lengths
         for model in self.models:
             for length in self.lengths:
+                ratios = self.ratios(length)
                 for task, task_params in self.tasks:
-                    for method, method_params in self.methods:
-                        ratios = (
-                            [c for c in self.compression if c == 1]
-                            if method == DENSE
-                            else self.compression
-                        )
-                        for c in ratios:
-                            out.append(
-                                Configuration(
-                                    model,
-                                    method,
-                                    method_params,
-                                    task,
-                                    task_params,
-                                    length,
-                                    float(c),
-                                    self.samples,
-                                    self.seed,
-                                    self.dtype,
-                                    self.max_new_tokens,
-                                )
-                            )
+                    base = (model, task, task_params, length)
+                    for c in self._single(base, ratios) + self._combined(base):
+                        out.setdefault(c.config_id, c)
+        return list(out.values())
+
+    def _config(
+        self, base: tuple[str, str, str, int], method: str, params: str, c: float, **extra: Any
+    ) -> Configuration:
+        model, task, task_params, length = base
+        return Configuration(
+            model,
+            method,
+            params,
+            task,
+            task_params,
+            length,
+            float(c),
+            self.samples,
+            self.seed,
+            self.dtype,
+            self.max_new_tokens,
+            **extra,
+        )
+
+    def _single(
+        self, base: tuple[str, str, str, int], ratios: list[tuple[float, int | None]]
+    ) -> list[Configuration]:
+        out = []
+        for method, params in self.methods:
+            for c, budget in ratios:
+                if method != DENSE or c == 1:
+                    out.append(self._config(base, method, params, c, budget=budget))
         return out
+
+    def _combined(self, base: tuple[str, str, str, int]) -> list[Configuration]:
+        return [
+            self._config(
+                base,
+                entry.prefill.method,
+                entry.prefill.params,
+                cp,
+                decode_method=entry.decode.method,
+                decode_params=entry.decode.params,
+                decode_compression=float(cd),
+            )
+            for entry in self.combine
+            for cp in entry.prefill.compression
+            for cd in entry.decode.compression
+        ]
 
 
 def _digest(obj: Any) -> str:
@@ -173,9 +297,11 @@ KNOWN_KEYS = {
     "samples",
     "lengths",
     "compression",
+    "budgets",
     "models",
     "methods",
     "tasks",
+    "combine",
     "dtype",
     "max_new_tokens",
 }
@@ -188,9 +314,13 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
         raise GridError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}"
         )
-    for key in ("lengths", "compression", "models", "methods", "tasks"):
+    for key in ("lengths", "models", "tasks"):
         if key not in data:
             raise GridError(f"{where}: missing key '{key}'")
+    if "methods" not in data and "combine" not in data:
+        raise GridError(f"{where}: missing key 'methods' (or '[[combine]]' entries)")
+    if "methods" in data and "compression" not in data and "budgets" not in data:
+        raise GridError(f"{where}: missing key 'compression' (or 'budgets')")
     seed, samples = data.get("seed", 0), data.get("samples", 10)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise GridError(f"{where}: 'seed' must be an integer, got {seed!r}")
@@ -205,16 +335,32 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
     cap = data.get("max_new_tokens", 0)
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
         raise GridError(f"{where}: 'max_new_tokens' must be a non-negative integer, got {cap!r}")
-    methods = _named(data["methods"], "methods", where)
+    methods = _named(data["methods"], "methods", where) if "methods" in data else ()
     tasks = _named(data["tasks"], "tasks", where)
-    if not methods or not tasks:
+    if ("methods" in data and not methods) or not tasks:
         raise GridError(f"{where}: 'methods' and 'tasks' must not be empty")
-    compression = _positive_list(data["compression"], "compression", where, float, 1.0)
-    if all(m == DENSE for m, _ in methods) and 1.0 not in compression:
+    compression = (
+        _positive_list(data["compression"], "compression", where, float, 1.0)
+        if "compression" in data
+        else ()
+    )
+    budgets = (
+        tuple(dict.fromkeys(_positive_list(data["budgets"], "budgets", where, int, 1)))
+        if "budgets" in data
+        else ()
+    )
+    if budgets and not methods:
+        raise GridError(
+            f"{where}: 'budgets' apply to the methods of 'methods', which is absent; a "
+            "[[combine]] half takes 'compression'"
+        )
+    if methods and all(m == DENSE for m, _ in methods) and 1.0 not in compression:
         raise GridError(f"{where}: only 'dense' is listed but 'compression' lacks 1")
     lengths = _positive_list(data["lengths"], "lengths", where, int, 1)
-    _check_reachable(methods, lengths, compression, where)
-    return Grid(
+    combine = _combine(data.get("combine", []), where)
+    _check_reachable(methods, lengths, compression, budgets, where)
+    _check_combine_reachable(combine, lengths, where)
+    grid = Grid(
         name=str(data.get("name", Path(where).stem)),
         seed=seed,
         samples=samples,
@@ -226,13 +372,93 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
         dtype=dtype,
         source_hash=source_hash,
         max_new_tokens=cap,
+        budgets=budgets,
+        combine=combine,
+        notes=_budget_notes(budgets, lengths, where),
     )
+    if not grid.configurations():
+        raise GridError(
+            f"{where}: the grid has no configuration to measure (every budget is >= every "
+            "length and 'compression' is absent); add ratios or smaller budgets"
+        )
+    return grid
+
+
+def _budget_notes(
+    budgets: tuple[int, ...], lengths: tuple[int, ...], where: str
+) -> tuple[str, ...]:
+    """One note per budget that keeps the whole prompt at some lengths (C would be <= 1)."""
+    notes = []
+    for b in budgets:
+        at = [length for length in lengths if b >= length]
+        if at:
+            listed = ", ".join(map(str, at))
+            notes.append(
+                f"{where}: budget {b} keeps every token at L={listed} (C <= 1); skipped there, "
+                "the dense point is compression = 1"
+            )
+    return tuple(notes)
+
+
+SLOTS = ("prefill", "decode")
+
+
+def _combine(raw: Any, where: str) -> tuple[Combine, ...]:
+    """The `[[combine]]` entries, each half checked against the method spec."""
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise GridError(
+            f"{where}: 'combine' must be an array of tables ([[combine]] with prefill and decode)"
+        )
+    out = []
+    for i, entry in enumerate(raw):
+        name = f"combine[{i}]"
+        extra = set(entry) - set(SLOTS)
+        if extra:
+            raise GridError(
+                f"{where}: {name}: unknown key(s) {', '.join(sorted(extra))}; "
+                "an entry has 'prefill' and 'decode'"
+            )
+        missing = [s for s in SLOTS if s not in entry]
+        if missing:
+            raise GridError(f"{where}: {name}: missing '{missing[0]}' (an entry has both halves)")
+        out.append(Combine(*(_half(entry[s], s, f"{where}: {name}.{s}") for s in SLOTS)))
+    return tuple(out)
+
+
+def _half(raw: Any, slot: str, where: str) -> Half:
+    """One half of a combine entry: `{ method = ..., compression = ..., knob = ... }`."""
+    if not isinstance(raw, dict):
+        raise GridError(f"{where} must be a table {{ method = ..., compression = ... }}")
+    knobs = dict(raw)
+    method, ratio = knobs.pop("method", None), knobs.pop("compression", None)
+    if not isinstance(method, str):
+        raise GridError(f"{where}: 'method' must be a method name, got {method!r}")
+    if ratio is None:
+        raise GridError(f"{where}: missing 'compression' (a number >= 1 or a list)")
+    fitting = [n for n, s in SPECS.items() if slot in s.phases and n != DENSE]
+    spec = SPECS.get(method)
+    if spec is None or method == DENSE or slot not in spec.phases:
+        what = (
+            "is not a sparse method"
+            if spec is None or method == DENSE
+            else f"is a {'/'.join(spec.phases)} method"
+        )
+        raise GridError(f"{where}: {method!r} {what}; the {slot} slot takes {', '.join(fitting)}")
+    try:
+        spec.resolve(knobs)
+    except KernelInputError as exc:
+        raise GridError(f"{where}: {exc}") from None
+    ratios = _positive_list(
+        ratio if isinstance(ratio, list) else [ratio], "compression", where, float, 1.0
+    )
+    return Half(method, canonical(knobs), tuple(dict.fromkeys(ratios)))
 
 
 def _check_reachable(
     methods: tuple[tuple[str, str], ...],
     lengths: tuple[int, ...],
     compression: tuple[float, ...],
+    budgets: tuple[int, ...],
     where: str,
 ) -> None:
     """Refuse every (method, length, ratio) the method cannot reach, rather than run it denser.
@@ -253,6 +479,28 @@ def _check_reachable(
             for c in compression:
                 if c != 1 and (why := unreachable_reason(name, knobs, length, c)) is not None:
                     problems.append(why)
+            for b in budgets:
+                if b < length and (why := unreachable_reason(name, knobs, length, length / b)):
+                    problems.append(f"budget {b}: {why}")
+    _refuse(problems, where)
+
+
+def _check_combine_reachable(
+    combine: tuple[Combine, ...], lengths: tuple[int, ...], where: str
+) -> None:
+    """Both halves of every entry must reach their ratios at every length."""
+    problems = []
+    for i, entry in enumerate(combine):
+        for slot, half in zip(SLOTS, (entry.prefill, entry.decode), strict=True):
+            knobs = json.loads(half.params)
+            for length in lengths:
+                for c in half.compression:
+                    if c != 1 and (why := unreachable_reason(half.method, knobs, length, c)):
+                        problems.append(f"combine[{i}].{slot}: {why}")
+    _refuse(problems, where)
+
+
+def _refuse(problems: list[str], where: str) -> None:
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise GridError(

@@ -2,6 +2,11 @@
 
 A unit is one compute id of the grid (see `Configuration.compute_id`): every configuration that
 shares it (a method at C = 1 is dense attention) gets its own row from the same predictions.
+
+Every row carries the ratio and the achieved ratio of each phase (`prefill_compression`,
+`decode_compression`, `achieved_prefill_compression`, `achieved_decode_compression`; 1 for the
+phase a method leaves dense) beside `compression` and `achieved_compression`, which are the
+method's own phase, and the prefill phase for a combined run (`phase` = `prefill+decode`).
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import torch
 from scalelaw.errors import ScalelawError
 from scalelaw.kernels.specs import shortfall
 from scalelaw.measure.generate import greedy
-from scalelaw.measure.grid import DENSE, Configuration
+from scalelaw.measure.grid import COMBINED_PHASE, DENSE, Configuration
 from scalelaw.measure.models import LoadedModel, load_model
-from scalelaw.measure.sparse import sparse_attention
+from scalelaw.measure.sparse import Routing, combined_attention
 from scalelaw.measure.store import Record
 from scalelaw.measure.tasks import Task, get_task
 
@@ -77,18 +82,52 @@ def device_name(lm: LoadedModel) -> str:
     return f"cpu:{platform.processor() or platform.machine()}:{torch.get_num_threads()}threads"
 
 
-def method_for(config: Configuration) -> tuple[Any, str, dict[str, Any]]:
-    """(method object or None for dense, phase, full knobs) of a configuration."""
-    params = json.loads(config.method_params)
-    if config.method == DENSE:
-        return None, "prefill", params
+@dataclass(frozen=True)
+class Setup:
+    """What a configuration runs: a method (None: dense) and a ratio in each phase."""
+
+    prefill: Any
+    prefill_compression: float
+    decode: Any
+    decode_compression: float
+    phase: str  # the row's label: prefill, decode or prefill+decode
+    knobs: dict[str, Any]  # every knob, as the row's method_params
+
+    def achieved(self, route: Routing) -> tuple[float, float]:
+        """(prefill, decode) compression a generation achieved (1.0 in a dense phase)."""
+        p = route.prefill.achieved_compression() if route.prefill is not None else 1.0
+        d = route.decode.achieved_compression() if route.decode is not None else 1.0
+        return p, d
+
+
+def _method(config: Configuration, name: str, params: str) -> Any:
     from scalelaw.kernels import get_method
 
     try:
-        method = get_method(config.method, **params)
+        return get_method(name, **json.loads(params))
     except ValueError as exc:
         raise MeasureError(f"{config.label()}: {exc}") from None
-    return method, str(method.phase), method.knobs()
+
+
+def setup_for(config: Configuration) -> Setup:
+    """The methods, ratios, phase label and knobs of a configuration."""
+    c = config.compression
+    if config.method == DENSE:
+        return Setup(None, 1.0, None, 1.0, "prefill", json.loads(config.method_params))
+    method = _method(config, config.method, config.method_params)
+    phase = str(method.phase)
+    if not config.combined:
+        if phase == "decode":
+            return Setup(None, 1.0, method, c, phase, method.knobs())
+        return Setup(method, c, None, 1.0, phase, method.knobs())
+    assert config.decode_method is not None and config.decode_params is not None
+    decode = _method(config, config.decode_method, config.decode_params)
+    for slot, m in (("prefill", method), ("decode", decode)):
+        if str(m.phase) != slot:
+            raise MeasureError(f"{config.label()}: the {slot} half is a {m.phase} method")
+    knobs = {"prefill": method.knobs(), "decode": decode.knobs()}
+    cd = float(config.decode_compression or 1.0)
+    return Setup(method, c, decode, cd, COMBINED_PHASE, knobs)
 
 
 def check_grid(configs: list[Configuration]) -> None:
@@ -96,13 +135,14 @@ def check_grid(configs: list[Configuration]) -> None:
     prompt and its answer would not fit in the model's context."""
     from scalelaw.measure.models import model_context
 
-    methods: set[tuple[str, str]] = set()
+    methods: set[tuple[str | None, ...]] = set()
     tasks: dict[tuple[str, str], Task] = {}
     contexts: dict[str, int | None] = {}
     for c in configs:
-        if (c.method, c.method_params) not in methods:
-            methods.add((c.method, c.method_params))
-            method_for(c)
+        key = (c.method, c.method_params, c.decode_method, c.decode_params)
+        if key not in methods:
+            methods.add(key)
+            setup_for(c)
         if (c.task, c.task_params) not in tasks:
             try:
                 tasks[c.task, c.task_params] = get_task(c.task, **json.loads(c.task_params))
@@ -124,23 +164,25 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
     """Measure `unit.head` and return the journal record with one row per configuration."""
     cfg = unit.head
     task: Task = get_task(cfg.task, **json.loads(cfg.task_params))
-    method, _, _ = method_for(cfg)
+    setup = setup_for(cfg)
     lm = cached_model(cfg.model, cfg.dtype, cfg.seed)
     samples = task.samples(lm.count_tokens, cfg.seq_len, cfg.seed, cfg.samples)
     predictions: list[dict[str, Any]] = []
     prefill_s = decode_s = 0.0
     prompt_tokens = new_tokens = 0
-    achieved: list[float] = []
+    achieved: list[tuple[float, float]] = []
     cap = cfg.max_new_tokens or task.max_new_tokens
     started = time.perf_counter()
     for sample in samples:
         ids = lm.encode(sample.prompt)
-        with sparse_attention(method, cfg.compression) as ctx:
+        with combined_attention(
+            setup.prefill, setup.prefill_compression, setup.decode, setup.decode_compression
+        ) as route:
             gen = greedy(lm.model, ids, cap, lm.eos_ids)
         text = lm.tokenizer.decode(gen.tokens, skip_special_tokens=True)
         score = task.score(text, sample)
-        sample_c = ctx.achieved_compression() if ctx is not None else 1.0
-        achieved.append(sample_c)
+        sample_p, sample_d = setup.achieved(route)
+        achieved.append((sample_p, sample_d))
         prefill_s += gen.prefill_s
         decode_s += gen.decode_s
         prompt_tokens += len(ids)
@@ -151,7 +193,7 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
                 "model": cfg.model,
                 "task": cfg.task,
                 "seq_len": cfg.seq_len,
-                "method": cfg.method,
+                "method": cfg.method_label,
                 "compression": cfg.compression,
                 "sample": sample.index,
                 "prompt_tokens": len(ids),
@@ -159,7 +201,16 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
                 "output": text,
                 "score": float(score),
                 "new_tokens": len(gen.tokens),
-                "achieved_compression": sample_c,
+                "achieved_compression": sample_d if setup.phase == "decode" else sample_p,
+                **(
+                    {
+                        "decode_compression": setup.decode_compression,
+                        "achieved_prefill_compression": sample_p,
+                        "achieved_decode_compression": sample_d,
+                    }
+                    if cfg.combined
+                    else {}
+                ),
                 "prefill_s": gen.prefill_s,
                 "decode_s": gen.decode_s,
             }
@@ -199,41 +250,63 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "compute_id": unit.compute_id,
     }
-    mean_achieved = statistics.fmean(achieved)
-    reason = shortfall(cfg.compression, mean_achieved)
-    if reason:  # the method fell back to (near) dense attention: this is not a point at C
-        raise MeasureError(f"{cfg.label()}: {reason}; the method cannot reach it at this length")
-    rows = []
-    for c in unit.configs:
-        _, phase, knobs = method_for(c)
-        rows.append(
-            {
-                **base,
-                "compression": c.compression,
-                "achieved_compression": 1.0 if c.compression == 1 else mean_achieved,
-                "method": c.method,
-                "phase": phase,
-                "method_params": json.dumps(knobs, sort_keys=True),
-                "config_id": c.config_id,
-            }
-        )
+    mean_p = statistics.fmean(p for p, _ in achieved)
+    mean_d = statistics.fmean(d for _, d in achieved)
+    _check_reached(cfg, setup, mean_p, mean_d)
+    rows = [_row(c, base, mean_p, mean_d) for c in unit.configs]
     return Record(unit.compute_id, rows, predictions)
+
+
+def _check_reached(cfg: Configuration, setup: Setup, prefill: float, decode: float) -> None:
+    """A run that fell back to (near) dense attention in a phase is not a point at its C."""
+    for phase, requested, reached in (
+        ("prefill", setup.prefill_compression, prefill),
+        ("decode", setup.decode_compression, decode),
+    ):
+        reason = shortfall(requested, reached)
+        if reason:
+            where = f" in the {phase} phase" if cfg.combined else ""
+            raise MeasureError(
+                f"{cfg.label()}: {reason}{where}; the method cannot reach it at this length"
+            )
+
+
+def _row(
+    config: Configuration, base: dict[str, Any], prefill: float, decode: float
+) -> dict[str, Any]:
+    """The table row of `config` from a run that achieved (`prefill`, `decode`) compression."""
+    setup = setup_for(config)
+    achieved_p = prefill if setup.prefill_compression != 1 else 1.0
+    achieved_d = decode if setup.decode_compression != 1 else 1.0
+    return {
+        **base,
+        "compression": config.compression,
+        "achieved_compression": achieved_d if setup.phase == "decode" else achieved_p,
+        "budget": config.budget,
+        "prefill_compression": setup.prefill_compression,
+        "decode_compression": setup.decode_compression,
+        "achieved_prefill_compression": achieved_p,
+        "achieved_decode_compression": achieved_d,
+        "method": config.method_label,
+        "phase": setup.phase,
+        "method_params": json.dumps(setup.knobs, sort_keys=True),
+        "config_id": config.config_id,
+    }
+
+
+def _phase_achieved(row: dict[str, Any]) -> tuple[float, float]:
+    """(prefill, decode) achieved compression of a journalled row, older rows included."""
+    p, d = row.get("achieved_prefill_compression"), row.get("achieved_decode_compression")
+    if p is not None and d is not None:
+        return float(p), float(d)
+    # rows written before the per-phase columns: the one achieved ratio is the method's phase
+    a = float(row["achieved_compression"])
+    return (1.0, a) if row.get("phase") == "decode" else (a, 1.0)
 
 
 def alias_record(unit: Unit, source: Record) -> Record:
     """Rows for configurations whose compute id was already measured: no model run."""
     template = dict(source.rows[0])
-    rows = []
-    for c in unit.configs:
-        _, phase, knobs = method_for(c)
-        rows.append(
-            {
-                **template,
-                "compression": c.compression,
-                "method": c.method,
-                "phase": phase,
-                "method_params": json.dumps(knobs, sort_keys=True),
-                "config_id": c.config_id,
-            }
-        )
+    prefill, decode = _phase_achieved(template)
+    rows = [_row(c, template, prefill, decode) for c in unit.configs]
     return Record(f"{unit.compute_id}+alias", rows, [])

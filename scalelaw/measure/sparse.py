@@ -2,12 +2,17 @@
 
 One attention function is registered with transformers' `AttentionInterface` under the key
 `scalelaw`; models loaded by `scalelaw.measure.models` use it. Outside a `sparse_attention(...)`
-block it is plain SDPA. Inside one, it routes by phase:
+or `combined_attention(...)` block it is plain SDPA. Inside one, it routes by phase, with at most
+one method per phase:
 
-- prefill methods replace the attention of the prompt (q_len > 1) by `method.prefill(q, k, v)`;
-- decode methods see a dense prefill, build their state from the prompt's q, k, v per layer
-  (`prepare_cache`: snapkv evicts here, quest builds page metadata), and then answer every
-  generated token with `method.decode(q, state)` after appending the new key and value.
+- a prefill method replaces the attention of the prompt (q_len > 1) by `method.prefill(q, k, v)`;
+- a decode method builds its state from the prompt's q, k, v per layer (`prepare_cache`: snapkv
+  evicts here, quest builds page metadata), and then answers every generated token with
+  `method.decode(q, state)` after appending the new key and value.
+
+With no prefill method the prompt is dense; with no decode method the generated tokens are. A
+combined run has both: the decode method's state is built from the same q, k, v the prefill
+method attends over, so layers after the first see what the sparse prefill made of the prompt.
 
 The Hugging Face KV cache keeps every key and value; what a decode method reads is decided by its
 own state, so eviction and page selection act exactly where they act in a serving system.
@@ -62,7 +67,33 @@ class SparseContext:
         return float(sum(self.achieved) / len(self.achieved)) if self.achieved else 1.0
 
 
-_ACTIVE: SparseContext | None = None
+@dataclass
+class Routing:
+    """The method of each phase for one generation; None leaves that phase dense."""
+
+    prefill: SparseContext | None = None
+    decode: SparseContext | None = None
+
+
+_ACTIVE: Routing | None = None
+
+
+@contextmanager
+def _routed(route: Routing) -> Iterator[Routing]:
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, route
+    try:
+        yield route
+    finally:
+        _ACTIVE = previous
+
+
+def _context(
+    method: SparseMethod | None, compression: float, params: dict[str, Any] | None
+) -> SparseContext | None:
+    if method is None or compression == 1:
+        return None
+    return SparseContext(method, float(compression), dict(params or {}))
 
 
 @contextmanager
@@ -71,18 +102,36 @@ def sparse_attention(
 ) -> Iterator[SparseContext | None]:
     """Route the attention of every `scalelaw` model through `method` inside this block.
 
-    `method=None` or `compression == 1` leave attention dense.
+    The method acts in its own phase. `method=None` or `compression == 1` leave attention dense.
     """
-    global _ACTIVE
-    if method is None or compression == 1:
+    ctx = _context(method, compression, params)
+    if ctx is None:
         yield None
         return
-    ctx = SparseContext(method, float(compression), dict(params or {}))
-    previous, _ACTIVE = _ACTIVE, ctx
-    try:
+    with _routed(Routing(**{ctx.phase: ctx})):
         yield ctx
-    finally:
-        _ACTIVE = previous
+
+
+@contextmanager
+def combined_attention(
+    prefill: SparseMethod | None,
+    prefill_compression: float,
+    decode: SparseMethod | None,
+    decode_compression: float,
+) -> Iterator[Routing]:
+    """`prefill` on the prompt and `decode` on the generated tokens, each at its own ratio.
+
+    A method that is None or at C = 1 leaves its phase dense; each slot takes only a method of
+    that phase.
+    """
+    route = Routing(
+        _context(prefill, prefill_compression, None), _context(decode, decode_compression, None)
+    )
+    for slot, ctx in (("prefill", route.prefill), ("decode", route.decode)):
+        if ctx is not None and ctx.phase != slot:
+            raise ValueError(f"the {slot} slot got a {ctx.phase} method")
+    with _routed(route):
+        yield route
 
 
 def _prescale(query: torch.Tensor, scaling: float | None) -> torch.Tensor:
@@ -110,49 +159,66 @@ def scalelaw_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """Attention function registered as `scalelaw`: SDPA, or the active sparse method."""
-    ctx = _ACTIVE
-    dense = ctx is None or (attention_mask is not None and query.shape[0] > 1)
-    if dense or ctx is None:
+    """Attention function registered as `scalelaw`: SDPA, or the active methods by phase."""
+    route = _ACTIVE
+
+    def dense() -> tuple[torch.Tensor, None]:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
+
+    if route is None or (attention_mask is not None and query.shape[0] > 1):
+        return dense()
     layer = int(getattr(module, "layer_idx", 0))
-    q_len = query.shape[2]
-    if ctx.phase == "prefill":
-        if q_len == 1:
-            return sdpa_attention_forward(
-                module,
-                query,
-                key,
-                value,
-                attention_mask,
-                dropout=dropout,
-                scaling=scaling,
-                **kwargs,
-            )
-        kv = key.shape[2]
-        q = _prescale(query, scaling)
-        if kv != q_len:
-            raise RuntimeError(
-                "sparse prefill needs an empty cache (prompt length equals key length); "
-                f"got {q_len} queries and {kv} keys in layer {layer}"
-            )
-        out, achieved = _value(
-            ctx.method.prefill(q, key, value, compression=ctx.compression, **ctx.params)
+    if query.shape[2] > 1:  # the prompt
+        result = (
+            dense()
+            if route.prefill is None
+            else _prefill(route.prefill, query, key, value, scaling, layer)
         )
-        if achieved is not None:
-            ctx.achieved.append(achieved)
-        return out.transpose(1, 2).contiguous(), None
-    # decode-phase method
-    if q_len > 1:
-        result = sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        if route.decode is not None:
+            ctx = route.decode
+            ctx.states[layer] = ctx.method.prepare_cache(
+                _prescale(query, scaling), key, value, compression=ctx.compression, **ctx.params
+            )
+        return result
+    if route.decode is None:
+        return dense()
+    return _decode(route.decode, query, key, value, scaling, layer)
+
+
+def _prefill(
+    ctx: SparseContext,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scaling: float | None,
+    layer: int,
+) -> tuple[torch.Tensor, None]:
+    q_len, kv = query.shape[2], key.shape[2]
+    if kv != q_len:
+        raise RuntimeError(
+            "sparse prefill needs an empty cache (prompt length equals key length); "
+            f"got {q_len} queries and {kv} keys in layer {layer}"
         )
-        ctx.states[layer] = ctx.method.prepare_cache(
+    out, achieved = _value(
+        ctx.method.prefill(
             _prescale(query, scaling), key, value, compression=ctx.compression, **ctx.params
         )
-        return result
+    )
+    if achieved is not None:
+        ctx.achieved.append(achieved)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _decode(
+    ctx: SparseContext,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scaling: float | None,
+    layer: int,
+) -> tuple[torch.Tensor, None]:
     state = ctx.states.get(layer)
     if state is None:
         raise RuntimeError(

@@ -239,7 +239,7 @@ def run_sweep(
     g = grid if isinstance(grid, Grid) else load_grid(grid)
     check_grid(g.configurations())
     with Store(out) as store:
-        for note in store.notes:
+        for note in (*g.notes, *store.notes):
             (log or print)(note)
         todo = plan(g, store)
         started = time.perf_counter()
