@@ -205,6 +205,43 @@ def _sparse_interaction(axis: str) -> Law:
     )
 
 
+#: Covariates of the law of combined runs: the ratio of each phase, as the table names them.
+PD_COVARIATES = ("N", "L", "prefill_compression", "decode_compression")
+
+
+def sparse_frontier_pd() -> Law:
+    """sparse-frontier with one ratio per phase, for runs that compress prefill and decode.
+
+    A prefill-only row has decode_compression = 1 (and the other way round), so single-method
+    rows fit beside combined ones; kappa is how the two compressions compound.
+    """
+    priors = {k: v for k, v in SPARSE_PRIORS.items() if k != "gamma"}
+    return Law.from_string(
+        "eps + alpha * log(N) + beta * log(L) + gamma_p * log(prefill_compression)"
+        " + gamma_d * log(decode_compression)"
+        " + kappa * log(prefill_compression) * log(decode_compression) + delta[task]",
+        name="sparse-frontier-pd",
+        covariates=PD_COVARIATES,
+        priors={
+            **priors,
+            "gamma_p": "normal(0, 5)",
+            "gamma_d": "normal(0, 5)",
+            "kappa": "normal(0, 2)",
+        },
+        link="logit",
+        likelihood="binomial",
+        reference={"task": "QuALITY"},
+        description=(
+            "sparse-frontier for runs that compress both phases: the prefill ratio C_prefill "
+            "(prefill_compression) and the decode ratio C_decode (decode_compression) each "
+            "with its own slope, and kappa for their interaction; a phase left dense has ratio 1."
+        ),
+    ).with_options(
+        formula="logit(score) = eps + alpha ln N + beta ln L + gamma_p ln C_prefill"
+        " + gamma_d ln C_decode + kappa ln C_prefill ln C_decode + delta[task]"
+    )
+
+
 RUAN_CITATION = (
     "Ruan, Maddison, Hashimoto. Observational Scaling Laws and the Predictability of Language "
     "Model Performance. arXiv:2405.10938 (2024); Bhagia et al. Establishing Task Scaling Laws "
@@ -302,6 +339,7 @@ _REGISTRY: dict[str, Callable[[], Law]] = {
     "sparse-frontier-pooled": lambda: sparse_frontier("partial"),
     "sparse-frontier-nc": lambda: _sparse_interaction("N"),
     "sparse-frontier-lc": lambda: _sparse_interaction("L"),
+    "sparse-frontier-pd": sparse_frontier_pd,
     "chinchilla-form": chinchilla,
     "power-law": _power_law,
     "logistic-power": _logistic_power,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from scalelaw.data import Where, load_table, table_hash, to_conditions
+from scalelaw.data import DataError, Where, load_table, table_hash, to_conditions
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.design import bind, group_levels
 from scalelaw.fits.law import Law
@@ -29,6 +29,10 @@ BACKENDS = ("bayes", "lsq")
 #: Columns a law reads exactly, with no fitted slope (a task's chance level): a single value is
 #: no gap in the data.
 EXACT_COLUMNS = ("chance",)
+#: The `phase` of rows measured with a prefill and a decode method at once: two ratios per row.
+COMBINED_PHASE = "prefill+decode"
+#: The built-in law that reads both ratios (`prefill_compression`, `decode_compression`).
+COMBINED_LAW = "sparse-frontier-pd"
 
 
 class Backend(Protocol):
@@ -103,17 +107,29 @@ def fit(
     opts = options or FitOptions()
     if opts.backend not in BACKENDS:
         raise ScalelawError(f"unknown backend '{opts.backend}' (choose bayes or lsq)")
-    frame = load_table(
-        data,
-        require=list(law.columns.values()),
-        labels=list(law.groups.values()),
-        response=law.response,
-        column_map=column_map,
-        where=where,
-        replicates=replicates,
-        aggregate=aggregate,
-    )
     source = data if isinstance(data, str) else "<table>"
+
+    def load(replicates: bool, aggregate: str | None) -> pl.DataFrame:
+        return load_table(
+            data,
+            require=list(law.columns.values()),
+            labels=list(law.groups.values()),
+            response=law.response,
+            column_map=column_map,
+            where=where,
+            replicates=replicates,
+            aggregate=aggregate,
+        )
+
+    try:
+        frame = load(replicates, aggregate)
+    except DataError:
+        # combined rows that differ only in their decode ratio look like conflicting repeats
+        # to a law of one ratio: name the real problem when that is what the table holds
+        if reads_one_ratio(law):
+            refuse_combined(law, load(True, None), str(source))
+        raise
+    refuse_combined(law, frame, str(source))
     train, test, holdout_desc = split_holdout(frame, holdout, str(source))
     levels = group_levels(law, train, str(source))
     design = bind(law, train, levels, source=str(source))
@@ -152,6 +168,24 @@ def fit(
             "; ".join([*([headline] if headline else []), *result.diagnostics["warnings"]])
         )
     return result
+
+
+def reads_one_ratio(law: Law) -> bool:
+    """Whether `law` reads the single `compression` column (and not the two phase ratios)."""
+    return "compression" in law.columns.values()
+
+
+def refuse_combined(law: Law, frame: pl.DataFrame, source: str) -> None:
+    """A law of one compression ratio cannot fit rows of combined runs, which have two."""
+    if not reads_one_ratio(law) or "phase" not in frame.columns:
+        return
+    n = int((frame["phase"].cast(pl.String) == COMBINED_PHASE).sum())
+    if n:
+        raise ScalelawError(
+            f"{source}: {n} rows come from combined runs (phase = {COMBINED_PHASE}), which have "
+            f"a prefill and a decode ratio; {law.name} reads one 'compression': fit them with "
+            f"{COMBINED_LAW}, or leave them out with --where 'phase!={COMBINED_PHASE}'"
+        )
 
 
 def fit_design(
