@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from scalelaw.fits import FitOptions, fit, get_card, get_law, simulate
-from scalelaw.fits.bayes import POINTWISE_LOO, chunked_loo, loglik_fits, loo_diagnostics
+from scalelaw.fits.bayes import (
+    LOO_COPIES,
+    POINTWISE_LOO,
+    chunked_loo,
+    loglik_fits,
+    loo_diagnostics,
+)
 from scalelaw.fits.design import bind
 from scalelaw.fits.simulation import paper_grid
 
@@ -26,7 +32,9 @@ def test_blocks_of_rows_give_the_full_psis_loo(small_fit) -> None:
     full = loo_diagnostics(result.idata)
     design = bind(result.law, data, result.levels)
     draws = result.idata["posterior"].sizes["chain"] * result.idata["posterior"].sizes["draw"]
-    blocks, group = chunked_loo(result.idata, result.law, design, budget=8.0 * draws * 4 * 25)
+    blocks, group = chunked_loo(
+        result.idata, result.law, design, budget=8.0 * draws * LOO_COPIES * 25
+    )
     assert "blocks of 25 rows" in blocks["loo_note"]
     assert blocks["elpd_loo"] == pytest.approx(full["elpd_loo"], rel=1e-9)
     assert blocks["elpd_loo_se"] == pytest.approx(full["elpd_loo_se"], rel=1e-6)
@@ -44,7 +52,12 @@ def test_over_the_budget_no_log_likelihood_is_kept_and_stacking_still_works(tmp_
     data = simulate(card, paper_grid(["QuALITY", "VT"]), samples=50, seed=1)
     # room for 50 rows at 400 draws (fewer if a retry doubles the draws)
     options = FitOptions(
-        backend="bayes", draws=200, tune=300, chains=2, seed=0, max_memory=8.0 * 400 * 4 * 50
+        backend="bayes",
+        draws=200,
+        tune=300,
+        chains=2,
+        seed=0,
+        max_memory=8.0 * 400 * LOO_COPIES * 50,
     )
     fits = [fit(data, get_law(n), options) for n in ("sparse-frontier", "sparse-frontier-lc")]
     for f in fits:
