@@ -7,22 +7,15 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+from scalelaw.commands.common import console, fail
 
 kernels_app = typer.Typer(
     name="kernels",
     help="Sparse attention methods: list them with their knobs, check them against dense.",
     no_args_is_help=True,
 )
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @kernels_app.command("list")
