@@ -12,7 +12,6 @@ grid, the mixture's intervals widen instead of inheriting one law's false certai
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from scalelaw.fits.prediction import (
     require_noise,
     thin,
 )
-from scalelaw.fits.result import FORMAT_VERSION, FitResult
+from scalelaw.fits.result import FORMAT_VERSION, FitResult, write_atomically
 
 
 class StackError(ScalelawError):
@@ -118,7 +117,6 @@ class StackedFit:
         import xarray as xr
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tree = xr.DataTree()
         for i, f in enumerate(self.fits):
             tree[f"fit_{i}"] = f._tree()
@@ -133,9 +131,7 @@ class StackedFit:
                 }
             )
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tree.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
+        write_atomically(tree, path)
         return path
 
 
