@@ -69,7 +69,6 @@ def _build_law(
     if covariates:
         options["covariates"] = [c.strip() for c in covariates.split(",") if c.strip()]
     law = resolve_law(spec, **options)
-    _check_law(law)
     if priors:
         law = law.with_priors(parse_assignments(priors, "--prior"))
     if bounds:
@@ -88,21 +87,6 @@ def _build_law(
     if changes:
         law = Law.from_dict({**law.to_dict(), **changes, "fixed": {}})
     return law
-
-
-def _check_law(law: Any) -> None:
-    """What a law must have for a fit to run: parameters, and group effects that are not
-    covariates (`N[task]` has no per-level values to fit)."""
-    from scalelaw.fits import ExprError
-
-    if not law.params:
-        raise ExprError(f"law '{law.name}' has no parameters to fit")
-    for param, column in law.groups.items():
-        if param in law.covariates:
-            raise ExprError(
-                f"law '{law.name}': '{param}' is a covariate and cannot be a group effect "
-                f"{param}[{column}]; give the per-{column} parameter another name"
-            )
 
 
 def laws(
@@ -515,8 +499,6 @@ def compare(
     options = FitOptions(backend=backend, seed=seed, draws=draws, tune=draws)
     try:
         laws_ = [resolve_law(s) for s in law]
-        for each in laws_:
-            _check_law(each)
         conditions = parse_where(where or [])
         with console.status("comparing laws") as status:
             if stack_:

@@ -105,6 +105,8 @@ def fit(
     ``result.meta["holdout"]`` (against a ``truth`` column too, when the table has one).
     """
     opts = options or FitOptions()
+    if not law.params:
+        raise ScalelawError(f"law '{law.name}' has no parameters to fit")
     if opts.backend not in BACKENDS:
         raise ScalelawError(f"unknown backend '{opts.backend}' (choose bayes or lsq)")
     source = data if isinstance(data, str) else "<table>"

@@ -133,9 +133,14 @@ class Law:
                 f"law '{self.name}': names starting with 'obs_' are reserved for the "
                 f"likelihood's own parameters; rename {reserved}"
             )
-        for col in self.groups.values():
+        for param, col in self.groups.items():
             if col in self.covariates:
                 raise ExprError(f"law '{self.name}': '{col}' is both a covariate and a group")
+            if param in self.covariates:  # N[task] has no per-level values to fit
+                raise ExprError(
+                    f"law '{self.name}': '{param}' is a covariate and cannot be a group effect "
+                    f"{param}[{col}]; give the per-{col} parameter another name"
+                )
         if self.pooling == "partial":
             from scalelaw.fits.design import additive_groups
 

@@ -192,3 +192,14 @@ def test_deep_nesting_round_trips_or_is_refused(depth: int, template: str) -> No
     for _ in range(depth):
         text = template.format(text)
     round_trips(text)
+
+
+def test_the_python_api_refuses_the_same_laws() -> None:
+    from scalelaw.fits import FitOptions, fit
+    from scalelaw.fits.law import Law
+
+    with pytest.raises(ExprError, match="'N' is a covariate and cannot be a group effect"):
+        Law.from_string("E + N[task]", covariates=("N",))
+    bare = Law.from_string("N", covariates=("N",))
+    with pytest.raises(ValueError, match="has no parameters to fit"):
+        fit("unused.csv", bare, FitOptions(backend="lsq"))
