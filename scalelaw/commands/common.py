@@ -164,6 +164,25 @@ positive = in_range(0, low_open=True)
 probability = in_range(0, 1, low_open=True, high_open=True)
 
 
+_UNITS = {"": 1.0, "b": 1.0, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
+
+
+def byte_size(text: str | None) -> float | None:
+    """A typer callback: '2GB', '500MB', '1.5e9' as a number of bytes (> 0)."""
+    if text is None:
+        return None
+    raw = str(text).strip().lower().replace(" ", "")
+    number_part = raw.rstrip("kmgtb")
+    unit = raw[len(number_part) :]
+    try:
+        value = float(number_part) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise typer.BadParameter(f"'{text}' is not a size such as 2GB, 500MB or 1e9") from None
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"'{text}' must be a positive size")
+    return value
+
+
 def choice(value: str, option: str, choices: Sequence[str]) -> str:
     """`value` when it is one of `choices`, else exit 2 naming the option."""
     if value not in choices:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scalelaw.commands.common import (
+    byte_size,
     check_output,
     console,
     emit,
@@ -236,6 +237,14 @@ def fit(
     fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="table or json.")] = (
         "table"
     ),
+    max_memory: Annotated[
+        str,
+        typer.Option(
+            callback=byte_size,
+            help="Memory for (draws x rows) arrays (bayes): above it the pointwise "
+            "log-likelihood is not kept and PSIS-LOO runs in blocks of rows.",
+        ),
+    ] = "2GB",
 ) -> None:
     """Fit a scaling law to an accuracy table and report parameters and diagnostics.
 
@@ -276,6 +285,7 @@ def fit(
             huber_delta=huber_delta,
             strict=strict,
             progressbar=sys.stderr.isatty(),
+            max_memory=float(max_memory),
         )
         # Bayes fits show the sampler's own progress bar; least squares a spinner.
         spinner = err.status(f"fitting {escape(the_law.name)} ({backend})", spinner="dots")

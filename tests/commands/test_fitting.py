@@ -363,3 +363,23 @@ def test_stacks_refuse_what_they_cannot_mix(saturating: Path, tmp_path: Path) ->
         app, ["predict", "chinchilla", "--at", "N=1e9,D=2e10", "--samples", "10"]
     )
     assert card.exit_code == 2 and "no noise scale" in card.output
+
+
+def test_max_memory_keeps_the_fit_within_it(tmp_path) -> None:
+    from scalelaw.fits import get_card, simulate
+    from scalelaw.fits.result import load_fit
+    from scalelaw.fits.simulation import paper_grid
+
+    data = tmp_path / "sim.csv"
+    simulate(get_card("sparse-frontier-v1:prefill"), paper_grid(["QuALITY"]), samples=50).write_csv(
+        data
+    )
+    out = tmp_path / "fit.nc"
+    args = ["fit", str(data), "--law", "sparse-frontier", "--draws", "200", "--tune", "300"]
+    result = CliRunner().invoke(
+        app, [*args, "--chains", "2", "--max-memory", "1MB", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "PSIS-LOO computed in blocks of" in result.stdout
+    fit = load_fit(out)
+    assert "log_likelihood" not in fit.idata.children and "loo_pointwise" in fit.idata.children

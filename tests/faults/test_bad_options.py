@@ -52,6 +52,9 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> str:
         ("--pooling", "none"),
         ("--transform", "sqrt"),
         ("--aggregate", "median"),
+        ("--max-memory", "0"),
+        ("--max-memory", "lots"),
+        ("--max-memory", "2XB"),
     ],
 )
 def test_fit_options(table: str, option: str, value: str) -> None:
