@@ -23,7 +23,8 @@ max_new_tokens = 2
 lengths = [256, 288, 320, 352, 384, 416]
 compression = [1, 2, 4]
 models = ["tiny-llama"]
-methods = ["block-sparse"]
+# 8-token blocks: 16-token blocks cannot reach C = 4 at 256 tokens
+methods = {{ block-sparse = {{ block_size = 8 }} }}
 tasks = {{ niah-multikey = {{ needles = 1, queries = 1 }} }}
 """
 

@@ -24,7 +24,8 @@ models = ["tiny-llama"]
 [methods]
 dense = {}
 block-sparse = { block_size = 8, local_blocks = 1 }
-quest = { page_size = 16 }
+# 8-token pages: quest reads its budget plus the current page, 16-token pages overshoot
+quest = { page_size = 8 }
 
 [tasks]
 niah-multikey = { needles = 1, queries = 1 }
@@ -162,14 +163,14 @@ def test_unknown_method_is_reported(tmp_path: Path) -> None:
     from scalelaw.measure.runner import MeasureError
 
     grid = tmp_path / "g.toml"
-    grid.write_text(GRID.replace("quest = { page_size = 16 }", "quest = { page = 16 }"))
+    grid.write_text(GRID.replace("quest = { page_size = 8 }", "quest = { page = 8 }"))
     with pytest.raises(MeasureError, match="quest: unknown knob 'page'"):
         run_sweep(grid, tmp_path / "o.parquet", quiet=True)
 
 
 def test_cli_reports_a_bad_knob_in_one_line(tmp_path: Path) -> None:
     grid = tmp_path / "g.toml"
-    grid.write_text(GRID.replace("quest = { page_size = 16 }", "quest = { page = 16 }"))
+    grid.write_text(GRID.replace("quest = { page_size = 8 }", "quest = { page = 8 }"))
     cmd = [
         sys.executable,
         "-m",
