@@ -37,11 +37,24 @@ NUMERIC_COLUMNS = (
     "samples",
     "score_var",
     "achieved_compression",
+    # combined runs (a prefill method and a decode method): each phase's ratio
+    "prefill_compression",
+    "decode_compression",
+    "achieved_prefill_compression",
+    "achieved_decode_compression",
 )
 LABEL_COLUMNS = ("task", "method", "phase", "model", "family")
 #: Columns that identify a configuration (used to find conflicting duplicates).
-CONFIG_COLUMNS = ("params", "seq_len", "compression", *LABEL_COLUMNS)
+CONFIG_COLUMNS = (
+    "params",
+    "seq_len",
+    "compression",
+    "prefill_compression",
+    "decode_compression",
+    *LABEL_COLUMNS,
+)
 SPARSE_COVARIATES = ("params", "seq_len", "compression")
+RATIO_COLUMNS = ("prefill_compression", "decode_compression")
 #: Columns that tell replicate runs of one configuration apart (part of the configuration key).
 RUN_COLUMNS = ("run", "replicate")
 #: How `aggregate` may pool repeated configurations.
@@ -191,6 +204,10 @@ def _check_numeric(frame: pl.DataFrame, column: str, source: str) -> None:
         "seq_len": (s < 1, "must be >= 1 (a length in tokens)"),
         "compression": (s < 1, "must be >= 1 (1 means dense)"),
         "achieved_compression": (s < 1, "must be >= 1"),
+        "prefill_compression": (s < 1, "must be >= 1 (1 means dense)"),
+        "decode_compression": (s < 1, "must be >= 1 (1 means dense)"),
+        "achieved_prefill_compression": (s < 1, "must be >= 1"),
+        "achieved_decode_compression": (s < 1, "must be >= 1"),
         "score": ((s < 0) | (s > 1), "must lie in [0, 1]"),
         "samples": ((s < 1) | (s != s.round()), "must be a positive whole number"),
         "correct": ((s < 0) | (s != s.round()), "must be a non-negative whole number"),
@@ -475,7 +492,7 @@ def validate_points(
     if frame.height == 0:
         raise DataError(f"{source}: no points to predict at")
     wanted = [canonical(c) for c in covariates]
-    for column in dict.fromkeys([*wanted, *SPARSE_COVARIATES]):
+    for column in dict.fromkeys([*wanted, *SPARSE_COVARIATES, *RATIO_COLUMNS]):
         if column in frame.columns:
             frame = _numeric(frame, column, source)
             _check_numeric(frame, column, source)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from scalelaw.data import DataError, Where, load_table, table_hash, to_conditions
+from scalelaw.data import Where, load_table, table_hash, to_conditions
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.design import bind, group_levels
 from scalelaw.fits.law import Law
@@ -111,26 +111,16 @@ def fit(
         raise ScalelawError(f"unknown backend '{opts.backend}' (choose bayes or lsq)")
     source = data if isinstance(data, str) else "<table>"
 
-    def load(replicates: bool, aggregate: str | None) -> pl.DataFrame:
-        return load_table(
-            data,
-            require=list(law.columns.values()),
-            labels=list(law.groups.values()),
-            response=law.response,
-            column_map=column_map,
-            where=where,
-            replicates=replicates,
-            aggregate=aggregate,
-        )
-
-    try:
-        frame = load(replicates, aggregate)
-    except DataError:
-        # combined rows that differ only in their decode ratio look like conflicting repeats
-        # to a law of one ratio: name the real problem when that is what the table holds
-        if reads_one_ratio(law):
-            refuse_combined(law, load(True, None), str(source))
-        raise
+    frame = load_table(
+        data,
+        require=list(law.columns.values()),
+        labels=list(law.groups.values()),
+        response=law.response,
+        column_map=column_map,
+        where=where,
+        replicates=replicates,
+        aggregate=aggregate,
+    )
     refuse_combined(law, frame, str(source))
     train, test, holdout_desc = split_holdout(frame, holdout, str(source))
     levels = group_levels(law, train, str(source))
