@@ -1,8 +1,12 @@
-"""Shared fixtures: reference data beside the repository, and a --runslow switch."""
+"""Shared fixtures: reference data beside the repository, a --runslow switch, and the planning
+case that the planning API and the `plan` command are both tested on."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +33,63 @@ def shared_data() -> Path:
         if candidate.is_dir():
             return candidate
     pytest.skip("reference data (shared/data) not found next to the repository")
+
+
+#: Candidates for planning: 7B and 72B at 16K and 128K, vertical-slash, two tasks.
+PLANNING_GRID: dict[str, Any] = {
+    "name": "candidates",
+    "seed": 0,
+    "samples": 20,
+    "lengths": [16384, 131072],
+    "compression": [1, 2, 2.5, 10],
+    "models": ["Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-72B-Instruct"],
+    "dtype": "bfloat16",
+    "methods": {"vertical-slash": {}},
+    "tasks": {"variable-tracking": {}, "common-words": {}},
+}
+
+
+@pytest.fixture(scope="session")
+def planning_fit() -> Any:
+    """A least-squares fit (bootstrap draws stand in for the posterior) on data simulated from
+    the study's prefill card at two sizes and two short lengths, so the decision at 128K
+    between a dense 32B and a sparse 72B is still open."""
+    import polars as pl
+
+    from scalelaw.fits import FitOptions, fit, get_card, get_law, paper_grid, simulate
+
+    card = get_card("sparse-frontier-v1:prefill")
+    design = paper_grid(["VT", "CWE", "StoryRetrieval"]).filter(
+        pl.col("compression").is_in([1.0, 2.0, 5.0, 20.0]),
+        pl.col("seq_len") <= 32768,
+        pl.col("params") < 2e10,
+    )
+    data = simulate(card, design, samples=20, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit(
+            data, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=100, starts=1024)
+        )
+
+
+@pytest.fixture(scope="session")
+def planning_fit_file(planning_fit: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(planning_fit.save(tmp_path_factory.mktemp("plan") / "fit.nc"))
+
+
+@pytest.fixture(scope="session")
+def planning_grid() -> dict[str, Any]:
+    """The planning candidates as a grid dictionary (shared: do not change it)."""
+    return PLANNING_GRID
+
+
+@pytest.fixture
+def planning_grid_file(tmp_path: Path) -> Path:
+    """The candidates as the grid TOML that `scalelaw plan --candidates` reads."""
+    path = tmp_path / "candidates.toml"
+    lines = [f"{k} = {json.dumps(v)}" for k, v in PLANNING_GRID.items() if not isinstance(v, dict)]
+    for table in ("methods", "tasks"):
+        lines.append(f"[{table}]")
+        lines += [f"{name} = {{}}" for name in PLANNING_GRID[table]]
+    path.write_text("\n".join(lines) + "\n")
+    return path

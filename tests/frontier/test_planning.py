@@ -1,14 +1,12 @@
 """Planning: EVSI per GPU-hour for the isoCost decision, and the grid `scalelaw measure` runs.
 
-A least-squares fit (bootstrap draws stand in for the posterior) on data simulated from the
-study's prefill card: two sizes and two short lengths, so the decision at 128K between a dense
+The case (`planning_fit` in tests/conftest.py): a least-squares fit on data simulated from the
+study's prefill card at two sizes and two short lengths, so the decision at 128K between a dense
 32B and a sparse 72B is still open.
 """
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from scalelaw.cli import app
-from scalelaw.fits import FitOptions, FitResult, fit, get_card, get_law, paper_grid, simulate
+from scalelaw.fits import FitResult
 from scalelaw.fits import predict_draws as predict
 from scalelaw.frontier import critical_length, get_architecture, isocost_frontier, prefill_flops
 from scalelaw.frontier.planning import (
@@ -45,17 +42,6 @@ TASKS = ["VT", "CWE", "StoryRetrieval"]
 BUDGET = 4.5e16  # between the dense 32B and the dense 72B at 128K: sparse 72B C=2 competes
 TARGET = Target(131072.0, BUDGET)
 QWEN = {s: f"Qwen/Qwen2.5-{s}-Instruct" for s in SIZES}
-GRID: dict[str, Any] = {
-    "name": "candidates",
-    "seed": 0,
-    "samples": 20,
-    "lengths": [16384, 131072],
-    "compression": [1, 2, 2.5, 10],
-    "models": [QWEN["7B"], QWEN["72B"]],
-    "dtype": "bfloat16",
-    "methods": {"vertical-slash": {}},
-    "tasks": {"variable-tracking": {}, "common-words": {}},
-}
 
 
 def archs() -> list[Any]:
@@ -63,44 +49,13 @@ def archs() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def fitted() -> FitResult:
-    card = get_card("sparse-frontier-v1:prefill")
-    design = paper_grid(TASKS).filter(
-        pl.col("compression").is_in([1.0, 2.0, 5.0, 20.0]),
-        pl.col("seq_len") <= 32768,
-        pl.col("params") < 2e10,
-    )
-    data = simulate(card, design, samples=20, seed=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fit(
-            data, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=100, starts=1024)
-        )
+def fitted(planning_fit: FitResult) -> FitResult:
+    return planning_fit
 
 
 @pytest.fixture(scope="module")
-def fit_file(fitted: FitResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fitted.save(tmp_path_factory.mktemp("plan") / "fit.nc")
-
-
-@pytest.fixture(scope="module")
-def candidates(fitted: FitResult) -> Candidates:
-    return candidates_from_dict(GRID, levels=fitted.levels["task"])
-
-
-def _grid_file(tmp_path: Path) -> Path:
-    path = tmp_path / "candidates.toml"
-    lines = [f"{k} = {json.dumps(v)}" for k, v in GRID.items() if not isinstance(v, dict)]
-    lines += ["[methods]", 'vertical-slash = {}', "[tasks]", "variable-tracking = {}",
-              "common-words = {}"]  # fmt: skip
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _run(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
+def candidates(fitted: FitResult, planning_grid: dict[str, Any]) -> Candidates:
+    return candidates_from_dict(planning_grid, levels=fitted.levels["task"])
 
 
 def _decision(fitted: FitResult) -> tuple[np.ndarray, pl.DataFrame]:
@@ -205,7 +160,7 @@ def test_candidate_at_the_decision_beats_one_far_from_it(
 
 # --- the batch and its grid ----------------------------------------------------------------------
 def test_written_grid_loads_and_holds_only_the_batch(
-    fitted: FitResult, candidates: Candidates, tmp_path: Path
+    fitted: FitResult, candidates: Candidates, tmp_path: Path, planning_grid: dict[str, Any]
 ) -> None:
     result = plan(fitted, candidates, [TARGET], archs(), gpu_hours=1.5, seed=3)
     path = result.write(tmp_path / "next.toml")
@@ -217,10 +172,12 @@ def test_written_grid_loads_and_holds_only_the_batch(
     assert sum(by_key[k].gpu_hours for k in keys) <= 1.5
     chosen = result.table.filter("in_batch")
     assert chosen.height == len(keys)
-    assert grid.samples == 20 and grid.seed == 0 and set(grid.models) <= set(GRID["models"])
+    assert (
+        grid.samples == 20 and grid.seed == 0 and set(grid.models) <= set(planning_grid["models"])
+    )
 
 
-def test_measuring_cost() -> None:
+def test_measuring_cost(planning_grid: dict[str, Any]) -> None:
     speed = MeasureSpeed(400e12, 2.5e12)
     a = get_architecture("qwen2.5", "72B")
     dense = speed.seconds_per_sample(a, "dense", 131072, 1.0, 0)
@@ -234,7 +191,7 @@ def test_measuring_cost() -> None:
     # an earlier sweep's times replace the cost model where they were measured
     table = pl.DataFrame({"model": [QWEN["7B"]], "seq_len": [16384], "method": ["dense"],
                           "compression": [1.0], "samples": [10], "wall_s": [50.0]})  # fmt: skip
-    c = candidates_from_dict(GRID, levels=TASKS, timings=table)
+    c = candidates_from_dict(planning_grid, levels=TASKS, timings=table)
     hits = [x for x in c.items if x.cost_source == "measured"]
     assert len(hits) == 2 and all(x.seconds == pytest.approx(5.0 * 20) for x in hits)
     assert all(x.cost_source.startswith("cost model x") for x in c.items if x not in hits)
@@ -262,44 +219,8 @@ def test_nothing_to_plan_and_unidentified_parameters(
         plan(fitted, candidates, [TARGET], archs(), gpu_hours=0.001)
 
 
-# --- the command -----------------------------------------------------------------------------------
-def test_plan_command_writes_a_grid_measure_accepts(fit_file: Path, tmp_path: Path) -> None:
-    out = tmp_path / "next.toml"
-    args = ("plan", str(fit_file), "--candidates", str(_grid_file(tmp_path)), "--target",
-            "L=128K,budget=4.5e16", "--sizes", "7B,14B,32B,72B", "--gpu-hours", "2", "--out",
-            str(out), "--quiet")  # fmt: skip
-    text = _run(*args)
-    assert "P(sparse better)" in text and "per GPU-h" in text and f"wrote {out}" in text
-    first = out.read_text()
-    grid = load_grid(out)
-    assert grid.configurations() and grid.lengths and grid.models
-    _run(*args)
-    assert out.read_text() == first  # same command, same grid
-    doc = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
-    assert doc["batch_gpu_hours"] <= 2 and doc["p_wrong_after_batch"] <= doc["p_wrong"]
-    assert "--candidates" in _run("plan", "--help")
-
-
-def test_plan_command_errors(fit_file: Path, tmp_path: Path) -> None:
-    grid = str(_grid_file(tmp_path))
-    base = ("--candidates", grid, "--gpu-hours", "1", "--out", str(tmp_path / "x.toml"))
-    err = _run("plan", "sparse-frontier-v1:prefill", *base, "--target", "L=128K,budget=4.5e16",
-               code=2)  # fmt: skip
-    assert "error: planning needs posterior draws" in err
-    err = _run("plan", str(fit_file), *base, "--target", "L=128K", code=2)
-    assert "error: target 'L=128K': missing budget" in err
-    err = _run("plan", str(fit_file), *base, "--target", "L=128K,budget=1e10", code=2)
-    assert "no dense configuration fits the budget" in err
-    bad = tmp_path / "bad.toml"
-    bad.write_text(_grid_file(tmp_path).read_text().replace("common-words", "story-riddles"))
-    err = _run("plan", str(fit_file), "--candidates", str(bad), "--gpu-hours", "1", "--target",
-               "L=128K,budget=4.5e16", code=2)  # fmt: skip
-    assert "task 'story-riddles'" in err
-    assert not (tmp_path / "x.toml").exists()
-
-
-def test_read_candidates_with_sample_counts(tmp_path: Path) -> None:
-    path = _grid_file(tmp_path)
+def test_read_candidates_with_sample_counts(planning_grid_file: Path) -> None:
+    path = planning_grid_file
     path.write_text(path.read_text().replace("samples = 20", "samples = [10, 40]"))
     c = read_candidates(path, levels=TASKS)
     assert {x.samples for x in c.items} == {10, 40}
