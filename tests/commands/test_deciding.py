@@ -148,3 +148,27 @@ def test_tolerance_command(tmp_path: Path) -> None:
     assert len(detail) == 6 and {r["method"] for r in detail} == {"quest"}
     err = _run("tolerance", str(tmp_path / "missing.csv"), code=2)
     assert "file not found" in err
+
+
+def test_frontier_prints_what_decide_returns() -> None:
+    from scalelaw.fits import get_card
+    from scalelaw.frontier import FlopsCost, decide
+
+    decision = decide(
+        get_card("sparse-frontier-v1:prefill"),
+        [get_architecture("qwen2.5", s) for s in ("7B", "14B", "32B", "72B")],
+        FlopsCost(),
+        seq_len=131072,
+    )
+    out = runner.invoke(
+        app,
+        ["frontier", "sparse-frontier-v1:prefill", "--sizes", "7B,14B,32B,72B", "--seq-len",
+         "128K", "--format", "json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)
+    assert printed["budgets"] == decision.to_dict()["budgets"]
+    assert decision.critical is not None
+    assert printed["critical_length"]["median"] == pytest.approx(decision.critical.median)
+    # the published card's critical length (docs/frontier.md)
+    assert 35_000 < decision.critical.median < 45_000

@@ -1,35 +1,16 @@
-"""`decide` is the frontier API: the command prints it, and stacked fits carry law doubt."""
+"""`decide` is the frontier API (the command prints it: tests/commands/test_deciding.py), and
+stacked fits carry law doubt."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from scalelaw.cli import app
 from scalelaw.fits import FitResult, get_card, get_law
 from scalelaw.fits.stacking import StackedFit
 from scalelaw.frontier import FlopsCost, decide, get_architecture
 
 QWEN = [get_architecture("qwen2.5", s) for s in ("7B", "14B", "32B", "72B")]
-
-
-def test_decide_is_what_the_command_prints() -> None:
-    decision = decide(get_card("sparse-frontier-v1:prefill"), QWEN, FlopsCost(), seq_len=131072)
-    out = CliRunner().invoke(
-        app,
-        ["frontier", "sparse-frontier-v1:prefill", "--sizes", "7B,14B,32B,72B", "--seq-len",
-         "128K", "--format", "json"],
-    )  # fmt: skip
-    assert out.exit_code == 0, out.output
-    printed = json.loads(out.output)
-    assert printed["budgets"] == decision.to_dict()["budgets"]
-    assert decision.critical is not None
-    assert printed["critical_length"]["median"] == pytest.approx(decision.critical.median)
-    # the published card's critical length (docs/frontier.md)
-    assert 35_000 < decision.critical.median < 45_000
 
 
 def test_a_stack_of_disagreeing_laws_is_unsure_where_each_law_is_certain() -> None:
