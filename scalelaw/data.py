@@ -243,11 +243,11 @@ def validate(
     `pool_replicates`). Identical repeated rows are always kept as they are.
     """
     _check_replicate_options(replicates, aggregate)
-    check_flat(frame, source)
-    frame = _rename(frame, column_map, source)
-    return _validate_named(
+    return _validate_table(
         frame,
         source=source,
+        column_map=column_map,
+        conditions=(),
         require=require,
         response=response,
         labels=labels,
@@ -256,17 +256,23 @@ def validate(
     )
 
 
-def _validate_named(
+def _validate_table(
     frame: pl.DataFrame,
     *,
     source: str,
+    column_map: Mapping[str, str] | None,
+    conditions: Sequence[Condition],
     require: Sequence[str],
     response: str,
     labels: Sequence[str],
     replicates: bool,
     aggregate: str | None,
 ) -> pl.DataFrame:
-    """`validate` on a frame whose columns already carry their canonical names."""
+    """`validate`, with the rows filtered by `conditions` between renaming and checking."""
+    check_flat(frame, source)
+    # Rename first so that filters may name mapped and aliased columns (`N` in a file of `N`).
+    frame = _rename(frame, column_map, source)
+    frame = apply_where(frame, conditions, source)
     if frame.height == 0:
         raise DataError(f"{source}: the table has no rows")
     response = canonical(response)
@@ -460,13 +466,11 @@ def load_table(
     else:
         path = resolve_path(data)
         frame, source = read_frame(path), str(data)
-    # Rename first so that filters may name mapped and aliased columns (`N` in a file of `N`).
-    check_flat(frame, source)
-    frame = _rename(frame, column_map, source)
-    frame = apply_where(frame, conditions, source)
-    return _validate_named(
+    return _validate_table(
         frame,
         source=source,
+        column_map=column_map,
+        conditions=conditions,
         require=require,
         response=response,
         labels=labels,

@@ -1,14 +1,20 @@
-"""Shared fixtures: reference data beside the repository, a --runslow switch, and the planning
-case that the planning API and the `plan` command are both tested on."""
+"""Shared fixtures: reference data beside the repository, a --runslow switch, the fitting data
+that the fitting API and the fitting commands are both tested on, and the planning case that
+the planning API and the `plan` command are both tested on."""
 
 from __future__ import annotations
 
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from scalelaw.fits import FitResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,6 +39,83 @@ def shared_data() -> Path:
         if candidate.is_dir():
             return candidate
     pytest.skip("reference data (shared/data) not found next to the repository")
+
+
+# Fitting data that tests/fits and tests/commands both fit, each module its own copy.
+
+
+@pytest.fixture(scope="module")
+def card() -> FitResult:
+    """The study's published prefill card."""
+    from scalelaw.fits import get_card
+
+    return get_card("sparse-frontier-v1:prefill")
+
+
+@pytest.fixture(scope="module")
+def sim(card: FitResult) -> pl.DataFrame:
+    """Accuracy simulated from `card` on the study's grid."""
+    from scalelaw.fits import simulate
+
+    return simulate(card, "paper", samples=100, seed=0)
+
+
+@pytest.fixture(scope="module")
+def chinchilla_csv(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Epoch AI's digitised Chinchilla points as the README reads them (D = FLOP / 6N, the five
+    highest losses dropped, as Epoch did)."""
+    import polars as pl
+
+    df = pl.read_csv(shared_data / "external" / "epoch_chinchilla.csv")
+    df = df.with_columns((pl.col("Training FLOP") / (6 * pl.col("Model Size"))).alias("D"))
+    df = df.sort("loss", descending=True).slice(5).select("Model Size", "D", "loss")
+    path = tmp_path_factory.mktemp("chinchilla") / "chinchilla.csv"
+    df.write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loss_table() -> pl.DataFrame:
+    """Losses of E + A / N**alpha (E = 1.8, A = 400, alpha = 0.33), the power-law term scaled by
+    log-normal noise (sigma 0.03), four rows per size."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    n = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9, 3e9], 4)
+    loss = 1.8 + 400 / n**0.33 * np.exp(rng.normal(0, 0.03, n.size))
+    return pl.DataFrame({"N": n, "loss": loss})
+
+
+@pytest.fixture(scope="module")
+def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Accuracy that saturates at 0.8: a log-linear law overshoots the largest model."""
+    import polars as pl
+
+    from scalelaw.fits import FitResult, get_law, simulate
+
+    card = FitResult.card(
+        get_law("floor-ceiling:0.25"),
+        {
+            "ceiling": 0.8,
+            "eps": -30.0,
+            "alpha": 1.6,
+            "beta": -0.3,
+            "gamma": -1.0,
+            "delta": {"all": 0.0},
+        },
+    )
+    grid = pl.DataFrame(
+        [
+            {"params": n, "seq_len": float(length), "compression": c, "task": "all"}
+            for n in (5e8, 1.5e9, 4e9, 1.2e10, 3.6e10)
+            for length in (4096, 16384)
+            for c in (1, 2, 4, 8, 16, 32)
+        ]
+    )
+    path = tmp_path_factory.mktemp("stack") / "saturating.csv"
+    simulate(card, grid, samples=960, seed=0).write_csv(path)
+    return path
 
 
 #: Candidates for planning: 7B and 72B at 16K and 128K, vertical-slash, two tasks.

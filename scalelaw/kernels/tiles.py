@@ -219,6 +219,14 @@ def _top_lines(order: torch.Tensor, n: torch.Tensor, descending: bool) -> torch.
     return torch.sort(top, dim=-1, descending=descending).values
 
 
+def _walk_top_diagonals(
+    diag_order: torch.Tensor, n_diag: torch.Tensor, length: int, bs: int, jumps: bool
+) -> _Walk:
+    """The walk over the top n_diag diagonals of each (B, H), one row per (batch, head)."""
+    offs = _top_lines(diag_order, n_diag, True).flatten(0, 1)
+    return _walk(offs, n_diag.reshape(-1).long(), length, bs, jumps)
+
+
 def lines_cells(
     col_order: torch.Tensor,
     diag_order: torch.Tensor,
@@ -230,8 +238,7 @@ def lines_cells(
     """Cells per (B, H) of the top n_col columns and n_diag diagonals: tiles exactly, columns at
     most (a column counted in every query block past its own, as if no tile covered it)."""
     b, h, _ = col_order.shape
-    offs = _top_lines(diag_order, n_diag, True).reshape(b * h, -1)
-    walk = _walk(offs, n_diag.reshape(-1).long(), length, bs, jumps=False)
+    walk = _walk_top_diagonals(diag_order, n_diag, length, bs, jumps=False)
     tiles = walk.tiles.double().sum(-1).reshape(b, h)
     cols = _top_lines(col_order, n_col, False)
     nb = math.ceil(length / bs)
@@ -251,8 +258,7 @@ def lines_index(
     """MInference's index of the top n_col columns and n_diag diagonals per (B, H)."""
     b, h, _ = col_order.shape
     dev = col_order.device
-    offs = _top_lines(diag_order, n_diag, True).reshape(b * h, -1)
-    walk = _walk(offs, n_diag.reshape(-1).long(), length, bs, jumps=True)
+    walk = _walk_top_diagonals(diag_order, n_diag, length, bs, jumps=True)
     r_all, nb = walk.tiles.shape
     width = max(1, int(walk.tiles.max()))
     e_m = (torch.arange(nb, device=dev) + 1) * bs

@@ -143,10 +143,14 @@ def _prescale(query: torch.Tensor, scaling: float | None) -> torch.Tensor:
     return query if abs(ratio - 1.0) < 1e-6 else query * ratio
 
 
-def _value(result: Any) -> tuple[torch.Tensor, float | None]:
+def _output(ctx: SparseContext, result: Any) -> tuple[torch.Tensor, None]:
+    """A method's result in transformers' layout; the C it achieved, when it reports one, is
+    recorded for the run's mean."""
     out = getattr(result, "out", result)
     achieved = getattr(result, "achieved_compression", None)
-    return out, (float(achieved) if achieved is not None else None)
+    if achieved is not None:
+        ctx.achieved.append(float(achieved))
+    return out.transpose(1, 2).contiguous(), None
 
 
 def scalelaw_attention(
@@ -201,14 +205,12 @@ def _prefill(
             "sparse prefill needs an empty cache (prompt length equals key length); "
             f"got {q_len} queries and {kv} keys in layer {layer}"
         )
-    out, achieved = _value(
+    return _output(
+        ctx,
         ctx.method.prefill(
             _prescale(query, scaling), key, value, compression=ctx.compression, **ctx.params
-        )
+        ),
     )
-    if achieved is not None:
-        ctx.achieved.append(achieved)
-    return out.transpose(1, 2).contiguous(), None
 
 
 def _decode(
@@ -225,10 +227,7 @@ def _decode(
             f"decode method has no state for layer {layer}; was the prompt prefilled?"
         )
     state.append(key[:, :, -1:], value[:, :, -1:])
-    out, achieved = _value(ctx.method.decode(_prescale(query, scaling), state))
-    if achieved is not None:
-        ctx.achieved.append(achieved)
-    return out.transpose(1, 2).contiguous(), None
+    return _output(ctx, ctx.method.decode(_prescale(query, scaling), state))
 
 
 _INSTALLED = False

@@ -45,61 +45,6 @@ def _estimates(output: str) -> dict[str, float]:
     return {r["param"]: r["estimate"] for r in report["parameters"]}
 
 
-@pytest.fixture(scope="module")
-def card() -> FitResult:
-    return get_card("sparse-frontier-v1:prefill")
-
-
-@pytest.fixture(scope="module")
-def sim(card: FitResult) -> pl.DataFrame:
-    return simulate(card, "paper", samples=100, seed=0)
-
-
-@pytest.fixture(scope="module")
-def chinchilla_csv(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    df = pl.read_csv(shared_data / "external" / "epoch_chinchilla.csv")
-    df = df.with_columns((pl.col("Training FLOP") / (6 * pl.col("Model Size"))).alias("D"))
-    df = df.sort("loss", descending=True).slice(5).select("Model Size", "D", "loss")
-    path = tmp_path_factory.mktemp("chinchilla") / "chinchilla.csv"
-    df.write_csv(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def loss_table() -> pl.DataFrame:
-    rng = np.random.default_rng(0)
-    n = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9, 3e9], 4)
-    loss = 1.8 + 400 / n**0.33 * np.exp(rng.normal(0, 0.03, n.size))
-    return pl.DataFrame({"N": n, "loss": loss})
-
-
-@pytest.fixture(scope="module")
-def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Accuracy that saturates at 0.8: a log-linear law overshoots the largest model."""
-    card = FitResult.card(
-        get_law("floor-ceiling:0.25"),
-        {
-            "ceiling": 0.8,
-            "eps": -30.0,
-            "alpha": 1.6,
-            "beta": -0.3,
-            "gamma": -1.0,
-            "delta": {"all": 0.0},
-        },
-    )
-    grid = pl.DataFrame(
-        [
-            {"params": n, "seq_len": float(length), "compression": c, "task": "all"}
-            for n in (5e8, 1.5e9, 4e9, 1.2e10, 3.6e10)
-            for length in (4096, 16384)
-            for c in (1, 2, 4, 8, 16, 32)
-        ]
-    )
-    path = tmp_path_factory.mktemp("stack") / "saturating.csv"
-    simulate(card, grid, samples=960, seed=0).write_csv(path)
-    return path
-
-
 def test_cli_exits_2_with_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, "params,seq_len,compression,task,score\n1e9,100,0.5,a,0.5\n")
     result = CliRunner().invoke(app, ["fit", str(path), "--backend", "lsq"])

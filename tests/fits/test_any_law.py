@@ -22,16 +22,6 @@ from scalelaw.fits.lsq import _Layout, linear_slots
 EPOCH_95 = {"E": (1.769, 1.871), "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}
 
 
-@pytest.fixture(scope="module")
-def chinchilla_csv(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    df = pl.read_csv(shared_data / "external" / "epoch_chinchilla.csv")
-    df = df.with_columns((pl.col("Training FLOP") / (6 * pl.col("Model Size"))).alias("D"))
-    df = df.sort("loss", descending=True).slice(5).select("Model Size", "D", "loss")
-    path = tmp_path_factory.mktemp("chinchilla") / "chinchilla.csv"
-    df.write_csv(path)
-    return path
-
-
 def readme_function_law() -> Law:
     def chinchilla(N, D, E, A, B, alpha, beta):
         return E + A / N**alpha + B / D**beta

@@ -34,16 +34,6 @@ EPOCH = {"E": (1.8172, 0.03), "A": (482.01, 124.58), "B": (2085.43, 1293.23),
 
 
 @pytest.fixture(scope="module")
-def card() -> FitResult:
-    return get_card("sparse-frontier-v1:prefill")
-
-
-@pytest.fixture(scope="module")
-def sim(card: FitResult) -> pl.DataFrame:
-    return simulate(card, "paper", samples=100, seed=0)
-
-
-@pytest.fixture(scope="module")
 def bayes_fit(sim: pl.DataFrame):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

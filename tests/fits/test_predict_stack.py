@@ -10,7 +10,6 @@ import pytest
 
 from scalelaw.fits import (
     FitOptions,
-    FitResult,
     Law,
     fit,
     get_card,
@@ -22,14 +21,6 @@ from scalelaw.fits import (
 from scalelaw.fits.stacking import stacking_weights
 
 LOSS_LAW = "E + A / N**alpha"
-
-
-@pytest.fixture(scope="module")
-def loss_table() -> pl.DataFrame:
-    rng = np.random.default_rng(0)
-    n = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9, 3e9], 4)
-    loss = 1.8 + 400 / n**0.33 * np.exp(rng.normal(0, 0.03, n.size))
-    return pl.DataFrame({"N": n, "loss": loss})
 
 
 def test_lsq_noise_drives_predictive_intervals(loss_table: pl.DataFrame) -> None:
@@ -64,33 +55,6 @@ def test_stacking_weights_prefer_the_better_law() -> None:
     a = np.where(np.arange(50) < 25, -1.0, -6.0)
     w = stacking_weights(np.column_stack([a, a[::-1]]))
     assert 0.3 < w[0] < 0.7
-
-
-@pytest.fixture(scope="module")
-def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Accuracy that saturates at 0.8: a log-linear law overshoots the largest model."""
-    card = FitResult.card(
-        get_law("floor-ceiling:0.25"),
-        {
-            "ceiling": 0.8,
-            "eps": -30.0,
-            "alpha": 1.6,
-            "beta": -0.3,
-            "gamma": -1.0,
-            "delta": {"all": 0.0},
-        },
-    )
-    grid = pl.DataFrame(
-        [
-            {"params": n, "seq_len": float(length), "compression": c, "task": "all"}
-            for n in (5e8, 1.5e9, 4e9, 1.2e10, 3.6e10)
-            for length in (4096, 16384)
-            for c in (1, 2, 4, 8, 16, 32)
-        ]
-    )
-    path = tmp_path_factory.mktemp("stack") / "saturating.csv"
-    simulate(card, grid, samples=960, seed=0).write_csv(path)
-    return path
 
 
 def test_where_comparisons_and_replicates(saturating: Path) -> None:
