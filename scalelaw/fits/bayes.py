@@ -564,8 +564,9 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
     elpd = np.concatenate(elpd_i)
     k = np.concatenate(k_i)
     note = (
-        f"pointwise log-likelihood not kept ({design.n} rows x {total} draws x {LOO_COPIES} "
-        f"copies = {8.0 * design.n * total * LOO_COPIES / 1e9:.3g} GB > {budget / 1e9:.3g} GB); "
+        f"pointwise log-likelihood not kept ({design.n} rows x {total} draws: PSIS-LOO at once "
+        f"would peak near {8.0 * design.n * total * LOO_COPIES / 1e9:.3g} GB, over the "
+        f"{budget / 1e9:.3g} GB budget); "
         f"PSIS-LOO computed in blocks of {min(step, design.n)} rows"
     )
     out = {
