@@ -1,7 +1,13 @@
-"""Shared pieces of every sparse attention method: results, input checks, the method base class.
+"""Shared pieces of every sparse attention method: results, input checks, the method base class
+and the prefill template.
 
 Density is the computed fraction of the causal attention matrix (prefill) or the kept fraction
 of the KV cache (decode); compression C = 1 / density.
+
+The pattern-based prefill methods (block-sparse, vertical-slash, flexprefill) share one template,
+`PatternPrefill`: estimate a pattern, turn it into a tile list, run the tiles (Triton or
+PyTorch, the same cells), and report the compression those cells achieve. A method supplies
+only the first two steps.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from scalelaw.kernels.specs import (
     KernelInputError,
     MethodSpec,
     get_spec,
+    is_dense,
 )
+from scalelaw.kernels.tiles import TileIndex
 
 __all__ = [
     "BACKENDS",
@@ -30,9 +38,13 @@ __all__ = [
     "PHASES",
     "AttentionResult",
     "KernelInputError",
+    "PatternPrefill",
+    "PrefillPlan",
     "SparseMethod",
+    "achieved_from_cells",
     "causal_entries",
     "resolve_backend",
+    "run_tiles",
 ]
 
 
@@ -221,7 +233,7 @@ class SparseMethod:
 
         Triton still runs all blocks: that is what its C = 1 timing measures.
         """
-        if c == 1.0 and backend == "torch":
+        if is_dense(c) and backend == "torch":
             return AttentionResult(dense_causal(q, k, v), 1.0, c)
         return None
 
@@ -271,3 +283,70 @@ class SparseMethod:
     def decode(self, q_step: torch.Tensor, state: Any, *, backend: str = "auto") -> AttentionResult:
         self._need_phase("decode")
         raise NotImplementedError
+
+
+def run_tiles(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: TileIndex, backend: str
+) -> torch.Tensor:
+    """The tile list run by the Triton kernel or by the PyTorch path (the same cells)."""
+    tensors = (index.starts, index.counts, index.cols, index.col_counts)
+    if backend == "triton":
+        # imported here: the PyTorch path must not need triton
+        from scalelaw.kernels.triton_prefill import tile_attention
+
+        return tile_attention(q, k, v, *tensors, index.block)
+    from scalelaw.kernels.sparse_torch import tile_attention_torch
+
+    return tile_attention_torch(q, k, v, *tensors, index.block)
+
+
+def achieved_from_cells(length: int, rows: int, cells: float) -> float:
+    """C of `cells` computed over `rows` (batch x heads) causal matrices of `length`.
+
+    A pattern that computes as many cells as the causal matrix has entries is dense: whole
+    diagonal tiles make it compute a little more than the triangle, which is still C = 1.
+    """
+    return max(1.0, causal_entries(length) * rows / cells)
+
+
+@dataclass
+class PrefillPlan:
+    """What a prefill method computes: its tiles, the cells they count per (batch, head) (the
+    achieved C), why a request may be out of reach, and the method's stats."""
+
+    index: TileIndex
+    cells: torch.Tensor
+    why: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class PatternPrefill[P](SparseMethod):
+    """Template of the pattern-based prefill methods: pattern -> execute -> achieved.
+
+    Subclasses implement `pattern` (the estimation step, also timed alone by the benchmark) and
+    `plan` (the pattern as tiles and counted cells); `prefill` runs the rest the same way for all.
+    """
+
+    def pattern(self, q: torch.Tensor, k: torch.Tensor, compression: float, **knobs: Any) -> P:
+        raise NotImplementedError
+
+    def plan(self, pattern: P, length: int, knobs: dict[str, Any]) -> PrefillPlan:
+        raise NotImplementedError
+
+    def prefill(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        backend: str = "auto",
+        **knobs: Any,
+    ) -> AttentionResult:
+        c, b, h, lq, be, kn = self._start_prefill(q, k, v, compression, backend, knobs)
+        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
+            return dense
+        plan = self.plan(self.pattern(q, k, c, **knobs), lq, kn)
+        out = run_tiles(q, k, v, plan.index, be)
+        achieved = achieved_from_cells(lq, b * h, float(plan.cells.sum()))
+        return self._result(out, c, achieved, plan.why, plan.stats)

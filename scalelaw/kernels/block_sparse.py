@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import AttentionResult, SparseMethod, causal_entries
+from scalelaw.kernels.base import PatternPrefill, PrefillPlan
 from scalelaw.kernels.budgets import choose_blocks_per_row
 from scalelaw.kernels.reference import CHUNK_ELEMENTS
-from scalelaw.kernels.sparse_torch import tile_attention_torch
 from scalelaw.kernels.specs import SPECS
 from scalelaw.kernels.tiles import TileIndex
 
@@ -127,17 +126,7 @@ def select_blocks(
     return BlockPattern(index, counts, bs, length)
 
 
-def run_block_pattern(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: BlockPattern, backend: str
-) -> torch.Tensor:
-    if backend == "triton":
-        from scalelaw.kernels.triton_prefill import tile_attention
-
-        return tile_attention(q, k, v, pattern.tiles())
-    return tile_attention_torch(q, k, v, pattern.tiles())
-
-
-class BlockSparse(SparseMethod):
+class BlockSparse(PatternPrefill[BlockPattern]):
     spec = SPECS["block-sparse"]
 
     def pattern(
@@ -151,24 +140,10 @@ class BlockSparse(SparseMethod):
         per_row = choose_blocks_per_row(length, bs, compression, k_min)
         return select_blocks(q, k, bs, per_row, kn["sink_blocks"], kn["local_blocks"])
 
-    def prefill(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        compression: float = 1.0,
-        backend: str = "auto",
-        **knobs: Any,
-    ) -> AttentionResult:
-        c, b, h, lq, be, _ = self._start_prefill(q, k, v, compression, backend, knobs)
-        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
-            return dense
-        pat = self.pattern(q, k, c, **knobs)
-        out = run_block_pattern(q, k, v, pat, be)
-        achieved = causal_entries(lq) * b * h / float(pat.computed_entries().sum())
-        per_row = pat.index.shape[-1]
-        why = f"L={lq}, block {pat.block_size}, {per_row} of {pat.n_blocks} blocks per row"
-        return self._result(
-            out, c, achieved, why, {"blocks_per_row": per_row, "n_blocks": pat.n_blocks}
-        )
+    def plan(self, pattern: BlockPattern, length: int, knobs: dict[str, Any]) -> PrefillPlan:
+        # token-level causal entries: a kept diagonal block counts as the triangle it computes
+        per_row = pattern.index.shape[-1]
+        nb = pattern.n_blocks
+        why = f"L={length}, block {pattern.block_size}, {per_row} of {nb} blocks per row"
+        stats = {"blocks_per_row": per_row, "n_blocks": nb}
+        return PrefillPlan(pattern.tiles(), pattern.computed_entries(), why, stats)

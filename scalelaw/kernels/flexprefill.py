@@ -25,18 +25,16 @@ from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import AttentionResult, SparseMethod, causal_entries
+from scalelaw.kernels.base import PatternPrefill, PrefillPlan, causal_entries
 from scalelaw.kernels.block_sparse import BlockPattern, pooled, select_blocks
 from scalelaw.kernels.budgets import choose_blocks_per_row
 from scalelaw.kernels.reference import last_window_probs
-from scalelaw.kernels.specs import SPECS
+from scalelaw.kernels.specs import SPECS, is_dense
 from scalelaw.kernels.tiles import lines_cells
 from scalelaw.kernels.vertical_slash import (
     VSPattern,
-    achieved_from_cells,
     lines_pattern,
     rank_with_mandatory,
-    run_tiles,
     uniform_count,
     window_scores,
 )
@@ -82,12 +80,16 @@ def cover_count(mass: torch.Tensor, alpha: float) -> torch.Tensor:
     return n.clamp(max=mass.shape[-1])
 
 
-class FlexPrefill(SparseMethod):
+#: Line pattern, block pattern of block-mode heads, per-head block-mode flags (B, H), stats.
+FlexPattern = tuple[VSPattern, BlockPattern | None, torch.Tensor, dict[str, Any]]
+
+
+class FlexPrefill(PatternPrefill[FlexPattern]):
     spec = SPECS["flexprefill"]
 
     def pattern(
         self, q: torch.Tensor, k: torch.Tensor, compression: float, **knobs: Any
-    ) -> tuple[VSPattern, BlockPattern | None, torch.Tensor, dict[str, Any]]:
+    ) -> FlexPattern:
         """Line pattern, block pattern, per-head block-mode flags (B, H), stats."""
         kn = self._call_knobs(knobs)
         b, h, length, _ = q.shape
@@ -114,7 +116,7 @@ class FlexPrefill(SparseMethod):
 
         floor = kn["min_budget"]
         alpha = kn["alpha"]
-        if compression <= 1.0:
+        if is_dense(compression):
             # every line: the tiles cover the whole causal triangle, as dense attention does
             floor = length
             n_col, n_diag = counts_at(1.0, floor)
@@ -161,37 +163,23 @@ class FlexPrefill(SparseMethod):
         }
         return vs, blocks, block_mode, stats
 
-    def prefill(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        compression: float = 1.0,
-        backend: str = "auto",
-        **knobs: Any,
-    ) -> AttentionResult:
-        c, b, h, lq, be, kn = self._start_prefill(q, k, v, compression, backend, knobs)
-        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
-            return dense
-        vs, blocks, block_mode, stats = self.pattern(q, k, c, **knobs)
+    def plan(self, pattern: FlexPattern, length: int, knobs: dict[str, Any]) -> PrefillPlan:
+        vs, blocks, block_mode, stats = pattern
         index = vs.index
         cells = vs.entries
         if blocks is not None:
             index = index.choose(blocks.tiles(), block_mode)
             cells = torch.where(block_mode, blocks.computed_entries(), cells)
-        out = run_tiles(q, k, v, index, be)
-        achieved = achieved_from_cells(lq, b * h, float(cells.sum()))
-        parts = [f"L={lq}"]
+        parts = [f"L={length}"]
         if stats["block_heads"]:
             parts.append(
                 f"{stats['block_heads']} block-mode heads keep {stats['blocks_per_row']} "
-                f"of {math.ceil(lq / kn['block_size'])} blocks per row"
+                f"of {math.ceil(length / knobs['block_size'])} blocks per row"
             )
-        if stats["block_heads"] < b * h:
+        if stats["block_heads"] < block_mode.numel():
             parts.append(
                 f"alpha {stats['alpha']:.3g}, at least {stats['min_budget']} lines: "
                 f"{stats['mean_columns']:.0f} columns and {stats['mean_diagonals']:.0f} "
                 "diagonals per head on average"
             )
-        return self._result(out, c, achieved, ", ".join(parts), stats)
+        return PrefillPlan(index, cells, ", ".join(parts), stats)

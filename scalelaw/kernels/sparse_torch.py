@@ -1,8 +1,8 @@
 """Sparse prefill in PyTorch that does work in proportion to the cells a tile list computes.
 
 `masked_causal` in `reference.py` is the plain oracle: it scores every causal entry and masks.
-`tile_attention_torch` takes the same `TileIndex` as the Triton kernel and computes the same
-cells: for each query block it gathers the keys of its tiles and single columns and runs one
+`tile_attention_torch` takes the same tile and column tensors as the Triton kernel (the fields
+of a `TileIndex`) and computes the same cells: for each query block it gathers the keys of its tiles and single columns and runs one
 masked softmax over them, a chunk of query blocks at a time.
 """
 
@@ -13,18 +13,25 @@ import math
 import torch
 
 from scalelaw.kernels.reference import CHUNK_ELEMENTS
-from scalelaw.kernels.tiles import TileIndex
 
 
 def tile_attention_torch(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: TileIndex
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    starts: torch.Tensor,
+    counts: torch.Tensor,
+    cols: torch.Tensor,
+    col_counts: torch.Tensor,
+    block: int,
 ) -> torch.Tensor:
-    """Causal attention of every query block over its tiles and single columns only."""
+    """Causal attention of every query block over its tiles and single columns only (the
+    arguments of `triton_prefill.tile_attention`)."""
     b, h, length, d = q.shape
     g = h // k.shape[1]
-    bs = index.block
-    nb = index.n_blocks
-    kt, kc = index.starts.shape[-1], index.cols.shape[-1]
+    bs = block
+    nb = starts.shape[2]
+    kt, kc = starts.shape[-1], cols.shape[-1]
     width = kt * bs + kc
     scale = 1.0 / math.sqrt(d)
     pad = nb * bs - length
@@ -41,13 +48,13 @@ def tile_attention_torch(
     col_slot = torch.arange(kc, device=q.device)
     for s in range(0, nb, rows):
         e = min(nb, s + rows)
-        starts = index.starts[:, :, s:e].long()
-        tile_ok = tile_slot < index.counts[:, :, s:e, None]
-        kpos_t = (starts[..., None] + t).flatten(-2)  # (B, H, n, kt * bs)
+        st = starts[:, :, s:e].long()
+        tile_ok = tile_slot < counts[:, :, s:e, None]
+        kpos_t = (st[..., None] + t).flatten(-2)  # (B, H, n, kt * bs)
         ok_t = tile_ok.repeat_interleave(bs, dim=-1)
-        cols = index.cols[:, :, s:e].long()
-        ok_c = col_slot < index.col_counts[:, :, s:e, None]
-        kpos = torch.cat([kpos_t, cols], dim=-1)
+        cl = cols[:, :, s:e].long()
+        ok_c = col_slot < col_counts[:, :, s:e, None]
+        kpos = torch.cat([kpos_t, cl], dim=-1)
         ok = torch.cat([ok_t, ok_c], dim=-1) & (kpos < length)
         idx = torch.where(ok, kpos, 0)
         kk = k[bi, hi, idx].float()  # (B, H, n, width, D)

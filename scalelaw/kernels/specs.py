@@ -44,6 +44,16 @@ COMPRESSION_TOLERANCE = 0.10
 KnobValue = int | float | bool | None
 
 
+def is_dense(compression: float) -> bool:
+    """Whether C asks for dense attention: the one place that decides it.
+
+    At C = 1 every method reproduces dense attention, so a configuration at C = 1 is the dense
+    one (grid identities), the model runs plain SDPA (measurement routing) and the PyTorch path
+    skips the estimation (kernels). C below 1 is refused wherever C enters, so this is C = 1.
+    """
+    return float(compression) <= 1.0
+
+
 class KernelInputError(ScalelawError):
     """Bad input to a sparse attention method; the message names the method and the argument."""
 

@@ -5,6 +5,9 @@ any key: block-sparse blocks, flexprefill's block heads, MInference's ranges of 
 diagonals) and then a list of single key columns (the vertical lines no tile covers), with
 online softmax and a causal mask. It computes exactly the cells the `TileIndex` counts, which is
 what the PyTorch path computes too. No L x L mask is built: the inputs are tile and column lists.
+
+The kernel takes plain tensors (the fields of a `scalelaw.kernels.tiles.TileIndex`), so it knows
+nothing of the methods that build them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import triton
 import triton.language as tl
 
 from scalelaw.kernels.specs import KernelInputError
-from scalelaw.kernels.tiles import TileIndex
 from scalelaw.kernels.triton_flash import online_softmax_step, tile_scores
 
 COLUMN_TILE = 64
@@ -124,15 +126,20 @@ def tile_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    index: TileIndex,
+    starts: torch.Tensor,
+    counts: torch.Tensor,
+    cols: torch.Tensor,
+    col_counts: torch.Tensor,
+    block: int,
     touched: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal attention of every query block over its tiles and single columns only.
 
-    `touched` (B, H, nb, 2) int32, when given, receives the tiles and columns each program
-    computed (a check that the cells counted are the cells computed).
+    Per (batch, head, query block): `starts` (B, H, nb, K) the first key of each `block`-wide
+    tile, valid up to `counts` (B, H, nb); `cols` (B, H, nb, V) single key columns, valid up to
+    `col_counts`. `touched` (B, H, nb, 2) int32, when given, receives the tiles and columns each
+    program computed (a check that the cells counted are the cells computed).
     """
-    block = index.block
     if block < 16 or block & (block - 1):
         raise KernelInputError(
             f"triton sparse prefill: block size must be a power of two >= 16, got {block}"
@@ -145,11 +152,12 @@ def tile_attention(
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     out = torch.empty_like(q)
     dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
-    starts = index.starts.to(torch.int32).contiguous() if index.starts.numel() else dummy
-    counts = index.counts.to(torch.int32).contiguous()
-    has_cols = index.cols.numel() > 0
-    cols = index.cols.to(torch.int32).contiguous() if has_cols else dummy
-    col_counts = index.col_counts.to(torch.int32).contiguous() if has_cols else dummy
+    kmax, ncol = max(1, starts.shape[-1]), max(1, cols.shape[-1])
+    has_cols = cols.numel() > 0
+    starts = starts.to(torch.int32).contiguous() if starts.numel() else dummy
+    counts = counts.to(torch.int32).contiguous()
+    cols = cols.to(torch.int32).contiguous() if has_cols else dummy
+    col_counts = col_counts.to(torch.int32).contiguous() if has_cols else dummy
     touch = dummy if touched is None else touched
     grid = (nb, b * h)
     _sparse_prefill_fwd[grid](
@@ -167,8 +175,8 @@ def tile_attention(
         h,
         g,
         nb,
-        max(1, index.starts.shape[-1]),
-        max(1, index.cols.shape[-1]),
+        kmax,
+        ncol,
         d,
         q.stride(0),
         q.stride(1),

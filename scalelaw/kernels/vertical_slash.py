@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from scalelaw.kernels.base import AttentionResult, SparseMethod, causal_entries
+from scalelaw.kernels.base import PatternPrefill, PrefillPlan, causal_entries
 from scalelaw.kernels.reference import CHUNK_ELEMENTS, last_window_probs
-from scalelaw.kernels.specs import SPECS
+from scalelaw.kernels.specs import SPECS, is_dense
 from scalelaw.kernels.tiles import TileIndex, lines_cells, lines_index
 
 
@@ -70,7 +70,7 @@ def uniform_count(
     The search grows n geometrically before bisecting: a count costs in proportion to n, so a
     sparse request never pays for evaluating dense ones.
     """
-    if compression <= 1.0:
+    if is_dense(compression):
         return length  # every line: the tiles then cover the whole causal triangle
     b, h = col_order.shape[:2]
     target = causal_entries(length) / compression
@@ -143,26 +143,7 @@ def lines_pattern(
     return VSPattern(keep_masks(col_order, n_col), keep_masks(diag_order, n_diag), index)
 
 
-def run_tiles(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: TileIndex, backend: str
-) -> torch.Tensor:
-    """The tile list run by the Triton kernel or by the PyTorch path (the same cells)."""
-    if backend == "triton":
-        from scalelaw.kernels.triton_prefill import tile_attention
-
-        return tile_attention(q, k, v, index)
-    from scalelaw.kernels.sparse_torch import tile_attention_torch
-
-    return tile_attention_torch(q, k, v, index)
-
-
-def achieved_from_cells(length: int, rows: int, cells: float) -> float:
-    # A pattern that computes as many cells as the causal matrix has entries is dense: whole
-    # diagonal tiles make it compute a little more than the triangle, which is still C = 1.
-    return max(1.0, causal_entries(length) * rows / cells)
-
-
-class VerticalSlash(SparseMethod):
+class VerticalSlash(PatternPrefill[VSPattern]):
     spec = SPECS["vertical-slash"]
 
     def pattern(
@@ -178,28 +159,13 @@ class VerticalSlash(SparseMethod):
         counts = torch.full(cols.shape[:2], n, device=q.device)
         return lines_pattern(col_order, diag_order, counts, counts, length, kn["block_size"])
 
-    def prefill(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        compression: float = 1.0,
-        backend: str = "auto",
-        **knobs: Any,
-    ) -> AttentionResult:
-        c, b, h, lq, be, kn = self._start_prefill(q, k, v, compression, backend, knobs)
-        if (dense := self._dense_when_all_kept(q, k, v, c, be)) is not None:
-            return dense
-        pat = self.pattern(q, k, c, **knobs)
-        cells = float(pat.entries.sum())
-        out = run_tiles(q, k, v, pat.index, be)
-        achieved = achieved_from_cells(lq, b * h, cells)
-        n = int(pat.col_keep[0, 0].sum())
-        tiles = float(pat.index.counts.double().mean())
+    def plan(self, pattern: VSPattern, length: int, knobs: dict[str, Any]) -> PrefillPlan:
+        n = int(pattern.col_keep[0, 0].sum())
+        tiles = float(pattern.index.counts.double().mean())
         why = (
-            f"L={lq}, {n} columns and diagonals per head (at least "
-            f"{max(kn['sink_columns'], kn['local_diagonals'])}), {tiles:.1f} tiles of "
-            f"{kn['block_size']} per query block"
+            f"L={length}, {n} columns and diagonals per head (at least "
+            f"{max(knobs['sink_columns'], knobs['local_diagonals'])}), {tiles:.1f} tiles of "
+            f"{knobs['block_size']} per query block"
         )
-        return self._result(out, c, achieved, why, {"lines_per_head": n, "tiles_per_row": tiles})
+        stats = {"lines_per_head": n, "tiles_per_row": tiles}
+        return PrefillPlan(pattern.index, pattern.entries, why, stats)

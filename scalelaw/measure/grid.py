@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from scalelaw.errors import ScalelawError
-from scalelaw.kernels.specs import SPECS, KernelInputError, unreachable_reason
+from scalelaw.kernels.specs import SPECS, KernelInputError, is_dense, unreachable_reason
 
 DENSE = "dense"
 #: The `phase` label of a combined run's rows.
@@ -124,15 +124,15 @@ class Configuration:
         if self.combined:
             for key in _OPTIONAL:
                 del fields[key]
-            if self.compression == 1:
+            if is_dense(self.compression):
                 fields.update(
                     method=self.decode_method,
                     method_params=self.decode_params,
                     compression=self.decode_compression,
                 )
-            elif self.decode_compression != 1:
+            elif self.decode_compression is None or not is_dense(self.decode_compression):
                 return self.config_id
-        if fields["compression"] == 1:
+        if is_dense(fields["compression"]):
             fields.update(method=DENSE, method_params="{}")
         return _digest(fields)
 
@@ -226,7 +226,7 @@ class Grid:
         out = []
         for method, params in self.methods:
             for c, budget in ratios:
-                if method != DENSE or c == 1:
+                if method != DENSE or is_dense(c):
                     out.append(self._config(base, method, params, c, budget=budget))
         return out
 
@@ -477,7 +477,7 @@ def _check_reachable(
             continue
         for length in lengths:
             for c in compression:
-                if c != 1 and (why := unreachable_reason(name, knobs, length, c)) is not None:
+                if not is_dense(c) and (why := unreachable_reason(name, knobs, length, c)):
                     problems.append(why)
             for b in budgets:
                 if b < length and (why := unreachable_reason(name, knobs, length, length / b)):
@@ -495,7 +495,9 @@ def _check_combine_reachable(
             knobs = json.loads(half.params)
             for length in lengths:
                 for c in half.compression:
-                    if c != 1 and (why := unreachable_reason(half.method, knobs, length, c)):
+                    if not is_dense(c) and (
+                        why := unreachable_reason(half.method, knobs, length, c)
+                    ):
                         problems.append(f"combine[{i}].{slot}: {why}")
     _refuse(problems, where)
 

@@ -70,7 +70,8 @@ def test_vertical_slash_counts_the_tiles_the_kernel_touches(qkv):
     m = get_method("vertical-slash", **VS)
     pat = m.pattern(q, k, 1.5)
     touched = torch.zeros(1, 2, pat.index.n_blocks, 2, dtype=torch.int32)
-    out = tile_attention(q, k, v, pat.index, touched)
+    ix = pat.index
+    out = tile_attention(q, k, v, ix.starts, ix.counts, ix.cols, ix.col_counts, ix.block, touched)
     cells = 16 * (16 * touched[..., 0].sum() + touched[..., 1].sum()).item()
     res = m.prefill(q, k, v, compression=1.5, backend="triton")
     torch.testing.assert_close(res.out, out)
