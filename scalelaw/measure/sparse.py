@@ -16,6 +16,10 @@ method attends over, so layers after the first see what the sparse prefill made 
 
 The Hugging Face KV cache keeps every key and value; what a decode method reads is decided by its
 own state, so eviction and page selection act exactly where they act in a serving system.
+
+`capture_attention(layer)` records the q, k, v one layer's prompt attention receives (what a
+prefill method would be given) and stops the forward there; the attention benchmark takes its
+model inputs from it.
 """
 
 from __future__ import annotations
@@ -24,28 +28,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from scalelaw.kernels.base import SparseMethod
+from scalelaw.kernels.specs import is_dense
+
 ATTN_IMPLEMENTATION = "scalelaw"
-
-
-class SparseMethod(Protocol):
-    """What the measurement needs from a registry method (see `scalelaw.kernels`)."""
-
-    phase: str
-
-    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> Any: ...
-
-    def prepare_cache(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any
-    ) -> Any: ...
-
-    def decode(self, q: torch.Tensor, state: Any) -> Any: ...
 
 
 @dataclass
@@ -78,6 +71,42 @@ class Routing:
 _ACTIVE: Routing | None = None
 
 
+@dataclass
+class Capture:
+    """The q (B, H, L, D), k and v (B, H_kv, L, D) of one layer's prompt attention, as a prefill
+    method receives them (after rotary embeddings, q scaled to the 1/sqrt(d) convention)."""
+
+    layer: int
+    q: torch.Tensor | None = None
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+
+class _Captured(Exception):
+    """Ends a forward once the captured layer has been seen: later layers are not needed."""
+
+
+_CAPTURE: Capture | None = None
+
+
+@contextmanager
+def capture_attention(layer: int) -> Iterator[Capture]:
+    """Record the prompt attention inputs of `layer` in the forward run inside this block.
+
+    The forward stops at that layer (the block's statements after it are skipped), so capturing
+    an early layer costs only the layers before it.
+    """
+    global _CAPTURE
+    cap = Capture(layer)
+    previous, _CAPTURE = _CAPTURE, cap
+    try:
+        yield cap
+    except _Captured:
+        pass
+    finally:
+        _CAPTURE = previous
+
+
 @contextmanager
 def _routed(route: Routing) -> Iterator[Routing]:
     global _ACTIVE
@@ -91,7 +120,7 @@ def _routed(route: Routing) -> Iterator[Routing]:
 def _context(
     method: SparseMethod | None, compression: float, params: dict[str, Any] | None
 ) -> SparseContext | None:
-    if method is None or compression == 1:
+    if method is None or is_dense(compression):
         return None
     return SparseContext(method, float(compression), dict(params or {}))
 
@@ -165,6 +194,10 @@ def scalelaw_attention(
 ) -> tuple[torch.Tensor, None]:
     """Attention function registered as `scalelaw`: SDPA, or the active methods by phase."""
     route = _ACTIVE
+    cap = _CAPTURE
+    if cap is not None and query.shape[2] > 1 and int(getattr(module, "layer_idx", 0)) == cap.layer:
+        cap.q, cap.k, cap.v = _prescale(query, scaling), key, value
+        raise _Captured
 
     def dense() -> tuple[torch.Tensor, None]:
         return sdpa_attention_forward(

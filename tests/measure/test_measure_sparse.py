@@ -96,3 +96,20 @@ def test_local_model_directory_loads_with_a_content_hash(tiny, tmp_path) -> None
     from scalelaw.measure.models import dir_hash
 
     assert dir_hash(tmp_path) != again.file_hash
+
+
+def test_capture_records_one_layers_inputs_and_stops_there(tiny) -> None:  # type: ignore[no-untyped-def]
+    from scalelaw.measure.sparse import capture_attention
+
+    ids = _ids(40)
+    cfg = tiny.model.config
+    d = cfg.hidden_size // cfg.num_attention_heads
+    with torch.inference_mode(), capture_attention(1) as cap:
+        tiny.model(ids)
+        raise AssertionError("the forward goes on past the captured layer")
+    assert cap.q is not None and cap.k is not None and cap.v is not None
+    assert cap.q.shape == (1, cfg.num_attention_heads, 40, d)
+    assert cap.k.shape == cap.v.shape == (1, cfg.num_key_value_heads, 40, d)
+    # outside the block the model runs as before
+    with torch.inference_mode():
+        assert tiny.model(ids).logits.shape[1] == 40
