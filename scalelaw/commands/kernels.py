@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
 
 from scalelaw.commands.common import console, fail
+
+Format = Literal["table", "json"]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table or json.")]
+# the former spelling of --format json, kept so scripts that use it still work
+JsonOpt = Annotated[bool, typer.Option("--json", hidden=True, help="Same as --format json.")]
 
 kernels_app = typer.Typer(
     name="kernels",
@@ -26,10 +31,12 @@ def list_cmd(
     seq_len: Annotated[
         int, typer.Option(help="Length at which to state the reachable range of C.")
     ] = 16384,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    fmt: FormatOpt = "table",
+    as_json: JsonOpt = False,
 ) -> None:
     """List the methods: phases, knobs (our default and the study's value), how C sets the
-    budget, and the range of C each reaches at --seq-len.
+    budget, and the range of C each reaches at --seq-len. `--format json` gives the specs, with
+    every knob's default, study value, help and range under `knob_specs`.
 
     Example: scalelaw kernels list --phase decode --seq-len 4096
     """
@@ -49,6 +56,7 @@ def list_cmd(
                     "knobs": spec.defaults(),
                     "study": spec.study_values(),
                     "knob_help": spec.knob_help(),
+                    "knob_specs": spec.knob_table(),
                     "description": spec.description,
                     "budget": spec.budget_rule,
                     "seq_len": seq_len,
@@ -57,7 +65,7 @@ def list_cmd(
             )
     except KernelInputError as e:
         fail(str(e))
-    if as_json:
+    if as_json or fmt == "json":
         print(json.dumps(info, indent=2))
         return
     table = Table(show_lines=True)
@@ -160,7 +168,8 @@ def check_cmd(
         str, typer.Option(help="torch, triton or auto (triton on a CUDA GPU).")
     ] = "torch",
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    fmt: FormatOpt = "table",
+    as_json: JsonOpt = False,
 ) -> None:
     """Run every method on random inputs and compare it with dense attention.
 
@@ -193,7 +202,7 @@ def check_cmd(
     except KernelInputError as e:
         fail(str(e))
     bad = [r for r in rows if r["compression"] == 1 and r["max_abs_diff_vs_dense"] > 1e-2]
-    if as_json:
+    if as_json or fmt == "json":
         print(json.dumps(rows, indent=2))
     else:
         table = Table()

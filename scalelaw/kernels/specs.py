@@ -125,6 +125,23 @@ class MethodSpec:
     def knob_help(self) -> dict[str, str]:
         return {k.name: k.meaning for k in self.knobs}
 
+    def knob_table(self) -> list[dict[str, Any]]:
+        """Per knob: name, our default, the study's value, its meaning, type and allowed range
+        (JSON-ready; `scalelaw kernels list --format json`)."""
+        return [
+            {
+                "name": k.name,
+                "default": k.default,
+                "study": k.study,
+                "help": k.meaning,
+                "type": k.kind.__name__,
+                "low": k.low if k.kind is not bool else None,
+                "high": k.high if k.kind is not bool else None,
+                "optional": k.optional,
+            }
+            for k in self.knobs
+        ]
+
     def resolve(
         self, overrides: Mapping[str, Any], base: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -39,6 +39,43 @@ def test_list_json_has_every_method_with_knobs():
     assert info["quest"]["seq_len"] == 16384 and info["quest"]["reachable"] == [1.0, 1024.0]
 
 
+def test_list_format_json_gives_every_knobs_default_study_value_and_help():
+    from scalelaw.kernels.specs import SPECS
+
+    res = runner.invoke(app, ["kernels", "list", "--format", "json", "--seq-len", "4096"])
+    assert res.exit_code == 0, res.output
+    info = {m["method"]: m for m in json.loads(res.stdout)}
+    assert set(info) == set(SPECS)
+    for name, spec in SPECS.items():
+        assert info[name]["phases"] == list(spec.phases)
+        knobs = {k["name"]: k for k in info[name]["knob_specs"]}
+        assert list(knobs) == [k.name for k in spec.knobs]
+        for knob in spec.knobs:
+            row = knobs[knob.name]
+            assert (row["default"], row["study"], row["help"]) == (
+                knob.default,
+                knob.study,
+                knob.meaning,
+            )
+    alpha = {k["name"]: k for k in info["flexprefill"]["knob_specs"]}["alpha"]
+    assert alpha == {
+        "name": "alpha",
+        "default": None,
+        "study": 0.65,
+        "help": alpha["help"],
+        "type": "float",
+        "low": 0,
+        "high": 1,
+        "optional": True,
+    }
+    assert info["quest"]["reachable"] == [1.0, 256.0]
+    # the former --json prints the same
+    old = runner.invoke(app, ["kernels", "list", "--json", "--seq-len", "4096"])
+    assert json.loads(old.stdout) == json.loads(res.stdout)
+    bad = runner.invoke(app, ["kernels", "list", "--format", "yaml"])
+    assert bad.exit_code == 2
+
+
 def test_list_table_shows_study_values_and_ranges():
     res = runner.invoke(app, ["kernels", "list", "--seq-len", "4096"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
@@ -63,7 +100,7 @@ def test_list_phase_filter_and_bad_phase():
 
 def test_check_matches_dense_at_c1():
     res = runner.invoke(
-        app, ["kernels", "check", "--length", "2048", "--compression", "1,2", "--json"]
+        app, ["kernels", "check", "--length", "2048", "--compression", "1,2", "--format", "json"]
     )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
