@@ -4,9 +4,28 @@ Prefill: each method (pattern estimation included, and also timed apart) against
 dense causal attention; block-sparse also against FlexAttention given the identical block mask.
 Decode: one step of each method against one dense SDPA step over the full cache. The dense
 baseline is the fastest SDPA backend that runs (or the one `--sdpa-backend` names), recorded on
-every row. Inputs have the structure real attention has (`--inputs structured`, the default):
-attention sinks, local windows, a few vertical stripes and a few diagonals, so the patterns the
-methods pick and the compression they reach resemble a model's rather than random noise's.
+every row.
+
+Inputs (`--inputs`):
+- `synthetic` (the default): generated q, k, v whose attention has the structure real attention
+  has: attention sinks, local windows, a few vertical stripes and one diagonal per KV head, so
+  the patterns the methods pick and the compression they reach resemble a model's rather than
+  random noise's (`synthetic_inputs`);
+- `model`: the q, k, v one layer of a real model attends with on a generated task prompt
+  (`--model`, default SmolLM2-135M, or the tiny random `tiny-llama` when it is not installed;
+  `--model-layer`, default the middle layer; `--task`). The heads, KV heads and head dim are
+  the model's. The prompt is generated once, as long as the longest L asked for (at least 1024
+  tokens, at most the model's context length, 8192 for SmolLM2), and the model runs up to that
+  layer only. An L up to the prompt's length takes its first L positions. Longer L repeats the
+  n captured positions: copy j is the captured q and k rotated by j x n more positions with the
+  model's rotary frequencies (what the same tokens placed j x n later would give) and the same
+  v. Attention across copies is that of a repeated text (each copy's sinks recur as vertical
+  stripes every n tokens), not that of a longer document;
+- `random`: torch.randn q, k, v (diffuse attention, no structure).
+
+`--check-compression` builds only the patterns (PyTorch, no timing) on synthetic inputs and
+prints, per prefill method, length and C, the compression achieved, and for vertical-slash the
+dense tiles over the tiles computed.
 
 Every row is appended to the CSV as soon as it is measured, and a row that raises is written as
 a failed row with the error, so one failure loses nothing. `scalelaw frontier --cost latency`
@@ -14,6 +33,7 @@ reads the CSV (columns in docs/performance.md).
 
     python benchmarks/attention.py                           # GPU: L 16K-128K, C 1/5/10/20
     python benchmarks/attention.py --device cpu --quick      # tiny CPU check, same table
+    python benchmarks/attention.py --check-compression       # achieved C only, CPU, no timing
 """
 
 from __future__ import annotations
@@ -22,6 +42,7 @@ import argparse
 import contextlib
 import csv
 import gc
+import inspect
 import math
 import platform
 import statistics
@@ -36,9 +57,15 @@ import torch
 import torch.nn.functional as F
 
 from scalelaw.kernels import get_method
-from scalelaw.kernels.base import resolve_backend
-from scalelaw.kernels.block_sparse import run_block_pattern
+from scalelaw.kernels.base import (
+    achieved_from_cells,
+    compression_reached,
+    resolve_backend,
+    run_tiles,
+    unreachable_note,
+)
 from scalelaw.kernels.budgets import causal_entries
+from scalelaw.kernels.specs import reachable
 
 PREFILL = ("block-sparse", "vertical-slash", "flexprefill")
 DECODE = ("quest", "snapkv", "ada-snapkv")
@@ -102,7 +129,7 @@ def timer(device: torch.device, repeats: int) -> Callable[[Callable[[], Any]], f
     return cpu_ms
 
 
-# Logit sizes of the structured inputs' patterns (the random part has a spread of about 0.25).
+# Logit sizes of the synthetic inputs' patterns (the random part has a spread of about 0.25).
 LOCAL_LOGIT, SINK_LOGIT, STRIPE_LOGIT, SLASH_LOGIT = 10.0, 8.0, 6.0, 7.0
 
 
@@ -115,7 +142,7 @@ def rotate(x: torch.Tensor, pos: torch.Tensor, theta: torch.Tensor) -> torch.Ten
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
 
-def structured_inputs(
+def synthetic_inputs(
     batch: int,
     heads: int,
     kv_heads: int,
@@ -185,6 +212,79 @@ def structured_inputs(
     return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
+class ModelInputs:
+    """q, k, v of one layer of a real model on a generated task prompt, at any length.
+
+    The model runs once, at the longest length asked for (at most its context length); shorter
+    lengths take the first positions (causal attention of a prefix does not depend on what
+    follows), longer ones repeat the captured positions with rotary embeddings shifted (module
+    docstring).
+    """
+
+    FALLBACK = "tiny-llama"
+
+    def __init__(
+        self, spec: str, layer: int | None, task: str, length: int, device: torch.device, seed: int
+    ) -> None:
+        from scalelaw.measure.models import ModelError, load_model, model_context
+        from scalelaw.measure.sparse import capture_attention
+        from scalelaw.measure.tasks import get_task
+
+        dtype = "auto" if device.type == "cuda" else "float32"
+        try:
+            model = load_model(spec, dtype=dtype, device=str(device), seed=seed)
+        except ModelError:
+            if spec != "smollm2-135m":
+                raise
+            spec = self.FALLBACK
+            model = load_model(spec, dtype=dtype, device=str(device), seed=seed)
+        cfg = model.model.config
+        n_layers = int(cfg.num_hidden_layers)
+        self.layer = n_layers // 2 if layer is None else layer
+        if not 0 <= self.layer < n_layers:
+            raise SystemExit(f"--model-layer must be in [0, {n_layers - 1}] for {spec}")
+        context = model_context(spec) or length
+        n = min(length, context)
+        # a task prompt needs some hundred tokens; shorter lengths take the prefix of one
+        target = min(context, max(n, 1024))
+        sample = get_task(task).generate(model.count_tokens, target=target, seed=seed, index=0)
+        ids = torch.tensor([model.encode(sample.prompt)[:n]], device=model.device)
+        with torch.inference_mode(), capture_attention(self.layer) as cap:
+            model.model(ids)
+        if cap.q is None or cap.k is None or cap.v is None:
+            raise RuntimeError(f"{spec}: layer {self.layer} did not run")
+        self.q, self.k, self.v = cap.q, cap.k, cap.v
+        rotary = getattr(getattr(model.model, "model", None), "rotary_emb", None)
+        inv_freq = getattr(rotary, "inv_freq", None)
+        self.theta = None if inv_freq is None else inv_freq.detach().float().to(device)
+        self.spec = spec
+        self.label = f"model:{spec}:layer{self.layer}"
+        self.heads, self.kv_heads = self.q.shape[1], self.k.shape[1]
+        self.head_dim = self.q.shape[-1]
+        del model
+
+    def __call__(
+        self, length: int, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = self.q.shape[2]
+        if length <= n:
+            q, k, v = (t[:, :, :length].to(dtype).contiguous() for t in (self.q, self.k, self.v))
+            return q, k, v
+        if self.theta is None:
+            raise RuntimeError(f"{self.spec} has no rotary frequencies to extend {n} positions")
+        copies = math.ceil(length / n)
+        qs, ks = [], []
+        for j in range(copies):
+            shift = torch.full((n,), j * n, device=self.q.device)
+            # RoPE of position p + s is RoPE of p rotated by s: shift the rotated vectors
+            qs.append(rotate(self.q.float(), shift, self.theta))
+            ks.append(rotate(self.k.float(), shift, self.theta))
+        q = torch.cat(qs, dim=2)[:, :, :length]
+        k = torch.cat(ks, dim=2)[:, :, :length]
+        v = self.v.repeat(1, 1, copies, 1)[:, :, :length]
+        return q.to(dtype).contiguous(), k.to(dtype).contiguous(), v.to(dtype).contiguous()
+
+
 def flex_block_mask(pattern: Any, length: int, device: torch.device) -> Any:
     """The FlexAttention BlockMask holding exactly the kept blocks of a block-sparse pattern."""
     from torch.nn.attention.flex_attention import BlockMask
@@ -221,6 +321,16 @@ def flex_block_mask(pattern: Any, length: int, device: torch.device) -> Any:
         BLOCK_SIZE=pattern.block_size,
         mask_mod=causal,
     )
+
+
+def flex_options(block: int) -> dict[str, Any]:
+    """FlexAttention's tiles pinned to the mask's block (`kernel_options`, where this torch
+    takes them), so it runs the blocks the mask holds rather than tiles of its own choosing."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if "kernel_options" not in inspect.signature(flex_attention).parameters:
+        return {}
+    return {"kernel_options": {"BLOCK_M": block, "BLOCK_N": block}}
 
 
 def versions(device: torch.device) -> dict[str, str]:
@@ -283,6 +393,15 @@ class Bench:
         self.device = torch.device(args.device)
         self.ms = timer(self.device, args.repeats)
         self.writer = writer
+        self.model_inputs: ModelInputs | None = None
+        inputs = args.inputs
+        if inputs == "model":
+            mi = ModelInputs(
+                args.model, args.model_layer, args.task, max(args.lengths), self.device, args.seed
+            )
+            # the model's shape replaces --heads, --kv-heads and --head-dim on every row
+            args.heads, args.kv_heads, args.head_dim = mi.heads, mi.kv_heads, mi.head_dim
+            self.model_inputs, inputs = mi, mi.label
         self.rows: list[dict[str, Any]] = []
         self.shape = {
             "batch": 1,
@@ -291,7 +410,7 @@ class Bench:
             "head_dim": args.head_dim,
             "dtype": args.dtype,
             "block_size": args.block_size,
-            "inputs": args.inputs,
+            "inputs": inputs,
             "run": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             **versions(self.device),
         }
@@ -330,8 +449,10 @@ class Bench:
     def inputs(self, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a = self.args
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[a.dtype]
-        if a.inputs == "structured":
-            return structured_inputs(
+        if self.model_inputs is not None:
+            return self.model_inputs(length, dtype)
+        if a.inputs == "synthetic":
+            return synthetic_inputs(
                 1, a.heads, a.kv_heads, length, a.head_dim,
                 dtype=dtype, device=self.device, seed=a.seed,
             )  # fmt: skip
@@ -440,14 +561,16 @@ class Bench:
         backend: str,
     ) -> None:
         """Kernel time alone (given the pattern) and FlexAttention on the identical mask."""
-        kern = self.ms(lambda: run_block_pattern(q, k, v, pat, backend))
+        tiles = pat.tiles()
+        kern = self.ms(lambda: run_tiles(q, k, v, tiles, backend))
         r["kernel_ms"] = kern
         if self.flex is None:
             return
         flex = self.flex
         mask = flex_block_mask(pat, q.shape[2], self.device)
         gqa = q.shape[1] != k.shape[1]
-        fms = self.ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=gqa))
+        opts = flex_options(pat.block_size)
+        fms = self.ms(lambda: flex(q, k, v, block_mask=mask, enable_gqa=gqa, **opts))
         r["flex_ms"] = fms
         r["speedup_vs_flex"] = fms / kern
 
@@ -502,6 +625,73 @@ def run(args: argparse.Namespace, writer: RowWriter | None = None) -> list[dict[
     return bench.rows
 
 
+CHECK_LENGTHS = (4096, 16384)
+CHECK_COMPRESSIONS = (2.0, 5.0, 10.0, 20.0)
+
+
+def check_compression(
+    lengths: tuple[int, ...] = CHECK_LENGTHS,
+    compressions: tuple[float, ...] = CHECK_COMPRESSIONS,
+    *,
+    heads: int = 4,
+    kv_heads: int = 2,
+    head_dim: int = 64,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Achieved C of every prefill method (the study's knobs) on synthetic inputs, from the
+    pattern and its tiles alone: nothing is attended or timed.
+
+    For vertical-slash also the dense tiles (what a causal kernel of the same block computes)
+    over the tiles computed, single columns counted as 1/block of a tile.
+    """
+    rows = []
+    for length in lengths:
+        q, k, _ = synthetic_inputs(
+            1, heads, kv_heads, length, head_dim,
+            dtype=torch.float32, device=torch.device("cpu"), seed=seed,
+        )  # fmt: skip
+        for name in PREFILL:
+            m = get_method(name)
+            kn = m.knobs()
+            c_max = reachable(name, kn, length)[1]
+            for c in compressions:
+                plan = m.plan(m.pattern(q, k, c), length, kn)
+                achieved = achieved_from_cells(length, heads, float(plan.cells.sum()))
+                row: dict[str, Any] = {
+                    "method": name,
+                    "seq_len": length,
+                    "compression": c,
+                    "achieved": achieved,
+                    "reached": compression_reached(c, achieved),
+                    "c_max": c_max,
+                    "tile_ratio": None,
+                    "note": unreachable_note(name, c, achieved, plan.why),
+                }
+                if name == "vertical-slash":
+                    ix, bs = plan.index, plan.index.block
+                    nb = ix.n_blocks
+                    tiles = float(ix.counts.double().sum() + ix.col_counts.double().sum() / bs)
+                    row["tile_ratio"] = heads * nb * (nb + 1) / 2 / tiles
+                rows.append(row)
+    return rows
+
+
+def print_check(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'method':15} {'L':>6} {'C':>4} {'C got':>6} {'within 10%':>10} {'C max':>6} "
+        f"{'dense/computed tiles':>20}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ratio = "" if r["tile_ratio"] is None else f"{r['tile_ratio']:.2f}"
+        print(
+            f"{r['method']:15} {r['seq_len']:>6} {r['compression']:>4g} {r['achieved']:>6.2f} "
+            f"{'yes' if r['reached'] else 'no':>10} {r['c_max']:>6.3g} {ratio:>20}"
+            + (f"  ({r['note']})" if r["note"] else "")
+        )
+
+
 def fmt(x: Any, spec: str) -> str:
     return format(x, spec) if isinstance(x, int | float) and not isinstance(x, bool) else str(x)
 
@@ -544,10 +734,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
     p.add_argument(
         "--inputs",
-        default="structured",
-        choices=["structured", "random"],
-        help="structured: sinks, local windows, stripes and diagonals; random: torch.randn",
+        default="synthetic",
+        choices=["synthetic", "model", "random"],
+        help="synthetic: sinks, local windows, stripes and diagonals; model: one layer of "
+        "--model on a --task prompt; random: torch.randn",
     )
+    p.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="--inputs model: a scalelaw model spec (tiny-llama when smollm2-135m is missing)",
+    )
+    p.add_argument(
+        "--model-layer", type=int, default=None, help="--inputs model: layer (default: middle)"
+    )
+    p.add_argument("--task", default="niah-multikey", help="--inputs model: the prompt's task")
     p.add_argument(
         "--sdpa-backend",
         default="fastest",
@@ -557,6 +757,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per point on CPU")
     p.add_argument("--no-flex", action="store_true", help="skip the FlexAttention comparison")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--check-compression",
+        action="store_true",
+        help="print the achieved C of every prefill method at L 4K and 16K, C 2/5/10/20 "
+        "(synthetic inputs, patterns only, no timing) and exit",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -581,6 +787,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.manual_seed(args.seed)
+    if args.check_compression:
+        rows = check_compression(seed=args.seed)
+        print_check(rows)
+        return 0 if all(r["reached"] or r["compression"] > r["c_max"] for r in rows) else 1
     writer = RowWriter(args.out)
     rows = run(args, writer)
     print_table(rows)

@@ -33,7 +33,9 @@ def test_flex_mask_is_the_same_pattern(bench, qkv):
     m = get_method("block-sparse", block_size=32)
     res = m.prefill(q, k, v, compression=3.0)
     mask = bench.flex_block_mask(m.pattern(q, k, 3.0), 256, q.device)
-    out = flex_attention(q, k, v, block_mask=mask, enable_gqa=True)
+    opts = bench.flex_options(32)  # the mask's block as FlexAttention's tiles, where supported
+    assert opts in ({}, {"kernel_options": {"BLOCK_M": 32, "BLOCK_N": 32}})
+    out = flex_attention(q, k, v, block_mask=mask, enable_gqa=True, **opts)
     torch.testing.assert_close(out, res.out, atol=2e-5, rtol=1e-4)
     # The block lists hold the same blocks as the mask function.
     dense = mask.to_dense()[..., :8, :8].bool()
@@ -65,7 +67,7 @@ def test_cpu_run_writes_rows_against_dense(bench, tmp_path):
         assert float(r["ms"]) > 0 and float(r["tflops"]) > 0
         assert float(r["speedup"]) == pytest.approx(float(r["baseline_ms"]) / float(r["ms"]))
         assert r["device"].startswith("cpu") and r["torch"] == torch.__version__
-        assert r["sdpa_backend"] == "flash" and r["inputs"] == "structured"
+        assert r["sdpa_backend"] == "flash" and r["inputs"] == "synthetic"
     flex = [r for r in rows if r["method"] == "block-sparse"]
     assert all(float(r["kernel_ms"]) > 0 and r["flex_ms"] == "" for r in flex)
     c4 = [r for r in rows if r["compression"] == "4.0" and r["method"] != "dense"]
@@ -98,10 +100,10 @@ def test_a_failing_row_is_recorded_and_rows_are_appended(bench, tmp_path, monkey
     assert out.read_text().count("method,phase") == 1
 
 
-def test_structured_inputs_have_sinks_windows_and_diagonals(bench):
+def test_synthetic_inputs_have_sinks_windows_and_diagonals(bench):
     from scalelaw.kernels.reference import last_window_probs
 
-    q, k, _ = bench.structured_inputs(
+    q, k, _ = bench.synthetic_inputs(
         1, 4, 2, 1024, 64, dtype=torch.float32, device=torch.device("cpu"), seed=0
     )
     p = last_window_probs(q, k, 128)  # (1, 4, 128, 1024)
@@ -112,3 +114,44 @@ def test_structured_inputs_have_sinks_windows_and_diagonals(bench):
     band = (off >= 1024 // 3 - 16) & (off <= 1024 // 3 + 16)  # KV head 1's diagonal
     assert (p[:, 2:] * band).sum(-1).mean() > 0.1  # 33 of about 1000 keys
     assert (p[:, :2] * band).sum(-1).mean() < 0.01  # KV head 0 has its diagonal elsewhere
+
+
+def test_model_inputs_have_the_models_shape_at_any_length(bench, tmp_path):
+    args = bench.parse(
+        [*ARGS, "--inputs", "model", "--model", "tiny-llama", "--lengths", "96", "300"]
+    )
+    b = bench.Bench(args)
+    mi = b.model_inputs
+    assert mi is not None and mi.label == "model:tiny-llama:layer1"
+    # the tiny model: 4 query heads, 2 KV heads, head dim 16, replacing --heads etc.
+    assert (args.heads, args.kv_heads, args.head_dim) == (4, 2, 16)
+    assert b.shape["inputs"] == mi.label
+    n = mi.q.shape[2]
+    assert n == 300  # the first 300 positions of a prompt of at least 1024 tokens
+    for length in (96, 300, 2 * n + 5):  # a prefix, all of it, repeated past it
+        q, k, v = b.inputs(length)
+        assert q.shape == (1, 4, length, 16) and k.shape == v.shape == (1, 2, length, 16)
+        assert q.dtype == torch.float32 and q.is_contiguous()
+    q, k, v = b.inputs(2 * n + 5)
+    torch.testing.assert_close(q[:, :, :n], mi.q)
+    torch.testing.assert_close(v[:, :, n : 2 * n], mi.v)
+    # copy 1 is the prompt n positions later: scores depend only on relative positions
+    s0 = q[0, :, 7] @ k[0, :, 3].repeat_interleave(2, 0).T
+    s1 = q[0, :, n + 7] @ k[0, :, n + 3].repeat_interleave(2, 0).T
+    torch.testing.assert_close(s0, s1, atol=1e-4, rtol=1e-4)
+
+
+def test_prefill_methods_reach_their_compression_on_synthetic_inputs(bench):
+    """Achieved C within 10% of the request (or the method's maximum where the request is
+    beyond it), and vertical-slash's C equal to dense over computed tiles within 10%."""
+    rows = bench.check_compression()
+    assert len(rows) == 2 * 3 * 4
+    for r in rows:
+        if not r["reached"]:
+            assert r["compression"] > r["c_max"] and r["note"], r
+            assert r["achieved"] >= 0.9 * r["c_max"], r
+        if r["method"] == "vertical-slash":
+            assert abs(r["tile_ratio"] / r["achieved"] - 1) <= 0.1, r
+    # the only misses: 64-token tiles cannot reach C = 20 at 4K (their maximum is 15.7)
+    missed = {(r["method"], r["seq_len"], r["compression"]) for r in rows if not r["reached"]}
+    assert missed <= {("vertical-slash", 4096, 20.0), ("flexprefill", 4096, 20.0)}
