@@ -39,6 +39,7 @@ from scalelaw.frontier.architectures import (
     get_architecture,
 )
 from scalelaw.frontier.cost import DECODE_METHODS, DEFAULT_KNOBS, PREFILL_METHODS, cost
+from scalelaw.kernels.specs import is_dense
 
 #: Sustained dense throughput of one GPU while measuring (bf16, H100-class, long prompts).
 DEFAULT_FLOPS_PER_S = 400e12
@@ -359,7 +360,7 @@ def candidates_from_dict(
                 continue
             arch = archs[c.model]
             level, cap = tasks[(c.task, c.task_params)]
-            method = "dense" if c.compression == 1 else c.method
+            method = "dense" if is_dense(c.compression) else c.method
             knobs = json.loads(c.method_params) if method != "dense" else {}
             per = speed.seconds_per_sample(
                 arch, method, c.seq_len, c.compression, c.max_new_tokens or cap, knobs

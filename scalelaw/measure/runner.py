@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from scalelaw.errors import ScalelawError
-from scalelaw.kernels.specs import shortfall
+from scalelaw.kernels.specs import is_dense, shortfall
 from scalelaw.measure.generate import greedy
 from scalelaw.measure.grid import COMBINED_PHASE, DENSE, Configuration
 from scalelaw.measure.models import LoadedModel, load_model
@@ -276,8 +276,8 @@ def _row(
 ) -> dict[str, Any]:
     """The table row of `config` from a run that achieved (`prefill`, `decode`) compression."""
     setup = setup_for(config)
-    achieved_p = prefill if setup.prefill_compression != 1 else 1.0
-    achieved_d = decode if setup.decode_compression != 1 else 1.0
+    achieved_p = 1.0 if is_dense(setup.prefill_compression) else prefill
+    achieved_d = 1.0 if is_dense(setup.decode_compression) else decode
     return {
         **base,
         "compression": config.compression,
