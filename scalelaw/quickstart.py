@@ -32,7 +32,7 @@ def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str
     table = simulate(card, "paper", samples=100, seed=seed)
     data = out / "sim.csv"
     table.write_csv(data)
-    console.print(f"wrote {table.height} rows to {data}")
+    console.print(f"wrote {table.height} rows to {data}", markup=False)
 
     console.rule("2. fit (PyMC + nutpie, binomial likelihood)")
     with warnings.catch_warnings():
@@ -65,8 +65,9 @@ def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str
 
     for kind in ("fit", "posterior", "trace", "ppc"):
         path = plots.plot(result, kind, out / f"{kind}.png")
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
     console.print(
-        f"fit saved to {fit_path}; try: scalelaw plot {fit_path} --kind fit --out fit.png"
+        f"fit saved to {fit_path}; try: scalelaw plot {fit_path} --kind fit --out fit.png",
+        markup=False,
     )
     return {k: float(np.median(result.draws[k])) for k in truth}

@@ -103,10 +103,11 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
             f"Huber delta {d['huber_delta']:g}",
             f"bootstrap {d['bootstrap']}",
         ]
-    console.print("diagnostics: " + "; ".join(parts))
+    console.print("diagnostics: " + "; ".join(parts), markup=False, highlight=False)
     if result.meta.get("counts"):
         console.print(
             f"likelihood: {result.law.likelihood} on successes = {result.meta['counts']}",
+            markup=False,
             highlight=False,
         )
     hold = rep.get("holdout")
@@ -123,5 +124,7 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
         for task, s in hold["per_task"].items():
             rho = "n/a" if s["spearman"] is None else f"{s['spearman']:.2f}"
             extra = [f"{s['mae_truth']:.4f}", f"{s['coverage_truth']:.0%}"] if truth else []
-            t.add_row(task, f"{s['mae']:.3f}", f"{s['coverage']:.0%}", *extra, rho, str(s["n"]))
+            t.add_row(
+                escape(task), f"{s['mae']:.3f}", f"{s['coverage']:.0%}", *extra, rho, str(s["n"])
+            )
         console.print(t)

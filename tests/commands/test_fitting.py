@@ -328,3 +328,16 @@ def test_max_memory_keeps_the_fit_within_it(tmp_path) -> None:
     assert "PSIS-LOO computed in blocks of" in result.stdout
     fit = load_fit(out)
     assert "log_likelihood" not in fit.idata.children and "loo_pointwise" in fit.idata.children
+
+
+def test_report_prints_task_names_as_written(tmp_path) -> None:
+    from scalelaw.fits import get_card, simulate
+    from scalelaw.fits.simulation import paper_grid
+
+    data = simulate(get_card("sparse-frontier-v1:prefill"), paper_grid(["QuALITY", "VT"]))
+    path = tmp_path / "sim.csv"
+    data.with_columns(pl.col("task").replace("VT", "[b]VT[/b]")).write_csv(path)
+    args = ["fit", str(path), "--law", "sparse-frontier", "--backend", "lsq", "--bootstrap", "20"]
+    result = CliRunner().invoke(app, [*args, "--holdout", "N=max"])
+    assert result.exit_code == 0, result.output
+    assert "[b]VT[/b]" in result.stdout  # a task name is not markup
