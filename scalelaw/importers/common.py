@@ -24,6 +24,23 @@ from scalelaw.errors import ScalelawError
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
 #: Counts written as integers (the loader reads them as numbers either way).
+#: The accuracy-table columns every importer writes first, in this order; each adds its own.
+TABLE_COLUMNS = (
+    "task",
+    "seq_len",
+    "model",
+    "params",
+    "family",
+    "method",
+    "phase",
+    "compression",
+    "requested_compression",
+    "achieved_compression",
+    "score",
+    "score_var",
+    "samples",
+    "metric",
+)
 _INTEGER_COLUMNS = ("seq_len", "samples", "max_output_tokens", "max_context_length", "run")
 
 #: Optional table columns that the loader requires to be complete when they are present.

@@ -27,6 +27,7 @@ import polars as pl
 import yaml
 
 from scalelaw.importers.common import (
+    TABLE_COLUMNS,
     ImportResult,
     ResultFolderError,
     Skip,
@@ -56,20 +57,7 @@ PREFILL_PHASE = "kv-prefill"
 DECODE_PHASE = "decode"
 
 COLUMNS = (
-    "task",
-    "seq_len",
-    "model",
-    "params",
-    "family",
-    "method",
-    "phase",
-    "compression",
-    "requested_compression",
-    "achieved_compression",
-    "score",
-    "score_var",
-    "samples",
-    "metric",
+    *TABLE_COLUMNS,
     "dataset",
     "data_dir",
     "press",

@@ -27,6 +27,7 @@ import polars as pl
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import get_architecture
 from scalelaw.importers.common import (
+    TABLE_COLUMNS,
     ImportResult,
     ResultFolderError,
     Skip,
@@ -73,20 +74,7 @@ DENSE_PHASES: dict[str, tuple[str, ...]] = {
 }
 
 COLUMNS = (
-    "task",
-    "seq_len",
-    "model",
-    "params",
-    "family",
-    "method",
-    "phase",
-    "compression",
-    "requested_compression",
-    "achieved_compression",
-    "score",
-    "score_var",
-    "samples",
-    "metric",
+    *TABLE_COLUMNS,
     "study_task",
     "attention",
     "method_params",
