@@ -45,12 +45,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scalelaw.fits import FitOptions, FitResult, fit, get_card, get_law, predict_draws, simulate
 from scalelaw.frontier import (
     STUDY_COMPRESSIONS,
+    FlopsCost,
     average_over_tasks,
     critical_length,
     get_architecture,
-    prefill_flops,
 )
 from scalelaw.frontier.planning import (
+    V1_TASK_NAMES,
     Candidate,
     PlanError,
     Target,
@@ -62,14 +63,8 @@ from scalelaw.frontier.planning import (
 
 SIZES = ("7B", "14B", "32B", "72B")
 MODELS = [f"Qwen/Qwen2.5-{s}-Instruct" for s in SIZES]
-TASKS = {  # generated task -> the card's task
-    "niah-multikey": "NIAH",
-    "variable-tracking": "VT",
-    "common-words": "CWE",
-    "story-retrieval": "StoryRetrieval",
-    "story-multihop": "StoryMultihop",
-    "story-filtering": "StoryFiltering",
-}
+TASKS = V1_TASK_NAMES  # generated task -> the card's task
+cost_fn = FlopsCost()  # prefill FLOPs, batch 1
 LENGTHS = [16384, 32768, 65536, 131072]
 SAMPLES = 100
 #: Between the dense 32B (3.1e16) and the dense 72B (6.4e16) at 128K: the sparse 72B at C=2.5
@@ -85,10 +80,6 @@ err = Console(stderr=True)
 
 def log(msg: str) -> None:
     err.print(msg, markup=False, highlight=False)
-
-
-def cost_fn(arch: Any, length: float, c: float) -> float:
-    return prefill_flops(arch, length, c).total
 
 
 def archs() -> list[Any]:

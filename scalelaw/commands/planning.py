@@ -153,7 +153,7 @@ def plan(
 
     from scalelaw.fits import levels
     from scalelaw.fits import source as load_source
-    from scalelaw.frontier import cost as cost_of
+    from scalelaw.frontier import FlopsCost
     from scalelaw.frontier.planning import MeasureSpeed, parse_target, read_candidates
     from scalelaw.frontier.planning import plan as make_plan
 
@@ -175,8 +175,7 @@ def plan(
             timings=timing_table,
         )
 
-        def cost_fn(arch: Any, length: float, c: float) -> float:
-            return cost_of(arch, phase, length, c).total
+        cost_fn = FlopsCost(phase)
 
         with Progress(
             TextColumn("{task.description}"),

@@ -398,7 +398,7 @@ def run(
         # and slope of ln N ~ 23); nutpie's low-rank mass matrix adapts to those directions
         {"adaptation": "low_rank"} if needs_start else {},
     )
-    budget = float(getattr(options, "max_memory", DEFAULT_MAX_MEMORY))
+    budget = float(options.max_memory)
 
     def draw(settings: SampleSettings) -> Any:
         whole = options.loo and loglik_fits(design.n, settings.chains * settings.draws, budget)
@@ -443,6 +443,13 @@ def ess_needed(chains: int, draws: int) -> float:
     return min(400.0, 0.1 * chains * draws)
 
 
+def slow_mixing(diagnostics: dict[str, Any], settings: SampleSettings) -> bool:
+    """R-hat above 1.01 or too little bulk ESS: chains that have not mixed."""
+    return diagnostics["rhat_max"] > 1.01 or diagnostics["ess_bulk_min"] < ess_needed(
+        settings.chains, settings.draws
+    )
+
+
 def retry_reasons(diagnostics: dict[str, Any], settings: SampleSettings) -> list[str]:
     """Why a first run deserves one automatic retry."""
     out = []
@@ -463,10 +470,7 @@ def retry_settings(settings: SampleSettings, diagnostics: dict[str, Any]) -> Sam
     # appear in it could not be retried again
     if diagnostics["divergences"] > 0:
         out.target_accept = max(out.target_accept, 0.99)
-    slow = diagnostics["rhat_max"] > 1.01 or diagnostics["ess_bulk_min"] < ess_needed(
-        settings.chains, settings.draws
-    )
-    if slow:
+    if slow_mixing(diagnostics, settings):
         out.tune *= 2
         out.draws *= 2
         out.target_accept = max(out.target_accept, 0.95)
@@ -498,8 +502,6 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
     }
 
 
-#: bytes that one sweep of work may hold at once (`FitOptions.max_memory`, `--max-memory`)
-DEFAULT_MAX_MEMORY = 2e9
 #: (draws x rows) arrays alive at the peak of a PSIS-LOO: the law's evaluation, the log
 #: density, ArviZ's smoothed weights and sorting temporaries (measured: a 2e5-row table at
 #: 4000 draws peaks at 2.6 GB with blocks sized for 16, 7.2 GB for 4)
@@ -528,6 +530,7 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
     import xarray as xr
 
     from scalelaw.fits.stacking import log_likelihood
+    from scalelaw.fits.validation import row_blocks
 
     post = idata["posterior"]
     chains, per_chain = post.sizes["chain"], post.sizes["draw"]
@@ -539,11 +542,12 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
         ess = az.ess(idata, group="posterior", method="mean")
     reff = float(np.hstack([np.ravel(ess[v].values) for v in ess.data_vars]).mean()) / total
     reff = reff if chains > 1 else 1.0
-    step = max(1, int(budget / (8.0 * total * LOO_COPIES)))
+    blocks = row_blocks(design.n, total * LOO_COPIES, budget)
+    step = blocks[0][1] - blocks[0][0]
     elpd_i, k_i, p_loo = [], [], 0.0
     try:
-        for start in range(0, design.n, step):
-            block = design.rows(start, start + step)
+        for start, stop in blocks:
+            block = design.rows(start, stop)
             ll = log_likelihood(law, block, draws, noise).reshape(chains, per_chain, -1)
             tree = xr.DataTree.from_dict(
                 {

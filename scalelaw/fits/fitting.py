@@ -271,11 +271,15 @@ def _mean_outside_unit_interval(result: FitResult, frame: pl.DataFrame) -> str |
     law = result.law
     if not (law.is_count or law.likelihood == "beta") or law.link == "logit":
         return None
-    from scalelaw.fits.prediction import predict_draws
+    from scalelaw.fits.evaluate import mean_response
+    from scalelaw.fits.prediction import thin
 
+    # the rows were validated and bound when the table was loaded: bind once, thin once
+    design = bind(law, frame, result.levels, observed=False)
+    draws = thin(result.draws, 500)
     outside, cells, low, high = 0, 0, np.inf, -np.inf
-    for a, b in row_blocks(frame.height, 500):
-        mu = predict_draws(result, frame.slice(a, b - a), max_draws=500)
+    for a, b in row_blocks(design.n, 500):
+        mu = mean_response(law, design.rows(a, b), draws)
         outside += int(np.sum((mu < 0) | (mu > 1)))
         cells += mu.size
         low, high = (

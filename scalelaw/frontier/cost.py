@@ -28,11 +28,6 @@ PHASES: tuple[str, ...] = ("prefill", "decode")
 PREFILL_METHODS: tuple[str, ...] = tuple(specs.method_names("prefill"))
 DECODE_METHODS: tuple[str, ...] = tuple(specs.method_names("decode"))
 
-#: Knobs the indexing cost reads; each method's defaults come from its spec.
-COST_KNOBS: frozenset[str] = frozenset({"block_size", "window", "page_size", "tau"})
-#: The same names, kept for callers that filter a grid's knobs with it.
-DEFAULT_KNOBS = COST_KNOBS
-
 
 class CostError(ScalelawError):
     """Bad input to the cost model."""

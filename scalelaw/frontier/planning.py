@@ -38,7 +38,7 @@ from scalelaw.frontier.architectures import (
     from_hf_config,
     get_architecture,
 )
-from scalelaw.frontier.cost import DECODE_METHODS, DEFAULT_KNOBS, PREFILL_METHODS, cost
+from scalelaw.frontier.cost import DECODE_METHODS, PREFILL_METHODS, cost
 from scalelaw.kernels.specs import is_dense
 
 #: Sustained dense throughput of one GPU while measuring (bf16, H100-class, long prompts).
@@ -164,15 +164,13 @@ class MeasureSpeed:
         sparse = compression > 1 and method != "dense"
         at_prefill = sparse and method in PREFILL_METHODS
         at_decode = sparse and method in DECODE_METHODS
-        # only the knobs the cost model reads; the rest are the kernel's business
-        kn = {k: float(v) for k, v in (knobs or {}).items() if k in DEFAULT_KNOBS}
         prefill = cost(
             arch,
             "prefill",
             seq_len,
             compression if at_prefill else 1.0,
             method=method if at_prefill else None,
-            knobs=kn,
+            knobs=knobs,
         ).total
         step = cost(
             arch,
@@ -181,7 +179,7 @@ class MeasureSpeed:
             compression if at_decode else 1.0,
             bytes_per_element=self.bytes_per_element,
             method=method if at_decode else None,
-            knobs=kn,
+            knobs=knobs,
         ).total
         return prefill / self.flops_per_s + new_tokens * step / self.bytes_per_s
 
@@ -523,11 +521,6 @@ def reweight(
     return np.asarray(w / w.sum(), dtype=float)
 
 
-def effective_draws(weights: np.ndarray) -> float:
-    """Kish's effective sample size of importance weights."""
-    return float(1.0 / np.sum(np.square(weights)))
-
-
 @dataclass(frozen=True)
 class Value:
     """Preposterior summary of one candidate measurement."""
@@ -801,10 +794,9 @@ def plan(
     if unknown:
         raise PlanError(f"task '{unknown[0]}' is not a task of the fit ({', '.join(task_levels)})")
     if cost_fn is None:
+        from scalelaw.frontier.decide import FlopsCost
 
-        def cost_fn(a: Architecture, length: float, c: float) -> float:
-            return cost(a, "prefill", length, c).total
-
+        cost_fn = FlopsCost()
     configs = decision_configs(architectures, targets, cost_fn, compressions or STUDY_COMPRESSIONS)
     base = configs.select("params", "seq_len", "compression")
     decision_rows = (
@@ -816,7 +808,6 @@ def plan(
     cand_rows = pl.DataFrame([c.point() for c in items])
     if chosen:
         cand_rows = cand_rows.select(decision_rows.columns)
-        decision_rows = decision_rows.select(cand_rows.columns)
     else:
         cand_rows = cand_rows.select(base.columns)
     # one prediction call, so that draw i is the same parameter draw in both blocks
