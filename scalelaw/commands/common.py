@@ -27,8 +27,6 @@ from typer.exceptions import Abort, TyperException
 console = Console(width=shutil.get_terminal_size((150, 24)).columns)
 err = Console(stderr=True)
 
-FORMATS = ("table", "csv", "json")
-
 
 def one_line(text: str) -> str:
     """A message on one line: a log line per error, whatever a library put in it."""
@@ -55,11 +53,6 @@ def errors() -> tuple[type[BaseException], ...]:
     from scalelaw.errors import user_errors
 
     return user_errors()
-
-
-def check_format(fmt: str, formats: tuple[str, ...] = FORMATS) -> None:
-    if fmt not in formats:
-        fail(f"unknown --format '{fmt}' ({', '.join(formats)})")
 
 
 def number(text: str, what: str, *, at_least: float | None = None) -> float:
@@ -96,7 +89,6 @@ def cell(value: Any) -> str:
 
 def emit(table: Any, fmt: str, title: str) -> None:
     """A polars frame as a rich table, CSV or JSON on standard output."""
-    check_format(fmt)
     if fmt == "csv":
         sys.stdout.write(table.write_csv())
     elif fmt == "json":
@@ -180,13 +172,6 @@ def byte_size(text: str | None) -> float | None:
         raise typer.BadParameter(f"'{text}' is not a size such as 2GB, 500MB or 1e9") from None
     if not math.isfinite(value) or value <= 0:
         raise typer.BadParameter(f"'{text}' must be a positive size")
-    return value
-
-
-def choice(value: str, option: str, choices: Sequence[str]) -> str:
-    """`value` when it is one of `choices`, else exit 2 naming the option."""
-    if value not in choices:
-        fail(f"{option}: '{value}' is not one of {', '.join(choices)}")
     return value
 
 

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from scalelaw.commands.common import architectures as _architectures
-from scalelaw.commands.common import check_format as _check_format
 from scalelaw.commands.common import (
     check_output,
     console,
@@ -65,7 +64,6 @@ def architectures(
 
     Example: scalelaw architectures --family gemma3
     """
-    _check_format(fmt)
     import polars as pl
 
     from scalelaw.frontier.architectures import from_hf_config, table
@@ -136,7 +134,6 @@ def cost(
 
     Example: scalelaw cost --family qwen2.5 --size 7B --seq-len 131072 --compression 10 --phase prefill
     """
-    _check_format(fmt)
     _check_method(method, phase)
     from scalelaw.frontier import cost as cost_of
     from scalelaw.frontier import from_hf_config, get_architecture
@@ -288,7 +285,6 @@ def frontier(
 
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
-    _check_format(fmt)
     if cost_kind == "flops":
         _check_method(method, phase)
     if out is not None:
@@ -300,7 +296,7 @@ def frontier(
         the_cost: FlopsCost | LatencyCost
         if cost_kind == "flops":
             the_cost = FlopsCost(phase, batch, bytes_per_element, causal_half, method)
-        elif cost_kind == "latency":
+        else:  # latency
             if timings is None:
                 raise ValueError("--cost latency needs --timings FILE")
             if method is None:
@@ -309,8 +305,6 @@ def frontier(
                 timings, method, phase, device=device, batch=batch,
                 bytes_per_element=bytes_per_element, throughput=throughput,
             )  # fmt: skip
-        else:
-            raise ValueError(f"--cost must be flops or latency, got '{cost_kind}'")
         decision = decide(
             source, archs, the_cost, seq_len=_number(seq_len, "--seq-len", at_least=1),
             lengths=_numbers(lengths, "--lengths", at_least=1),
@@ -428,7 +422,6 @@ def tolerance(
 
     Example: scalelaw tolerance results.csv --margin 0.05 --alpha 0.05 --out tolerance.png
     """
-    _check_format(fmt)
     if out is not None:
         check_output(out, "--out", FIGURE_FILES)
     from scalelaw.data import load_table

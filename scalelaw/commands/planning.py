@@ -12,7 +12,6 @@ from rich.table import Table
 
 from scalelaw.commands.common import architectures as _architectures
 from scalelaw.commands.common import (
-    check_format,
     check_output,
     console,
     err,
@@ -147,7 +146,6 @@ def plan(
 
     Example: scalelaw plan fit.nc --candidates grid.toml --target 'L=128K,budget=4e16' --sizes 7B,14B,32B,72B --gpu-hours 4 --out next.toml
     """
-    check_format(fmt)
     check_output(out, "--out", (".toml",))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

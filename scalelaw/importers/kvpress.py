@@ -54,7 +54,6 @@ NEEDLE_METRIC = "rouge-l:f"
 
 DENSE_PRESS = "no_press"
 PREFILL_PHASE = "kv-prefill"
-DECODE_PHASE = "decode"
 
 COLUMNS = (
     *TABLE_COLUMNS,
@@ -447,7 +446,9 @@ def _rows(
                 "params": size.params,
                 "family": size.family,
                 "method": method_name(settings.press),
-                "phase": phase_of(settings.press),
+                # decoding presses are skipped before rows are made: every row compresses
+                # the prompt's cache
+                "phase": PREFILL_PHASE,
                 "compression": compression,
                 "requested_compression": requested,
                 "achieved_compression": achieved,
@@ -477,11 +478,6 @@ def _rows(
 def method_name(press: str) -> str:
     """Our `method` label for a press: `no_press` is dense, the rest keep KVPress's name."""
     return "dense" if press == DENSE_PRESS else press.replace("_", "-")
-
-
-def phase_of(press: str) -> str:
-    """Decoding presses act while tokens are generated; the rest compress the prompt's cache."""
-    return DECODE_PHASE if press.startswith("decoding_") else PREFILL_PHASE
 
 
 def _requested(settings: Settings, folder: Path) -> tuple[float | None, float | None]:
