@@ -60,10 +60,8 @@ class BlockPattern:
 
     def computed_entries(self) -> torch.Tensor:
         """Causal (query, key) pairs computed per (batch, head): (B, H) float64."""
-        bs, length = self.block_size, self.length
-        nb = self.n_blocks
-        lens = torch.full((nb,), bs, dtype=torch.float64, device=self.index.device)
-        lens[-1] = length - (nb - 1) * bs
+        bs = self.block_size
+        lens = block_lengths(self.length, bs).to(self.index.device)
         # Every kept block left of the diagonal is full; the diagonal block is a triangle.
         counts = self.counts.double()
         per_row = lens * ((counts - 1) * bs + (lens + 1) / 2)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import json
 import os
 import socket
@@ -38,6 +37,7 @@ from typing import Any
 
 import polars as pl
 
+from scalelaw.data import read_frame
 from scalelaw.errors import ScalelawError
 
 FORMAT = "scalelaw-measure-store"
@@ -236,7 +236,7 @@ class Store:
         if not self.out.exists():
             return
         try:
-            table = read_view(self.out)
+            table = read_frame(self.out)
         except Exception as exc:  # a view cut by a crash is rebuilt from the journal
             self.notes.append(f"{self.out}: unreadable ({exc}); rebuilt from the journal")
             return
@@ -349,15 +349,6 @@ class Store:
         if table.height:
             atomic_write(table, self.out)
             atomic_write(self.predictions(), self.predictions_path)
-
-
-def read_view(path: Path) -> pl.DataFrame:
-    """A table written by `atomic_write`, by suffix."""
-    if path.suffix == ".csv":
-        return pl.read_csv(path, glob=False, infer_schema_length=None)
-    if path.suffix in {".jsonl", ".ndjson"}:
-        return pl.read_ndjson(io.BytesIO(path.read_bytes()))
-    return pl.read_parquet(path, glob=False)
 
 
 def _holder(text: bytes) -> str:
