@@ -503,8 +503,8 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
 
 
 #: (draws x rows) arrays alive at the peak of a PSIS-LOO: the law's evaluation, the log
-#: density, ArviZ's smoothed weights and sorting temporaries (measured: a 2e5-row table at
-#: 4000 draws peaks at 2.6 GB with blocks sized for 16, 7.2 GB for 4)
+#: density, ArviZ's smoothed weights and sorting temporaries (a default fit of 201,600 rows
+#: peaks at 2.9 GB with blocks sized for 20, 9.2 GB for 4: docs/fitting.md, "Large tables")
 LOO_COPIES = 20
 #: the group of a fit file that holds each row's ELPD-LOO and Pareto k when the pointwise
 #: log-likelihood was too large to keep

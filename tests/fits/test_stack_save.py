@@ -23,7 +23,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert back.weights.tolist() == pytest.approx([0.3, 0.7])
 
 
-def test_a_folder_or_missing_parent_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+def test_a_folder_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "d.nc").mkdir()
     with pytest.raises(FitFileError, match="is a directory"):
         _stack().save(tmp_path / "d.nc")
