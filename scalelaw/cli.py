@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from scalelaw.commands import deciding, fitting, importing, kernels, measuring
+from scalelaw.commands import checking, deciding, fitting, importing, kernels, measuring
 from scalelaw.commands import planning as planning_commands
 from scalelaw.commands.common import PlainErrors
 
@@ -21,7 +21,7 @@ app = typer.Typer(
     cls=PlainErrors,
 )
 
-for module in (fitting, measuring, importing, kernels, deciding):
+for module in (fitting, checking, measuring, importing, kernels, deciding):
     module.register(app)
 planning_commands.register(app)
 

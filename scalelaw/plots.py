@@ -224,3 +224,57 @@ def _observed_vs_predicted(result: FitResult, frame: pl.DataFrame, out: Path, pr
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+#: Colour-blind-safe pair (Okabe-Ito): fitted rows, held-out rows.
+FITTED_COLOUR, HELD_COLOUR = "#999999", "#D55E00"
+
+
+def holdout_figure(check: Any, path: str | Path | None = None, *, ax: Any = None) -> Any:
+    """Predicted against observed for the stack (or the one law) of a held-out check.
+
+    Fitted rows in grey, held-out rows in colour, each with its central predictive interval;
+    a held-out point whose bar misses the diagonal is an interval that did not cover.
+    Returns the figure; writes it to `path` when given (PNG, PDF or SVG, 200 dpi).
+    """
+    pts = check.points
+    name = "stack" if "stack" in pts["source"].unique().to_list() else pts["source"][0]
+    pts = pts.filter(pl.col("source") == name)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 5.0))
+    for held, colour, label in (
+        (False, FITTED_COLOUR, "fitted rows"),
+        (True, HELD_COLOUR, f"held out ({check.holdout})"),
+    ):
+        part = pts.filter(pl.col("held_out") == held)
+        mean = part["mean"].to_numpy()
+        ax.errorbar(
+            part["observed"].to_numpy(),
+            mean,
+            yerr=[mean - part["lower"].to_numpy(), part["upper"].to_numpy() - mean],
+            fmt="o",
+            ms=3.5,
+            color=colour,
+            ecolor=colour,
+            alpha=0.45 if not held else 0.9,
+            elinewidth=0.8,
+            label=label,
+        )
+    lo = float(min(pts["observed"].min(), pts["lower"].min()))  # type: ignore[arg-type]
+    hi = float(max(pts["observed"].max(), pts["upper"].max()))  # type: ignore[arg-type]
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="predicted = observed")
+    row = check.table.filter(pl.col("source") == name).row(0, named=True)
+    ax.set_title(
+        f"{name}: held-out {check.prob:.0%} coverage {row['coverage']:.2f}, "
+        f"median width {row['width']:.2f}",
+        fontsize=10,
+    )
+    ax.set_xlabel("observed")
+    ax.set_ylabel(f"predicted (mean, {check.prob:.0%} predictive interval)")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    figure = fig or ax.figure
+    if path is not None:
+        figure.tight_layout()
+        figure.savefig(path, dpi=200)
+    return figure

@@ -195,7 +195,8 @@ def frontier(
     source: Annotated[
         str,
         typer.Argument(
-            help="A fit file (.nc) or a published law such as sparse-frontier-v1:prefill."
+            help="A fit file (.nc), a published law such as sparse-frontier-v1:prefill, or a "
+            "data table (.csv, .parquet, .jsonl): the law family is fitted and stacked."
         ),
     ],
     family: Annotated[str, typer.Option(help="Built-in family whose sizes compete.")] = "qwen2.5",
@@ -280,8 +281,9 @@ def frontier(
     For each cost budget, the best dense and the best sparse (size, C) configuration with their
     predicted scores and intervals, and the posterior probability that sparse wins (computed per
     draw, with its Monte Carlo error); then the critical length beyond which larger-sparser
-    beats smaller-dense. SOURCE may be a stacked fit (`scalelaw stack`). Python:
-    `scalelaw.frontier.decide`.
+    beats smaller-dense. SOURCE may be a stacked fit (`scalelaw stack`), or a data table, which
+    is fitted with the law family (`fit --law auto`) so that P carries the doubt about the
+    law's form. Python: `scalelaw.frontier.decide`.
 
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
@@ -290,6 +292,7 @@ def frontier(
     if out is not None:
         check_output(out, "--out", FIGURE_FILES)
     from scalelaw.frontier import FlopsCost, LatencyCost, decide
+    from scalelaw.frontier.decide import is_table
 
     try:
         archs = _architectures(family, sizes, config)
@@ -305,12 +308,15 @@ def frontier(
                 timings, method, phase, device=device, batch=batch,
                 bytes_per_element=bytes_per_element, throughput=throughput,
             )  # fmt: skip
-        decision = decide(
-            source, archs, the_cost, seq_len=_number(seq_len, "--seq-len", at_least=1),
-            lengths=_numbers(lengths, "--lengths", at_least=1),
-            compressions=_numbers(compressions, "--compressions", at_least=1), tasks=task or None,
-            draws=max_draws, prob=prob, budgets=budgets,
-        )  # fmt: skip
+        with err.status("fitting the law family to the table", spinner="dots") as status:
+            if not is_table(source):
+                status.stop()
+            decision = decide(
+                source, archs, the_cost, seq_len=_number(seq_len, "--seq-len", at_least=1),
+                lengths=_numbers(lengths, "--lengths", at_least=1),
+                compressions=_numbers(compressions, "--compressions", at_least=1),
+                tasks=task or None, draws=max_draws, prob=prob, budgets=budgets,
+            )  # fmt: skip
         for w in decision.warnings:
             warn(w)
         if fmt == "json":

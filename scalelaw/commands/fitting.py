@@ -144,7 +144,16 @@ def fit(
     data: Annotated[
         str, typer.Argument(help="Table file (CSV, Parquet, JSON Lines) or measured:NAME.")
     ],
-    law: LawOpt = "sparse-frontier",
+    law: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--law",
+            "-l",
+            help="A built-in law name (see `scalelaw laws`), an expression such as "
+            "'E + A / N**alpha', or 'auto': a family of candidate forms, stacked. Repeat to "
+            "stack several (default: sparse-frontier).",
+        ),
+    ] = None,
     backend: Annotated[
         Backend, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")
     ] = "bayes",
@@ -198,8 +207,11 @@ def fit(
         Literal["identity", "logit", "log"] | None, typer.Option(help="identity, logit or log.")
     ] = None,
     likelihood: Annotated[
-        Literal["normal", "student_t", "binomial", "beta_binomial", "beta"] | None,
-        typer.Option(help="normal, student_t, binomial, beta_binomial or beta."),
+        Literal["normal", "student_t", "binomial", "beta_binomial", "logit_normal_binomial", "beta"]
+        | None,
+        typer.Option(
+            help="normal, student_t, binomial, beta_binomial, logit_normal_binomial (counts with lack of fit) or beta."
+        ),
     ] = None,
     response: Annotated[
         str | None, typer.Option(help="Response column (default: the law's, usually score).")
@@ -250,21 +262,31 @@ def fit(
 
     Example: scalelaw fit sim.csv --law sparse-frontier --holdout N=max --out fit.nc
 
+    Example: scalelaw fit sim.csv --law auto --out family.nc
+
+    With --law auto (or several --law) every form is fitted and the forms are stacked: weights
+    from PSIS-LOO, or from the held-out slice given by --holdout; the stacked fit is written.
+
     A fit that fails its diagnostics says NOT CONVERGED on its first line (exit 3 with
     --strict). Priors not given are set on the data's scale; --show-priors prints them.
     """
     from scalelaw.data import parse_assignments, parse_where
     from scalelaw.fits import FitOptions, FitWarning, NotConvergedWarning, StrictFitError
     from scalelaw.fits import fit as run_fit
+    from scalelaw.fits.fitting import MisfitWarning
 
     if out is not None:
         # before the fit, which may take minutes: an unwritable --out would lose it
         check_output(out, "--out", FIT_FILES)
     # with --format json, standard output carries the JSON alone; messages go to stderr
     shown = err if fmt == "json" else console
+    specs = law or ["sparse-frontier"]
+    if "auto" in specs or len(specs) > 1:
+        _fit_family(data, specs, backend, seed, chains, draws, tune, holdout, where, out, fmt)
+        return
     try:
         the_law = _build_law(
-            law,
+            specs[0],
             covariates,
             prior or [],
             bounds or [],
@@ -312,7 +334,7 @@ def fit(
             finally:
                 spinner.stop()
         for w in caught:
-            if issubclass(w.category, NotConvergedWarning):
+            if issubclass(w.category, NotConvergedWarning | MisfitWarning):
                 err.print(
                     str(w.message), markup=False, highlight=False, soft_wrap=True, style="bold red"
                 )
@@ -334,6 +356,47 @@ def fit(
         print_fit(result, console, prob)
     if out:
         shown.print(f"saved fit to {out}", highlight=False, markup=False)
+
+
+def _fit_family(
+    data: str,
+    specs: list[str],
+    backend: str,
+    seed: int,
+    chains: int,
+    draws: int,
+    tune: int,
+    holdout: str | None,
+    where: list[str] | None,
+    out: Path | None,
+    fmt: str,
+) -> None:
+    """`fit --law auto`: the candidate family (and any other --law), stacked."""
+    from scalelaw.data import parse_where
+    from scalelaw.fits import FitOptions, resolve_law
+    from scalelaw.fits.family import AUTO, fit_family
+
+    options = FitOptions(backend=backend, seed=seed, chains=chains, draws=draws, tune=tune)
+    try:
+        extra = [resolve_law(s) for s in specs if s != AUTO]
+        with err.status("fitting the family of laws") as status:
+            stacked = fit_family(
+                data,
+                options,
+                laws=None if AUTO in specs else [],
+                extra=extra,
+                holdout=holdout,
+                where=parse_where(where or []),
+                progress=lambda m: status.update(escape(m)),
+            )
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    for note in stacked.meta.get("skipped", []):
+        warn(f"left out of the stack: {note}")
+    if stacked.meta.get("disagreement"):
+        warn(stacked.meta["disagreement"])
+    _report_stack(stacked, out, fmt)
 
 
 def _print_priors(law: Any, auto: list[str], to: Any) -> None:

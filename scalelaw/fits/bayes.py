@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scalelaw.fits import lack_of_fit
 from scalelaw.fits.design import Design, linear_form
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.priors import Prior
@@ -43,7 +44,7 @@ def _prior_logp(prior: Prior | None, value: Any) -> Any:
     return pm.logp(prior.pymc_dist(), value)
 
 
-def _free_param(p: Param, shape: tuple[int, ...] = ()) -> Any:
+def _free_param(p: Param, shape: tuple[int, ...] = (), dims: str | None = None) -> Any:
     """A parameter with its prior, truncated to its bounds where the prior's support is wider.
 
     PyMC gives bounded variables an unconstrained transform (log for a positive support, an
@@ -57,6 +58,8 @@ def _free_param(p: Param, shape: tuple[int, ...] = ()) -> Any:
         p.upper is not None and (natural[1] is None or p.upper < natural[1])
     )
     extra: dict[str, Any] = {"shape": shape} if shape else {}
+    if dims is not None:  # per-level values carry their level coordinate into the fit file
+        extra = {"dims": dims}
     if not tighter:
         return p.prior.pymc_variable(p.name, **extra)
     return pm.Truncated(p.name, p.prior.pymc_dist(), lower=p.lower, upper=p.upper, **extra)
@@ -74,7 +77,7 @@ def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooli
         raw = pm.Normal(f"{name}_z", 0.0, 1.0, shape=levels)
         return pm.Deterministic(name, tau * raw, dims=f"{name}_level")
     if reference is None:
-        return _free_param(p, (levels,))
+        return _free_param(p, (levels,), dims=f"{name}_level")
     free = _free_param(Param(f"{name}_free", p.prior, p.lower, p.upper), (levels - 1,))
     full = pt.concatenate([free[:reference], pt.zeros(1), free[reference:]])
     return pm.Deterministic(name, full, dims=f"{name}_level")
@@ -156,6 +159,9 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
     from scalelaw.fits.law import inverse_link
 
     mu = inverse_link(law.link, eta, lib="pytensor")
+    if law.likelihood == lack_of_fit.NAME:
+        _lack_of_fit(law, design, eta, mu)
+        return
     if design.fractional and law.likelihood in ("binomial", "beta_binomial"):
         _fractional_counts(law, design, eta, mu)
         return
@@ -202,6 +208,35 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
                 pm.StudentT("obs", nu=nu, mu=loc, sigma=sigma, observed=y, dims="row")
             else:
                 pm.Normal("obs", mu=loc, sigma=sigma, observed=y, dims="row")
+
+
+def _lack_of_fit(law: Law, design: Design, eta: Any, mu: Any) -> None:
+    """Binomial counts around a law that misses each configuration by tau on the logit scale,
+    the miss integrated out (`scalelaw.fits.lack_of_fit`); fractional successes are allowed."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if law.link == "logit":
+        theta = eta
+    else:
+        p = pt.clip(mu, 1e-9, 1 - 1e-9)
+        theta = pt.log(p) - pt.log1p(-p)
+    # a miss of 1 on the logit moves a 50% accuracy by about 0.23: a weakly informative scale
+    tau = pm.HalfNormal(noise_name("tau"), sigma=1.0)
+
+    def random(n: Any, theta: Any, tau: Any, rng: Any = None, size: Any = None) -> Any:
+        return rng.binomial(n, lack_of_fit.draw_probability(theta, tau, rng, size)).astype(float)
+
+    pm.CustomDist(
+        "obs",
+        design.samples,
+        theta,
+        tau,
+        logp=lack_of_fit.pytensor_logp,
+        random=random,
+        observed=design.correct,
+        dims="row",
+    )
 
 
 def _fractional_counts(law: Law, design: Design, eta: Any, mu: Any) -> None:
@@ -342,6 +377,8 @@ def start_values(
         out[noise_name("sigma")] = noise["sigma"]
     if "kappa" in noise:
         out[noise_name("kappa")] = float(np.clip(noise["kappa"], 1.0, 1e4))
+    if "tau" in noise:
+        out[noise_name("tau")] = float(np.clip(noise["tau"], 0.05, 5.0))
     return out
 
 

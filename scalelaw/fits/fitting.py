@@ -18,6 +18,7 @@ import polars as pl
 
 from scalelaw.data import Where, load_table, table_hash, to_conditions
 from scalelaw.errors import ScalelawError
+from scalelaw.fits import misfit
 from scalelaw.fits.design import bind, group_levels
 from scalelaw.fits.law import Law
 from scalelaw.fits.result import FitResult, package_versions
@@ -55,6 +56,10 @@ class FitWarning(UserWarning):
 
 class NotConvergedWarning(FitWarning):
     """The fit failed its convergence diagnostics; its message starts ``NOT CONVERGED:``."""
+
+
+class MisfitWarning(FitWarning):
+    """The fit's posterior predictive checks failed; its message contains ``MISFIT:``."""
 
 
 class StrictFitError(ScalelawError):
@@ -148,11 +153,13 @@ def fit(
     result.diagnostics["r2"] = r_squared(result, train)
     result.diagnostics["warnings"] = data_warnings(result, train)
     result.diagnostics["not_converged"] = convergence_problems(result)
+    result.diagnostics["misfit"] = misfit.check(result, train)
     if test is not None:
         result.meta["holdout"] = {"axis": holdout_desc, **holdout_scores(result, test, prob)}
     headline = result.headline()
     if headline:
-        warnings.warn(headline, NotConvergedWarning, stacklevel=2)
+        category = NotConvergedWarning if result.convergence else MisfitWarning
+        warnings.warn(headline, category, stacklevel=2)
     for w in result.diagnostics["warnings"]:
         warnings.warn(w, FitWarning, stacklevel=2)
     if opts.strict and (headline or result.diagnostics["warnings"]):

@@ -22,8 +22,16 @@ Link = Literal["identity", "logit", "log"]
 Pooling = Literal["fixed", "partial"]
 
 LINKS = ("identity", "logit", "log")
-LIKELIHOODS = ("normal", "student_t", "binomial", "beta_binomial", "beta")
-COUNT_LIKELIHOODS = ("binomial", "beta_binomial")
+LIKELIHOODS = (
+    "normal",
+    "student_t",
+    "binomial",
+    "beta_binomial",
+    "logit_normal_binomial",
+    "beta",
+)
+#: Likelihoods of successes out of trials (`scalelaw.fits.lack_of_fit` for the logit-normal one).
+COUNT_LIKELIHOODS = ("binomial", "beta_binomial", "logit_normal_binomial")
 #: Names read as covariates when a law does not say which of its names are covariates.
 KNOWN_COVARIATES = ("N", "L", "C", "D", "params", "seq_len", "compression", "tokens", "flops")
 

@@ -24,6 +24,7 @@ import lmfit
 import numpy as np
 from scipy.stats import qmc
 
+from scalelaw.fits import lack_of_fit
 from scalelaw.fits.defaults import (
     exponent_params,
     response_on_link_scale,
@@ -407,7 +408,8 @@ def noise_at(law: Law, design: Design, point: dict[str, np.ndarray]) -> dict[str
 
     Normal and Student-t laws: the residual standard deviation on the fitting scale (degrees of
     freedom corrected). Beta and beta-binomial: the precision kappa that matches the residual
-    variance by moments. Binomial: nothing (its noise is fixed by the counts).
+    variance by moments; the logit-normal binomial, its lack of fit tau likewise. Binomial:
+    nothing (its noise is fixed by the counts).
     """
     assert design.y is not None
     mu = mean_response(law, design, point)[0]
@@ -417,6 +419,9 @@ def noise_at(law: Law, design: Design, point: dict[str, np.ndarray]) -> dict[str
         r = _fitting_scale(law, mu) - _fitting_scale(law, design.y)
         r = r[np.isfinite(r)]
         return {"sigma": float(np.sqrt((r**2).sum() / dof))} if r.size else {}
+    if law.likelihood == lack_of_fit.NAME:
+        n = np.asarray(design.samples if design.samples is not None else 1, float)
+        return {"tau": lack_of_fit.tau_by_moments(design.y, np.clip(mu, 1e-6, 1 - 1e-6), n, dof)}
     if law.likelihood in ("beta", "beta_binomial"):
         p = np.clip(mu, 1e-6, 1 - 1e-6)
         resid2 = float(((design.y - p) ** 2).sum() / dof)

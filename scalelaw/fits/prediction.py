@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.data import DataError, canonical, validate_points
+from scalelaw.fits import lack_of_fit
 from scalelaw.fits.design import bind
 from scalelaw.fits.evaluate import mean_response
 from scalelaw.fits.law import Law
@@ -133,6 +134,9 @@ def observe(
             kappa = column("kappa")
             q = np.clip(p, 1e-9, 1 - 1e-9)
             p = rng.beta(q * kappa, (1 - q) * kappa)
+        if law.likelihood == lack_of_fit.NAME and "tau" in noise:
+            theta = lack_of_fit.logit_of(p, "identity")
+            p = lack_of_fit.draw_probability(theta, column("tau"), rng, p.shape)
         return rng.binomial(n.astype(np.int64), p) / n
     if law.likelihood == "beta" and "kappa" in noise:
         q = np.clip(mu, 1e-9, 1 - 1e-9)

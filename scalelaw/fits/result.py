@@ -24,15 +24,33 @@ from scalelaw.errors import ScalelawError
 from scalelaw.fits.law import Law
 
 FORMAT_VERSION = 1
-#: The likelihood's own parameters (sigma, nu, kappa), stored beside the law's in the posterior
-#: under these names, so a law may have parameters called sigma or kappa of its own.
-NOISE_PARAMS = ("sigma", "nu", "kappa")
+#: The likelihood's own parameters (sigma, nu, kappa, and tau for the lack of fit), stored beside
+#: the law's in the posterior under prefixed names, so a law may have a parameter called sigma.
+NOISE_PARAMS = ("sigma", "nu", "kappa", "tau")
 NOISE_PREFIX = "obs_"
 
 
 def noise_name(name: str) -> str:
     """The stored (and PyMC) name of a likelihood parameter."""
     return NOISE_PREFIX + name
+
+
+#: What a MISFIT headline suggests trying.
+MISFIT_SUGGESTION = (
+    "try --law auto (a family of forms, stacked), an overdispersed likelihood "
+    "(--likelihood logit_normal_binomial for counts), or a form with per-task slopes"
+)
+
+
+def misfit_line(misfit: dict[str, Any]) -> str:
+    """``MISFIT: <failed checks>; worst rows: ...; try ...``."""
+    worst = misfit.get("worst_rows") or []
+    return (
+        "MISFIT: "
+        + "; ".join(misfit.get("failed", []))
+        + (f"; worst rows: {', '.join(worst[:3])}" if worst else "")
+        + f"; {MISFIT_SUGGESTION}"
+    )
 
 
 class FitFileError(ScalelawError):
@@ -78,11 +96,19 @@ class FitResult:
             params=tuple(replace(p, prior=None) if p.name in auto else p for p in self.law.params)
         )
 
+    @property
+    def misfit(self) -> list[str]:
+        """Posterior predictive checks that failed (`scalelaw.fits.misfit`); empty when none."""
+        return list((self.diagnostics.get("misfit") or {}).get("failed", []))
+
     def headline(self) -> str | None:
-        """``NOT CONVERGED: ...`` when the fit failed its diagnostics, else None."""
-        if self.converged:
-            return None
-        return "NOT CONVERGED: " + "; ".join(self.convergence)
+        """``NOT CONVERGED: ...`` and/or ``MISFIT: ...`` when a diagnostic failed, else None."""
+        parts = []
+        if not self.converged:
+            parts.append("NOT CONVERGED: " + "; ".join(self.convergence))
+        if self.misfit:
+            parts.append(misfit_line(self.diagnostics["misfit"]))
+        return " | ".join(parts) or None
 
     @classmethod
     def card(cls, law: Law, values: dict[str, Any], **meta: Any) -> FitResult:

@@ -23,6 +23,7 @@ from scipy import optimize, special, stats
 
 from scalelaw.data import load_table, table_hash
 from scalelaw.errors import ScalelawError
+from scalelaw.fits import lack_of_fit
 from scalelaw.fits.design import Design, bind
 from scalelaw.fits.evaluate import mean_response
 from scalelaw.fits.law import Law
@@ -34,7 +35,7 @@ from scalelaw.fits.prediction import (
     require_noise,
     thin,
 )
-from scalelaw.fits.result import FORMAT_VERSION, FitResult, write_atomically
+from scalelaw.fits.result import FORMAT_VERSION, FitResult, misfit_line, write_atomically
 
 
 class StackError(ScalelawError):
@@ -74,8 +75,27 @@ class StackedFit:
     def converged(self) -> bool:
         return not self.convergence
 
+    @property
+    def misfit_share(self) -> float:
+        """The stacking weight carried by laws whose predictive checks failed."""
+        return float(sum(w for f, w in zip(self.fits, self.weights, strict=True) if f.misfit))
+
     def headline(self) -> str | None:
-        return None if self.converged else "NOT CONVERGED: " + "; ".join(self.convergence)
+        """NOT CONVERGED (any law) and MISFIT when laws carrying most of the weight misfit."""
+        parts = []
+        if not self.converged:
+            parts.append("NOT CONVERGED: " + "; ".join(self.convergence))
+        if self.misfit_share > 0.5:
+            bad = [f for f in self.fits if f.misfit]
+            which = (
+                "no candidate law fits the table"
+                if len(bad) == len(self.fits)
+                else f"laws carrying {self.misfit_share:.0%} of the weight misfit"
+            )
+            best = max(bad, key=lambda f: self.weights[self.fits.index(f)])
+            line = misfit_line(best.diagnostics["misfit"]).removeprefix("MISFIT: ")
+            parts.append(f"MISFIT: {which}; {best.law.name}: {line}")
+        return " | ".join(parts) or None
 
     def _counts(self, total: int) -> list[int]:
         # largest-remainder allocation: draws per law proportional to its weight
@@ -164,6 +184,9 @@ def log_likelihood(
             assert design.correct is not None and design.samples is not None
             k = np.asarray(design.correct, float)[None, :]
             n = np.asarray(design.samples, float)[None, :]
+            if law.likelihood == lack_of_fit.NAME:
+                theta = lack_of_fit.logit_of(mu, "identity")
+                return lack_of_fit.log_likelihood(k, n, theta, noise_col("tau", 0.0))
             p = np.clip(mu, 1e-12, 1 - 1e-12)
             log_choose = (
                 special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
@@ -287,7 +310,7 @@ def stack(
             raise StackError(
                 "give the table (data=...) to refit the laws without the held-out slice"
             )
-        frame = _table_of(fits[0], source)
+        frame = table_of(fits[0], source)
         if table_hash(frame) != fits[0].meta.get("data_hash"):
             raise StackError(
                 f"{source if isinstance(source, str) else 'the table given'} is not the table "
@@ -385,7 +408,7 @@ def _has_log_likelihood(f: FitResult) -> bool:
     return f.idata is not None and "log_likelihood" in getattr(f.idata, "children", {})
 
 
-def _table_of(f: FitResult, source: Any) -> Any:
+def table_of(f: FitResult, source: Any) -> Any:
     return load_table(
         source,
         require=list(f.law.columns.values()),

@@ -30,6 +30,8 @@ from scalelaw.frontier.isocost import (
     isocost_frontier,
 )
 
+#: Suffixes of data tables: a source with one of these is fitted, not loaded as a fit.
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 #: Lengths scanned for the critical length by default (4K to 1M tokens).
 DEFAULT_LENGTHS = tuple(float(2**k) for k in range(12, 21))
 
@@ -210,6 +212,13 @@ class Decision:
         )
 
 
+def is_table(source: Any) -> bool:
+    """A data table rather than a fit: a polars frame or a path with a table's suffix."""
+    if isinstance(source, pl.DataFrame):
+        return True
+    return isinstance(source, str | Path) and Path(source).suffix.lower() in TABLE_SUFFIXES
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -226,19 +235,28 @@ def decide(
     draws: int = 1000,
     prob: float = 0.9,
     budgets: Sequence[float] | int = 12,
+    fit_options: Any = None,
 ) -> Decision:
     """Best dense against best sparse at every budget, and the critical length.
 
     `source` is a fit, a stacked fit, a published card, or the name of any of them (a fit file
-    path or a card name). `cost` defaults to prefill FLOPs. Scores are averaged over `tasks`
+    path or a card name). Given a data table (a polars frame, or a CSV, Parquet or JSON Lines
+    path) the law family is fitted to it and stacked (`scalelaw.fits.family.fit_family`, with
+    `fit_options`), so the decision carries the doubt about the law's form; pin one law by
+    fitting it first and passing the fit. `cost` defaults to prefill FLOPs. Scores are averaged over `tasks`
     (default: every task the source knows). Each probability is computed per draw; its Monte
     Carlo error is in the budget table (`p_mc_error`). `lengths=None` skips the critical length.
     """
     from scalelaw.fits import levels, predict_draws
     from scalelaw.fits import source as load_source
+    from scalelaw.fits.family import fit_family
 
-    name = source if isinstance(source, str) else getattr(source.law, "name", "fit")
-    src = load_source(source) if isinstance(source, str) else source
+    if is_table(source):
+        src = fit_family(source, fit_options)
+        name = f"{source if isinstance(source, str | Path) else 'table'} (law family, stacked)"
+    else:
+        name = source if isinstance(source, str) else getattr(source.law, "name", "fit")
+        src = load_source(source) if isinstance(source, str) else source
     cost = cost or FlopsCost()
     known = levels(src).get("task", [])
     chosen = list(tasks) if tasks else list(known)

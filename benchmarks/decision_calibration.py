@@ -1,0 +1,177 @@
+"""Are the default path's decision probabilities calibrated when nobody knows the law's form?
+
+For three truths (the study's prefill card; a compression slope that steepens with length,
+kappa = -0.1; a floor of 0.25 and a ceiling of 0.85 around the card's linear predictor), many
+data sets are simulated on Qwen2.5 7B/14B/32B x 16K/32K/64K x the study's 11 ratios x 3 tasks
+x 50 samples (297 rows). Each is fitted the default way, from a table (`fit_family`: every
+candidate form, stacked by PSIS-LOO), and `decide` asks, at 128K, 256K and 512K and six isoFLOPS
+budgets against Qwen2.5 7B-72B, how likely sparse is better (score: mean over the 3 tasks).
+The truth's own decision says which answer is right. Printed per truth: decision points,
+confident errors (P >= 0.95 on the wrong side, or <= 0.05 when sparse is right), Brier score,
+and the reliability table (bins of P against the fraction where sparse is really better).
+
+    python benchmarks/decision_calibration.py [--sets 20] [--draws 500] [--truths card,kappa,floor]
+                                              [--single] [--out results.jsonl]
+
+`--single` also scores the study's one law (`sparse-frontier`, binomial) on the same sets, the
+path that gave confident errors before. Each finished set is appended to `--out` as a JSON line
+(a rerun resumes), progress goes to stderr, the tables to stdout. Seeds: set s simulates and
+fits with seed s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from scalelaw.fits import FitOptions, FitResult, fit, get_card, get_law, simulate
+from scalelaw.fits.family import fit_family
+from scalelaw.fits.simulation import paper_grid
+from scalelaw.frontier import FlopsCost, decide, get_architecture
+
+TASKS = ("QuALITY", "SQuAD", "TOEFL")
+LENGTHS = (131072, 262144, 524288)
+PIVOT = 32768  # where the length-aware truth's compression slope equals the card's gamma
+BINS = (0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0)
+
+
+def truth(name: str) -> FitResult:
+    """The three truths, as cards restricted to the three tasks."""
+    card = get_card("sparse-frontier-v1:prefill")
+    values = dict(card.meta["values"])
+    values["delta"] = {t: values["delta"][t] for t in TASKS}
+    if name == "card":
+        return FitResult.card(card.law, values)
+    if name == "kappa":
+        kappa = -0.1
+        shifted = {**values, "gamma": values["gamma"] - kappa * float(np.log(PIVOT))}
+        return FitResult.card(get_law("sparse-frontier-lc"), {**shifted, "kappa": kappa})
+    if name == "floor":
+        return FitResult.card(get_law("floor-ceiling:0.25"), {**values, "ceiling": 0.85})
+    raise SystemExit(f"unknown truth '{name}' (card, kappa, floor)")
+
+
+def grid() -> pl.DataFrame:
+    g = paper_grid(list(TASKS))
+    return g.filter((pl.col("seq_len") <= 65536) & (pl.col("params") < 5e10))
+
+
+def probabilities(src: Any) -> list[float]:
+    qwen = [get_architecture("qwen2.5", s) for s in ("7B", "14B", "32B", "72B")]
+    out: list[float] = []
+    for length in LENGTHS:
+        frame = decide(
+            src, qwen, FlopsCost(), seq_len=length, lengths=None, budgets=6, draws=1000
+        ).to_frame()
+        out += [float("nan") if p is None else float(p) for p in frame["p_sparse_better"]]
+    return out
+
+
+def one_set(name: str, seed: int, draws: int, single: bool, log: Any) -> dict[str, Any]:
+    t = truth(name)
+    data = simulate(t, grid(), samples=50, seed=seed)
+    opts = FitOptions(backend="bayes", seed=seed, draws=draws, tune=draws)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stacked = fit_family(data, opts)
+    row: dict[str, Any] = {
+        "truth": name,
+        "seed": seed,
+        "true": probabilities(t),
+        "stack": probabilities(stacked),
+        "weights": dict(
+            zip(stacked.meta["laws"], (float(w) for w in stacked.weights), strict=True)
+        ),
+        "headline": stacked.headline(),
+        "seconds": time.perf_counter() - start,
+    }
+    if single:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one = fit(data, get_law("sparse-frontier"), opts)
+        row["single"] = probabilities(one)
+    log(f"{name} set {seed}: {row['seconds']:.0f} s, weights {row['weights']}")
+    return row
+
+
+def score(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    p = np.concatenate([np.asarray(r[key], float) for r in rows])
+    y = np.concatenate([np.asarray(r["true"], float) for r in rows])
+    keep = np.isfinite(p) & np.isfinite(y)
+    p, right = p[keep], y[keep] > 0.5
+    confident_wrong = int(np.sum(((p >= 0.95) & ~right) | ((p <= 0.05) & right)))
+    table = []
+    for lo, hi in itertools.pairwise(BINS):
+        m = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
+        if m.any():
+            table.append((lo, hi, int(m.sum()), float(p[m].mean()), float(right[m].mean())))
+    return {
+        "points": int(p.size),
+        "confident_wrong": confident_wrong,
+        "brier": float(np.mean((p - right) ** 2)),
+        "reliability": table,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", type=int, default=20)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--truths", default="card,kappa,floor")
+    parser.add_argument("--single", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decisions.jsonl"))
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = []
+    if args.out.exists():
+        done = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+    names = args.truths.split(",")
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    # sets outer, truths inner: an interrupted run has scored every truth on its first sets
+    for seed in range(args.sets):
+        for name in names:
+            if any(r["truth"] == name and r["seed"] == seed for r in done):
+                continue
+            row = one_set(name, seed, args.draws, args.single, log)
+            done.append(row)
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    for name in names:
+        rows = [r for r in done if r["truth"] == name and r["seed"] < args.sets]
+        for key in ("stack", "single"):
+            if not rows or key not in rows[0]:
+                continue
+            s = score(rows, key)
+            label = "default (family, stacked)" if key == "stack" else "sparse-frontier alone"
+            print(
+                f"\n### truth {name}, {label}: {len(rows)} sets, {s['points']} decision points, "
+                f"{s['confident_wrong']} confident errors, Brier {s['brier']:.4f}\n"
+            )
+            print("| P(sparse better) | points | mean P | fraction sparse really better |")
+            print("|---|---|---|---|")
+            for lo, hi, n, mean_p, frac in s["reliability"]:
+                print(f"| {lo:.2f}-{hi:.2f} | {n} | {mean_p:.3f} | {frac:.3f} |")
+        if rows:
+            flagged = sum(1 for r in rows if r["headline"])
+            mean_w: dict[str, float] = {}
+            for r in rows:
+                for law, w in r["weights"].items():
+                    mean_w[law] = mean_w.get(law, 0.0) + w / len(rows)
+            print(
+                f"\nMean weights: {', '.join(f'{k} {v:.2f}' for k, v in mean_w.items())}; "
+                f"stacks with a NOT CONVERGED or MISFIT headline: {flagged} of {len(rows)}"
+            )
+
+
+if __name__ == "__main__":
+    main()

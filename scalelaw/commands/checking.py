@@ -1,0 +1,91 @@
+"""Command: check, a held-out refit scored per law and for the stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.markup import escape
+
+from scalelaw.commands.common import check_output, console, emit, err, fail, probability
+from scalelaw.commands.common import errors as _errors
+
+FIGURE_FILES = (".png", ".pdf", ".svg")
+
+
+def check(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A data table (.csv, .parquet, .jsonl: the law family is fitted), a fit file "
+            "or a stacked fit file (.nc)."
+        ),
+    ],
+    holdout: Annotated[
+        str, typer.Option(help="The slice to hold out: N=max, L=max, C=max (or min, or a value).")
+    ] = "N=max",
+    data: Annotated[
+        str | None, typer.Option(help="The table a fit file was made on (default: its source).")
+    ] = None,
+    backend: Annotated[
+        Literal["bayes", "lsq"],
+        typer.Option(help="Backend for a table's family (a fit is refitted as it was made)."),
+    ] = "bayes",
+    seed: Annotated[int, typer.Option(min=0, help="Random seed for a table's family.")] = 0,
+    prob: Annotated[
+        float, typer.Option(callback=probability, help="Probability of the predictive interval.")
+    ] = 0.9,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the predicted-against-observed figure (PNG, PDF, SVG)."),
+    ] = None,
+    fmt: Annotated[
+        Literal["table", "csv", "json"], typer.Option("--format", help="table, csv or json.")
+    ] = "table",
+) -> None:
+    """Refit without a held-out slice and score every law and the stack on it.
+
+    Prints, per law and for the stack, the stacking weight, the mean absolute error of the
+    predictive mean, the coverage of the held-out observations by the central predictive
+    interval and its median width: narrow intervals that miss are the failure to look for.
+    Python: `scalelaw.fits.checking.check_holdout`.
+
+    Example: scalelaw check sim.csv --holdout N=max --backend lsq --out check.png
+    """
+    from scalelaw.fits import FitOptions
+    from scalelaw.fits import source as load_source
+    from scalelaw.fits.checking import check_holdout
+    from scalelaw.frontier.decide import is_table
+
+    if out is not None:
+        check_output(out, "--out", FIGURE_FILES)
+    try:
+        src = source if is_table(source) else load_source(source)
+        options = FitOptions(backend=backend, seed=seed) if is_table(source) else None
+        with err.status(f"refitting without {holdout}", spinner="dots") as status:
+            result = check_holdout(
+                src,
+                holdout,
+                data=data,
+                options=options,
+                prob=prob,
+                progress=lambda m: status.update(escape(m)),
+            )
+    except _errors() as exc:
+        fail(str(exc))
+        return
+    emit(
+        result.table,
+        fmt,
+        f"held out {result.holdout}: {prob:.0%} predictive interval on "
+        f"{result.table['rows'][0]} rows",
+    )
+    if out is not None:
+        result.plot(out)
+        console.print(f"figure written to {out}", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to `app`."""
+    app.command()(check)

@@ -1,0 +1,213 @@
+"""Law families: the candidate forms fitted and stacked when the user does not pin one law.
+
+A researcher rarely knows the law's form, and a single wrong form gives confident, wrong
+answers off the grid. `candidates` builds the forms that suit a table's columns (only the axes
+that vary enter; a slope of an axis that never moves is not identified and is left out) and
+`fit_family` fits each one and stacks them (`scalelaw.fits.stacking`), so predictions and
+decisions carry the doubt about the form. For accuracy over N, L and C the family holds:
+
+* ``log-linear``: the reference study's law, logit(score) = eps + alpha ln N + beta ln L
+  + gamma ln C + delta[task];
+* ``length-compression`` and ``size-compression``: the compression slope moves with ln L or ln N
+  (gamma + kappa ln L), the study's "longer sequences tolerate sparsity differently";
+* ``task-slopes``: each task its own size and length slopes (benchmarks whose categories
+  saturate at different sizes, or move in opposite directions with length);
+* ``floor-ceiling``: accuracy between a floor and a ceiling below 1 (Ruan et al. 2024);
+* ``tolerance``: flat in C up to a tolerance C*(N, L), then declining.
+
+Count tables get the logit-normal binomial (`scalelaw.fits.lack_of_fit`), so each form's
+intervals include how far it misses the configurations; score-only tables a normal likelihood.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from scalelaw.data import load_table
+from scalelaw.errors import ScalelawError
+from scalelaw.fits import lack_of_fit
+from scalelaw.fits.catalog import SPARSE_FRONTIER_CITATION, SPARSE_PRIORS
+from scalelaw.fits.law import Law
+
+#: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``).
+AUTO = "auto"
+#: Axes of the accuracy laws: law covariate -> table column.
+AXES = {"N": "params", "L": "seq_len", "C": "compression"}
+#: Agreement between PSIS-LOO and held-out weights below which the report says they disagree.
+DISAGREE = 0.3
+
+
+class FamilyError(ScalelawError):
+    """No candidate form suits the table, or none could be fitted."""
+
+
+def _varying(frame: pl.DataFrame) -> list[str]:
+    return [a for a, c in AXES.items() if c in frame.columns and frame[c].n_unique() > 1]
+
+
+def _likelihood(frame: pl.DataFrame) -> str:
+    return lack_of_fit.NAME if "samples" in frame.columns else "normal"
+
+
+def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
+    """The family's forms for this table (see the module's text), on its varying axes."""
+    axes = _varying(frame)
+    if not axes:
+        raise FamilyError(
+            "no axis varies in the table (params, seq_len, compression): there is no law to fit"
+        )
+    tasks = "task" in frame.columns and frame["task"].n_unique() > 1
+    lik = likelihood or _likelihood(frame)
+    slope = {"N": "alpha * log(N)", "L": "beta * log(L)", "C": "gamma * log(C)"}
+    offset = " + delta[task]" if tasks else ""
+
+    def linear(drop: str = "", **replace: str) -> str:
+        terms = [replace.get(a, slope[a]) for a in axes if a != drop]
+        return " + ".join(["eps", *terms]) + offset
+
+    priors = {**SPARSE_PRIORS, "kappa": "normal(0, 2)"}
+    reference = {"task": "QuALITY"} if tasks else {}
+
+    def make(name: str, expr: str, description: str, **extra: Any) -> Law:
+        used = [a for a in AXES if a in axes]
+        law = Law.from_string(
+            expr,
+            name=f"{AUTO}:{name}",
+            covariates=tuple(used),
+            priors={k: v for k, v in {**priors, **extra.pop("priors", {})}.items() if k in expr},
+            link=extra.pop("link", "logit"),
+            likelihood=lik,
+            reference=reference,
+            description=description,
+            citation=SPARSE_FRONTIER_CITATION,
+            **extra,
+        )
+        return law
+
+    laws = [make("log-linear", linear(), "The reference study's log-linear law on the logit.")]
+    for axis, meaning, name in (("L", "length", "length"), ("N", "model size", "size")):
+        if "C" in axes and axis in axes:
+            laws.append(
+                make(
+                    f"{name}-compression",
+                    linear() + f" + kappa * log({axis}) * log(C)",
+                    f"The compression slope moves with {meaning}: (gamma + kappa ln {axis}) ln C.",
+                )
+            )
+    if tasks and ("N" in axes or "L" in axes):
+        per_task = {a: f"{slope[a].split()[0]}[task] * log({a})" for a in ("N", "L") if a in axes}
+        laws.append(
+            make(
+                "task-slopes",
+                linear(**per_task),
+                "Each task its own size and length slopes: benchmarks whose tasks saturate "
+                "at different sizes or move apart with length.",
+                priors={"alpha": "normal(0, 5)", "beta": "normal(0, 5)"},
+            )
+        )
+    laws.append(
+        make(
+            "floor-ceiling",
+            f"floor + (ceiling - floor) * sigmoid({linear()})",
+            "Accuracy rises from a floor towards a ceiling below 1 along a sigmoid.",
+            link="identity",
+            priors={"floor": "uniform(0, 0.5)", "ceiling": "uniform(0.5, 1)"},
+            bounds={"floor": (0.0, 0.5), "ceiling": (0.5, 1.0)},
+        )
+    )
+    if "C" in axes:
+        hinge = "log(C) - tau0" + "".join(
+            {"N": " - tauN * log(N / 1e9)", "L": " - tauL * log(L / 16384)"}[a]
+            for a in axes
+            if a != "C"
+        )
+        laws.append(
+            make(
+                "tolerance",
+                linear(drop="C") + f" - gamma * softplus(4 * ({hinge})) / 4",
+                "Flat in C up to a tolerance C*(N, L), then declining by gamma per ln C.",
+                priors={
+                    "gamma": "halfnormal(5)",
+                    "tau0": "normal(1, 2)",
+                    "tauN": "normal(0, 1)",
+                    "tauL": "normal(0, 1)",
+                },
+                bounds={"gamma": (0.0, None)},
+            )
+        )
+    return laws
+
+
+def fit_family(
+    data: Any,
+    options: Any = None,
+    *,
+    laws: Sequence[Law] | None = None,
+    extra: Sequence[Law] = (),
+    holdout: str | None = None,
+    where: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """Fit every candidate form (and the user's `extra` laws) and stack them.
+
+    Weights: Bayesian stacking of PSIS-LOO by default; with `holdout` (``"N=max"``) each law's
+    log predictive density on that held-out slice, and the report notes where the two weightings
+    disagree. Least-squares fits have no PSIS-LOO, so they are weighted on ``N=max`` unless
+    told otherwise. A law that cannot be fitted is left out with a note; one that fits alone is
+    returned as a stack of one law only when it is the only one that fitted.
+    """
+    from scalelaw.fits.fitting import FitOptions, FitWarning, fit
+    from scalelaw.fits.stacking import StackedFit, stack
+
+    opts = options or FitOptions()
+    frame = load_table(data, where=where)
+    forms = list(laws) if laws is not None else candidates(frame)
+    forms += list(extra)
+    if opts.backend == "lsq" and holdout is None:
+        holdout = "N=max"
+    fits, skipped = [], []
+    for i, law in enumerate(forms, 1):
+        if progress:
+            progress(f"fitting {law.name} ({i} of {len(forms)})")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FitWarning)
+                fits.append(fit(frame, law, opts))
+        except (ScalelawError, RuntimeError, ValueError, FloatingPointError) as exc:
+            skipped.append(f"{law.name}: {str(exc).splitlines()[0]}")
+    if not fits:
+        raise FamilyError("no candidate law could be fitted: " + "; ".join(skipped))
+    if len(fits) == 1:
+        only = StackedFit(fits, np.ones(1), "only law fitted", meta={"laws": [fits[0].law.name]})
+        only.meta["skipped"] = skipped
+        return only
+    source = data if isinstance(data, str) else "<table>"
+    for f in fits:
+        f.meta["source"] = str(source)
+    stacked = stack(
+        fits,
+        data=frame,
+        holdout=holdout,
+        options=opts,
+        progress=(lambda n: progress(f"refitting {n} without {holdout}")) if progress else None,
+    )
+    stacked.meta["skipped"] = skipped
+    stacked.meta["family"] = AUTO if laws is None else "given"
+    if holdout and opts.backend == "bayes":
+        loo = stack(fits).weights
+        gap = float(np.max(np.abs(loo - stacked.weights)))
+        stacked.meta["loo_weights"] = [float(w) for w in loo]
+        if gap > DISAGREE:
+            stacked.meta["disagreement"] = (
+                f"PSIS-LOO and held-out ({holdout}) weights disagree by up to {gap:.2f}: the "
+                "forms that fit the grid best are not those that extrapolate best"
+            )
+    return stacked
+
+
+__all__ = ["AUTO", "FamilyError", "candidates", "fit_family"]

@@ -1,0 +1,66 @@
+"""`scalelaw fit --law auto`, a wrong law's MISFIT line, `frontier` given a table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from scalelaw.cli import app
+from scalelaw.fits import load_fit
+
+_spec = importlib.util.spec_from_file_location(
+    "family_cases", Path(__file__).resolve().parents[1] / "fits" / "test_family.py"
+)
+assert _spec is not None and _spec.loader is not None
+cases = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cases)
+
+runner = CliRunner()
+
+
+def test_fit_auto_writes_one_stacked_file(tmp_path: Path) -> None:
+    table = tmp_path / "sat.csv"
+    cases.saturating().write_csv(table)
+    out = tmp_path / "family.nc"
+    result = runner.invoke(
+        app, ["fit", str(table), "--law", "auto", "--backend", "lsq", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "auto:floor-ceiling" in result.output and "held-out N=3.6e+10" in result.output
+    stacked = load_fit(out)
+    assert len(stacked.fits) == 5
+
+
+def test_wrong_law_prints_misfit_first(tmp_path: Path) -> None:
+    table = tmp_path / "sat.csv"
+    cases.saturating().write_csv(table)
+    result = runner.invoke(app, ["fit", str(table), "--law", "sparse-frontier", "--backend", "lsq"])
+    assert result.exit_code == 0
+    assert result.output.lstrip().startswith("MISFIT: ")
+    strict = runner.invoke(
+        app, ["fit", str(table), "--law", "sparse-frontier", "--backend", "lsq", "--strict"]
+    )
+    assert strict.exit_code == 3 and "MISFIT" in strict.output
+
+
+def test_check_scores_each_law_and_the_stack(tmp_path: Path) -> None:
+    import json
+
+    table = tmp_path / "sat.csv"
+    cases.saturating().write_csv(table)
+    fig = tmp_path / "check.png"
+    result = runner.invoke(
+        app,
+        ["check", str(table), "--holdout", "N=max", "--backend", "lsq", "--format", "json",
+         "--out", str(fig)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {r["source"]: r for r in json.loads(result.output.split("figure written")[0])}
+    assert set(rows) >= {"auto:log-linear", "auto:floor-ceiling", "stack"}
+    assert rows["auto:floor-ceiling"]["weight"] > 0.5
+    # the right form extrapolates with narrower intervals than the log-linear one
+    assert rows["stack"]["width"] < rows["auto:log-linear"]["width"]
+    assert rows["stack"]["coverage"] >= 0.75 and rows["stack"]["rows"] == 12
+    assert fig.stat().st_size > 10_000

@@ -1,0 +1,117 @@
+"""The law family (`fit --law auto`), MISFIT on a wrong law, decisions from a table."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import special
+
+from scalelaw.fits import FitOptions, fit, get_law, load_fit
+from scalelaw.fits.family import candidates, fit_family
+from scalelaw.fits.stacking import StackedFit
+
+GRID = pl.DataFrame(
+    {
+        "params": np.repeat([5e8, 1.5e9, 4e9, 1.2e10, 3.6e10], 12),
+        "seq_len": np.tile(np.repeat([4096.0, 16384.0], 6), 5),
+        "compression": np.tile([1.0, 2.0, 4.0, 8.0, 16.0, 32.0], 10),
+    }
+)
+
+
+def saturating(samples: int = 960, seed: int = 0) -> pl.DataFrame:
+    """A floor of 0.25 and a ceiling of 0.85: the log-linear law cannot follow it."""
+    rng = np.random.default_rng(seed)
+    eta = (
+        3.0
+        + 1.2 * np.log(GRID["params"].to_numpy() / 3.6e10)
+        - 0.3 * np.log(GRID["seq_len"].to_numpy() / 4096)
+        - 0.5 * np.log(GRID["compression"].to_numpy())
+    )
+    p = 0.25 + 0.6 * special.expit(eta)
+    k = rng.binomial(samples, p)
+    return GRID.with_columns(
+        pl.Series("score", k / samples),
+        pl.Series("samples", np.full(GRID.height, samples)),
+        pl.lit("all").alias("task"),
+    )
+
+
+def test_candidates_use_only_the_axes_that_vary(shared_data) -> None:
+    from scalelaw.data import load_table
+
+    helmet = load_table(shared_data / "external" / "helmet" / "helmet_llama3_inst.csv")
+    names = [law.name for law in candidates(helmet)]
+    assert names == ["auto:log-linear", "auto:task-slopes", "auto:floor-ceiling"]
+    for law in candidates(helmet):
+        assert "C" not in law.covariates  # compression is 1 in every row: no slope for it
+        assert law.likelihood == "normal"  # scores without counts
+    full = [law.name for law in candidates(saturating())]
+    assert "auto:length-compression" in full and "auto:tolerance" in full
+    assert all(law.likelihood == "logit_normal_binomial" for law in candidates(saturating()))
+
+
+def test_wrong_law_says_misfit_and_names_rows() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrong = fit(saturating(), get_law("sparse-frontier"), FitOptions(backend="lsq"))
+    headline = wrong.headline()
+    assert headline is not None and headline.startswith("MISFIT: ")
+    assert "worst rows: row " in headline and "--law auto" in headline
+    assert wrong.converged  # the optimiser converged: the law is wrong, not the fit
+
+
+def test_right_law_has_no_misfit(sim, card) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        right = fit(sim, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=20))
+    assert right.misfit == [] and right.headline() is None
+
+
+def test_family_stacks_and_saves(tmp_path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stacked = fit_family(saturating(), FitOptions(backend="lsq", bootstrap=20))
+    assert isinstance(stacked, StackedFit)
+    assert stacked.method.startswith("held-out N=3.6e+10")  # lsq: weighted on N=max
+    assert np.isclose(stacked.weights.sum(), 1.0)
+    weights = dict(zip(stacked.meta["laws"], stacked.weights, strict=True))
+    assert weights["auto:floor-ceiling"] > 0.5  # the form that saturates extrapolates best
+    path = stacked.save(tmp_path / "family.nc")
+    again = load_fit(path)
+    assert np.allclose(again.weights, stacked.weights)
+
+
+def test_decide_from_a_table_fits_the_family() -> None:
+    from scalelaw.frontier import FlopsCost, decide, get_architecture
+
+    archs = [get_architecture("qwen2.5", s) for s in ("7B", "14B")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decision = decide(
+            saturating(), archs, FlopsCost(), seq_len=32768, lengths=None, budgets=3,
+            fit_options=FitOptions(backend="lsq", bootstrap=20),
+        )  # fmt: skip
+    assert "law family, stacked" in decision.source
+    assert decision.frontier.budgets.height == 3
+
+
+@pytest.mark.parametrize("expr", ["eps + b[task] * log(L)"])
+def test_per_level_slope_saves_and_loads(tmp_path, expr: str) -> None:
+    """A per-level parameter that is not an offset keeps its level coordinate in the file."""
+    data = saturating(samples=200).with_columns(
+        pl.when(pl.col("params") > 2e9).then(pl.lit("big")).otherwise(pl.lit("small")).alias("task")
+    )
+    from scalelaw.fits import Law, predict_table
+
+    law = Law.from_string(expr, covariates=("L",), link="logit", likelihood="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit(data, law, FitOptions(backend="bayes", chains=2, draws=200, tune=200))
+    res.save(tmp_path / "b.nc")
+    loaded = load_fit(tmp_path / "b.nc")
+    table = predict_table(loaded, {"L": 8192, "task": "big"})
+    assert 0 < float(table["mean"][0]) < 1
