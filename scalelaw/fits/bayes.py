@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scalelaw.errors import ScalelawError
 from scalelaw.fits import lack_of_fit
 from scalelaw.fits.design import Design, linear_form
 from scalelaw.fits.law import Law, Param
@@ -396,25 +397,14 @@ def run(
     on_priors: Any = None,
 ) -> FitResult:
     """The Bayesian backend behind `scalelaw.fits.fit`: priors, starts, sampling, retry."""
-    from scalelaw.fits import lsq
     from scalelaw.fits.defaults import resolve_priors
 
     needs_start = not is_centred(law)
     auto = any(p.prior is None for p in law.params)
-    optimum, noise = None, {}
+    optimum: Any = None
+    noise: dict[str, float] = {}
     if needs_start or auto:
-        best = lsq.fit(
-            law,
-            design,
-            lsq.LsqSettings(
-                bootstrap=0,
-                seed=options.seed,
-                refine=options.refine,
-                starts=options.starts,
-                huber_delta=1e-3 if law.transform == "log" else 0.05,
-            ),
-        )
-        optimum, noise = best.point, best.noise
+        optimum, noise = _optimum(law, design, options)
     law, auto_names = resolve_priors(law, design, optimum)
     if on_priors is not None:
         on_priors(law, auto_names)
@@ -439,7 +429,28 @@ def run(
 
     def draw(settings: SampleSettings) -> Any:
         whole = options.loo and loglik_fits(design.n, settings.chains * settings.draws, budget)
-        return sample(law, design, settings, initvals=initvals, log_likelihood=whole)
+        try:
+            return sample(law, design, settings, initvals=initvals, log_likelihood=whole)
+        except RuntimeError as first:  # PyMC's SamplingError, nutpie's failed initialisation
+            # once more from the least-squares optimum (or, for a centred law, another seed)
+            nonlocal optimum, noise
+            if optimum is None and not is_centred(law):
+                optimum, noise = _optimum(law, design, options)
+            start = (
+                start_values(law, design, optimum, noise, options.seed + 1)
+                if optimum is not None and not is_centred(law)
+                else None
+            )
+            again = replace(settings, seed=settings.seed + 1)
+            try:
+                return sample(law, design, again, initvals=start, log_likelihood=whole)
+            except RuntimeError:
+                reason = (str(first).strip().splitlines() or [type(first).__name__])[0]
+                raise InitialisationError(
+                    f"{law.name}: the sampler could not start, also from the least-squares "
+                    f"optimum ({reason}); try --backend lsq, or bounds and priors that keep the "
+                    "law finite on the table"
+                ) from None
 
     idata = draw(settings)
     diagnostics = sampling_diagnostics(idata, law)
@@ -473,6 +484,28 @@ def run(
         diagnostics=diagnostics,
         noise=noise_draws(idata),
     )
+
+
+class InitialisationError(ScalelawError):
+    """The sampler could not start, from its own start or from the least-squares optimum."""
+
+
+def _optimum(law: Law, design: Design, options: Any) -> tuple[Any, dict[str, float]]:
+    """The multi-start least-squares optimum and its noise: where the chains start."""
+    from scalelaw.fits import lsq
+
+    best = lsq.fit(
+        law,
+        design,
+        lsq.LsqSettings(
+            bootstrap=0,
+            seed=options.seed,
+            refine=options.refine,
+            starts=options.starts,
+            huber_delta=1e-3 if law.transform == "log" else 0.05,
+        ),
+    )
+    return best.point, best.noise
 
 
 def ess_needed(chains: int, draws: int) -> float:

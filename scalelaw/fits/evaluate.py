@@ -56,3 +56,23 @@ def card_levels(law: Law, values: Mapping[str, Any]) -> dict[str, list[str]]:
         for param, column in law.groups.items()
         if isinstance(values.get(param), Mapping)
     }
+
+
+def insensitive(law: Law, design: Design, point: Mapping[str, np.ndarray]) -> list[str]:
+    """Parameters that do not move the mean on any row: not identified by the table.
+
+    A slope whose covariate never varies (gamma when every row has C = 1) is the typical case:
+    predictions at the table's own values do not depend on it, so it is a warning, not a
+    failure to converge; predictions elsewhere rest on its prior. Checked by a small step of
+    each parameter (a group's levels together) at `point` (one draw).
+    """
+    base = mean_response(law, design, point)
+    out = []
+    for name in law.param_names:
+        value = np.asarray(point[name], dtype=float)
+        step = 1e-3 * (1.0 + np.abs(value))
+        moved = mean_response(law, design, {**point, name: value + step})
+        with np.errstate(invalid="ignore"):
+            if np.all(np.abs(moved - base) <= 1e-12 * (1.0 + np.abs(base))):
+                out.append(name)
+    return out

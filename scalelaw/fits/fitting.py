@@ -20,6 +20,7 @@ from scalelaw.data import Where, load_table, table_hash, to_conditions
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import misfit
 from scalelaw.fits.design import bind, group_levels
+from scalelaw.fits.evaluate import insensitive
 from scalelaw.fits.law import Law
 from scalelaw.fits.result import FitResult, package_versions
 from scalelaw.fits.validation import holdout_scores, r_squared, row_blocks, split_holdout
@@ -152,6 +153,8 @@ def fit(
         result.meta["where"] = [str(c) for c in to_conditions(where)]
     result.diagnostics["r2"] = r_squared(result, train)
     result.diagnostics["warnings"] = data_warnings(result, train)
+    if "not_identified" not in result.diagnostics:  # lsq finds them itself
+        result.diagnostics["not_identified"] = insensitive(law, design, result.estimates())
     result.diagnostics["not_converged"] = convergence_problems(result)
     result.diagnostics["misfit"] = misfit.check(result, train)
     if test is not None:
@@ -211,18 +214,20 @@ def convergence_problems(result: FitResult) -> list[str]:
     """Why a fit cannot be trusted as an optimum or a posterior; empty when it can."""
     d = result.diagnostics
     out: list[str] = []
+    # a parameter that moves no row's mean samples its prior: slow mixing there is no failure
+    flat = set(d.get("not_identified", []))
     if result.backend == "bayes":
         rhat = d.get("rhat", {})
-        bad = [n for n, v in rhat.items() if v is not None and v > 1.01]
+        bad = [n for n, v in rhat.items() if v is not None and v > 1.01 and n not in flat]
         if bad:
-            out.append(f"R-hat {d['rhat_max']:.3f} ({', '.join(bad)})")
+            out.append(f"R-hat {max(rhat[n] for n in bad):.3f} ({', '.join(bad)})")
         ess = d.get("ess_bulk", {})
         from scalelaw.fits.bayes import ess_needed
 
         needed = ess_needed(d.get("chains", 4), d.get("draws", 1000))
-        thin = [n for n, v in ess.items() if v is not None and v < needed]
+        thin = [n for n, v in ess.items() if v is not None and v < needed and n not in flat]
         if thin:
-            out.append(f"ESS {d['ess_bulk_min']:.0f} ({', '.join(thin)})")
+            out.append(f"ESS {min(ess[n] for n in thin):.0f} ({', '.join(thin)})")
         if d.get("divergences", 0) > 0:
             after = (
                 f" after a retry at target_accept {d['retry']['target_accept']:g}"
@@ -243,6 +248,18 @@ def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
     law = result.law
     d = result.diagnostics
     out = []
+    if d.get("not_identified"):
+        out.append(
+            f"not identified by the table (moves no row's mean): {', '.join(d['not_identified'])}; "
+            "harmless for predictions at the table's own covariate values, from the prior "
+            "(bayes) or arbitrary (lsq) elsewhere"
+        )
+    if d.get("bootstrap_capped"):
+        out.append(
+            f"{d['bootstrap_capped']} of {d.get('bootstrap')} bootstrap refits hit the cap of "
+            "evaluations and stopped there, near their optimum (a flat ridge in the law: its "
+            "interval may be slightly too narrow)"
+        )
     if d.get("at_bounds"):
         out.append(f"parameters at their bounds: {', '.join(d['at_bounds'])}")
     if d.get("pareto_k_bad"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from scalelaw.fits.defaults import (
     start_mapper,
 )
 from scalelaw.fits.design import Design, additive_groups
-from scalelaw.fits.evaluate import linear_predictor, mean_response
+from scalelaw.fits.evaluate import insensitive, linear_predictor, mean_response
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.result import FitResult
 
@@ -40,6 +40,8 @@ from scalelaw.fits.result import FitResult
 RIDGE = 1e-3
 #: A group effect beyond this many units on a logit or log link has run off.
 RUNAWAY_LINK = 30.0
+#: Evaluations a bootstrap refit may take from the optimum before it is dropped and counted.
+BOOTSTRAP_NFEV = 200
 #: Any other parameter has run off beyond this many times its data-scale width (coefficients
 #: of power laws are legitimately large: Chinchilla's B reaches 1e6 on small models).
 RUNAWAY = 1e8
@@ -69,6 +71,10 @@ class LsqResult:
     #: Noise of the likelihood at the optimum (sigma for normal/Student-t, kappa for beta).
     noise: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: Parameters that move no row's mean (`evaluate.insensitive`): a warning, not a failure.
+    not_identified: list[str] = field(default_factory=list)
+    #: Bootstrap refits dropped for hitting BOOTSTRAP_NFEV evaluations.
+    capped: int = 0
 
 
 class _Layout:
@@ -330,18 +336,19 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     order = np.argsort(costs, kind="stable")[: settings.refine]
     if 0 not in order:
         order = np.append(order, 0)  # the centre start
-    refined = [_refine(layout, residuals, candidates[i], settings) for i in order]
+    refined = [_refine(layout, residuals, candidates[i], settings)[:2] for i in order]
     best_theta, best_cost = min(refined, key=lambda tc: tc[1])
     tol = 1e-6 * max(abs(best_cost), 1e-12)
     n_best = sum(1 for _, c in refined if c - best_cost <= tol)
     point = layout.unpack(best_theta)
-    draws, boot = _bootstrap(layout, law, design, best_theta, ridge, settings)
+    draws, boot, capped = _bootstrap(layout, law, design, best_theta, ridge, settings)
     at_bounds = [
         layout.key(k)
         for k, (_, _, p) in enumerate(layout.slots)
         if _near(best_theta[k], p.lower) or _near(best_theta[k], p.upper)
     ]
-    problems = _problems(law, layout, best_theta, boot, widths)
+    flat = insensitive(law, design, point)
+    problems = _problems(law, layout, best_theta, boot, widths, flat)
     return LsqResult(
         point=point,
         draws=draws,
@@ -352,13 +359,24 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
         at_bounds=at_bounds,
         noise=noise_at(law, design, point),
         problems=problems,
+        not_identified=flat,
+        capped=capped,
     )
 
 
 def _problems(
-    law: Law, layout: _Layout, theta: np.ndarray, boot: np.ndarray | None, widths: dict[str, float]
+    law: Law,
+    layout: _Layout,
+    theta: np.ndarray,
+    boot: np.ndarray | None,
+    widths: dict[str, float],
+    flat: Sequence[str] = (),
 ) -> list[str]:
-    """Name what went wrong: parameters that ran off, optima outside their own intervals."""
+    """Name what went wrong: parameters that ran off, optima outside their own intervals.
+
+    Parameters in `flat` move no row's mean: they are reported as not identified elsewhere,
+    as a warning, and are not failures here.
+    """
     out = []
     runaway = []
     for k, (name, level, _) in enumerate(layout.slots):
@@ -381,6 +399,7 @@ def _problems(
             layout.key(k)
             for k, (_, _, p) in enumerate(layout.slots)
             if spread[k] <= 1e-12 * (1.0 + abs(theta[k]))
+            and layout.slots[k][0] not in flat
             and not (_near(theta[k], p.lower) or _near(theta[k], p.upper))
             and np.ptp(boot) > 0
         ]
@@ -449,7 +468,9 @@ def _refine(
     residuals: Callable[[np.ndarray], np.ndarray],
     start: np.ndarray,
     settings: LsqSettings,
-) -> tuple[np.ndarray, float]:
+    max_nfev: int | None = None,
+) -> tuple[np.ndarray, float, int]:
+    """The optimum from `start`, its objective and the evaluations it took."""
     params = lmfit.Parameters()
     for k, (_, _, p) in enumerate(layout.slots):
         lo = -np.inf if p.lower is None else p.lower
@@ -467,9 +488,9 @@ def _refine(
         kws.update(loss="huber", f_scale=settings.huber_delta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = lmfit.minimize(fcn, params, method="least_squares", **kws)
+        out = lmfit.minimize(fcn, params, method="least_squares", max_nfev=max_nfev, **kws)
     theta = np.array([out.params[f"p{k}"].value for k in range(len(layout.slots))])
-    return theta, float(_objective(residuals(theta), settings)[0])
+    return theta, float(_objective(residuals(theta), settings)[0]), int(out.nfev)
 
 
 def _bootstrap(
@@ -479,19 +500,24 @@ def _bootstrap(
     theta: np.ndarray,
     ridge: np.ndarray,
     settings: LsqSettings,
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, int]:
+    """Refits on resampled rows; returns draws, the raw vectors and how many hit the cap."""
     if settings.bootstrap <= 0:
-        return layout.unpack(theta[None, :]), None
+        return layout.unpack(theta[None, :]), None, 0
     rng = np.random.default_rng(settings.seed)
-    thetas = []
+    thetas, capped = [], 0
     for _ in range(settings.bootstrap):
         rows = rng.integers(0, design.n, design.n)
         sub = design.take(rows)
         res = _residual_fn(law, sub, _Layout(law, sub), ridge)
-        t, _ = _refine(layout, res, theta, settings)
+        # a resample starts at the optimum, next to its own: a refit still moving after
+        # BOOTSTRAP_NFEV evaluations crawls along a flat ridge (a ceiling against its bound,
+        # say); it stops there, close to its optimum, and is counted
+        t, _, nfev = _refine(layout, res, theta, settings, max_nfev=BOOTSTRAP_NFEV)
         thetas.append(t)
+        capped += nfev >= BOOTSTRAP_NFEV
     boot = np.array(thetas)
-    return layout.unpack(boot), boot
+    return layout.unpack(boot), boot, capped
 
 
 def run(
@@ -530,6 +556,8 @@ def run(
             "refined": res.n_refined,
             "at_bounds": res.at_bounds,
             "problems": res.problems,
+            "not_identified": res.not_identified,
+            "bootstrap_capped": res.capped,
             "loss": options.loss,
             "huber_delta": delta,
             "bootstrap": options.bootstrap,
