@@ -54,14 +54,13 @@ def check(
     Example: scalelaw check sim.csv --holdout N=max --backend lsq --out check.png
     """
     from scalelaw.fits import FitOptions
-    from scalelaw.fits import source as load_source
     from scalelaw.fits.checking import check_holdout
-    from scalelaw.frontier.decide import is_table
+    from scalelaw.fits.family import is_table, load_or_fit
 
     if out is not None:
         check_output(out, "--out", FIGURE_FILES)
     try:
-        src = source if is_table(source) else load_source(source)
+        src = source if is_table(source) else load_or_fit(source)
         options = FitOptions(backend=backend, seed=seed) if is_table(source) else None
         with err.status(f"refitting without {holdout}", spinner="dots") as status:
             result = check_holdout(

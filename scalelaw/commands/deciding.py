@@ -291,8 +291,8 @@ def frontier(
         _check_method(method, phase)
     if out is not None:
         check_output(out, "--out", FIGURE_FILES)
+    from scalelaw.fits.family import is_table
     from scalelaw.frontier import FlopsCost, LatencyCost, decide
-    from scalelaw.frontier.decide import is_table
 
     try:
         archs = _architectures(family, sizes, config)

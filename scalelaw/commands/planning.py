@@ -39,7 +39,11 @@ def _task_map(items: list[str]) -> dict[str, str]:
 
 def plan(
     source: Annotated[
-        str, typer.Argument(help="A fit file (.nc) or stacked fit with posterior draws.")
+        str,
+        typer.Argument(
+            help="A fit file (.nc) or stacked fit with posterior draws, or a data table "
+            "(.csv, .parquet, .jsonl): the law family is fitted and stacked."
+        ),
     ],
     candidates: Annotated[
         Path,
@@ -150,7 +154,7 @@ def plan(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from scalelaw.fits import levels
-    from scalelaw.fits import source as load_source
+    from scalelaw.fits.family import is_table, load_or_fit
     from scalelaw.frontier import FlopsCost
     from scalelaw.frontier.planning import MeasureSpeed, parse_target, read_candidates
     from scalelaw.frontier.planning import plan as make_plan
@@ -158,7 +162,10 @@ def plan(
     try:
         targets = [parse_target(t) for t in target]
         archs = _architectures(family, sizes, config)
-        src = load_source(source)
+        with err.status("fitting the law family to the table", spinner="dots") as status:
+            if not is_table(source):
+                status.stop()
+            src = load_or_fit(source)
         known = levels(src).get("task", [])
         timing_table = None
         if timings:

@@ -12,6 +12,7 @@ decisions carry the doubt about the form. For accuracy over N, L and C the famil
   (gamma + kappa ln L), the study's "longer sequences tolerate sparsity differently";
 * ``task-slopes``: each task its own size and length slopes (benchmarks whose categories
   saturate at different sizes, or move in opposite directions with length);
+* ``task-ceilings``: each task saturates at its own ceiling, with its own length slope;
 * ``floor-ceiling``: accuracy between a floor and a ceiling below 1 (Ruan et al. 2024);
 * ``tolerance``: flat in C up to a tolerance C*(N, L), then declining.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,8 @@ from scalelaw.fits.law import Law
 AUTO = "auto"
 #: Axes of the accuracy laws: law covariate -> table column.
 AXES = {"N": "params", "L": "seq_len", "C": "compression"}
+#: Suffixes of data tables: a source with one of these is fitted, not loaded as a fit.
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 #: Agreement between PSIS-LOO and held-out weights below which the report says they disagree.
 DISAGREE = 0.3
 
@@ -108,6 +112,19 @@ def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
                 "Each task its own size and length slopes: benchmarks whose tasks saturate "
                 "at different sizes or move apart with length.",
                 priors={"alpha": "normal(0, 5)", "beta": "normal(0, 5)"},
+            )
+        )
+    if tasks:
+        per_length = {"L": "beta[task] * log(L)"} if "L" in axes else {}
+        laws.append(
+            make(
+                "task-ceilings",
+                f"ceiling[task] * sigmoid({linear(**per_length)})",
+                "Each task saturates at its own ceiling (and has its own length slope): "
+                "benchmarks whose tasks plateau at different levels as models grow.",
+                link="identity",
+                priors={"ceiling": "uniform(0, 1)", "beta": "normal(0, 5)"},
+                bounds={"ceiling": (0.0, 1.0)},
             )
         )
     laws.append(
@@ -210,4 +227,25 @@ def fit_family(
     return stacked
 
 
-__all__ = ["AUTO", "FamilyError", "candidates", "fit_family"]
+def is_table(source: Any) -> bool:
+    """A data table rather than a fit: a polars frame or a path with a table's suffix."""
+    if isinstance(source, pl.DataFrame):
+        return True
+    return isinstance(source, str | Path) and Path(source).suffix.lower() in TABLE_SUFFIXES
+
+
+def load_or_fit(source: Any, options: Any = None) -> Any:
+    """What `decide`, `plan` and their commands predict with: a fit, a stacked fit or a card as
+    given (or by file or card name), and a data table fitted with the whole family."""
+    from scalelaw.fits.catalog import get_card
+    from scalelaw.fits.result import load_fit
+
+    if is_table(source):
+        return fit_family(source, options)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        return load_fit(path) if path.suffix == ".nc" or path.exists() else get_card(str(source))
+    return source
+
+
+__all__ = ["AUTO", "FamilyError", "candidates", "fit_family", "is_table", "load_or_fit"]

@@ -30,8 +30,6 @@ from scalelaw.frontier.isocost import (
     isocost_frontier,
 )
 
-#: Suffixes of data tables: a source with one of these is fitted, not loaded as a fit.
-TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 #: Lengths scanned for the critical length by default (4K to 1M tokens).
 DEFAULT_LENGTHS = tuple(float(2**k) for k in range(12, 21))
 
@@ -212,13 +210,6 @@ class Decision:
         )
 
 
-def is_table(source: Any) -> bool:
-    """A data table rather than a fit: a polars frame or a path with a table's suffix."""
-    if isinstance(source, pl.DataFrame):
-        return True
-    return isinstance(source, str | Path) and Path(source).suffix.lower() in TABLE_SUFFIXES
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -248,15 +239,13 @@ def decide(
     Carlo error is in the budget table (`p_mc_error`). `lengths=None` skips the critical length.
     """
     from scalelaw.fits import levels, predict_draws
-    from scalelaw.fits import source as load_source
-    from scalelaw.fits.family import fit_family
+    from scalelaw.fits.family import is_table, load_or_fit
 
+    src = load_or_fit(source, fit_options)
     if is_table(source):
-        src = fit_family(source, fit_options)
         name = f"{source if isinstance(source, str | Path) else 'table'} (law family, stacked)"
     else:
         name = source if isinstance(source, str) else getattr(source.law, "name", "fit")
-        src = load_source(source) if isinstance(source, str) else source
     cost = cost or FlopsCost()
     known = levels(src).get("task", [])
     chosen = list(tasks) if tasks else list(known)

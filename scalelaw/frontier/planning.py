@@ -764,7 +764,8 @@ def plan(
 ) -> Plan:
     """Rank candidate measurements by EVSI per GPU-hour and choose a batch within `gpu_hours`.
 
-    `source` is a fit, stacked fit or fit file with posterior (or bootstrap) draws. The decision
+    `source` is a fit, stacked fit or fit file with posterior (or bootstrap) draws, or a data
+    table, which is fitted with the law family (`scalelaw.fits.family.fit_family`). The decision
     at each target averages the score over `tasks` (default: every task of the source); its
     cost is `cost_fn(arch, L, C)` (default: prefill FLOPs). The loss is P(wrong decision),
     averaged over targets. `pool` candidates with the best EVSI per GPU-hour are considered for
@@ -772,7 +773,7 @@ def plan(
     """
     from scalelaw.fits import levels as levels_of
     from scalelaw.fits import predict_draws
-    from scalelaw.fits import source as load_source
+    from scalelaw.fits.family import load_or_fit
     from scalelaw.frontier.isocost import STUDY_COMPRESSIONS
 
     if not targets:
@@ -781,7 +782,7 @@ def plan(
         raise PlanError(f"the GPU-hour budget must be positive, got {gpu_hours}")
     if not candidates.items:
         raise PlanError("no candidate configurations")
-    src = load_source(source) if isinstance(source, str) else source
+    src = load_or_fit(source)
     known = levels_of(src)
     others = [k for k in known if k != "task"]
     if others:

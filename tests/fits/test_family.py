@@ -45,7 +45,12 @@ def test_candidates_use_only_the_axes_that_vary(shared_data) -> None:
 
     helmet = load_table(shared_data / "external" / "helmet" / "helmet_llama3_inst.csv")
     names = [law.name for law in candidates(helmet)]
-    assert names == ["auto:log-linear", "auto:task-slopes", "auto:floor-ceiling"]
+    assert names == [
+        "auto:log-linear",
+        "auto:task-slopes",
+        "auto:task-ceilings",
+        "auto:floor-ceiling",
+    ]
     for law in candidates(helmet):
         assert "C" not in law.covariates  # compression is 1 in every row: no slope for it
         assert law.likelihood == "normal"  # scores without counts
