@@ -5,7 +5,10 @@ without per-example counts, compression 1). Two protocols: hold out 70B (fit 105
 35) and hold out 128K (fit 112, predict 28). The default path (`fit_family`: every candidate
 form the table suits, stacked by PSIS-LOO) is scored beside each single law of the family:
 coverage of the held-out scores by the 90% predictive interval, its median width, and the
-mean absolute error of the predictive mean.
+mean absolute error of the predictive mean. The stack is scored twice: with PSIS-LOO weights
+(the default of `fit --law auto`) and with weights from the held-out log density of the same
+axis inside the fitted rows (`fit --law auto --holdout N=max`: for N=max, fit 1B and 3B and
+score 8B), which ask how each form extrapolates rather than how it interpolates.
 
     python benchmarks/helmet_calibration.py [--shared ../shared/data] [--draws 1000] [--seed 0]
 
@@ -26,24 +29,13 @@ import numpy as np
 
 from scalelaw.data import load_table
 from scalelaw.fits import FitOptions
+from scalelaw.fits.checking import interval_scores
 from scalelaw.fits.family import fit_family
-from scalelaw.fits.prediction import predictive_draws
+from scalelaw.fits.stacking import StackedFit
 from scalelaw.fits.validation import split_holdout
 
 HELMET = Path("external") / "helmet" / "helmet_llama3_inst.csv"
 PROTOCOLS = ("N=max", "L=max")
-
-
-def scores(src: Any, test: Any, prob: float = 0.9) -> tuple[float, float, float]:
-    """Coverage, median width of the predictive interval, MAE of the predictive mean."""
-    obs = predictive_draws(src, test, seed=0)
-    lo, hi = np.quantile(obs, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-    y = test["score"].to_numpy()
-    return (
-        float(((y >= lo) & (y <= hi)).mean()),
-        float(np.median(hi - lo)),
-        float(np.abs(obs.mean(axis=0) - y).mean()),
-    )
 
 
 def run(shared: Path, draws: int = 1000, seed: int = 0, log: Any = None) -> list[dict[str, Any]]:
@@ -56,20 +48,31 @@ def run(shared: Path, draws: int = 1000, seed: int = 0, log: Any = None) -> list
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            stacked = fit_family(
-                train, FitOptions(backend="bayes", seed=seed, draws=draws, tune=draws), progress=log
+            held = fit_family(
+                train,
+                FitOptions(backend="bayes", seed=seed, draws=draws, tune=draws),
+                holdout=spec,
+                progress=log,
             )
         log(f"{spec}: fitted in {time.perf_counter() - start:.0f} s")
+        # one run gives both weightings: PSIS-LOO (the default) is kept beside the held-out one
+        loo = StackedFit(held.fits, np.asarray(held.meta["loo_weights"]), "PSIS-LOO")
         sources = [
-            (f.law.name, f, float(w)) for f, w in zip(stacked.fits, stacked.weights, strict=True)
+            (f.law.name, f, f"{w_loo:.2f} / {w_held:.2f}")
+            for f, w_loo, w_held in zip(held.fits, loo.weights, held.weights, strict=True)
         ]
-        for name, src, weight in [*sources, ("default (stacked)", stacked, 1.0)]:
-            cov, width, mae = scores(src, test)
+        sources += [
+            ("default: stack, PSIS-LOO weights", loo, ""),
+            (f"stack, held-out {spec} weights", held, ""),
+        ]
+        for name, src, weight in sources:
+            sc = interval_scores(src, test)
+            cov, width, mae = sc["coverage"], sc["width"], sc["mae"]
             rows.append(
                 {
                     "holdout": f"{desc} ({train.height} fit, {test.height} held out)",
                     "source": name,
-                    "weight": weight,
+                    "weights": weight,
                     "coverage": cov,
                     "width": width,
                     "mae": mae,
@@ -88,12 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.shared / HELMET).exists():
         raise SystemExit(f"error: {args.shared / HELMET} not found (give --shared)")
     rows = run(args.shared, args.draws, args.seed, log=lambda m: print(m, file=sys.stderr))
-    print("| held out | source | weight | 90% coverage | median width | MAE | diagnostics |")
+    print(
+        "| held out | source | weight (PSIS-LOO / held-out) | 90% coverage | median width | MAE "
+        "| diagnostics |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         flag = r["headline"].split(":")[0] if r["headline"] else ""
         print(
-            f"| {r['holdout']} | {r['source']} | {r['weight']:.2f} | {r['coverage']:.3f} | "
+            f"| {r['holdout']} | {r['source']} | {r['weights']} | {r['coverage']:.3f} | "
             f"{r['width']:.3f} | {r['mae']:.3f} | {flag} |"
         )
 

@@ -396,6 +396,15 @@ def _fit_family(
         warn(f"left out of the stack: {note}")
     if stacked.meta.get("disagreement"):
         warn(stacked.meta["disagreement"])
+    if not hasattr(stacked, "fits"):  # one law fitted: nothing was stacked
+        from scalelaw.report import print_fit
+
+        warn_if_not_converged(stacked)
+        print_fit(stacked, console)
+        if out:
+            stacked.save(out)
+            console.print(f"saved fit to {out}", markup=False, highlight=False)
+        return
     _report_stack(stacked, out, fmt)
 
 

@@ -175,11 +175,11 @@ def fit_family(
     Weights: Bayesian stacking of PSIS-LOO by default; with `holdout` (``"N=max"``) each law's
     log predictive density on that held-out slice, and the report notes where the two weightings
     disagree. Least-squares fits have no PSIS-LOO, so they are weighted on ``N=max`` unless
-    told otherwise. A law that cannot be fitted is left out with a note; one that fits alone is
-    returned as a stack of one law only when it is the only one that fitted.
+    told otherwise. A law that cannot be fitted is left out with a note (``meta["skipped"]``);
+    when only one law fitted, that fit is returned as it is.
     """
     from scalelaw.fits.fitting import FitOptions, FitWarning, fit
-    from scalelaw.fits.stacking import StackedFit, stack
+    from scalelaw.fits.stacking import stack
 
     opts = options or FitOptions()
     frame = load_table(data, where=where)
@@ -199,10 +199,9 @@ def fit_family(
             skipped.append(f"{law.name}: {str(exc).splitlines()[0]}")
     if not fits:
         raise FamilyError("no candidate law could be fitted: " + "; ".join(skipped))
-    if len(fits) == 1:
-        only = StackedFit(fits, np.ones(1), "only law fitted", meta={"laws": [fits[0].law.name]})
-        only.meta["skipped"] = skipped
-        return only
+    if len(fits) == 1:  # nothing to stack: the one law that fitted, with the others' notes
+        fits[0].meta["skipped"] = skipped
+        return fits[0]
     source = data if isinstance(data, str) else "<table>"
     for f in fits:
         f.meta["source"] = str(source)

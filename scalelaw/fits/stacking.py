@@ -37,6 +37,9 @@ from scalelaw.fits.prediction import (
 )
 from scalelaw.fits.result import FORMAT_VERSION, FitResult, misfit_line, write_atomically
 
+#: Below this weight a law of a stack adds (almost) no draws; its diagnostics do not taint it.
+MIN_WEIGHT = 0.01
+
 
 class StackError(ScalelawError):
     """Fits that cannot be stacked (different data, no log-likelihood, one law)."""
@@ -69,7 +72,13 @@ class StackedFit:
 
     @property
     def convergence(self) -> list[str]:
-        return [f"{f.law.name}: {c}" for f in self.fits for c in f.convergence]
+        """What failed in the laws that predict: a law weighted below 1% draws no predictions."""
+        return [
+            f"{f.law.name}: {c}"
+            for f, w in zip(self.fits, self.weights, strict=True)
+            if w >= MIN_WEIGHT
+            for c in f.convergence
+        ]
 
     @property
     def converged(self) -> bool:
