@@ -282,7 +282,9 @@ def fit(
     shown = err if fmt == "json" else console
     specs = law or ["sparse-frontier"]
     if "auto" in specs or len(specs) > 1:
-        _fit_family(data, specs, backend, seed, chains, draws, tune, holdout, where, out, fmt)
+        _fit_family(
+            data, specs, backend, seed, chains, draws, tune, holdout, where, out, fmt, strict
+        )
         return
     try:
         the_law = _build_law(
@@ -370,8 +372,10 @@ def _fit_family(
     where: list[str] | None,
     out: Path | None,
     fmt: str,
+    strict: bool = False,
 ) -> None:
-    """`fit --law auto`: the candidate family (and any other --law), stacked."""
+    """`fit --law auto`: the candidate family (and any other --law), stacked; under --strict a
+    NOT CONVERGED or MISFIT headline exits 3 after the file is written."""
     from scalelaw.data import parse_where
     from scalelaw.fits import FitOptions, resolve_law
     from scalelaw.fits.family import AUTO, fit_family
@@ -404,8 +408,11 @@ def _fit_family(
         if out:
             stacked.save(out)
             console.print(f"saved fit to {out}", markup=False, highlight=False)
-        return
-    _report_stack(stacked, out, fmt)
+    else:
+        _report_stack(stacked, out, fmt)
+    headline = stacked.headline()
+    if strict and headline:
+        fail(f"diagnostics failed under --strict: {headline}", code=3)
 
 
 def _print_priors(law: Any, auto: list[str], to: Any) -> None:
