@@ -301,6 +301,15 @@ def floor_ceiling(floor: str = "0", per_task: bool = False) -> Law:
     )
 
 
+#: Priors of the tolerance hinge: the drop per ln C past C*, and ln C* at 1B parameters, 16K.
+TOLERANCE_PRIORS = {
+    "gamma": "halfnormal(5)",
+    "tau0": "normal(1, 2)",
+    "tauN": "normal(0, 1)",
+    "tauL": "normal(0, 1)",
+}
+
+
 def tolerance() -> Law:
     """Flat in C up to a tolerance C*(N, L), then declining: a smooth hinge in ln C."""
     hinge = "log(C) - tau0 - tauN * log(N / 1e9) - tauL * log(L / 16384)"
@@ -308,13 +317,7 @@ def tolerance() -> Law:
         f"eps + alpha * log(N) + beta * log(L) + delta[task] - gamma * softplus(4 * ({hinge})) / 4",
         name="sparse-tolerance",
         covariates=("N", "L", "C"),
-        priors={
-            **{k: v for k, v in SPARSE_PRIORS.items() if k != "gamma"},
-            "gamma": "halfnormal(5)",
-            "tau0": "normal(1, 2)",
-            "tauN": "normal(0, 1)",
-            "tauL": "normal(0, 1)",
-        },
+        priors={**{k: v for k, v in SPARSE_PRIORS.items() if k != "gamma"}, **TOLERANCE_PRIORS},
         bounds={"gamma": (0.0, None)},
         link="logit",
         likelihood="binomial",

@@ -33,7 +33,7 @@ import polars as pl
 from scalelaw.data import load_table
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import lack_of_fit
-from scalelaw.fits.catalog import SPARSE_FRONTIER_CITATION, SPARSE_PRIORS
+from scalelaw.fits.catalog import SPARSE_FRONTIER_CITATION, SPARSE_PRIORS, TOLERANCE_PRIORS
 from scalelaw.fits.law import Law
 
 #: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``).
@@ -148,12 +148,7 @@ def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
                 "tolerance",
                 linear(drop="C") + f" - gamma * softplus(4 * ({hinge})) / 4",
                 "Flat in C up to a tolerance C*(N, L), then declining by gamma per ln C.",
-                priors={
-                    "gamma": "halfnormal(5)",
-                    "tau0": "normal(1, 2)",
-                    "tauN": "normal(0, 1)",
-                    "tauL": "normal(0, 1)",
-                },
+                priors=TOLERANCE_PRIORS,
                 bounds={"gamma": (0.0, None)},
             )
         )
