@@ -231,15 +231,11 @@ def is_table(source: Any) -> bool:
 def load_or_fit(source: Any, options: Any = None) -> Any:
     """What `decide`, `plan` and their commands predict with: a fit, a stacked fit or a card as
     given (or by file or card name), and a data table fitted with the whole family."""
-    from scalelaw.fits.catalog import get_card
-    from scalelaw.fits.result import load_fit
+    from scalelaw.fits import source as load_source
 
     if is_table(source):
         return fit_family(source, options)
-    if isinstance(source, str | Path):
-        path = Path(source)
-        return load_fit(path) if path.suffix == ".nc" or path.exists() else get_card(str(source))
-    return source
+    return load_source(str(source)) if isinstance(source, str | Path) else source
 
 
 __all__ = ["AUTO", "FamilyError", "candidates", "fit_family", "is_table", "load_or_fit"]
