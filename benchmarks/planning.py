@@ -16,8 +16,9 @@ every length and task) and is charged GPU-hours by the planner's cost model (pre
 
 Criteria, under each fit's posterior: P(right decision at 128K and the target budget) >= 0.9,
 and P(critical length within +-25% of the truth) >= 0.9. A configuration measured again gets
-a fresh simulated outcome; all strategies see the same outcome for the same (configuration,
-repeat), so they differ only in what they choose to measure.
+a fresh simulated outcome, pooled with the earlier ones into one row of the refit; all
+strategies see the same outcome for the same (configuration, repeat), so they differ only in
+what they choose to measure.
 
 Progress goes to stderr, the markdown tables to stdout.
 
@@ -195,10 +196,16 @@ class Run:
         return None
 
 
-def refit(run: Run, options: FitOptions, true: Truth) -> tuple[FitResult, float]:
+def refit_law(run: Run, options: FitOptions) -> FitResult:
+    """The planner's law fitted to what the run measured; a configuration measured more than
+    once (the planner may ask for a repeat) is one row with its samples pooled."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit(run.table().drop("key"), get_law("sparse-frontier"), options)
+        return fit(run.table().drop("key"), get_law("sparse-frontier"), options, aggregate="mean")
+
+
+def refit(run: Run, options: FitOptions, true: Truth) -> tuple[FitResult, float]:
+    result = refit_law(run, options)
     if not result.converged:
         run.not_converged += 1
     p_right, p_crit, median = criteria(result, true)
