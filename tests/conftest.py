@@ -1,12 +1,17 @@
 """Shared fixtures: reference data beside the repository, a --runslow switch, the fitting data
 that the fitting API and the fitting commands are both tested on, and the planning case that
-the planning API and the `plan` command are both tested on."""
+the planning API and the `plan` command are both tested on, and a loader for the scripts in
+benchmarks/ (not a package)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,6 +35,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def benchmark_script() -> Callable[[str], ModuleType]:
+    """Load `benchmarks/NAME.py` as a module (skip where benchmarks/ is not beside the tests)."""
+
+    def load(name: str) -> ModuleType:
+        path = REPO / "benchmarks" / f"{name}.py"
+        if not path.exists():
+            pytest.skip("benchmarks/ not next to the tests")
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "decision_calibration", REPO / "benchmarks" / "decision_calibration.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import pytest
 
 
-def test_truths_and_grid_are_the_issue_s() -> None:
-    dc = _benchmark()
+@pytest.fixture(scope="module")
+def dc(benchmark_script):
+    return benchmark_script("decision_calibration")
+
+
+def test_truths_and_grid_are_the_issue_s(dc) -> None:
     grid = dc.grid()
     assert grid.height == 3 * 3 * 11 * 3  # 7B/14B/32B x 16K-64K x 11 ratios x 3 tasks
     assert sorted(grid["seq_len"].unique().to_list()) == [16384, 32768, 65536]
@@ -37,8 +28,7 @@ def test_truths_and_grid_are_the_issue_s() -> None:
     assert not np.allclose(card, kappa)
 
 
-def test_scores_count_confident_errors_and_brier() -> None:
-    dc = _benchmark()
+def test_scores_count_confident_errors_and_brier(dc) -> None:
     rows = [
         {"true": [1.0, 0.0, 1.0, 0.0], "stack": [0.97, 0.96, 0.5, 0.01]},
         {"true": [1.0, float("nan")], "stack": [0.02, 0.4]},
@@ -51,8 +41,7 @@ def test_scores_count_confident_errors_and_brier() -> None:
     assert sum(n for _, _, n, _, _ in s["reliability"]) == 5
 
 
-def test_a_rerun_resumes_from_the_results_file(tmp_path, monkeypatch, capsys) -> None:
-    dc = _benchmark()
+def test_a_rerun_resumes_from_the_results_file(dc, tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "d.jsonl"
     done = {"truth": "card", "seed": 0, "true": [1.0], "stack": [0.9], "single": [1.0],
             "weights": {"a": 1.0}, "headline": None, "seconds": 1.0}  # fmt: skip

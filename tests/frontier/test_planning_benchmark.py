@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+import pytest
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "planning_benchmark", REPO / "benchmarks" / "planning.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def pb(benchmark_script):
+    return benchmark_script("planning")
 
 
-def test_a_repeated_configuration_is_pooled_not_refused() -> None:
-    pb = _benchmark()
+def test_a_repeated_configuration_is_pooled_not_refused(pb) -> None:
     from scalelaw.frontier.planning import candidates_from_dict
 
     grid = pb.candidate_grid()

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+import pytest
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "stacked_decision", REPO / "benchmarks" / "stacked_decision.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def bench(benchmark_script):
+    return benchmark_script("stacked_decision")
 
 
-def test_stack_of_fitted_laws_is_uncertain_where_one_law_is_certain_and_wrong() -> None:
-    result = _benchmark().run()
+def test_stack_of_fitted_laws_is_uncertain_where_one_law_is_certain_and_wrong(bench) -> None:
+    result = bench.run()
     weights = result["weights"]
     assert all(0.05 < w < 0.95 for w in weights.values()), weights  # mixed, not 0/1
     p = result["p_sparse_better"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -12,17 +10,10 @@ torch = pytest.importorskip("torch")
 
 from scalelaw.kernels import get_method  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "attention.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    if not SCRIPT.exists():
-        pytest.skip("benchmarks/ not next to the tests")
-    spec = importlib.util.spec_from_file_location("attention_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_script):
+    return benchmark_script("attention")
 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
