@@ -214,6 +214,17 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _check_positive(what: str, values: Sequence[float], least: float = 0.0) -> None:
+    """Refuse NaN, infinite and out-of-range inputs before any fitting is done."""
+    for v in values:
+        x = float(v)
+        if not math.isfinite(x) or x < least or (least == 0.0 and x == 0.0):
+            bound = f">= {least:g}" if least else "> 0"
+            raise FrontierError(
+                f"decide: {what} holds {v!r}; every value must be finite and {bound}"
+            )
+
+
 def decide(
     source: Any,
     architectures: Sequence[Architecture],
@@ -241,6 +252,11 @@ def decide(
     from scalelaw.fits import levels, predict_draws
     from scalelaw.fits.family import is_table, load_or_fit
 
+    _check_positive("seq_len", [seq_len])
+    _check_positive("lengths", lengths or [])
+    _check_positive("compressions", compressions, least=1.0)
+    if not isinstance(budgets, int):
+        _check_positive("budgets", budgets)
     src = load_or_fit(source, fit_options)
     if is_table(source):
         name = f"{source if isinstance(source, str | Path) else 'table'} (law family, stacked)"

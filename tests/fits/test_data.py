@@ -119,6 +119,15 @@ def test_assignments_accept_double_equals_and_quotes() -> None:
         parse_assignments(["phase="], "--where")
 
 
+def test_a_key_given_twice_is_refused_not_silently_overwritten() -> None:
+    from scalelaw.data import parse_assignments
+
+    with pytest.raises(DataError, match="--at: 'N' is given twice"):
+        parse_assignments(["N=7e9,L=32K,N=8e9"], "--at")
+    with pytest.raises(DataError, match="--prior: 'alpha' is given twice"):
+        parse_assignments(["alpha=normal(0, 1)", "alpha=normal(0, 2)"], "--prior")
+
+
 def test_prior_with_commas_is_one_assignment() -> None:
     from scalelaw.data import parse_assignments
 

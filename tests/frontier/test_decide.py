@@ -35,3 +35,19 @@ def test_a_stack_of_disagreeing_laws_is_unsure_where_each_law_is_certain() -> No
 def test_task_errors_name_the_source() -> None:
     with pytest.raises(ValueError, match="task 'Poetry' is not a task"):
         decide("sparse-frontier-v1:prefill", QWEN, seq_len=131072, tasks=["Poetry"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"budgets": [float("nan")]}, "budgets"),
+        ({"budgets": [1e16, -1.0]}, "budgets"),
+        ({"lengths": [0.0, 4096.0]}, "lengths"),
+        ({"seq_len": float("inf")}, "seq_len"),
+        ({"compressions": [0.5, 2.0]}, "compressions"),
+    ],
+)
+def test_nan_zero_and_negative_inputs_are_refused(kwargs: dict, what: str) -> None:
+    args = {"seq_len": 131072.0, **kwargs}
+    with pytest.raises(ValueError, match=f"decide: {what} holds"):
+        decide("sparse-frontier-v1:prefill", QWEN, **args)
