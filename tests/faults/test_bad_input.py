@@ -127,7 +127,9 @@ def test_parquet_columns_of_lists_structs_or_bytes_are_named(
     ],
 )
 def test_prediction_points_follow_the_rules_of_rows(value: str, column: str) -> None:
-    refused("predict", CARD, "--at", f"{POINT},{value}", naming=("--at", f"column '{column}'"))
+    key = value.split("=")[0]
+    point = ",".join([*(p for p in POINT.split(",") if not p.startswith(f"{key}=")), value])
+    refused("predict", CARD, "--at", point, naming=("--at", f"column '{column}'"))
 
 
 @pytest.mark.parametrize(
