@@ -126,6 +126,11 @@ def score(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
+def confident_errors(row: dict[str, Any], key: str) -> int:
+    """Decision points of one set where `key`'s P was >= 0.95 on the wrong side."""
+    return score([row], key)["confident_wrong"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", type=int, default=20)
@@ -165,6 +170,14 @@ def main(argv: list[str] | None = None) -> None:
             print("|---|---|---|---|")
             for lo, hi, n, mean_p, frac in s["reliability"]:
                 print(f"| {lo:.2f}-{hi:.2f} | {n} | {mean_p:.3f} | {frac:.3f} |")
+            if key == "stack":
+                for r in rows:
+                    if n_wrong := confident_errors(r, key):
+                        top = max(r["weights"].items(), key=lambda kv: kv[1])
+                        print(
+                            f"\nConfident errors in set {r['seed']}: {n_wrong} "
+                            f"(largest stacking weight: {top[0]} {top[1]:.2f})"
+                        )
         if rows:
             flagged = sum(1 for r in rows if r["headline"])
             mean_w: dict[str, float] = {}

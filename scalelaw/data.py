@@ -718,12 +718,13 @@ def parse_assignments(items: Iterable[str], what: str = "assignment") -> dict[st
             value = value.removeprefix("=").strip().strip("'\"")
             if not sep or not key.strip() or not value:
                 raise DataError(f"{what} '{part}' is not of the form KEY=VALUE")
-            if key.strip() in out:
+            name = key.strip()
+            if name in out:
                 raise DataError(
-                    f"{what}: '{key.strip()}' is given twice ({key.strip()}="
-                    f"{out[key.strip()]} and {part.strip()}); give each once"
+                    f"{what}: '{name}' is given twice ({name}={out[name]} and "
+                    f"{part.strip()}); give each once"
                 )
-            out[key.strip()] = value
+            out[name] = value
     return out
 
 

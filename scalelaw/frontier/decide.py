@@ -218,7 +218,8 @@ def _check_positive(what: str, values: Sequence[float], least: float = 0.0) -> N
     """Refuse NaN, infinite and out-of-range inputs before any fitting is done."""
     for v in values:
         x = float(v)
-        if not math.isfinite(x) or x < least or (least == 0.0 and x == 0.0):
+        inside = x >= least if least else x > 0
+        if not math.isfinite(x) or not inside:
             bound = f">= {least:g}" if least else "> 0"
             raise FrontierError(
                 f"decide: {what} holds {v!r}; every value must be finite and {bound}"
