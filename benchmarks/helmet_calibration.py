@@ -5,10 +5,12 @@ without per-example counts, compression 1). Two protocols: hold out 70B (fit 105
 35) and hold out 128K (fit 112, predict 28). The default path (`fit_family`: every candidate
 form the table suits, stacked by PSIS-LOO) is scored beside each single law of the family:
 coverage of the held-out scores by the 90% predictive interval, its median width, and the
-mean absolute error of the predictive mean. The stack is scored twice: with PSIS-LOO weights
-(the default of `fit --law auto`) and with weights from the held-out log density of the same
-axis inside the fitted rows (`fit --law auto --holdout N=max`: for N=max, fit 1B and 3B and
-score 8B), which ask how each form extrapolates rather than how it interpolates.
+mean absolute error of the predictive mean. The stack is scored three ways, all from one run
+of `fit --law auto --holdout auto`: with PSIS-LOO weights (the default of `fit --law auto`);
+with weights from the held-out log density of the same axis inside the fitted rows (`--holdout
+N=max`: for N=max, fit 1B and 3B and score 8B), which ask how each form extrapolates rather
+than how it interpolates; and with `--holdout auto`, which uses PSIS-LOO weights inside the
+fitted ranges and, for a point beyond the largest N or L, the weights held out on that axis.
 
     python benchmarks/helmet_calibration.py [--shared ../shared/data] [--draws 1000] [--seed 0]
 
@@ -25,12 +27,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from scalelaw.data import load_table
 from scalelaw.fits import FitOptions
 from scalelaw.fits.checking import interval_scores
-from scalelaw.fits.family import fit_family
+from scalelaw.fits.family import AXES, fit_family
 from scalelaw.fits.stacking import StackedFit
 from scalelaw.fits.validation import split_holdout
 
@@ -48,22 +48,26 @@ def run(shared: Path, draws: int = 1000, seed: int = 0, log: Any = None) -> list
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            held = fit_family(
+            auto = fit_family(
                 train,
                 FitOptions(backend="bayes", seed=seed, draws=draws, tune=draws),
-                holdout=spec,
+                holdout="auto",
                 progress=log,
             )
         log(f"{spec}: fitted in {time.perf_counter() - start:.0f} s")
-        # one run gives both weightings: PSIS-LOO (the default) is kept beside the held-out one
-        loo = StackedFit(held.fits, np.asarray(held.meta["loo_weights"]), "PSIS-LOO")
+        # one run gives every weighting: PSIS-LOO inside, and each axis's held-out weights
+        column = AXES[spec.split("=")[0]]
+        axis = auto.extrapolation[column][1]
+        loo = StackedFit(auto.fits, auto.weights, "PSIS-LOO")
+        held = StackedFit(auto.fits, axis, f"held-out {spec}")
         sources = [
             (f.law.name, f, f"{w_loo:.2f} / {w_held:.2f}")
-            for f, w_loo, w_held in zip(held.fits, loo.weights, held.weights, strict=True)
+            for f, w_loo, w_held in zip(auto.fits, loo.weights, held.weights, strict=True)
         ]
         sources += [
             ("default: stack, PSIS-LOO weights", loo, ""),
             (f"stack, held-out {spec} weights", held, ""),
+            ("stack, --holdout auto (held-out weights beyond the fitted range)", auto, ""),
         ]
         for name, src, weight in sources:
             sc = interval_scores(src, test)

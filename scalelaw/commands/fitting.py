@@ -161,7 +161,12 @@ def fit(
         Path | None, typer.Option("--out", "-o", help="Write the fit here (NetCDF).")
     ] = None,
     holdout: Annotated[
-        str | None, typer.Option(help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'.")
+        str | None,
+        typer.Option(
+            help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'; with --law auto, "
+            "'auto' weights each point beyond the table's largest N, L or C by how the laws "
+            "extrapolate that axis."
+        ),
     ] = None,
     where: Annotated[
         list[str] | None,
@@ -264,8 +269,12 @@ def fit(
 
     Example: scalelaw fit sim.csv --law auto --out family.nc
 
+    Example: scalelaw fit sim.csv --law auto --holdout auto --out family.nc
+
     With --law auto (or several --law) every form is fitted and the forms are stacked: weights
     from PSIS-LOO, or from the held-out slice given by --holdout; the stacked fit is written.
+    --holdout auto keeps PSIS-LOO inside the table's ranges and predicts a point beyond its
+    largest N, L or C with that axis's held-out weights.
 
     A fit that fails its diagnostics says NOT CONVERGED on its first line (exit 3 with
     --strict). Priors not given are set on the data's scale; --show-priors prints them.
@@ -281,6 +290,8 @@ def fit(
     # with --format json, standard output carries the JSON alone; messages go to stderr
     shown = err if fmt == "json" else console
     specs = law or ["sparse-frontier"]
+    if holdout == "auto" and "auto" not in specs and len(specs) == 1:
+        fail("--holdout auto weights the laws of a family: give --law auto or several --law")
     if "auto" in specs or len(specs) > 1:
         _fit_family(
             data, specs, backend, seed, chains, draws, tune, holdout, where, out, fmt, strict

@@ -169,7 +169,10 @@ def fit_family(
 
     Weights: Bayesian stacking of PSIS-LOO by default; with `holdout` (``"N=max"``) each law's
     log predictive density on that held-out slice, and the report notes where the two weightings
-    disagree. Least-squares fits have no PSIS-LOO, so they are weighted on ``N=max`` unless
+    disagree. With ``holdout="auto"`` the PSIS-LOO weights predict inside the table's ranges,
+    and a point beyond the largest N, L or C of the table is predicted with the weights held
+    out on that axis (fit without the largest value, score it): how each form extrapolates
+    that axis. An axis joins when it takes at least three values. Least-squares fits have no PSIS-LOO, so they are weighted on ``N=max`` unless
     told otherwise. A law that cannot be fitted is left out with a note (``meta["skipped"]``);
     when only one law fitted, that fit is returned as it is.
     """
@@ -200,6 +203,11 @@ def fit_family(
     source = data if isinstance(data, str) else "<table>"
     for f in fits:
         f.meta["source"] = str(source)
+    if holdout == AUTO:
+        stacked = _extrapolation_stack(fits, frame, opts, progress)
+        stacked.meta["skipped"] = skipped
+        stacked.meta["family"] = AUTO if laws is None else "given"
+        return stacked
     stacked = stack(
         fits,
         data=frame,
@@ -218,6 +226,56 @@ def fit_family(
                 f"PSIS-LOO and held-out ({holdout}) weights disagree by up to {gap:.2f}: the "
                 "forms that fit the grid best are not those that extrapolate best"
             )
+    return stacked
+
+
+def _extrapolation_stack(
+    fits: list[Any], frame: pl.DataFrame, opts: Any, progress: Callable[[str], None] | None
+) -> Any:
+    """PSIS-LOO weights inside the ranges, held-out weights per axis beyond them."""
+    from scalelaw.fits.stacking import StackedFit, stack
+
+    axes = [(a, c) for a, c in AXES.items() if c in frame.columns and frame[c].n_unique() >= 3]
+    if not axes:
+        raise FamilyError(
+            "--holdout auto needs an axis (N, L or C) with at least three values to hold out"
+        )
+    held = {}
+    for axis, column in axes:
+        spec = f"{axis}=max"
+        held[column] = stack(
+            fits,
+            data=frame,
+            holdout=spec,
+            options=opts,
+            progress=(lambda n, s=spec: progress(f"refitting {n} without {s}"))
+            if progress
+            else None,
+        )
+    if opts.backend == "bayes":
+        stacked = stack(fits)
+    else:  # no PSIS-LOO for least squares: inside the ranges, the axes' weights averaged
+        first = next(iter(held.values()))
+        stacked = StackedFit(
+            fits,
+            np.mean([h.weights for h in held.values()], axis=0),
+            "held-out weights averaged over " + ", ".join(a for a, _ in axes),
+            meta=dict(first.meta),
+        )
+    stacked.meta["holdout"] = AUTO
+    notes = []
+    for (axis, column), h in zip(axes, held.values(), strict=True):
+        largest = float(frame[column].max())  # type: ignore[arg-type]
+        stacked.extrapolation[column] = (largest, h.weights)
+        gap = float(np.max(np.abs(h.weights - stacked.weights)))
+        if gap > DISAGREE:
+            notes.append(f"{axis} by up to {gap:.2f}")
+    if notes:
+        stacked.meta["disagreement"] = (
+            "the weights beyond the table's range differ from those inside it ("
+            + "; ".join(notes)
+            + "): the forms that fit the grid best are not those that extrapolate best"
+        )
     return stacked
 
 

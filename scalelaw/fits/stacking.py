@@ -54,6 +54,9 @@ class StackedFit:
     method: str
     meta: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    #: column -> (largest fitted value, weights held out on that axis): a point beyond the
+    #: largest value is predicted with the weights of how each law extrapolates that axis
+    extrapolation: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
 
     backend = "stack"
 
@@ -72,10 +75,12 @@ class StackedFit:
 
     @property
     def convergence(self) -> list[str]:
-        """What failed in the laws that predict: a law weighted below 1% draws no predictions."""
+        """What failed in the laws that predict: a law weighted below 1% (inside the ranges
+        and beyond every axis) draws no predictions."""
+        largest = np.max([self.weights, *(w for _, w in self.extrapolation.values())], axis=0)
         return [
             f"{f.law.name}: {c}"
-            for f, w in zip(self.fits, self.weights, strict=True)
+            for f, w in zip(self.fits, largest, strict=True)
             if w >= MIN_WEIGHT
             for c in f.convergence
         ]
@@ -114,7 +119,47 @@ class StackedFit:
             counts[i] += 1
         return [int(c) for c in counts]
 
+    def point_weights(self, points: Points) -> np.ndarray | None:
+        """Per point (rows) and law (columns): the held-out weights of every axis the point
+        extrapolates, averaged; PSIS-LOO (`weights`) inside the fitted ranges. None when no
+        point leaves them, so that the stack predicts as one mixture."""
+        import polars as pl
+
+        if not self.extrapolation:
+            return None
+        frame = points if isinstance(points, pl.DataFrame) else pl.DataFrame(dict(points))
+        total = np.zeros((frame.height, len(self.fits)))
+        count = np.zeros(frame.height)
+        for column, (largest, weights) in self.extrapolation.items():
+            if column not in frame.columns:
+                continue
+            beyond = frame[column].cast(pl.Float64).to_numpy() > largest * (1 + 1e-9)
+            total[beyond] += weights
+            count += beyond
+        if not count.any():
+            return None
+        inside = count == 0
+        total[inside] = self.weights
+        return total / np.maximum(count, 1)[:, None]
+
+    def _mixture(self, weights: np.ndarray, total: int, draw: Any) -> np.ndarray:
+        # Draw i of every point comes from the law whose cumulative weight first passes
+        # (i + 1/2) / total at that point: points with equal weights share their laws draw by
+        # draw, so a comparison of two points (a decision) compares like with like.
+        u = (np.arange(total) + 0.5) / total
+        choice = np.stack([np.searchsorted(np.cumsum(w), u) for w in weights], axis=1)
+        choice = np.minimum(choice, len(self.fits) - 1)
+        out = np.empty(choice.shape)
+        for k, f in enumerate(self.fits):
+            if (choice == k).any():
+                block = draw(f, total)
+                out[choice == k] = block[choice == k]
+        return out
+
     def predict_draws(self, points: Points, max_draws: int = 2000) -> np.ndarray:
+        per_point = self.point_weights(points)
+        if per_point is not None:
+            return self._mixture(per_point, max_draws, lambda f, n: _resample(f, points, n))
         parts = [
             _resample(f, points, n)
             for f, n in zip(self.fits, self._counts(max_draws), strict=True)
@@ -133,6 +178,14 @@ class StackedFit:
         total = max(max_draws, 4000)
         for f in self.fits:
             require_noise(f)
+        per_point = self.point_weights(points)
+        if per_point is not None:
+
+            def draw(f: FitResult, n: int) -> np.ndarray:
+                mu = _resample(f, points, n)
+                return np.asarray(observe(f.law, mu, noise_draws(f, n), samples, rng))
+
+            return self._mixture(per_point, total, draw)
         parts = []
         for f, n in zip(self.fits, self._counts(total), strict=True):
             if n == 0:
@@ -157,6 +210,10 @@ class StackedFit:
                     "weights": [float(w) for w in self.weights],
                     "method": self.method,
                     "meta": self.meta,
+                    "extrapolation": {
+                        c: {"beyond": largest, "weights": [float(w) for w in ws]}
+                        for c, (largest, ws) in self.extrapolation.items()
+                    },
                 }
             )
         }
@@ -439,9 +496,31 @@ def stacked_from_tree(tree: Any, info: dict[str, Any], path: Path) -> StackedFit
         fits = [fit_from_tree(tree[f"fit_{i}"], path) for i in range(len(weights))]
     except KeyError as exc:
         raise FitFileError(f"{path}: damaged stacked fit ({exc})") from None
-    if len(fits) < 2 or not np.isclose(weights.sum(), 1.0) or (weights < 0).any():
+    if len(fits) < 2 or not _is_simplex(weights):
         raise FitFileError(f"{path}: damaged stacked fit (weights {weights.tolist()})")
-    return StackedFit(fits, weights, str(info.get("method", "")), dict(info.get("meta", {})))
+    extrapolation: dict[str, tuple[float, np.ndarray]] = {}
+    for column, spec in dict(info.get("extrapolation") or {}).items():
+        try:
+            largest = float(spec["beyond"])
+            ws = np.asarray(spec["weights"], dtype=float)
+        except (KeyError, TypeError, ValueError):
+            raise FitFileError(f"{path}: damaged stacked fit (extrapolation '{column}')") from None
+        if ws.shape != weights.shape or not _is_simplex(ws) or not np.isfinite(largest):
+            raise FitFileError(f"{path}: damaged stacked fit (extrapolation weights of '{column}')")
+        extrapolation[str(column)] = (largest, ws)
+    return StackedFit(
+        fits,
+        weights,
+        str(info.get("method", "")),
+        dict(info.get("meta", {})),
+        extrapolation=extrapolation,
+    )
+
+
+def _is_simplex(weights: np.ndarray) -> bool:
+    return bool(
+        np.all(np.isfinite(weights)) and np.isclose(weights.sum(), 1.0) and (weights >= 0).all()
+    )
 
 
 def stack_laws(
@@ -477,12 +556,20 @@ def weights_table(stacked: StackedFit) -> Any:
     """Law, weight and score (ELPD or held-out log density) as a polars frame."""
     import polars as pl
 
+    from scalelaw.fits.family import AXES
+
     names = stacked.meta.get("laws") or [f.law.name for f in stacked.fits]
     scores = stacked.meta.get("scores", {})
+    symbol = {c: a for a, c in AXES.items()}
+    beyond = {
+        f"weight beyond {symbol.get(c, c)}={largest:g}": [float(w) for w in ws]
+        for c, (largest, ws) in stacked.extrapolation.items()
+    }
     return pl.DataFrame(
         {
             "law": names,
             "weight": [float(w) for w in stacked.weights],
+            **beyond,
             "score": [scores.get(n) for n in names],
             "converged": [f.converged for f in stacked.fits],
         }
