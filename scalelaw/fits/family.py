@@ -172,9 +172,10 @@ def fit_family(
     disagree. With ``holdout="auto"`` the PSIS-LOO weights predict inside the table's ranges,
     and a point beyond the largest N, L or C of the table is predicted with the weights held
     out on that axis (fit without the largest value, score it): how each form extrapolates
-    that axis. An axis joins when it takes at least three values. Least-squares fits have no PSIS-LOO, so they are weighted on ``N=max`` unless
-    told otherwise. A law that cannot be fitted is left out with a note (``meta["skipped"]``);
-    when only one law fitted, that fit is returned as it is.
+    that axis. An axis joins when it takes at least three values. Least-squares fits have no
+    PSIS-LOO, so they are weighted on ``N=max`` unless told otherwise. A law that cannot be
+    fitted is left out with a note (``meta["skipped"]``); when only one law fitted, that fit is
+    returned as it is.
     """
     from scalelaw.fits.fitting import FitOptions, FitWarning, fit
     from scalelaw.fits.stacking import stack
