@@ -118,6 +118,9 @@ def parse_target(text: str) -> Target:
         key = {"seq_len": "l", "length": "l"}.get(key, key)
         if not sep or key not in ("l", "budget"):
             raise PlanError(f"target '{text}': expected 'L=LENGTH,budget=COST', got '{part}'")
+        if key in values:
+            name = "L" if key == "l" else key
+            raise PlanError(f"target '{text}': {name} is given twice (one target per -t)")
         if key == "budget" and value.strip().lower() == "mean":
             values[key] = None
         else:

@@ -72,7 +72,9 @@ def test_parse_target() -> None:
     assert parse_target("L=128K,budget=4e16") == Target(131072.0, 4e16)
     assert parse_target("budget=mean, L=48K") == Target(49152.0, None)
     for bad, msg in (("L=128K", "missing budget"), ("L=12x,budget=1", "'12x' is not a number"),
-                     ("N=7B,budget=1", "expected 'L=LENGTH")):  # fmt: skip
+                     ("N=7B,budget=1", "expected 'L=LENGTH"),
+                     ("L=128K,L=64K,budget=1", "L is given twice"),
+                     ("L=128K,budget=1,budget=mean", "budget is given twice")):  # fmt: skip
         with pytest.raises(PlanError, match=msg):
             parse_target(bad)
 
