@@ -135,13 +135,22 @@ class Law:
         extra = declared - used_params
         if extra:
             raise ExprError(f"law '{self.name}': parameters {sorted(extra)} do not appear")
-        reserved = sorted(n for n in declared if n.startswith("obs_"))
-        if reserved:
-            raise ExprError(
-                f"law '{self.name}': names starting with 'obs_' are reserved for the "
-                f"likelihood's own parameters; rename {reserved}"
-            )
+        for reason, taken in (
+            ("names starting with 'obs_' are reserved for the likelihood's own parameters",
+             lambda n: n.startswith("obs_")),
+            ("'chain' and 'draw' name the posterior's own dimensions in a fit file",
+             lambda n: n in ("chain", "draw")),
+            ("names ending in '_level' name the levels of a group effect in a fit file",
+             lambda n: n.endswith("_level")),
+        ):  # fmt: skip
+            reserved = sorted(n for n in declared if taken(n))
+            if reserved:
+                raise ExprError(f"law '{self.name}': {reason}; rename {reserved}")
         for param, col in self.groups.items():
+            if col == self.response:
+                raise ExprError(
+                    f"law '{self.name}': '{param}[{col}]' groups by the response column"
+                )
             if col in self.covariates:
                 raise ExprError(f"law '{self.name}': '{col}' is both a covariate and a group")
             if param in self.covariates:  # N[task] has no per-level values to fit
