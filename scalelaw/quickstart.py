@@ -20,7 +20,7 @@ CARD = "sparse-frontier-v1:prefill"
 
 def run(out: Path, *, seed: int = 0, console: Console | None = None) -> dict[str, float]:
     """Run the quickstart, writing its table, fit and figures under `out`."""
-    console = console or Console()
+    console = console or Console(emoji=False)
     out.mkdir(parents=True, exist_ok=True)
     card = get_card(CARD)
     console.rule("1. simulate")

@@ -24,8 +24,8 @@ from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
 # wide enough for the frontier table when the output is a pipe or a file
-console = Console(width=shutil.get_terminal_size((150, 24)).columns)
-err = Console(stderr=True)
+console = Console(width=shutil.get_terminal_size((150, 24)).columns, emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def one_line(text: str) -> str:

@@ -94,7 +94,7 @@ def plan(grid: Grid, store: Store) -> Plan:
 
 @contextmanager
 def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, emoji=False)
     columns = (
         TextColumn("[bold]measure"),
         BarColumn(),

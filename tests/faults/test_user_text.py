@@ -1,0 +1,27 @@
+"""User text is printed as it is: no emoji codes, no markup, in errors and in tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from scalelaw.cli import app
+
+
+def test_an_emoji_code_in_a_file_name_is_printed_as_typed(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "a:smile:b.csv")])
+    assert res.exit_code == 2
+    assert "a:smile:b.csv" in res.output and "\N{SMILING FACE WITH OPEN MOUTH}" not in res.output
+
+
+def test_task_names_with_markup_and_emoji_codes_survive_a_table(tmp_path: Path) -> None:
+    from scalelaw.commands import common
+
+    frame = pl.DataFrame({"task": ["QA [v2]", ":smile:", "[/]"], "score": [0.5, 0.6, 0.7]})
+    with common.console.capture() as captured:
+        common.emit(frame, "table", "tasks")
+    text = captured.get()
+    for name in ("QA [v2]", ":smile:", "[/]"):
+        assert name in text
