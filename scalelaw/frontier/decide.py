@@ -217,7 +217,10 @@ def _finite(x: float) -> float | None:
 def _check_positive(what: str, values: Sequence[float], least: float = 0.0) -> None:
     """Refuse NaN, infinite and out-of-range inputs before any fitting is done."""
     for v in values:
-        x = float(v)
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise FrontierError(f"decide: {what} holds {v!r}, which is not a number") from None
         inside = x >= least if least else x > 0
         if not math.isfinite(x) or not inside:
             bound = f">= {least:g}" if least else "> 0"
@@ -256,8 +259,14 @@ def decide(
     _check_positive("seq_len", [seq_len])
     _check_positive("lengths", lengths or [])
     _check_positive("compressions", compressions, least=1.0)
+    if isinstance(budgets, bool) or (isinstance(budgets, int) and budgets < 1):
+        raise FrontierError(f"decide: budgets={budgets!r}; give a count >= 1 or a list of costs")
     if not isinstance(budgets, int):
         _check_positive("budgets", budgets)
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise FrontierError(f"decide: draws={draws!r}; give a whole number >= 1")
+    if not 0 < prob < 1:
+        raise FrontierError(f"decide: prob={prob!r}; give a probability between 0 and 1")
     src = load_or_fit(source, fit_options)
     if is_table(source):
         name = f"{source if isinstance(source, str | Path) else 'table'} (law family, stacked)"

@@ -40,14 +40,18 @@ def test_task_errors_name_the_source() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "what"),
     [
-        ({"budgets": [float("nan")]}, "budgets"),
-        ({"budgets": [1e16, -1.0]}, "budgets"),
-        ({"lengths": [0.0, 4096.0]}, "lengths"),
-        ({"seq_len": float("inf")}, "seq_len"),
-        ({"compressions": [0.5, 2.0]}, "compressions"),
+        ({"budgets": [float("nan")]}, "budgets holds"),
+        ({"budgets": [1e16, -1.0]}, "budgets holds"),
+        ({"lengths": [0.0, 4096.0]}, "lengths holds"),
+        ({"seq_len": float("inf")}, "seq_len holds"),
+        ({"compressions": [0.5, 2.0]}, "compressions holds"),
+        ({"seq_len": "abc"}, "seq_len holds 'abc', which is not a number"),
+        ({"budgets": -3}, "budgets=-3"),
+        ({"draws": 0}, "draws=0"),
+        ({"prob": 1.5}, "prob=1.5"),
     ],
 )
 def test_nan_zero_and_negative_inputs_are_refused(kwargs: dict, what: str) -> None:
     args = {"seq_len": 131072.0, **kwargs}
-    with pytest.raises(ValueError, match=f"decide: {what} holds"):
+    with pytest.raises(ValueError, match=f"decide: {what}"):
         decide("sparse-frontier-v1:prefill", QWEN, **args)
