@@ -117,6 +117,13 @@ def read_frame(path: str | Path) -> pl.DataFrame:
         raise DataError(f"{p}: cannot parse as {suffix[1:]}: {first}") from None
     except OSError as exc:
         raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if suffix in (".csv", ".tsv"):
+        # polars renames a repeated header name to NAME_duplicated_K: reading one of the two
+        # and ignoring the other would be a silent choice
+        for column in frame.columns:
+            base, sep, k = column.rpartition("_duplicated_")
+            if sep and k.isdigit() and base in frame.columns:
+                raise DataError(f"{p}: column '{base}' appears more than once in the header")
     check_flat(frame, str(p))
     return frame
 

@@ -78,6 +78,10 @@ def test_aliases_and_formats_agree(tmp_path: Path) -> None:
             "row 2, column 'score': configuration repeats row 1",
         ),
         ("params,seq_len,compression,score\n1e9,100,1,\n", "row 1, column 'score': missing value"),
+        (
+            "params,seq_len,compression,score,compression\n1e9,100,1,0.5,8\n",
+            "column 'compression' appears more than once in the header",
+        ),
     ],
 )
 def test_bad_input_is_named(tmp_path: Path, text: str, message: str) -> None:
