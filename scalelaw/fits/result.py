@@ -321,12 +321,23 @@ def _draws(post: Any, name: str, law: Law, levels: dict[str, list[str]], p: Path
         values = np.asarray(var.values, dtype=float)
     except (TypeError, ValueError):
         raise FitFileError(f"{p}: damaged fit ('{name}' holds no numbers)") from None
+    if not np.all(np.isfinite(values)):
+        raise FitFileError(f"{p}: damaged fit ('{name}' holds NaN or infinite draws)")
+    param = next(q for q in law.params if q.name == name)
+    if (param.lower is not None and values.min() < param.lower) or (
+        param.upper is not None and values.max() > param.upper
+    ):
+        raise FitFileError(
+            f"{p}: damaged fit ('{name}' has draws outside its bounds "
+            f"[{param.lower}, {param.upper}])"
+        )
     if column is not None:
         known = levels.get(column)
         if known is None:
             raise FitFileError(f"{p}: damaged scalelaw metadata (no levels of '{column}')")
+        # without the coordinate, the order of the metadata's levels could not be checked
         stored = [str(x) for x in post[level].values] if level in post.coords else None
-        if values.shape[2] != len(known) or (stored is not None and stored != known):
+        if values.shape[2] != len(known) or stored != known:
             raise FitFileError(
                 f"{p}: damaged scalelaw metadata (levels of '{column}' do not match the "
                 f"posterior's {level} coordinate)"
@@ -338,7 +349,10 @@ def _noise(post: Any, stored: str, p: Path) -> np.ndarray:
     var = post[stored]
     if tuple(var.dims) != ("chain", "draw"):
         raise FitFileError(f"{p}: damaged fit ('{stored}' has dimensions {tuple(var.dims)})")
-    return np.asarray(var.values, dtype=float).reshape(-1)
+    values = np.asarray(var.values, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(values)) or values.min() < 0:
+        raise FitFileError(f"{p}: damaged fit ('{stored}' holds negative or non-finite draws)")
+    return values
 
 
 def _point(tree: Any, law: Law, draws: dict[str, np.ndarray], p: Path) -> dict[str, np.ndarray]:

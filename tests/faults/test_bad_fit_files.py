@@ -126,11 +126,30 @@ def _drop_variable(name: str) -> Callable[[Any], Any]:
     return drop
 
 
+def _set_draws(name: str, value: float) -> Callable[[Any], Any]:
+    def edit(tree: Any) -> Any:
+        data = tree["posterior"].to_dataset()
+        data[name] = data[name].copy(data=data[name].values * 0 + value)
+        tree["posterior"] = xr.DataTree(data)
+        return tree
+
+    return edit
+
+
+def _levels_without_coordinate_reordered(tree: Any) -> Any:
+    data = tree["posterior"].to_dataset().drop_vars("delta_level")
+    tree["posterior"] = xr.DataTree(data)
+    return tree
+
+
 @pytest.mark.parametrize(
     ("tree", "naming"),
     [
         (_without("posterior"), "no posterior group"),
         (_drop_variable("gamma"), "'gamma'"),
+        (_set_draws("gamma", float("nan")), "'gamma' holds NaN or infinite draws"),
+        (_set_draws("eps", float("inf")), "'eps' holds NaN or infinite draws"),
+        (_levels_without_coordinate_reordered, "levels of 'task'"),
     ],
 )
 def test_damaged_groups_are_refused(
@@ -143,3 +162,13 @@ def test_a_file_that_is_not_netcdf_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "fit.nc"
     path.write_text("not a fit")
     refused(path, "not a readable NetCDF fit file")
+
+
+def test_draws_outside_a_parameters_bounds_are_refused(tmp_path: Path) -> None:
+    from scalelaw.fits import FitResult
+
+    card = get_card("sparse-frontier-v1:prefill")
+    law = get_law("floor-ceiling:0.25")
+    path = FitResult.card(law, {**card.meta["values"], "ceiling": 0.85}).save(tmp_path / "f.nc")
+    assert load_fit(path).draws["ceiling"].max() == pytest.approx(0.85)
+    refused(damaged(path, tmp_path, tree=_set_draws("ceiling", 1e12)), "'ceiling'", "bounds")
