@@ -96,6 +96,8 @@ def read_frame(path: str | Path) -> pl.DataFrame:
         raise DataError(f"{p}: file not found")
     if p.is_dir():
         raise DataError(f"{p}: is a directory, expected a CSV, Parquet or JSON Lines file")
+    if not p.is_file():  # a FIFO or a device would block or never end
+        raise DataError(f"{p}: not a regular file, expected a CSV, Parquet or JSON Lines file")
     suffix = p.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"{p}: unknown file type '{suffix}' (expected .csv, .parquet or .jsonl)")

@@ -223,6 +223,8 @@ def load_fit(path: str | Path) -> Any:
     p = Path(path)
     if not p.exists():
         raise FitFileError(f"{p}: fit file not found")
+    if not p.is_file():  # a FIFO or a device would block or never end
+        raise FitFileError(f"{p}: not a regular file (a fit file is a NetCDF file)")
     try:
         tree = xr.open_datatree(p, engine="h5netcdf")
         tree.load()

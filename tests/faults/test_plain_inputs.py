@@ -1,4 +1,4 @@
-"""User text is printed as it is: no emoji codes, no markup, in errors and in tables."""
+"""User text is printed as it is (no emoji codes, no markup); special files are refused, not read."""
 
 from __future__ import annotations
 
@@ -25,3 +25,15 @@ def test_task_names_with_markup_and_emoji_codes_survive_a_table(tmp_path: Path) 
     text = captured.get()
     for name in ("QA [v2]", ":smile:", "[/]"):
         assert name in text
+
+
+def test_a_fifo_is_refused_not_read(tmp_path: Path) -> None:
+    import os
+
+    for name, args in (("t.csv", ["fit"]), ("f.nc", ["predict"])):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        extra = ["--at", "N=7e9,L=4096,C=1"] if args == ["predict"] else []
+        res = CliRunner().invoke(app, [*args, str(fifo), *extra])
+        assert res.exit_code == 2, res.output
+        assert "not a regular file" in res.output
