@@ -16,6 +16,10 @@ carrying the sha256 of its own content, written with a single `write` and fsync'
 - On open the table is cross-checked against the journal: a configuration in the table that
   the journal lacks (an emptied or cut journal) stops everything before anything is written,
   and two journal records of one configuration are refused.
+- The manifest (`results.store/manifest.json`) is only a label: deleted, or left empty or cut by
+  a crash during the first open, it is rewritten and the journal read as it is. It names the
+  output it belongs to, so `r.csv` cannot resume (and mix rows into) the store of `r.parquet`;
+  an output whose predictions file is another store's table is refused.
 - A unit that failed (an exception, a ratio the method could not reach) is journalled as a
   failure with its message and no rows; the next sweep tries it again.
 
@@ -133,14 +137,23 @@ class Store:
             )
         if self.dir.exists() and not self.dir.is_dir():
             raise StoreError(f"{self.dir}: not a folder; cannot hold a measurement store")
+        self._check_neighbours()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
-            if not self.manifest.exists():
-                self.manifest.write_text(json.dumps({"format": FORMAT, "version": VERSION}) + "\n")
+            if self._manifest_lost():
+                # the manifest is only a label: a crash during the first open (empty or torn)
+                # or a deleted one is rewritten, and the journal, the truth, is read as it is
+                if self.manifest.exists() or self.journal.exists():
+                    self.notes.append(f"{self.manifest}: missing or unreadable; rebuilt")
+                tmp = self.manifest.with_name(".manifest.json.tmp")
+                with open(tmp, "w") as fh:
+                    fh.write(json.dumps(self._manifest_content()) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.manifest)
                 self.journal.touch()
                 _fsync_dir(self.dir)
-                return self
             self._check_manifest()
             if not self.journal.is_file():
                 what = "a folder" if self.journal.is_dir() else "missing"
@@ -197,15 +210,52 @@ class Store:
         os.pwrite(fd, json.dumps(me).encode(), 0)
         self._lock_fd = fd
 
+    def _manifest_content(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "out": self.out.name}
+
+    def _manifest_lost(self) -> bool:
+        """No manifest, or one that a crash left empty or cut (not valid JSON)."""
+        try:
+            json.loads(self.manifest.read_text())
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return not self.manifest.is_dir()
+        return False
+
+    def _check_neighbours(self) -> None:
+        """Two outputs whose files would land on each other's are refused before anything."""
+        # r.csv and r.parquet would share r.store; the manifest says whose it is (below)
+        # x.parquet's predictions file is the table of a store written to x.predictions.parquet
+        other = self.predictions_path.with_name(self.predictions_path.stem + ".store")
+        if other.exists():
+            raise StoreError(
+                f"{self.out}: its predictions file {self.predictions_path.name} is the table of "
+                f"another measurement store ({other.name}/); choose another --out"
+            )
+        if self.out.name.endswith(".predictions.parquet"):
+            owner = self.out.with_name(self.out.name.removesuffix(".predictions.parquet"))
+            if owner.with_name(owner.name + ".store").exists():
+                raise StoreError(
+                    f"{self.out}: is the predictions file of the store {owner.name}.store/; "
+                    "choose another --out"
+                )
+
     def _check_manifest(self) -> None:
         try:
             meta = json.loads(self.manifest.read_text())
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.manifest}: unreadable store manifest ({exc})") from None
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreError(f"{self.manifest}: not a scalelaw measurement store")
         if meta.get("version") != VERSION:
             raise StoreError(f"{self.manifest}: store version {meta.get('version')} unsupported")
+        owner = meta.get("out")
+        if owner is not None and owner != self.out.name:
+            raise StoreError(
+                f"{self.out}: the store {self.dir.name}/ holds the sweep written to {owner}; "
+                f"resume with --out {owner} or choose another name"
+            )
 
     def _read(self, repair: bool = True) -> list[Record]:
         try:

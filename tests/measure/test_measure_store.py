@@ -137,3 +137,48 @@ def test_kill_minus_nine_then_resume(tmp_path: Path) -> None:
     table = pl.read_parquet(out)
     assert table.height == 18
     assert table["config_id"].n_unique() == 18
+
+
+def test_a_deleted_or_torn_manifest_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    store = Store(out).open()
+    for i in range(3):
+        store.append(_record(i))
+    store.close()
+    journal = store.journal.read_bytes()
+    for damage in (lambda p: p.unlink(), lambda p: p.write_text(""), lambda p: p.write_text("{")):
+        damage(store.manifest)
+        again = Store(out).open()
+        assert again.finished() == {"c0", "c1", "c2"}  # nothing to measure again
+        assert any("rebuilt" in n for n in again.notes)
+        again.close()
+        assert store.journal.read_bytes() == journal  # nothing appended, nothing lost
+    # a crash during the very first open leaves an empty manifest and no journal
+    fresh = tmp_path / "new.parquet"
+    (tmp_path / "new.store").mkdir()
+    (tmp_path / "new.store" / "manifest.json").write_text("")
+    assert Store(fresh).open().finished() == set()
+
+
+def test_outputs_that_would_share_or_overwrite_files_are_refused(tmp_path: Path) -> None:
+    first = Store(tmp_path / "r.parquet").open()
+    first.append(_record(0))
+    first.close()
+    with pytest.raises(
+        StoreError, match=r"r\.csv: the store r\.store/ holds the sweep written to r\.parquet"
+    ):
+        Store(tmp_path / "r.csv").open()
+    x = Store(tmp_path / "x.predictions.parquet").open()
+    x.append(_record(1))
+    x.close()
+    table = pl.read_parquet(tmp_path / "x.predictions.parquet")
+    with pytest.raises(StoreError, match="is the table of another measurement store"):
+        Store(tmp_path / "x.parquet").open()
+    assert pl.read_parquet(tmp_path / "x.predictions.parquet").equals(table)
+    preds = pl.read_parquet(tmp_path / "r.predictions.parquet")
+    with pytest.raises(StoreError, match="r.predictions.parquet: exists but has no store"):
+        Store(tmp_path / "r.predictions.parquet").open()
+    (tmp_path / "r.predictions.parquet").unlink()  # even before its first view is written
+    with pytest.raises(StoreError, match=r"is the predictions file of the store r\.store/"):
+        Store(tmp_path / "r.predictions.parquet").open()
+    assert preds.height == 2
