@@ -176,7 +176,7 @@ def test_outputs_that_would_share_or_overwrite_files_are_refused(tmp_path: Path)
         Store(tmp_path / "x.parquet").open()
     assert pl.read_parquet(tmp_path / "x.predictions.parquet").equals(table)
     preds = pl.read_parquet(tmp_path / "r.predictions.parquet")
-    with pytest.raises(StoreError, match="r.predictions.parquet: exists but has no store"):
+    with pytest.raises(StoreError, match=r"r\.predictions\.parquet: exists but has no store"):
         Store(tmp_path / "r.predictions.parquet").open()
     (tmp_path / "r.predictions.parquet").unlink()  # even before its first view is written
     with pytest.raises(StoreError, match=r"is the predictions file of the store r\.store/"):
