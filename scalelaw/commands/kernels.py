@@ -189,6 +189,16 @@ def check_cmd(
             fail(f"{name} must be >= 1, got {value}")
     if head_dim < 16:
         fail(f"--head-dim must be >= 16, got {head_dim}")
+    # the dense reference holds a (heads, L, L) score matrix in float32: refuse what cannot fit
+    # rather than let the allocator fail mid-run
+    need = 4.0 * heads * length * length
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have / 2:
+        fail(
+            f"--length {length}: the dense reference needs about {need / 2**30:.3g} GiB for "
+            f"{heads} heads, more than half of this machine's {have / 2**30:.3g} GiB; "
+            "use a smaller --length or fewer --heads"
+        )
     if backend == "triton":
         import torch
 

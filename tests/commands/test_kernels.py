@@ -118,6 +118,9 @@ def test_check_bad_arguments():
     assert res.exit_code == 2 and "--compression" in res.output
     res = runner.invoke(app, ["kernels", "check", "--compression", "0.5", "--length", "64"])
     assert res.exit_code == 2 and "compression must be" in res.output
+    # a length whose dense score matrix cannot fit is refused before anything is allocated
+    res = runner.invoke(app, ["kernels", "check", "--length", "1000000000000"])
+    assert res.exit_code == 2 and "--length 1000000000000: the dense reference needs" in res.output
 
 
 def test_command_module_does_not_import_torch():
