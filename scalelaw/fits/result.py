@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -226,8 +227,11 @@ def load_fit(path: str | Path) -> Any:
     if not p.is_file():  # a FIFO or a device would block or never end
         raise FitFileError(f"{p}: not a regular file (a fit file is a NetCDF file)")
     try:
-        tree = xr.open_datatree(p, engine="h5netcdf")
-        tree.load()
+        # a plain HDF5 file makes xarray warn before it fails: the one error line says it all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = xr.open_datatree(p, engine="h5netcdf")
+            tree.load()
     except Exception as exc:
         raise FitFileError(f"{p}: not a readable NetCDF fit file ({type(exc).__name__})") from None
     info = _info(tree, p)

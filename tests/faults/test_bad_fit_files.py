@@ -172,3 +172,20 @@ def test_draws_outside_a_parameters_bounds_are_refused(tmp_path: Path) -> None:
     path = FitResult.card(law, {**card.meta["values"], "ceiling": 0.85}).save(tmp_path / "f.nc")
     assert load_fit(path).draws["ceiling"].max() == pytest.approx(0.85)
     refused(damaged(path, tmp_path, tree=_set_draws("ceiling", 1e12)), "'ceiling'", "bounds")
+
+
+def test_a_plain_hdf5_file_is_one_line_without_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "plain.nc"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, ["predict", str(path), "--at", POINT])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {path}: not a scalelaw fit (no 'scalelaw' attribute)"
+    assert not caught, [str(w.message) for w in caught]
