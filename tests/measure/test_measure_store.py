@@ -47,12 +47,18 @@ def _record(i: int) -> Record:
     return Record(f"u{i}", [row], preds)
 
 
-def test_append_and_reopen(tmp_path: Path) -> None:
-    out = tmp_path / "r.parquet"
+def _filled(out: Path, n: int = 3) -> Store:
+    """A closed store at `out` holding records 0..n-1."""
     store = Store(out).open()
-    for i in range(3):
+    for i in range(n):
         store.append(_record(i))
     store.close()
+    return store
+
+
+def test_append_and_reopen(tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    _filled(out)
     again = Store(out).open()
     assert again.finished() == {"c0", "c1", "c2"}
     table = pl.read_parquet(out)
@@ -80,10 +86,7 @@ def test_torn_last_line_is_reported_and_set_aside(tmp_path: Path) -> None:
 
 def test_corrupt_line_is_an_error_and_nothing_changes(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
-    store = Store(out).open()
-    for i in range(3):
-        store.append(_record(i))
-    store.close()
+    store = _filled(out)
     lines = store.journal.read_bytes().split(b"\n")
     lines[1] = lines[1].replace(b'"score": 0.5', b'"score": 0.9')
     store.journal.write_bytes(b"\n".join(lines))
@@ -141,10 +144,7 @@ def test_kill_minus_nine_then_resume(tmp_path: Path) -> None:
 
 def test_a_deleted_or_torn_manifest_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
-    store = Store(out).open()
-    for i in range(3):
-        store.append(_record(i))
-    store.close()
+    store = _filled(out)
     journal = store.journal.read_bytes()
     for damage in (lambda p: p.unlink(), lambda p: p.write_text(""), lambda p: p.write_text("{")):
         damage(store.manifest)
@@ -161,16 +161,12 @@ def test_a_deleted_or_torn_manifest_is_rebuilt_from_the_journal(tmp_path: Path) 
 
 
 def test_outputs_that_would_share_or_overwrite_files_are_refused(tmp_path: Path) -> None:
-    first = Store(tmp_path / "r.parquet").open()
-    first.append(_record(0))
-    first.close()
+    _filled(tmp_path / "r.parquet", 1)
     with pytest.raises(
         StoreError, match=r"r\.csv: the store r\.store/ holds the sweep written to r\.parquet"
     ):
         Store(tmp_path / "r.csv").open()
-    x = Store(tmp_path / "x.predictions.parquet").open()
-    x.append(_record(1))
-    x.close()
+    _filled(tmp_path / "x.predictions.parquet", 1)
     table = pl.read_parquet(tmp_path / "x.predictions.parquet")
     with pytest.raises(StoreError, match="is the table of another measurement store"):
         Store(tmp_path / "x.parquet").open()
