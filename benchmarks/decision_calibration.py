@@ -4,20 +4,25 @@ For three truths (the study's prefill card; a compression slope that steepens wi
 kappa = -0.1; a floor of 0.25 and a ceiling of 0.85 around the card's linear predictor), many
 data sets are simulated on Qwen2.5 7B/14B/32B x 16K/32K/64K x the study's 11 ratios x 3 tasks
 x 50 samples (297 rows). Each is fitted the default way, from a table (`fit_family`: every
-candidate form, stacked by PSIS-LOO), and `decide` asks, at 128K, 256K and 512K and six isoFLOPS
+candidate form, stacked; `--holdout auto`, the default, weights a point beyond the table's
+largest N, L or C by how each form extrapolates that axis, PSIS-LOO inside; `--holdout loo`
+weights by PSIS-LOO everywhere, the default before), and `decide` asks, at 128K, 256K and 512K and six isoFLOPS
 budgets against Qwen2.5 7B-72B, how likely sparse is better (score: mean over the 3 tasks).
 The truth's own decision says which answer is right. Printed per truth: decision points,
 confident errors (P >= 0.95 on the wrong side, or <= 0.05 when sparse is right), Brier score,
 and the reliability table (bins of P against the fraction where sparse is really better).
 
-    python benchmarks/decision_calibration.py [--sets 20] [--draws 500] [--chains 2]
-                                              [--truths card,kappa,floor] [--single] [--out FILE]
+    python benchmarks/decision_calibration.py [--sets 20] [--seeds 11,0-10] [--draws 500]
+                                              [--chains 2] [--truths card,kappa,floor]
+                                              [--holdout auto|loo] [--single] [--out FILE]
 
 `--single` also scores the study's one law (`sparse-frontier`, binomial) on the same sets, the
-path that gave confident errors before. Each finished set is appended to `--out` as a JSON line
-(a rerun resumes), progress goes to stderr, the tables to stdout. Seeds: set s simulates and
-fits with seed s. Sampling uses 2 chains of 500 draws (after 500 tuning steps) to fit 60 sets x
-7 forms in about an hour on 2 cores; the fits' own default is 4 chains of 1000.
+path that gave confident errors before. Each finished set is appended to `--out` (default
+benchmarks/results/decisions-HOLDOUT.jsonl) as a JSON line (a rerun resumes; `--seeds` runs
+and scores those sets, in that order), progress goes to stderr, the tables to stdout. Seeds: set s simulates and
+fits with seed s. Sampling uses 2 chains of 500 draws (after 500 tuning steps), the fits' own
+default is 4 chains of 1000: on 2 cores a set takes about 3 minutes with `--holdout loo` and
+about 7 with `--holdout auto` (three more refits of the seven forms, one per held-out axis).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def probabilities(src: Any) -> list[float]:
 
 
 def one_set(
-    name: str, seed: int, draws: int, chains: int, single: bool, log: Any
+    name: str, seed: int, draws: int, chains: int, single: bool, holdout: str, log: Any
 ) -> dict[str, Any]:
     t = truth(name)
     data = simulate(t, grid(), samples=50, seed=seed)
@@ -86,7 +91,7 @@ def one_set(
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stacked = fit_family(data, opts)
+        stacked = fit_family(data, opts, holdout=holdout)
     row: dict[str, Any] = {
         "truth": name,
         "seed": seed,
@@ -95,6 +100,9 @@ def one_set(
         "weights": dict(
             zip(stacked.meta["laws"], (float(w) for w in stacked.weights), strict=True)
         ),
+        "beyond": {
+            column: [float(w) for w in ws] for column, (_, ws) in stacked.extrapolation.items()
+        },
         "headline": stacked.headline(),
         "seconds": time.perf_counter() - start,
     }
@@ -131,15 +139,28 @@ def confident_errors(row: dict[str, Any], key: str) -> int:
     return score([row], key)["confident_wrong"]
 
 
+def seed_list(text: str) -> list[int]:
+    """'11,0-3' -> [11, 0, 1, 2, 3]."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", type=int, default=20)
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--truths", default="card,kappa,floor")
+    parser.add_argument("--seeds", type=seed_list, default=None)
+    parser.add_argument("--holdout", choices=("auto", "loo"), default="auto")
     parser.add_argument("--single", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decisions.jsonl"))
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    args.out = args.out or Path(f"benchmarks/results/decisions-{args.holdout}.jsonl")
+    seeds = args.seeds if args.seeds is not None else list(range(args.sets))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done: list[dict[str, Any]] = []
     if args.out.exists():
@@ -147,16 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     names = args.truths.split(",")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     # sets outer, truths inner: an interrupted run has scored every truth on its first sets
-    for seed in range(args.sets):
+    for seed in seeds:
         for name in names:
             if any(r["truth"] == name and r["seed"] == seed for r in done):
                 continue
-            row = one_set(name, seed, args.draws, args.chains, args.single, log)
+            row = one_set(name, seed, args.draws, args.chains, args.single, args.holdout, log)
             done.append(row)
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
     for name in names:
-        rows = [r for r in done if r["truth"] == name and r["seed"] < args.sets]
+        rows = [r for r in done if r["truth"] == name and r["seed"] in seeds]
         for key in ("stack", "single"):
             if not rows or key not in rows[0]:
                 continue

@@ -3,14 +3,15 @@
 Llama-3.2 1B/3B and Llama-3.1 8B/70B Instruct x 8K-128K x 7 task categories (140 rows, scores
 without per-example counts, compression 1). Two protocols: hold out 70B (fit 105 rows, predict
 35) and hold out 128K (fit 112, predict 28). The default path (`fit_family`: every candidate
-form the table suits, stacked by PSIS-LOO) is scored beside each single law of the family:
+form the table suits, stacked) is scored beside each single law of the family:
 coverage of the held-out scores by the 90% predictive interval, its median width, and the
 mean absolute error of the predictive mean. The stack is scored three ways, all from one run
-of `fit --law auto --holdout auto`: with PSIS-LOO weights (the default of `fit --law auto`);
-with weights from the held-out log density of the same axis inside the fitted rows (`--holdout
+of `fit --law auto` (its default weighting, `--holdout auto`): with PSIS-LOO weights
+(`--holdout loo`); with weights from the held-out log density of the same axis inside the fitted rows (`--holdout
 N=max`: for N=max, fit 1B and 3B and score 8B), which ask how each form extrapolates rather
-than how it interpolates; and with `--holdout auto`, which uses PSIS-LOO weights inside the
-fitted ranges and, for a point beyond the largest N or L, the weights held out on that axis.
+than how it interpolates; and with `--holdout auto`, the default, which uses PSIS-LOO weights
+inside the fitted ranges and, for a point beyond the largest N or L, the weights held out on
+that axis.
 
     python benchmarks/helmet_calibration.py [--shared ../shared/data] [--draws 1000] [--seed 0]
 
@@ -65,9 +66,9 @@ def run(shared: Path, draws: int = 1000, seed: int = 0, log: Any = None) -> list
             for f, w_loo, w_held in zip(auto.fits, loo.weights, held.weights, strict=True)
         ]
         sources += [
-            ("default: stack, PSIS-LOO weights", loo, ""),
+            ("stack, --holdout loo (PSIS-LOO weights)", loo, ""),
             (f"stack, held-out {spec} weights", held, ""),
-            ("stack, --holdout auto (held-out weights beyond the fitted range)", auto, ""),
+            ("default: stack, --holdout auto (held-out weights beyond the fitted range)", auto, ""),
         ]
         for name, src, weight in sources:
             sc = interval_scores(src, test)

@@ -163,9 +163,10 @@ def fit(
     holdout: Annotated[
         str | None,
         typer.Option(
-            help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'; with --law auto, "
-            "'auto' weights each point beyond the table's largest N, L or C by how the laws "
-            "extrapolate that axis."
+            help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'. For a family of "
+            "laws it sets the stacking weights: 'auto' (the default) PSIS-LOO inside the "
+            "table's ranges and, beyond its largest N, L or C, how the laws extrapolate that "
+            "axis; 'loo' PSIS-LOO alone; 'N=max' that one held-out slice."
         ),
     ] = None,
     where: Annotated[
@@ -269,12 +270,13 @@ def fit(
 
     Example: scalelaw fit sim.csv --law auto --out family.nc
 
-    Example: scalelaw fit sim.csv --law auto --holdout auto --out family.nc
+    Example: scalelaw fit sim.csv --law auto --holdout loo --out family-loo.nc
 
-    With --law auto (or several --law) every form is fitted and the forms are stacked: weights
-    from PSIS-LOO, or from the held-out slice given by --holdout; the stacked fit is written.
-    --holdout auto keeps PSIS-LOO inside the table's ranges and predicts a point beyond its
-    largest N, L or C with that axis's held-out weights.
+    With --law auto (or several --law) every form is fitted and the forms are stacked; the
+    stacked fit is written. The weights (--holdout auto, the default): PSIS-LOO inside the
+    table's ranges, and for a point beyond its largest N, L or C the weights of that axis held
+    out (each form refitted without the largest value and scored there). --holdout loo keeps
+    PSIS-LOO everywhere; --holdout N=max uses that held-out slice everywhere.
 
     A fit that fails its diagnostics says NOT CONVERGED on its first line (exit 3 with
     --strict). Priors not given are set on the data's scale; --show-priors prints them.
@@ -290,8 +292,8 @@ def fit(
     # with --format json, standard output carries the JSON alone; messages go to stderr
     shown = err if fmt == "json" else console
     specs = law or ["sparse-frontier"]
-    if holdout == "auto" and "auto" not in specs and len(specs) == 1:
-        fail("--holdout auto weights the laws of a family: give --law auto or several --law")
+    if holdout in ("auto", "loo") and "auto" not in specs and len(specs) == 1:
+        fail(f"--holdout {holdout} weights the laws of a family: give --law auto or several --law")
     if "auto" in specs or len(specs) > 1:
         _fit_family(
             data, specs, backend, seed, chains, draws, tune, holdout, where, out, fmt, strict
@@ -400,7 +402,7 @@ def _fit_family(
                 options,
                 laws=None if AUTO in specs else [],
                 extra=extra,
-                holdout=holdout,
+                holdout=holdout or AUTO,
                 where=parse_where(where or []),
                 progress=lambda m: status.update(escape(m)),
             )
@@ -409,8 +411,9 @@ def _fit_family(
         return
     for note in stacked.meta.get("skipped", []):
         warn(f"left out of the stack: {note}")
-    if stacked.meta.get("disagreement"):
-        warn(stacked.meta["disagreement"])
+    for key in ("disagreement", "weighting"):
+        if stacked.meta.get(key):
+            warn(stacked.meta[key])
     if not hasattr(stacked, "fits"):  # one law fitted: nothing was stacked
         from scalelaw.report import print_fit
 

@@ -21,7 +21,7 @@ import polars as pl
 
 from scalelaw.data import load_table
 from scalelaw.errors import ScalelawError
-from scalelaw.fits.family import fit_family
+from scalelaw.fits.family import AUTO, extrapolation_stack, fit_family
 from scalelaw.fits.fitting import FitWarning, fit
 from scalelaw.fits.prediction import predictive_draws
 from scalelaw.fits.result import FitResult
@@ -100,7 +100,9 @@ def check_holdout(
                 warnings.simplefilter("ignore", FitWarning)
                 refits.append(fit(train, f.law_for_refit(), options or options_of(f)))
         stacked = None
-        if isinstance(source, StackedFit):
+        if isinstance(source, StackedFit) and source.meta.get("holdout") == AUTO:
+            stacked = extrapolation_stack(refits, train, options or options_of(fits[0]), progress)
+        elif isinstance(source, StackedFit):
             loo = source.method == "PSIS-LOO" and all(r.backend == "bayes" for r in refits)
             stacked = stack(refits) if loo else stack(refits, data=train, holdout=holdout)
     else:
@@ -110,6 +112,8 @@ def check_holdout(
         stacked = fit_family(train, options, progress=progress)
         refits = list(stacked.fits)
     weights = stacked.weights if stacked is not None else np.ones(1)
+    if stacked is not None and (beyond := stacked.point_weights(test)) is not None:
+        weights = beyond.mean(axis=0)  # what the stack predicts the held-out rows with
     sources: list[tuple[str, Any, float]] = [
         (r.law.name, r, float(w)) for r, w in zip(refits, weights, strict=True)
     ]

@@ -36,8 +36,11 @@ from scalelaw.fits import lack_of_fit
 from scalelaw.fits.catalog import SPARSE_FRONTIER_CITATION, SPARSE_PRIORS, TOLERANCE_PRIORS
 from scalelaw.fits.law import Law
 
-#: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``).
+#: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``),
+#: and the family's default weighting (PSIS-LOO inside the ranges, held out per axis beyond).
 AUTO = "auto"
+#: The weighting by PSIS-LOO alone (interpolation), for Bayesian fits.
+LOO = "loo"
 #: Axes of the accuracy laws: law covariate -> table column.
 AXES = {"N": "params", "L": "seq_len", "C": "compression"}
 #: Suffixes of data tables: a source with one of these is fitted, not loaded as a fit.
@@ -161,21 +164,22 @@ def fit_family(
     *,
     laws: Sequence[Law] | None = None,
     extra: Sequence[Law] = (),
-    holdout: str | None = None,
+    holdout: str | None = AUTO,
     where: Any = None,
     progress: Callable[[str], None] | None = None,
 ) -> Any:
     """Fit every candidate form (and the user's `extra` laws) and stack them.
 
-    Weights: Bayesian stacking of PSIS-LOO by default; with `holdout` (``"N=max"``) each law's
-    log predictive density on that held-out slice, and the report notes where the two weightings
-    disagree. With ``holdout="auto"`` the PSIS-LOO weights predict inside the table's ranges,
-    and a point beyond the largest N, L or C of the table is predicted with the weights held
-    out on that axis (fit without the largest value, score it): how each form extrapolates
-    that axis. An axis joins when it takes at least three values. Least-squares fits have no
-    PSIS-LOO, so they are weighted on ``N=max`` unless told otherwise. A law that cannot be
-    fitted is left out with a note (``meta["skipped"]``); when only one law fitted, that fit is
-    returned as it is.
+    Weights, by default (``holdout="auto"``): PSIS-LOO inside the table's ranges, and for a
+    point beyond the largest N, L or C the weights held out on that axis (every form refitted
+    without the largest value and scored there): how each form extrapolates that axis, which
+    is what a prediction off the grid asks. An axis joins when it takes at least three values;
+    a table with none falls back to PSIS-LOO (least squares: ``N=max``), with a note in
+    ``meta["weighting"]``. ``holdout="loo"`` (or None) asks for PSIS-LOO alone, ``"N=max"``
+    for one held-out slice everywhere; the report notes where two weightings disagree.
+    Least-squares fits have no PSIS-LOO: inside the ranges they take the axes' held-out
+    weights averaged. A law that cannot be fitted is left out with a note
+    (``meta["skipped"]``); when only one law fitted, that fit is returned as it is.
     """
     from scalelaw.fits.fitting import FitOptions, FitWarning, fit
     from scalelaw.fits.stacking import stack
@@ -184,8 +188,18 @@ def fit_family(
     frame = load_table(data, where=where)
     forms = list(laws) if laws is not None else candidates(frame)
     forms += list(extra)
-    if opts.backend == "lsq" and holdout is None:
-        holdout = "N=max"
+    if holdout == LOO:
+        holdout = None
+    if holdout is None and opts.backend == "lsq":
+        raise FamilyError("least-squares fits have no PSIS-LOO: use --holdout auto or N=max")
+    weighting = None
+    if holdout == AUTO and not _held_axes(frame):
+        weighting = (
+            "no axis (N, L or C) takes three values to hold out: "
+            + ("PSIS-LOO weights" if opts.backend == "bayes" else "weights held out at N=max")
+            + " everywhere"
+        )
+        holdout = None if opts.backend == "bayes" else "N=max"
     fits, skipped = [], []
     for i, law in enumerate(forms, 1):
         if progress:
@@ -205,7 +219,7 @@ def fit_family(
     for f in fits:
         f.meta["source"] = str(source)
     if holdout == AUTO:
-        stacked = _extrapolation_stack(fits, frame, opts, progress)
+        stacked = extrapolation_stack(fits, frame, opts, progress)
         stacked.meta["skipped"] = skipped
         stacked.meta["family"] = AUTO if laws is None else "given"
         return stacked
@@ -218,6 +232,8 @@ def fit_family(
     )
     stacked.meta["skipped"] = skipped
     stacked.meta["family"] = AUTO if laws is None else "given"
+    if weighting:
+        stacked.meta["weighting"] = weighting
     if holdout and opts.backend == "bayes":
         loo = stack(fits).weights
         gap = float(np.max(np.abs(loo - stacked.weights)))
@@ -230,13 +246,13 @@ def fit_family(
     return stacked
 
 
-def _extrapolation_stack(
+def extrapolation_stack(
     fits: list[Any], frame: pl.DataFrame, opts: Any, progress: Callable[[str], None] | None
 ) -> Any:
     """PSIS-LOO weights inside the ranges, held-out weights per axis beyond them."""
     from scalelaw.fits.stacking import StackedFit, stack
 
-    axes = [(a, c) for a, c in AXES.items() if c in frame.columns and frame[c].n_unique() >= 3]
+    axes = _held_axes(frame)
     if not axes:
         raise FamilyError(
             "--holdout auto needs an axis (N, L or C) with at least three values to hold out"
@@ -261,7 +277,8 @@ def _extrapolation_stack(
             fits,
             np.mean([h.weights for h in held.values()], axis=0),
             "held-out weights averaged over " + ", ".join(a for a, _ in axes),
-            meta=dict(first.meta),
+            # the first axis's held-out scores would read as the averaged weights' scores
+            meta={k: v for k, v in first.meta.items() if k != "scores"},
         )
     stacked.meta["holdout"] = AUTO
     notes = []
@@ -278,6 +295,11 @@ def _extrapolation_stack(
             + "): the forms that fit the grid best are not those that extrapolate best"
         )
     return stacked
+
+
+def _held_axes(frame: pl.DataFrame) -> list[tuple[str, str]]:
+    """The axes whose largest value can be held out with two values left to fit a slope."""
+    return [(a, c) for a, c in AXES.items() if c in frame.columns and frame[c].n_unique() >= 3]
 
 
 def is_table(source: Any) -> bool:
@@ -297,4 +319,13 @@ def load_or_fit(source: Any, options: Any = None) -> Any:
     return load_source(str(source)) if isinstance(source, str | Path) else source
 
 
-__all__ = ["AUTO", "FamilyError", "candidates", "fit_family", "is_table", "load_or_fit"]
+__all__ = [
+    "AUTO",
+    "LOO",
+    "FamilyError",
+    "candidates",
+    "extrapolation_stack",
+    "fit_family",
+    "is_table",
+    "load_or_fit",
+]

@@ -89,18 +89,25 @@ def checked_points(src: Any, points: Points, source: str = "points") -> pl.DataF
 
 
 def predict_draws(
-    src: Any, points: Points, max_draws: int = 2000, *, source: str = "points"
+    src: Any,
+    points: Points,
+    max_draws: int = 2000,
+    *,
+    source: str = "points",
+    joint: bool = False,
 ) -> np.ndarray:
     """Expected response at each point for each draw: shape (n_draws, n_points).
 
     `src` is a `FitResult`, a `StackedFit` (draws of each law in proportion to its weight) or a
     published law card (one draw). Points outside the table's ranges (N <= 0, C < 1, ...) are
-    refused, naming `source`, the row and the column.
+    refused, naming `source`, the row and the column. `joint` is for points that will be
+    compared: a stack weighted per axis beyond its table's ranges then weights every point
+    alike (see `StackedFit.point_weights`).
     """
     src = as_fit(src)
     frame = checked_points(src, points, source)
     if not isinstance(src, FitResult):
-        return src.predict_draws(frame, max_draws)
+        return src.predict_draws(frame, max_draws, joint=joint)
     design = bind(src.law, frame, src.levels, observed=False, source=source)
     return mean_response(src.law, design, thin(src.draws, max_draws))
 

@@ -119,10 +119,12 @@ class StackedFit:
             counts[i] += 1
         return [int(c) for c in counts]
 
-    def point_weights(self, points: Points) -> np.ndarray | None:
+    def point_weights(self, points: Points, *, joint: bool = False) -> np.ndarray | None:
         """Per point (rows) and law (columns): the held-out weights of every axis the point
         extrapolates, averaged; PSIS-LOO (`weights`) inside the fitted ranges. None when no
-        point leaves them, so that the stack predicts as one mixture."""
+        point leaves them, so that the stack predicts as one mixture. With `joint`, every point
+        takes the weights of every axis that any point extrapolates: points compared with one
+        another (a decision) are then predicted by the same law in each draw."""
         import polars as pl
 
         if not self.extrapolation:
@@ -134,6 +136,8 @@ class StackedFit:
             if column not in frame.columns:
                 continue
             beyond = frame[column].cast(pl.Float64).to_numpy() > largest * (1 + 1e-9)
+            if joint and beyond.any():
+                beyond[:] = True
             total[beyond] += weights
             count += beyond
         if not count.any():
@@ -156,8 +160,10 @@ class StackedFit:
                 out[choice == k] = block[choice == k]
         return out
 
-    def predict_draws(self, points: Points, max_draws: int = 2000) -> np.ndarray:
-        per_point = self.point_weights(points)
+    def predict_draws(
+        self, points: Points, max_draws: int = 2000, *, joint: bool = False
+    ) -> np.ndarray:
+        per_point = self.point_weights(points, joint=joint)
         if per_point is not None:
             return self._mixture(per_point, max_draws, lambda f, n: _resample(f, points, n))
         parts = [
@@ -565,12 +571,13 @@ def weights_table(stacked: StackedFit) -> Any:
         f"weight beyond {symbol.get(c, c)}={largest:g}": [float(w) for w in ws]
         for c, (largest, ws) in stacked.extrapolation.items()
     }
+    score = [scores.get(n) for n in names]
     return pl.DataFrame(
         {
             "law": names,
             "weight": [float(w) for w in stacked.weights],
             **beyond,
-            "score": [scores.get(n) for n in names],
+            **({"score": score} if any(v is not None for v in score) else {}),
             "converged": [f.converged for f in stacked.fits],
         }
     )

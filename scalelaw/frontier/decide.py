@@ -283,7 +283,8 @@ def decide(
         raise FrontierError("give at least one architecture")
 
     def raw(points: Any) -> np.ndarray:
-        return predict_draws(src, points, draws)
+        # joint: the dense and sparse points of one comparison share their law in every draw
+        return predict_draws(src, points, draws, joint=True)
 
     draws_fn = average_over_tasks(raw, chosen) if chosen else raw
     front = isocost_frontier(

@@ -816,7 +816,8 @@ def plan(
         cand_rows = cand_rows.select(base.columns)
     # one prediction call, so that draw i is the same parameter draw in both blocks
     mu_all = np.asarray(
-        predict_draws(src, pl.concat([decision_rows, cand_rows]), max_draws), dtype=float
+        predict_draws(src, pl.concat([decision_rows, cand_rows]), max_draws, joint=True),
+        dtype=float,
     )
     if not np.all(np.isfinite(mu_all)):
         raise PlanError("the fit predicts non-finite scores")

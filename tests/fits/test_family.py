@@ -81,13 +81,15 @@ def test_family_stacks_and_saves(tmp_path) -> None:
         warnings.simplefilter("ignore")
         stacked = fit_family(saturating(), FitOptions(backend="lsq", bootstrap=20))
     assert isinstance(stacked, StackedFit)
-    assert stacked.method.startswith("held-out N=3.6e+10")  # lsq: weighted on N=max
+    # the default: each axis with three values held out; least squares averages them inside
+    assert stacked.method == "held-out weights averaged over N, C"
     assert np.isclose(stacked.weights.sum(), 1.0)
-    weights = dict(zip(stacked.meta["laws"], stacked.weights, strict=True))
-    assert weights["auto:floor-ceiling"] > 0.5  # the form that saturates extrapolates best
+    beyond_n = dict(zip(stacked.meta["laws"], stacked.extrapolation["params"][1], strict=True))
+    assert beyond_n["auto:floor-ceiling"] > 0.5  # the form that saturates extrapolates N best
     path = stacked.save(tmp_path / "family.nc")
     again = load_fit(path)
     assert np.allclose(again.weights, stacked.weights)
+    assert np.allclose(again.extrapolation["params"][1], stacked.extrapolation["params"][1])
 
 
 def test_decide_from_a_table_fits_the_family() -> None:
