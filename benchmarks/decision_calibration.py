@@ -41,7 +41,7 @@ import polars as pl
 
 from scalelaw.fits import FitOptions, FitResult, fit, get_card, get_law, simulate
 from scalelaw.fits.family import fit_family
-from scalelaw.fits.simulation import paper_grid
+from scalelaw.fits.simulation import length_slope_card, paper_grid
 from scalelaw.frontier import FlopsCost, decide, get_architecture
 
 TASKS = ("QuALITY", "SQuAD", "TOEFL")
@@ -58,9 +58,7 @@ def truth(name: str) -> FitResult:
     if name == "card":
         return FitResult.card(card.law, values)
     if name == "kappa":
-        kappa = -0.1
-        shifted = {**values, "gamma": values["gamma"] - kappa * float(np.log(PIVOT))}
-        return FitResult.card(get_law("sparse-frontier-lc"), {**shifted, "kappa": kappa})
+        return length_slope_card(-0.1, pivot=PIVOT, tasks=TASKS)
     if name == "floor":
         return FitResult.card(get_law("floor-ceiling:0.25"), {**values, "ceiling": 0.85})
     raise SystemExit(f"unknown truth '{name}' (card, kappa, floor)")

@@ -53,6 +53,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scalelaw.fits import FitOptions, FitResult, fit, get_card, get_law, predict_draws, simulate
+from scalelaw.fits.simulation import length_slope_card
 from scalelaw.frontier import (
     STUDY_COMPRESSIONS,
     FlopsCost,
@@ -118,11 +119,7 @@ def truth_source(name: str) -> Any:
     if name == "card":
         return card
     if name == "kappa":
-        values = dict(card.meta["values"])
-        shifted = values["gamma"] - KAPPA * math.log(PIVOT)
-        return FitResult.card(
-            get_law("sparse-frontier-lc"), {**values, "gamma": shifted, "kappa": KAPPA}
-        )
+        return length_slope_card(KAPPA, pivot=PIVOT)
     raise SystemExit(f"unknown truth '{name}' (card, kappa)")
 
 

@@ -22,11 +22,10 @@ import time
 import warnings
 from typing import Any
 
-import numpy as np
 import polars as pl
 
-from scalelaw.fits import FitOptions, FitResult, fit, get_card, get_law, simulate
-from scalelaw.fits.simulation import paper_grid
+from scalelaw.fits import FitOptions, FitResult, fit, get_law, simulate
+from scalelaw.fits.simulation import length_slope_card, paper_grid
 from scalelaw.fits.stacking import StackedFit, stack
 from scalelaw.frontier import FlopsCost, decide, get_architecture
 
@@ -36,11 +35,7 @@ PIVOT = 32768  # the length at which the truth's slope equals the card's gamma
 
 
 def truth_card(kappa: float) -> FitResult:
-    card = get_card("sparse-frontier-v1:prefill")
-    values = dict(card.meta["values"])
-    values["delta"] = {t: values["delta"][t] for t in TASKS}
-    values["gamma"] = values["gamma"] - kappa * float(np.log(PIVOT))
-    return FitResult.card(get_law("sparse-frontier-lc"), {**values, "kappa": kappa})
+    return length_slope_card(kappa, pivot=PIVOT, tasks=TASKS)
 
 
 def run(

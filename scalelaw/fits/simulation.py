@@ -38,6 +38,22 @@ def paper_grid(tasks: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def length_slope_card(
+    kappa: float = -0.1, *, pivot: float = 32768, tasks: Sequence[str] | None = None
+) -> FitResult:
+    """A truth outside the study's law: the published prefill card with a compression slope
+    that moves with length, gamma + kappa ln L (law ``sparse-frontier-lc``), equal to the
+    card's gamma at `pivot`, so the two agree there and part with L. `tasks` keeps those
+    tasks' offsets only (default: all nine)."""
+    from scalelaw.fits.catalog import get_card, get_law
+
+    values = dict(get_card("sparse-frontier-v1:prefill").meta["values"])
+    if tasks is not None:
+        values["delta"] = {t: values["delta"][t] for t in tasks}
+    values["gamma"] = values["gamma"] - kappa * float(np.log(pivot))
+    return FitResult.card(get_law("sparse-frontier-lc"), {**values, "kappa": kappa})
+
+
 def simulate(
     src: Any,
     grid: str | pl.DataFrame = "paper",
