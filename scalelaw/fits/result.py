@@ -29,6 +29,21 @@ FORMAT_VERSION = 1
 #: the law's in the posterior under prefixed names, so a law may have a parameter called sigma.
 NOISE_PARAMS = ("sigma", "nu", "kappa", "tau")
 NOISE_PREFIX = "obs_"
+#: Which of them each likelihood has, as the backends draw them (`bayes._likelihood`,
+#: `lsq.noise_at`); a binomial's spread is fixed by its counts.
+LIKELIHOOD_NOISE: dict[str, tuple[str, ...]] = {
+    "normal": ("sigma",),
+    "student_t": ("sigma", "nu"),
+    "binomial": (),
+    "beta_binomial": ("kappa",),
+    "logit_normal_binomial": ("tau",),
+    "beta": ("kappa",),
+}
+#: Suffixes of what the Bayesian backend samples in place of a law parameter and keeps in the
+#: posterior beside it (`scalelaw.fits.bayes`): a fixed group effect's levels other than the
+#: pinned reference (`_free`); a partially pooled one's scale and standard offsets (`_sd`, `_z`);
+#: a single value's standardised slope (`_std`) or centred intercept (`_centred`) in a linear law.
+AUXILIARIES = {"fixed": ("_free",), "partial": ("_sd", "_z"), "single": ("_std", "_centred")}
 
 
 def noise_name(name: str) -> str:
@@ -269,9 +284,10 @@ def _info(tree: Any, p: Path) -> dict[str, Any]:
 def fit_from_tree(tree: Any, p: Path) -> FitResult:
     """One fit from its DataTree (a whole file, or one group of a stacked file).
 
-    The metadata is checked against its schema, and the levels it names against the
-    coordinates of the posterior, so a file edited by hand is refused rather than predicting
-    with its group effects shifted onto the wrong levels.
+    The metadata is checked against its schema, the levels it names against the coordinates
+    of the posterior, and its law against the posterior's variables, so a file edited by hand
+    (or given another fit's metadata) is refused rather than predicting with its group effects
+    shifted onto the wrong levels or with parameters left out.
     """
     info = _info(tree, p)
     if info.get("kind") == "stack":
@@ -290,13 +306,14 @@ def fit_from_tree(tree: Any, p: Path) -> FitResult:
         raise FitFileError(
             f"{p}: damaged scalelaw metadata (levels of '{unused[0]}', which no group effect uses)"
         )
-    noise = {
-        k: _noise(post, stored, p)
-        for k in NOISE_PARAMS
-        # files written before the prefix stored sigma/nu/kappa under their plain names
-        for stored in (noise_name(k), k)
-        if stored in post.data_vars and stored not in law.param_names
-    }
+    stored_noise = _stored_noise(post, law)
+    extra = _undeclared(post, law, set(stored_noise.values()))
+    if extra is not None:
+        raise FitFileError(
+            f"{p}: damaged fit (the posterior has '{extra}', which law '{law.name}' "
+            "does not declare)"
+        )
+    noise = {k: _noise(post, stored, p) for k, stored in stored_noise.items()}
     point = _point(tree, law, draws, p) if "point_estimate" in tree.children else None
     return FitResult(
         law=law,
@@ -349,6 +366,30 @@ def _draws(post: Any, name: str, law: Law, levels: dict[str, list[str]], p: Path
                 f"posterior's {level} coordinate)"
             )
     return values.reshape(-1, *values.shape[2:])
+
+
+def _stored_noise(post: Any, law: Law) -> dict[str, str]:
+    """Where the posterior holds each of the likelihood's own parameters: its prefixed name,
+    or in files written before the prefix its plain name (no law parameter could have it then).
+    """
+    out = {}
+    for k in LIKELIHOOD_NOISE.get(law.likelihood, NOISE_PARAMS):
+        candidates = (noise_name(k), k)
+        stored = next((s for s in candidates if s in post.data_vars), None)
+        if stored is not None and stored not in law.param_names:
+            out[k] = stored
+    return out
+
+
+def _undeclared(post: Any, law: Law, noise: set[str]) -> str | None:
+    """The first posterior variable that is neither the law's, its likelihood's, nor one the
+    sampler keeps beside a parameter of the law: such a variable means the metadata describes
+    another law than the one drawn (another fit's metadata), which predicts nonsense."""
+    known = set(law.param_names) | noise
+    for name in law.param_names:
+        kind = law.pooling if name in law.groups else "single"
+        known.update(name + suffix for suffix in AUXILIARIES[kind])
+    return next((v for v in sorted(map(str, post.data_vars)) if v not in known), None)
 
 
 def _noise(post: Any, stored: str, p: Path) -> np.ndarray:

@@ -14,14 +14,15 @@ from typer.testing import CliRunner
 
 from scalelaw.cli import app
 from scalelaw.fits import FitOptions, fit, get_card, get_law, load_fit, predict_table, simulate
+from scalelaw.fits.law import Law
 
 runner = CliRunner()
 POINT = "N=7e9,L=16384,C=2,task=VT"
 
 
 @pytest.fixture(scope="module")
-def fit_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A least-squares fit of the sparse law with per-task offsets (three tasks)."""
+def table() -> pl.DataFrame:
+    """Scores simulated from the sparse card on a grid of sizes, lengths, ratios and three tasks."""
     grid = pl.DataFrame(
         [
             {"params": n, "seq_len": length, "compression": c, "task": task}
@@ -31,9 +32,18 @@ def fit_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for task in ("QuALITY", "SQuAD", "VT")
         ]
     )
-    table = simulate(get_card("sparse-frontier-v1:prefill"), grid, samples=100, seed=0)
-    result = fit(table, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=5))
-    return result.save(tmp_path_factory.mktemp("fit") / "fit.nc")
+    return simulate(get_card("sparse-frontier-v1:prefill"), grid, samples=100, seed=0)
+
+
+def saved_fit(table: pl.DataFrame, law: Law, folder: Path) -> Path:
+    result = fit(table, law, FitOptions(backend="lsq", bootstrap=5))
+    return result.save(folder / "fit.nc")
+
+
+@pytest.fixture(scope="module")
+def fit_file(table: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A least-squares fit of the sparse law with per-task offsets (three tasks)."""
+    return saved_fit(table, get_law("sparse-frontier"), tmp_path_factory.mktemp("fit"))
 
 
 def damaged(
@@ -41,6 +51,7 @@ def damaged(
     tmp_path: Path,
     info: Callable[[dict[str, Any]], Any] = lambda i: i,
     tree: Callable[[Any], Any] = lambda t: t,
+    name: str = "damaged.nc",
 ) -> Path:
     """A copy of the fit file with its metadata or its tree changed."""
     t = xr.open_datatree(fit_file, engine="h5netcdf")
@@ -48,7 +59,7 @@ def damaged(
     new = info(json.loads(t.attrs["scalelaw"]))
     t = tree(t)
     t.attrs = {**t.attrs, "scalelaw": new if isinstance(new, str) else json.dumps(new)}
-    path = tmp_path / "damaged.nc"
+    path = tmp_path / name
     t.to_netcdf(path, engine="h5netcdf")
     return path
 
@@ -156,6 +167,53 @@ def test_damaged_groups_are_refused(
     fit_file: Path, tmp_path: Path, tree: Callable[[Any], Any], naming: str
 ) -> None:
     refused(damaged(fit_file, tmp_path, tree=tree), naming)
+
+
+def metadata_of(other: Path) -> Callable[[dict[str, Any]], Any]:
+    """The metadata (law, levels, diagnostics) of another fit file, in place of a file's own."""
+
+    def swap(_: dict[str, Any]) -> Any:
+        with xr.open_datatree(other, engine="h5netcdf") as t:
+            return json.loads(t.attrs["scalelaw"])
+
+    return swap
+
+
+def test_metadata_swapped_with_a_law_with_one_more_parameter_is_refused(
+    fit_file: Path, table: pl.DataFrame, tmp_path: Path
+) -> None:
+    # sparse-frontier-nc is sparse-frontier plus kappa: the smaller law's metadata on the larger
+    # posterior took kappa for an old file's noise (refused by chance, for a negative draw)
+    other = saved_fit(table, get_law("sparse-frontier-nc"), tmp_path)
+    line = refused(damaged(other, tmp_path, info=metadata_of(fit_file), name="a-on-b.nc"))
+    assert line.endswith(
+        "damaged fit (the posterior has 'kappa', which law 'sparse-frontier' does not declare)"
+    ), line
+    refused(damaged(fit_file, tmp_path, info=metadata_of(other), name="b-on-a.nc"), "'kappa'")
+
+
+def test_metadata_swapped_with_a_law_with_another_group_effect_is_refused(
+    fit_file: Path, table: pl.DataFrame, tmp_path: Path
+) -> None:
+    # floor-ceiling-tasks has the sparse law's parameters and a per-task ceiling besides
+    other = saved_fit(table, get_law("floor-ceiling-tasks"), tmp_path)
+    refused(
+        damaged(other, tmp_path, info=metadata_of(fit_file)),
+        "the posterior has 'ceiling', which law 'sparse-frontier' does not declare",
+    )
+
+
+def test_metadata_swapped_with_a_likelihood_without_its_noise_is_refused(
+    fit_file: Path, table: pl.DataFrame, tmp_path: Path
+) -> None:
+    # the same law overdispersed: its posterior holds the beta-binomial's kappa, which a
+    # binomial law would ignore, predicting too narrow intervals
+    law = get_law("sparse-frontier").with_options(likelihood="beta_binomial")
+    other = saved_fit(table, law, tmp_path)
+    refused(
+        damaged(other, tmp_path, info=metadata_of(fit_file)),
+        "the posterior has 'obs_kappa', which law 'sparse-frontier' does not declare",
+    )
 
 
 def test_a_file_that_is_not_netcdf_is_one_line(tmp_path: Path) -> None:
