@@ -101,6 +101,8 @@ def one_set(
         "beyond": {
             column: [float(w) for w in ws] for column, (_, ws) in stacked.extrapolation.items()
         },
+        # each form alone: whether an error is the weighting's or every form's
+        "forms": {f.law.name: probabilities(f) for f in getattr(stacked, "fits", [])},
         "headline": stacked.headline(),
         "seconds": time.perf_counter() - start,
     }
@@ -130,6 +132,14 @@ def score(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
         "brier": float(np.mean((p - right) ** 2)),
         "reliability": table,
     }
+
+
+def wrong_points(row: dict[str, Any], key: str) -> list[int]:
+    """Indices of the decision points where `key`'s P was >= 0.95 on the wrong side."""
+    p, y = np.asarray(row[key], float), np.asarray(row["true"], float)
+    return [
+        i for i in range(p.size) if (p[i] >= 0.95 and y[i] < 0.5) or (p[i] <= 0.05 and y[i] > 0.5)
+    ]
 
 
 def confident_errors(row: dict[str, Any], key: str) -> int:
@@ -197,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
                             f"\nConfident errors in set {r['seed']}: {n_wrong} "
                             f"(largest stacking weight: {top[0]} {top[1]:.2f})"
                         )
+                        for law, p in r.get("forms", {}).items():
+                            at = [p[i] for i in wrong_points(r, key)]
+                            print(f"- {law} alone: P = {', '.join(f'{x:.2f}' for x in at)}")
         if rows:
             flagged = sum(1 for r in rows if r["headline"])
             mean_w: dict[str, float] = {}

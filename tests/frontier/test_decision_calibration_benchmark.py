@@ -51,3 +51,16 @@ def test_a_rerun_resumes_from_the_results_file(dc, tmp_path, monkeypatch, capsys
     printed = capsys.readouterr().out
     assert "1 sets, 1 decision points, 0 confident errors, Brier 0.0100" in printed
     assert isinstance(dc.grid(), pl.DataFrame)
+
+
+def test_a_confident_error_is_shown_against_each_form_alone(dc, tmp_path, capsys) -> None:
+    out = tmp_path / "d.jsonl"
+    row = {"truth": "kappa", "seed": 3, "true": [0.0, 1.0], "stack": [0.99, 0.9],
+           "weights": {"a": 0.8, "b": 0.2}, "forms": {"a": [1.0, 1.0], "b": [0.6, 0.8]},
+           "headline": None, "seconds": 1.0}  # fmt: skip
+    out.write_text(json.dumps(row) + "\n")
+    dc.main(["--seeds", "3", "--truths", "kappa", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "Confident errors in set 3: 1 (largest stacking weight: a 0.80)" in printed
+    assert "- a alone: P = 1.00" in printed and "- b alone: P = 0.60" in printed
+    assert dc.seed_list("11,0-2") == [11, 0, 1, 2]
