@@ -57,10 +57,12 @@ def measure(
         f"(C = 1 of every method shares one dense run) in {summary.seconds:.1f} s"
     )
     if summary.failed:
-        from scalelaw.commands.common import warn
+        from scalelaw.commands.common import one_line, warn
 
         for error in summary.failed.values():
-            warn(f"failed: {error}")
+            # one line per failure, whatever a library put in its message (transformers'
+            # errors run over several lines)
+            warn(f"failed: {one_line(error)}")
         # 3, as for a fit that did not converge: the run finished, but not everything in it
         fail(
             f"{len(summary.failed)} of {summary.runs} model runs failed (journalled; running "

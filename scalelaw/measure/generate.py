@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -21,11 +22,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.inference_mode()
 def greedy(
     model: PreTrainedModel, input_ids: list[int], max_new_tokens: int, eos_ids: frozenset[int]
 ) -> Generation:
     """Generate up to `max_new_tokens` tokens greedily; stops after the first EOS token."""
+    with warnings.catch_warnings():
+        # recent transformers rename the forward's `past_key_values` to `cache` and warn (a
+        # FutureWarning, again for every run); the old name still works, early 5.x releases
+        # know no other, and the user can do nothing about it
+        warnings.filterwarnings(
+            "ignore", message=r"`past_key_values` is deprecated", category=FutureWarning
+        )
+        return _greedy(model, input_ids, max_new_tokens, eos_ids)
+
+
+@torch.inference_mode()
+def _greedy(
+    model: PreTrainedModel, input_ids: list[int], max_new_tokens: int, eos_ids: frozenset[int]
+) -> Generation:
     device = next(model.parameters()).device
     ids = torch.tensor([input_ids], device=device)
     cache = DynamicCache(config=model.config)

@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,18 +88,44 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(frame: pl.DataFrame, path: Path) -> None:
-    """Write `frame` to `path` (Parquet, CSV or JSON Lines by suffix) all at once or not at all."""
+    """Write `frame` to `path` (Parquet, CSV or JSON Lines by suffix) all at once or not at all.
+
+    A write that fails (a full disk) leaves `path` as it was and no temporary file behind, and
+    raises StoreError naming `path` and the reason.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".csv":
-        frame.write_csv(tmp)
-    elif path.suffix in {".jsonl", ".ndjson"}:
-        frame.write_ndjson(tmp)
-    else:
-        frame.write_parquet(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        if path.suffix == ".csv":
+            frame.write_csv(tmp)
+        elif path.suffix in {".jsonl", ".ndjson"}:
+            frame.write_ndjson(tmp)
+        else:
+            frame.write_parquet(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        reason = _io_reason(exc)
+        if reason is None:
+            raise
+        raise StoreError(f"{path}: cannot write it: {reason}") from None
     _fsync_dir(path.parent)
+
+
+def _io_reason(exc: BaseException) -> str | None:
+    """The reason of a failed write ("no space left on device"); None for what is not I/O.
+
+    polars reports I/O failures of its Parquet writer as ComputeError and of its CSV and JSON
+    writers as OSError without an errno, both with "(os error N)" in the message.
+    """
+    number = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+    if number is None and isinstance(exc, OSError | pl.exceptions.ComputeError):
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        number = int(found.group(1)) if found else None
+    if number is not None:
+        return os.strerror(number).lower()
+    return (str(exc) or type(exc).__name__) if isinstance(exc, OSError) else None
 
 
 class Store:
@@ -396,9 +423,17 @@ class Store:
 
     def write_views(self) -> None:
         table = self.table()
-        if table.height:
+        if not table.height:
+            return
+        try:
             atomic_write(table, self.out)
             atomic_write(self.predictions(), self.predictions_path)
+        except StoreError as exc:
+            # the views are rebuilt from the journal, which already holds every finished unit
+            raise StoreError(
+                f"{exc}; everything measured is kept in {self.journal}: free some space (or fix "
+                "the folder) and run the same command again to rebuild the tables"
+            ) from None
 
 
 def _holder(text: bytes) -> str:

@@ -12,6 +12,7 @@ summary = run_sweep("examples/grids/tiny.toml", "results.parquet", executor="loc
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import traceback
@@ -38,8 +39,13 @@ from scalelaw.measure.store import Record, Store
 EXECUTORS = ("local", "ray")
 #: tries of a Ray task after its worker process died (Ray's `max_retries`)
 RAY_RETRIES = 2
-#: seconds to wait for a Ray cluster's address to answer
-CONNECT_TIMEOUT = 10.0
+#: seconds a Ray cluster's address has to answer (connect and reply) before the sweep gives up
+PROBE_TIMEOUT = 5.0
+#: the HTTP/2 client preface and an empty SETTINGS frame: a Ray GCS (and a Ray Client server)
+#: is a gRPC server, which answers with a SETTINGS frame of its own; a port that is not gRPC
+#: does not, and `ray.init` would wait on it for minutes
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x4
 
 
 class SweepError(ScalelawError):
@@ -103,7 +109,9 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        TextColumn("{task.description}"),
+        # the description is a run's label: model paths and task names are the user's, and
+        # rich markup in them (`[/]`, `QA [v2]`) must not be interpreted
+        TextColumn("{task.description}", markup=False),
     )
     plain = not console.is_terminal and not quiet
     with Progress(*columns, console=console, transient=False, disable=quiet or plain) as bar:
@@ -169,17 +177,73 @@ def _ray_unit(unit: Any) -> Record:
 
 
 def check_address(address: str) -> None:
-    """Fail within CONNECT_TIMEOUT seconds when a Ray address does not answer."""
-    if address in {"auto", "local"}:
+    """Fail within PROBE_TIMEOUT seconds unless a Ray cluster answers at `address`.
+
+    Runs before Ray is imported (so a wrong address is one line, Ray installed or not): `auto`
+    is resolved as Ray resolves it, then the address must answer the gRPC handshake.
+    """
+    if address == "local":  # Ray starts a cluster of its own
         return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
+    target = _auto_address() if address == "auto" else address
+    if target is None:
+        raise SweepError(
+            "--address auto: no Ray cluster found on this machine (RAY_ADDRESS is not set and "
+            "no cluster was started with `ray start`); start one or give --address HOST:PORT"
+        )
+    where = address if target == address else f"{address} ({target})"
+    host, _, port = target.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise SweepError(f"--address {address}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+        raise SweepError(f"--address {where}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+    reason = _probe(host.strip("[]"), int(port))
+    if reason:
+        raise SweepError(
+            f"--address {where}: no Ray cluster answered within {PROBE_TIMEOUT:g} s ({reason})"
+        )
+
+
+def _probe(host: str, port: int) -> str | None:
+    """Why `host:port` is not a gRPC server (None when it answers the HTTP/2 handshake)."""
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    reply, connected = b"", False
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as sock:
+            connected = True
+            sock.sendall(_H2_HELLO)
+            while len(reply) < 9:  # a frame header
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                chunk = sock.recv(9 - len(reply))
+                if not chunk:
+                    return "it closed the connection"
+                reply += chunk
+    except TimeoutError:
+        return "no reply" if connected else "connection timed out"
     except OSError as exc:
-        raise SweepError(f"--address {address}: no Ray cluster answers there ({exc})") from None
+        return (exc.strerror or str(exc) or type(exc).__name__).lower()
+    return None if reply[3] == _H2_SETTINGS else "it does not speak gRPC"
+
+
+def _auto_address() -> str | None:
+    """The cluster `ray.init(address="auto")` joins, found as Ray finds it, without Ray: the
+    RAY_ADDRESS variable, the address file of the last `ray start`, a GCS running here."""
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env and env != "auto":
+        return env
+    tmp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        current = (Path(tmp) / "ray" / "ray_current_cluster").read_text().strip()
+    except OSError:
+        current = ""
+    if current:
+        return current
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for arg in args:
+            if arg.startswith(b"--gcs-address="):
+                return arg.removeprefix(b"--gcs-address=").decode(errors="replace")
+    return None
 
 
 def _run_ray(
@@ -194,12 +258,15 @@ def _run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address:
-            check_address(address)
+        if address:  # probed by run_sweep before anything else
             kwargs["address"] = address
         elif cpus:
             kwargs["num_cpus"] = cpus
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:  # its message, not the bare "ConnectionError"
+            where = f"--address {address}: " if address else "ray: "
+            raise SweepError(f"{where}{exc or type(exc).__name__}") from None
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
         # one GPU per unit when the cluster has GPUs, so the grid spreads over all of them
@@ -236,6 +303,9 @@ def run_sweep(
 
     if executor not in EXECUTORS:
         raise SweepError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "ray" and address:
+        # first: ray.init waits minutes on an address where no cluster answers
+        check_address(address)
     g = grid if isinstance(grid, Grid) else load_grid(grid)
     check_grid(g.configurations())
     with Store(out) as store:

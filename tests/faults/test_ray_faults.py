@@ -1,20 +1,22 @@
-"""A Ray worker killed mid-sweep: the sweep finishes, every configuration exactly once."""
+"""A Ray worker killed mid-sweep: the sweep finishes, every configuration exactly once; an
+address where no Ray cluster answers ends the sweep at once, before Ray is even imported."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 pytest.importorskip("torch")
-pytest.importorskip("ray")
 
 GRID = """
 name = "ray-faults"
@@ -50,6 +52,7 @@ def _busy_workers() -> list[int]:
 
 
 def test_killed_worker_is_retried_and_nothing_is_lost_or_repeated(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)
     out = tmp_path / "r.parquet"
@@ -75,3 +78,75 @@ def test_killed_worker_is_retried_and_nothing_is_lost_or_repeated(tmp_path: Path
     ids = [row["config_id"] for line in journal for row in json.loads(line)["rows"]]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
     assert all("error" not in json.loads(line) for line in journal)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A plain TCP server: it takes connections (the kernel's backlog) and never answers."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield int(server.getsockname()[1])
+
+
+@pytest.mark.parametrize("where", ["silent-server", "nothing-listens", "auto"])
+def test_an_address_without_a_ray_cluster_is_one_line_and_exit_2(
+    tmp_path: Path, silent_server: int, where: str
+) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    address = {
+        "silent-server": f"127.0.0.1:{silent_server}",
+        "nothing-listens": f"127.0.0.1:{_free_port()}",
+        "auto": "auto",
+    }[where]
+    # `auto` finds no cluster: no RAY_ADDRESS, and an empty Ray temp folder
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {
+        "RAY_TMPDIR": str(tmp_path)
+    }
+    cmd = [sys.executable, "-m", "scalelaw.cli", "measure", str(grid), "--out",
+           str(tmp_path / "r.parquet"), "--executor", "ray", "--address", address]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    seconds = time.perf_counter() - start
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: --address {address}: "), lines
+    assert "no Ray cluster" in lines[0]
+    if where != "auto":
+        assert "answered within 5 s" in lines[0]
+    assert seconds < 60  # the probe gives up after 5 s; the rest is starting Python
+    assert not (tmp_path / "r.store").exists()  # nothing was opened
+
+
+def test_the_probe_gives_up_on_a_silent_server_within_its_timeout(silent_server: int) -> None:
+    from scalelaw.measure.sweep import PROBE_TIMEOUT, SweepError, check_address
+
+    start = time.perf_counter()
+    with pytest.raises(SweepError, match=r"no Ray cluster answered within 5 s \(no reply\)"):
+        check_address(f"127.0.0.1:{silent_server}")
+    assert time.perf_counter() - start < PROBE_TIMEOUT + 3
+
+
+def test_the_probe_accepts_a_server_that_speaks_grpc() -> None:
+    """A Ray GCS is a gRPC server: it answers the HTTP/2 preface with a SETTINGS frame."""
+    import threading
+
+    from scalelaw.measure.sweep import check_address
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
+                conn.recv(1024)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        check_address(f"127.0.0.1:{server.getsockname()[1]}")
+        thread.join(timeout=10)

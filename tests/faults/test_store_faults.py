@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -194,7 +195,7 @@ def test_failure_records_round_trip_and_a_success_clears_them(tmp_path: Path) ->
 
 def test_unreachable_ray_address_fails_fast() -> None:
     start = time.perf_counter()
-    with pytest.raises(SweepError, match="no Ray cluster answers"):
+    with pytest.raises(SweepError, match="no Ray cluster answered"):
         check_address("127.0.0.1:9")
     with pytest.raises(SweepError, match="expected HOST:PORT"):
         check_address("nowhere")
@@ -220,3 +221,40 @@ def test_lengths_beyond_the_model_context_are_refused_before_anything_runs(
     (line,) = done.stderr.strip().splitlines()
     assert "L=17000" in line and "context of 16384 tokens" in line
     assert not (tmp_path / "r.parquet").exists()
+
+
+@pytest.mark.parametrize("raised", ["OSError", "polars"])
+def test_a_full_disk_while_writing_the_table_loses_nothing_and_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from scalelaw.cli import app
+
+    real = pl.DataFrame.write_parquet
+
+    def full(self: pl.DataFrame, file: Path, *args: object, **kwargs: object) -> None:
+        Path(file).write_bytes(b"PAR1")  # a full disk leaves the temporary file cut short
+        if raised == "OSError":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        # what polars itself raises (its csv and ndjson writers raise an OSError)
+        raise pl.exceptions.ComputeError(
+            "parquet: File out of specification: underlying IO error: No space left on device "
+            "(os error 28)"
+        )
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    grid, out = _grid(tmp_path, samples=1), tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["measure", str(grid), "--out", str(out), "-q"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.exception, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out}: "), lines
+    assert "no space left on device" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.toml", "r.store"]  # no .tmp
+    # the unit measured before the disk filled is in the journal: the rerun keeps it
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", real)
+    journalled = Store(out).open(write=False).finished()
+    assert len(journalled) == 1
+    again = run_sweep(grid, out, quiet=True)
+    assert again.already_done == 1 and again.measured == 3 and not again.failed
+    assert pl.read_parquet(out).height == 4
