@@ -29,3 +29,5 @@ lint: install
 	$(VENV)/bin/ruff check scalelaw tests benchmarks
 	$(VENV)/bin/ruff format --check scalelaw tests benchmarks
 	$(VENV)/bin/mypy scalelaw
+	# layer contract of docs/architecture.md, [tool.importlinter] in pyproject.toml
+	$(VENV)/bin/lint-imports --no-cache
