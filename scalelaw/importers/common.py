@@ -1,17 +1,24 @@
 """What both importers share: the error type, the import report, checked field reads and output.
 
 An importer reads result files that another tool wrote and turns them into the accuracy-point
-table (see `scalelaw.data`). It reads data only: JSON with `json`, YAML with `yaml.safe_load`,
-CSV with `csv`; nothing in a result folder is imported or executed.
+table (see `scalelaw.data`). It reads data only: JSON with `json`, YAML with a safe loader, CSV
+with a CSV parser; nothing in a result folder is imported or executed. Result folders may be
+hostile, so `walk` follows only links that stay inside the folder, and `read_text` refuses
+files that are not regular or are over a size limit before opening them.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import re
+import stat
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +53,23 @@ _INTEGER_COLUMNS = ("seq_len", "samples", "max_output_tokens", "max_context_leng
 #: Optional table columns that the loader requires to be complete when they are present.
 _COMPLETE_OR_ABSENT = ("achieved_compression", "score_var", "samples", "seq_len", "family")
 
+#: Size limits, in bytes, checked before a file is opened. Real files are far smaller (a
+#: metrics.json of a few KiB, a config.yaml under 2 KiB); YAML's limit is the lowest because
+#: PyYAML's safe loader reads well under 1 MiB a second.
+PREDICTIONS_LIMIT = 512 * 2**20
+JSON_LIMIT = 16 * 2**20
+YAML_LIMIT = 1 * 2**20
+
+#: The deepest nesting of lists and objects read from JSON or YAML (result files use up to 3).
+NESTING_LIMIT = 64
+
+#: The largest whole number (count, length) read: a float holds integers exactly up to 2**53.
+WHOLE_LIMIT = 2**53
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_KINDS = {"d": "a folder", "p": "a FIFO", "c": "a character device", "b": "a block device"}
+
 
 class ResultFolderError(ScalelawError):
     """A result file or folder that cannot be read; the message names the file and the field."""
@@ -78,20 +102,120 @@ class ImportResult:
         return f"{line}, {len(self.skipped)} skipped ({reasons})"
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file (NaN reads as a float; `number` refuses it with the field's name)."""
+def walk(root: Path, wanted: Callable[[str], object]) -> tuple[list[Path], list[Skip]]:
+    """The files under `root` with `wanted` names, in sorted order, and the links not followed.
+
+    A link to a file inside `root` is read as that file. A link to a folder inside `root` is
+    not walked: that folder is read once, under its own path. Links out of `root`, links that
+    loop and dangling links are skipped with the reason (a link to a file only when its name is
+    wanted). Nothing is opened here: a FIFO or device with a wanted name is listed, and
+    `read_text` or `check_file` refuses it.
+    """
+    top = Path(os.path.realpath(root))
+    found: list[Path] = []
+    skipped: list[Skip] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        where = folder.relative_to(root).as_posix()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Skip(where, f"cannot list ({exc.strerror or exc})"))
+            continue
+        subfolders: list[Path] = []
+        for entry in entries:
+            path = Path(entry.path)
+            if not entry.is_symlink():
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(path)
+                elif wanted(entry.name):
+                    found.append(path)
+                continue
+            reason = _unfollowed(path, top, bool(wanted(entry.name)))
+            if reason:
+                skipped.append(Skip(path.relative_to(root).as_posix(), reason))
+            elif wanted(entry.name) and not path.is_dir():
+                found.append(path)
+        stack.extend(reversed(subfolders))
+    return found, skipped
+
+
+def _unfollowed(link: Path, top: Path, wanted: bool) -> str | None:
+    """Why `link` is not followed (None: it is), without opening its target."""
     try:
-        text = path.read_text(encoding="utf-8")
+        is_folder = stat.S_ISDIR(os.stat(link).st_mode)
+    except OSError as exc:
+        return "symlink loop" if exc.errno == errno.ELOOP else "broken symlink"
+    target = Path(os.path.realpath(link))
+    if not target.is_relative_to(top):
+        return "symlink to outside the folder" if is_folder or wanted else None
+    if is_folder and Path(os.path.realpath(link.parent)).is_relative_to(target):
+        return "symlink loop"
+    return None
+
+
+def check_file(path: Path, limit: int) -> None:
+    """Refuse `path` unopened unless it is a regular file of at most `limit` bytes."""
+    try:
+        info = os.stat(path)
     except OSError as exc:
         raise ResultFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    # opening a FIFO blocks until something writes to it; a device can be endless
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.filemode(info.st_mode)[0], "a socket or other special file")
+        raise ResultFolderError(f"{path}: not a regular file ({kind}); not read")
+    if info.st_size > limit:
+        raise ResultFolderError(
+            f"{path}: {info.st_size / 2**20:.1f} MiB, over the {limit >> 20} MiB limit for "
+            "this file; not read"
+        )
+
+
+def read_text(path: Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes (see `check_file`)."""
+    check_file(path, limit)
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO after the check reads empty instead of blocking
+        nonblocking = getattr(os, "O_NONBLOCK", 0)
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | nonblocking)) as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ResultFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise ResultFolderError(f"{path}: grew past the {limit >> 20} MiB limit while read")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ResultFolderError(f"{path}: not UTF-8 text") from None
+
+
+def load_json(path: Path, limit: int = JSON_LIMIT) -> Any:
+    """Parse a JSON file (NaN reads as a float; `number` refuses it with the field's name)."""
+    text = read_text(path, limit)
+    # json recurses once per level: deep nesting is refused before it is parsed
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    if max(accumulate(1 if b in "[{" else -1 for b in brackets), default=0) > NESTING_LIMIT:
+        raise ResultFolderError(f"{path}: nested deeper than {NESTING_LIMIT} levels; not read")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise ResultFolderError(
             f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
         ) from None
+
+
+def _json_int(text: str) -> int | float:
+    # int() refuses over 4300 digits (a ValueError naming no field): such a number is read as
+    # a float (inf), which `number` refuses naming the field
+    return int(text) if len(text) <= 4300 else float(text)
+
+
+def shown(value: Any) -> str:
+    """`value` for a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def number(
@@ -103,21 +227,31 @@ def number(
     below: float | None = None,
     integer: bool = False,
 ) -> float:
-    """`value` as a float, checked; `where` names the file and field for the error."""
+    """`value` as a float, checked; `where` names the file and field for the error.
+
+    A whole number (`integer`) must also be at most `WHOLE_LIMIT`.
+    """
     # JSON true/false arrive as bool, a subclass of int: a flag is not a measurement.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ResultFolderError(f"{where}: {value!r} is not a number")
-    x = float(value)
+        raise ResultFolderError(f"{where}: {shown(value)} is not a number")
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond any float
+        raise ResultFolderError(f"{where}: {shown(value)} is out of range") from None
     if not math.isfinite(x):
-        raise ResultFolderError(f"{where}: {value!r} is not finite")
+        raise ResultFolderError(f"{where}: {shown(value)} is not finite")
     if integer and not x.is_integer():
-        raise ResultFolderError(f"{where}: {value!r} is not a whole number")
+        raise ResultFolderError(f"{where}: {shown(value)} is not a whole number")
+    if integer and abs(x) > WHOLE_LIMIT:
+        raise ResultFolderError(
+            f"{where}: {shown(value)} is out of range (whole numbers are read up to 2^53)"
+        )
     if low is not None and x < low:
-        raise ResultFolderError(f"{where}: {value!r} is below {low:g}")
+        raise ResultFolderError(f"{where}: {shown(value)} is below {low:g}")
     if high is not None and x > high:
-        raise ResultFolderError(f"{where}: {value!r} is above {high:g}")
+        raise ResultFolderError(f"{where}: {shown(value)} is above {high:g}")
     if below is not None and x >= below:
-        raise ResultFolderError(f"{where}: {value!r} must be below {below:g}")
+        raise ResultFolderError(f"{where}: {shown(value)} must be below {below:g}")
     return x
 
 

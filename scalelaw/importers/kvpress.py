@@ -9,32 +9,38 @@ Each run writes one folder, named from its settings::
 ``config.yaml`` (the settings). KVPress's ``compression_ratio`` is the fraction of the KV cache
 removed, so C = 1 / (1 - ratio); ``no_press`` is dense, C = 1. One row per subtask.
 
-The settings come from ``config.yaml`` when it is there (read with ``yaml.safe_load``: plain
-data only), else from the folder name (whose ratio is rounded to two decimals).
+The settings come from ``config.yaml`` when it is there (plain YAML data only: no tags,
+aliases or anchors), else from the folder name (whose ratio is rounded to two decimals).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
 import yaml
 
 from scalelaw.importers.common import (
+    NESTING_LIMIT,
+    PREDICTIONS_LIMIT,
     TABLE_COLUMNS,
+    YAML_LIMIT,
     ImportResult,
     ResultFolderError,
     Skip,
+    check_file,
     compression_from_removed,
     finish,
     load_json,
     number,
+    read_text,
+    shown,
+    walk,
 )
 from scalelaw.importers.models import known_models, model_size
 
@@ -100,6 +106,15 @@ _SUFFIXES: tuple[tuple[re.Pattern[str], str], ...] = (
 # LongBench-E's length buckets, by the sample's `length` column
 _BUCKETS = (("0-4k", 0, 4000), ("4-8k", 4000, 8000), ("8k+", 8000, float("inf")))
 _FILES = ("metrics.json", "predictions.csv", "config.yaml")
+# Checks of the numbers a folder name spells (config.yaml's are checked as they are read).
+_NAME_NUMBERS: dict[str, dict[str, Any]] = {
+    "fraction": {"low": 0, "high": 1},
+    "max_context_length": {"low": 1, "integer": True},
+    "key_channel_compression_ratio": {"low": 0, "high": 1},
+    "head_compression_ratio": {"low": 0, "high": 1},
+}
+# predictions.csv columns read as numbers, with the values they may take: [low, high)
+_COLUMN_RANGES = {"length": (0.0, math.inf), "compression_ratio": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -160,7 +175,8 @@ def import_kvpress(
     Skipped, with the reason in the result: unfinished runs (no metrics.json), datasets without
     a reader here, decoding presses (their cache is set by a target size, and no folder records
     the ratio reached), key-channel-only compression (ThinK), and, when other rows have a
-    sequence length, runs of datasets that define none.
+    sequence length, runs of datasets that define none; links that lead out of `root`, loop or
+    dangle (a run folder with such a result file is not read at all).
     """
     base = Path(root)
     if not base.is_dir():
@@ -168,18 +184,17 @@ def import_kvpress(
     wanted = tuple(datasets or ())
     rouge = _needle_metric(needle_metric)
     overrides = dict(params or {})
-    folders = _run_folders(base)
-    if not folders:
+    folders, skipped = _run_folders(base)
+    if not folders and not skipped:
         raise ResultFolderError(
             f"{base}: no KVPress run folders (folders holding metrics.json, predictions.csv "
             "or config.yaml)"
         )
-    skipped: list[Skip] = []
     per_folder: list[tuple[str, Settings, list[dict[str, Any]]]] = []
     files_read = 0
     for folder in folders:
         where = folder.relative_to(base).as_posix()
-        if not (folder / "metrics.json").is_file():
+        if not (folder / "metrics.json").exists():
             skipped.append(Skip(where, "no metrics.json (unfinished run)"))
             continue
         named = parse_folder_name(_name_and_run(folder)[0])
@@ -221,13 +236,13 @@ def import_kvpress(
     return ImportResult(table, files_read=files_read, skipped=skipped, notes=notes)
 
 
-def _run_folders(root: Path) -> list[Path]:
-    found: list[Path] = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders.sort()
-        if any(n in names for n in _FILES):
-            found.append(Path(folder))
-    return found
+def _run_folders(root: Path) -> tuple[list[Path], list[Skip]]:
+    files, skipped = walk(root, _FILES.__contains__)
+    # without one of its files (metrics, sample counts or exact settings) a run would be
+    # misread, so a folder with a result file that was not followed is left out whole
+    left_out = {(root / s.path).parent for s in skipped if PurePosixPath(s.path).name in _FILES}
+    folders = dict.fromkeys(f.parent for f in files if f.parent not in left_out)
+    return list(folders), skipped
 
 
 def _needle_metric(spec: str) -> tuple[str, str]:
@@ -307,7 +322,10 @@ def _settings(folder: Path) -> tuple[Settings, int]:
     name, run = _name_and_run(folder)
     from_name = parse_folder_name(name) or {}
     config_path = folder / "config.yaml"
-    from_config = _read_config(config_path) if config_path.is_file() else {}
+    from_config = _read_config(config_path) if config_path.exists() else {}
+    for key, checks in _NAME_NUMBERS.items():
+        if key in from_name and key not in from_config:
+            number(from_name[key], f"{folder}: folder name, field '{key}'", **checks)
     merged = {**from_name, **from_config}
     if not from_config and not from_name:
         raise ResultFolderError(
@@ -324,14 +342,52 @@ def _settings(folder: Path) -> tuple[Settings, int]:
     return Settings(**merged), run
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """A safe loader that also refuses aliases, anchors and deep nesting, node by node.
+
+    A few lines of aliases expand to billions of values once anything walks the result, and
+    the composer and constructor recurse once per level; both are refused before a value is
+    built. A value the constructors refuse (a date 2024-13-45, an int of over 4300 digits) is
+    a YAML error at its line.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        problem = None
+        if event.anchor is not None:
+            problem = "aliases and anchors are not accepted"
+        elif self.depth >= NESTING_LIMIT:
+            problem = f"nested deeper than {NESTING_LIMIT} levels"
+        if problem:
+            raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as exc:
+            why = str(exc).split(";")[0]  # not Python's advice on raising its limits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value ({why})", node.start_mark
+            ) from None
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     """config.yaml's settings, type-checked; only plain YAML data is read."""
+    raw = read_text(path, YAML_LIMIT)
+    loader = _PlainLoader(raw)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise ResultFolderError(_yaml_problem(path, exc)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultFolderError(f"{path}: cannot read ({exc})") from None
+        raise ResultFolderError(_yaml_problem(path, raw, exc)) from None
+    finally:
+        loader.dispose()
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -342,7 +398,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ResultFolderError(f"{path}: field '{key}': {value!r} is not text")
+            raise ResultFolderError(f"{path}: field '{key}': {shown(value)} is not text")
         return str(value)
 
     def num(key: str, **checks: Any) -> float | None:
@@ -355,7 +411,9 @@ def _read_config(path: Path) -> dict[str, Any]:
             if value is None:
                 continue
             if not isinstance(value, bool):
-                raise ResultFolderError(f"{path}: field '{key}': {value!r} is not true or false")
+                raise ResultFolderError(
+                    f"{path}: field '{key}': {shown(value)} is not true or false"
+                )
             return value
         return None
 
@@ -382,15 +440,14 @@ def _read_config(path: Path) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+def _yaml_problem(path: Path, text: str, exc: yaml.YAMLError) -> str:
     """One line naming the file, the field (from the offending line) and the problem."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     if mark is None:
         return f"{path}: not valid YAML ({problem})"
-    line = ""
-    with contextlib.suppress(OSError, UnicodeDecodeError, IndexError):
-        line = path.read_text(encoding="utf-8").splitlines()[mark.line]
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
     key = re.match(r"\s*(?:-\s*)?([\w.-]+)\s*:", line)
     field = f", field '{key.group(1)}'" if key else ""
     note = " (only plain YAML data is read)" if "constructor" in problem else ""
@@ -413,9 +470,10 @@ def _rows(
     predictions = _predictions(folder / "predictions.csv")
     subtasks = _subtasks(settings, load_json(metrics_path), metrics_path, rouge)
     requested, ratio = _requested(settings, folder)
+    source = folder / "config.yaml" if (folder / "config.yaml").exists() else folder
+    seq_len = _seq_len(settings, source)
     size = model_size(settings.model, overrides)
     if size is None:
-        source = folder / "config.yaml" if (folder / "config.yaml").is_file() else folder
         raise ResultFolderError(
             f"{source}: field 'model': '{settings.model}' is not in the built-in table "
             f"({known_models()}); give its parameter count with --params {settings.model}=N"
@@ -441,7 +499,7 @@ def _rows(
         rows.append(
             {
                 "task": sub.task,
-                "seq_len": _seq_len(settings),
+                "seq_len": seq_len,
                 "model": settings.model,
                 "params": size.params,
                 "family": size.family,
@@ -486,15 +544,17 @@ def _requested(settings: Settings, folder: Path) -> tuple[float | None, float | 
         return None, None
     if settings.ratio is None:
         raise ResultFolderError(f"{folder / 'config.yaml'}: field 'compression_ratio' is missing")
-    source = folder / "config.yaml" if (folder / "config.yaml").is_file() else folder
+    source = folder / "config.yaml" if (folder / "config.yaml").exists() else folder
     ratio = number(settings.ratio, f"{source}: field 'compression_ratio'", low=0, below=1)
     return compression_from_removed(ratio), ratio
 
 
-def _seq_len(settings: Settings) -> float | None:
+def _seq_len(settings: Settings, source: Path) -> float | None:
     """Input length where the dataset fixes one: RULER's data_dir, the needle's context."""
-    if settings.dataset == "ruler" and settings.data_dir and settings.data_dir.isdigit():
-        length = int(settings.data_dir)
+    if settings.dataset == "ruler" and settings.data_dir and settings.data_dir.isdecimal():
+        # float(): a string of thousands of digits is too long for int()
+        where = f"{source}: field 'data_dir'"
+        length = number(float(settings.data_dir), where, low=1, integer=True)
         if settings.max_context_length is not None:
             length = min(length, settings.max_context_length)
         return float(length)
@@ -505,8 +565,9 @@ def _seq_len(settings: Settings) -> float | None:
 
 def _predictions(path: Path) -> pl.DataFrame:
     """The columns of predictions.csv this importer uses, as text (answers are not read)."""
-    if not path.is_file():
+    if not path.exists():
         raise ResultFolderError(f"{path}: file not found (it gives the sample counts)")
+    check_file(path, PREDICTIONS_LIMIT)
     try:
         header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
         # without a column this importer uses, any one column still counts the samples
@@ -515,14 +576,19 @@ def _predictions(path: Path) -> pl.DataFrame:
     except pl.exceptions.PolarsError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ResultFolderError(f"{path}: cannot parse as CSV ({first})") from None
-    for column in ("length", "compression_ratio"):
+    for column, (low, high) in _COLUMN_RANGES.items():
         if column in frame.columns:
-            cast = frame[column].cast(pl.Float64, strict=False)
-            bad = (cast.is_null() & frame[column].is_not_null() & (frame[column] != "")).arg_true()
+            text = frame[column]
+            cast = text.cast(pl.Float64, strict=False)
+            unread = cast.is_null() & text.is_not_null() & (text != "")
+            # NaN is a sample without the value, as pandas writes it
+            outside = (cast.is_not_nan() & ((cast < low) | (cast >= high))).fill_null(False)
+            bad = (unread | outside).arg_true()
             if len(bad):
                 i = int(bad[0])
+                what = "a number" if unread[i] else f"in [{low:g}, {high:g})"
                 raise ResultFolderError(
-                    f"{path}: row {i + 1}, field '{column}': {frame[column][i]!r} is not a number"
+                    f"{path}: row {i + 1}, field '{column}': {shown(text[i])} is not {what}"
                 )
             frame = frame.with_columns(cast.alias(column))
     return frame

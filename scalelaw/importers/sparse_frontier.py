@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,6 +35,7 @@ from scalelaw.importers.common import (
     finish,
     load_json,
     number,
+    walk,
 )
 from scalelaw.importers.models import ModelSize, known_models, model_size
 
@@ -112,7 +112,8 @@ def import_sparse_frontier(
     `params` gives parameter counts for models outside the built-in table (keyed by the model
     folder's name). `dense_phase` says which phases a dense result is the C = 1 point of: the
     study compares both phases against one dense run, so ``both`` writes it once per phase.
-    When a folder holds results for several sample counts, the largest is kept.
+    When a folder holds results for several sample counts, the largest is kept. Links that
+    lead out of `root`, loop or dangle are skipped, with the reason in the result.
     """
     base = Path(root)
     if not base.is_dir():
@@ -121,27 +122,22 @@ def import_sparse_frontier(
         raise ResultFolderError(
             f"unknown dense phase '{dense_phase}' (expected {', '.join(DENSE_PHASES)})"
         )
-    files = _result_files(base)
-    if not files:
+    files, skipped = walk(base, _RESULTS_FILE.fullmatch)
+    if not files and not skipped:
         raise ResultFolderError(
             f"{base}: no evaluation_results_<samples>.json files (expected the study's results/ "
             "tree: <task>/<task args>/<model>/<attention>/<attention args>/)"
         )
-    kept, skipped = _largest_per_folder(files, base)
+    kept, superseded = _largest_per_folder(files, base)
+    skipped.extend(superseded)
     overrides = dict(params or {})
     rows: list[dict[str, Any]] = []
     for path in kept:
         rows.extend(_rows(path, base, overrides, DENSE_PHASES[dense_phase]))
-    table, notes = finish(rows, root=base, order=COLUMNS, variants=("task_params",))
+    table, notes = finish(
+        rows, root=base, order=COLUMNS, variants=("task_params",), skipped=skipped
+    )
     return ImportResult(table, files_read=len(kept), skipped=skipped, notes=notes)
-
-
-def _result_files(root: Path) -> list[Path]:
-    found: list[Path] = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders.sort()
-        found.extend(Path(folder) / n for n in sorted(names) if _RESULTS_FILE.fullmatch(n))
-    return found
 
 
 def _largest_per_folder(files: Iterable[Path], root: Path) -> tuple[list[Path], list[Skip]]:
@@ -243,8 +239,9 @@ def _rows(
     metric = present[0]
     score = number(doc[metric], f"{path}: field '{metric}'", low=0, high=1)
     variance_field = f"{metric}_variance"
+    # scores lie in [0, 1], so their variance (ddof 1) is at most 1/2
     score_var = number(
-        field_of(doc, variance_field, path), f"{path}: field '{variance_field}'", low=0
+        field_of(doc, variance_field, path), f"{path}: field '{variance_field}'", low=0, high=1
     )
     samples = number(
         field_of(doc, "total_samples", path), f"{path}: field 'total_samples'", low=1, integer=True
