@@ -25,7 +25,7 @@ from scalelaw.commands.common import emit as _emit
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import number as _number
 from scalelaw.commands.common import numbers as _numbers
-from scalelaw.kernels.specs import STUDY_COMPRESSIONS_TEXT
+from scalelaw.study import STUDY_COMPRESSIONS_TEXT
 
 Format = Literal["table", "csv", "json"]
 Phase = Literal["prefill", "decode"]

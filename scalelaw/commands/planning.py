@@ -21,7 +21,7 @@ from scalelaw.commands.common import (
 )
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import numbers as _numbers
-from scalelaw.kernels.specs import STUDY_COMPRESSIONS_TEXT
+from scalelaw.study import STUDY_COMPRESSIONS_TEXT
 
 
 def _task_map(items: list[str]) -> dict[str, str]:

@@ -14,7 +14,7 @@ import polars as pl
 
 from scalelaw.fits.prediction import as_fit, points_frame, predict_draws
 from scalelaw.fits.result import FitResult
-from scalelaw.kernels.specs import STUDY_COMPRESSIONS
+from scalelaw.study import STUDY_COMPRESSIONS
 
 PAPER_MODELS = {
     "Qwen2.5-7B-Instruct": 7.62e9,

@@ -18,7 +18,7 @@ import polars as pl
 
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
-from scalelaw.kernels.specs import STUDY_COMPRESSIONS  # the study's ratios, defined once
+from scalelaw.study import STUDY_COMPRESSIONS
 
 DrawsFn = Callable[[pl.DataFrame], np.ndarray]
 CostFn = Callable[[Architecture, float, float], float]

@@ -20,24 +20,6 @@ from scalelaw.kernels import budgets
 PHASES: tuple[str, ...] = ("prefill", "decode")
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 
-#: The reference study's compression ratios (1 = dense); the one list every part uses.
-STUDY_COMPRESSIONS: tuple[float, ...] = (
-    1.0,
-    1.43,
-    1.67,
-    2.0,
-    2.5,
-    3.33,
-    5.0,
-    7.5,
-    10.0,
-    15.0,
-    20.0,
-)
-
-#: The same list as a command-line default.
-STUDY_COMPRESSIONS_TEXT = ",".join(f"{c:g}" for c in STUDY_COMPRESSIONS)
-
 #: Achieved compression within this relative distance of the request counts as reached.
 COMPRESSION_TOLERANCE = 0.10
 

@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from scalelaw import study  # noqa: E402
 from scalelaw.frontier.cost import DECODE_METHODS, PREFILL_METHODS  # noqa: E402
 from scalelaw.kernels import (  # noqa: E402
     get_method,
@@ -29,7 +30,7 @@ def test_kernels_and_cost_model_read_the_spec():
         assert spec.knob_help() == m.KNOB_HELP
     assert tuple(specs.method_names("prefill")) == PREFILL_METHODS
     assert tuple(specs.method_names("decode")) == DECODE_METHODS
-    assert specs.STUDY_COMPRESSIONS_TEXT == "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20"
+    assert study.STUDY_COMPRESSIONS_TEXT == "1,1.43,1.67,2,2.5,3.33,5,7.5,10,15,20"
 
 
 def test_defaults_are_the_studys_settings():

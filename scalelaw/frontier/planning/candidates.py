@@ -16,6 +16,8 @@ from scalelaw.frontier.architectures import Architecture
 from scalelaw.frontier.planning.errors import PlanError
 from scalelaw.frontier.planning.measure_cost import MeasureSpeed, _Calibration, model_architecture
 from scalelaw.kernels.specs import is_dense
+from scalelaw.measure.grid import GridError, parse_grid
+from scalelaw.measure.tasks import TaskError, get_task
 
 #: The reference study's task names (v1 cards) for the generated tasks of `scalelaw measure`.
 V1_TASK_NAMES: dict[str, str] = {
@@ -119,9 +121,6 @@ def read_candidates(
     count is a separate candidate. `timings` (a table from an earlier sweep) replaces the cost
     model where it measured the configuration and calibrates it elsewhere.
     """
-    # deferred: `frontier` does not import `measure` when loaded (docs/architecture.md);
-    # only reading or writing a sweep grid needs it
-    from scalelaw.measure.grid import GridError
 
     path = Path(path)
     try:
@@ -153,10 +152,6 @@ def candidates_from_dict(
     timings: pl.DataFrame | None = None,
 ) -> Candidates:
     """As `read_candidates`, from the parsed TOML."""
-    # deferred: `frontier` does not import `measure` when loaded (docs/architecture.md);
-    # only reading or writing a sweep grid needs it
-    from scalelaw.measure.grid import parse_grid
-    from scalelaw.measure.tasks import TaskError, get_task
 
     speed = speed or MeasureSpeed()
     raw = data.get("samples", 10)

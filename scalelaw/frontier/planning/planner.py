@@ -10,7 +10,6 @@ import polars as pl
 
 from scalelaw.frontier.architectures import Architecture
 from scalelaw.frontier.decide import FlopsCost
-from scalelaw.frontier.isocost import STUDY_COMPRESSIONS
 from scalelaw.frontier.planning.batches import ProgressFn, _greedy
 from scalelaw.frontier.planning.candidates import Candidates
 from scalelaw.frontier.planning.decision import (
@@ -25,6 +24,7 @@ from scalelaw.frontier.planning.errors import PlanError
 from scalelaw.frontier.planning.result import Plan
 from scalelaw.frontier.planning.targets import Target
 from scalelaw.frontier.planning.value import Value, _Simulator, evsi
+from scalelaw.study import STUDY_COMPRESSIONS
 
 #: Below this share of the draws, the effective sample size of the weights has collapsed.
 ESS_SHARE = 0.05

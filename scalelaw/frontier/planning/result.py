@@ -14,6 +14,7 @@ from scalelaw.frontier.planning.candidates import Candidate, GridTemplate
 from scalelaw.frontier.planning.errors import PlanError
 from scalelaw.frontier.planning.sweep_grid import _grid_dict
 from scalelaw.frontier.planning.targets import Target
+from scalelaw.measure.grid import load_grid, parse_grid
 
 
 @dataclass
@@ -60,9 +61,6 @@ class Plan:
 
     def write(self, path: str | Path) -> Path:
         """Write the grid, checked first to be exactly the batch as `scalelaw measure` reads it."""
-        # deferred: `frontier` does not import `measure` when loaded (docs/architecture.md);
-        # only reading or writing a sweep grid needs it
-        from scalelaw.measure.grid import load_grid, parse_grid
 
         path = Path(path)
         text = self.to_toml()

@@ -9,6 +9,7 @@ from typing import Any
 
 from scalelaw.frontier.planning.candidates import Candidate, GridTemplate
 from scalelaw.frontier.planning.errors import PlanError
+from scalelaw.measure.grid import parse_grid
 
 
 def _axes(items: Sequence[Candidate]) -> dict[str, set[Any]]:
@@ -48,9 +49,6 @@ def _grid_dict(template: GridTemplate, items: Sequence[Candidate], seed: int) ->
 
 def _hull_keys(template: GridTemplate, items: Sequence[Candidate]) -> list[str]:
     """Compute ids of every configuration the cross product of `items` makes a sweep run."""
-    # deferred: `frontier` does not import `measure` when loaded (docs/architecture.md);
-    # only reading or writing a sweep grid needs it
-    from scalelaw.measure.grid import parse_grid
 
     grid = parse_grid(_grid_dict(template, items, template.seed), "<batch>")
     return list(dict.fromkeys(c.compute_id for c in grid.configurations()))

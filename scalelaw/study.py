@@ -1,0 +1,25 @@
+"""The reference study's grid (Nawrot et al. 2025, "The Sparse Frontier"): the compression
+ratios that kernels, fits, frontier and the commands share, defined once at the floor so that
+none of them imports another for a constant."""
+
+from __future__ import annotations
+
+#: The reference study's compression ratios (1 = dense); the one list every part uses.
+STUDY_COMPRESSIONS: tuple[float, ...] = (
+    1.0,
+    1.43,
+    1.67,
+    2.0,
+    2.5,
+    3.33,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+)
+
+#: The same list as a command-line default.
+STUDY_COMPRESSIONS_TEXT = ",".join(f"{c:g}" for c in STUDY_COMPRESSIONS)
+
+__all__ = ["STUDY_COMPRESSIONS", "STUDY_COMPRESSIONS_TEXT"]
