@@ -6,6 +6,8 @@ imports (PyMC, torch) happen inside the commands, so `scalelaw --help` stays fas
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from scalelaw.commands import checking, deciding, fitting, importing, kernels, measuring
@@ -19,7 +21,37 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
     cls=PlainErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("scalelaw")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from scalelaw import __version__ as number
+        typer.echo(f"scalelaw {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            expose_value=False,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Measure, fit, predict and decide with scaling laws for sparse attention."""
+
 
 for module in (fitting, checking, measuring, importing, kernels, deciding):
     module.register(app)

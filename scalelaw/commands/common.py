@@ -193,6 +193,12 @@ def check_output(path: Path, option: str, suffixes: Sequence[str]) -> Path:
     return path
 
 
+def refuse_overwrite(path: Path, force: bool, flag: str = "--force") -> None:
+    """Keep an existing output file unless `flag` is given (exit 2, naming both)."""
+    if path.exists() and not force:
+        fail(f"{path}: exists; give {flag} to overwrite it, or another --out")
+
+
 # --- the root command --------------------------------------------------------------------------
 class PlainErrors(TyperGroup):
     """The root command: every error the user can fix is one plain line and exit status 2.

@@ -206,7 +206,9 @@ def frontier(
     config: Annotated[
         list[Path] | None,
         typer.Option(
-            "--config", help="Hugging Face config.json files to compare instead (repeatable)."
+            "--config",
+            metavar="<config.json>",
+            help="Hugging Face config.json files to compare instead (repeatable).",
         ),
     ] = None,
     phase: Annotated[Phase, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = (
@@ -224,7 +226,9 @@ def frontier(
     task: Annotated[
         list[str] | None,
         typer.Option(
-            "--task", help="Tasks to average (repeatable; default: all of the source's tasks)."
+            "--task",
+            metavar="<task>",
+            help="Tasks to average (repeatable; default: all of the source's tasks).",
         ),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Sequences processed together.")] = 1,
@@ -407,7 +411,10 @@ def tolerance(
         ),
     ] = 0.05,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--where", metavar="<column=value>", help="Keep rows with COLUMN=VALUE (repeatable)."
+        ),
     ] = None,
     summary: Annotated[
         bool,

@@ -22,6 +22,7 @@ from scalelaw.commands.common import (
     in_range,
     positive,
     probability,
+    refuse_overwrite,
     warn,
 )
 from scalelaw.commands.common import errors as _errors
@@ -149,6 +150,7 @@ def fit(
         typer.Option(
             "--law",
             "-l",
+            metavar="<law>",
             help="A built-in law name (see `scalelaw laws`), an expression such as "
             "'E + A / N**alpha', or 'auto': a family of candidate forms, stacked. Repeat to "
             "stack several (default: sparse-frontier).",
@@ -172,8 +174,9 @@ def fit(
     where: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="<condition>",
             help="Keep rows that satisfy a comparison (repeatable, all must hold), e.g. "
-            "phase=prefill, 'N<7e10', task!=NIAH."
+            "phase=prefill, 'N<7e10', task!=NIAH.",
         ),
     ] = None,
     replicates: Annotated[
@@ -187,19 +190,28 @@ def fit(
     ] = None,
     map_: Annotated[
         list[str] | None,
-        typer.Option("--map", help="Map a covariate to a column: NAME=COLUMN (repeatable)."),
+        typer.Option(
+            "--map",
+            metavar="<name=column>",
+            help="Map a covariate to a column: NAME=COLUMN (repeatable).",
+        ),
     ] = None,
     covariates: Annotated[
         str | None, typer.Option(help="Which names of an expression law are covariates, e.g. N,D.")
     ] = None,
     prior: Annotated[
         list[str] | None,
-        typer.Option(help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable)."),
+        typer.Option(
+            metavar="<name=prior>",
+            help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable).",
+        ),
     ] = None,
     bounds: Annotated[
         list[str] | None,
         typer.Option(
-            "--bounds", help="Bounds for a parameter, e.g. 'top=0:1', 'E=0:' (repeatable)."
+            "--bounds",
+            metavar="<name=low:high>",
+            help="Bounds for a parameter, e.g. 'top=0:1', 'E=0:' (repeatable).",
         ),
     ] = None,
     show_priors: Annotated[
@@ -248,7 +260,10 @@ def fit(
             help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise.",
         ),
     ] = None,
-    strict: Annotated[bool, typer.Option(help="Fail (exit 3) when diagnostics are off.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(help="Exit 3 when diagnostics are off (after writing --out, if given)."),
+    ] = False,
     prob: Annotated[
         float, typer.Option(callback=probability, help="Probability of the reported intervals.")
     ] = 0.9,
@@ -278,11 +293,12 @@ def fit(
     out (each form refitted without the largest value and scored there). --holdout loo keeps
     PSIS-LOO everywhere; --holdout N=max uses that held-out slice everywhere.
 
-    A fit that fails its diagnostics says NOT CONVERGED on its first line (exit 3 with
-    --strict). Priors not given are set on the data's scale; --show-priors prints them.
+    A fit that fails its diagnostics says NOT CONVERGED (or MISFIT) on its first line; with
+    --strict it is still reported and written to --out, then the command exits 3. Priors not
+    given are set on the data's scale; --show-priors prints them.
     """
     from scalelaw.data import parse_assignments, parse_where
-    from scalelaw.fits import FitOptions, FitWarning, NotConvergedWarning, StrictFitError
+    from scalelaw.fits import FitOptions, FitWarning, NotConvergedWarning
     from scalelaw.fits import fit as run_fit
     from scalelaw.fits.fitting import MisfitWarning
 
@@ -320,7 +336,6 @@ def fit(
             target_accept=target_accept,
             bootstrap=bootstrap,
             huber_delta=huber_delta,
-            strict=strict,
             progressbar=sys.stderr.isatty(),
             max_memory=float(max_memory),
         )
@@ -357,8 +372,6 @@ def fit(
                 warn(str(w.message))
         if out:
             result.save(out)
-    except StrictFitError as exc:
-        fail(f"diagnostics failed under --strict: {exc}", code=3)
     except _errors() as exc:
         fail(str(exc))
     from scalelaw.report import fit_report
@@ -371,6 +384,16 @@ def fit(
         print_fit(result, console, prob)
     if out:
         shown.print(f"saved fit to {out}", highlight=False, markup=False)
+    if strict and (problems := _diagnostic_problems(result)):
+        fail(f"diagnostics failed under --strict: {problems}", code=3)
+
+
+def _diagnostic_problems(result: Any) -> str:
+    """What --strict fails a single-law fit for (as `FitOptions(strict=True)` does): its
+    NOT CONVERGED or MISFIT headline and the data warnings; empty when there are none. The fit
+    is run without `strict` so that it is reported and written before the command exits 3."""
+    headline = result.headline()
+    return "; ".join([*([headline] if headline else []), *result.diagnostics["warnings"]])
 
 
 def _fit_family(
@@ -443,7 +466,11 @@ def predict(
     source: Annotated[str, typer.Argument(help="A fit file (.nc) or a published law name.")],
     at: Annotated[
         list[str] | None,
-        typer.Option("--at", help="A point, e.g. N=7e9,L=131072,C=10,task=NIAH (repeatable)."),
+        typer.Option(
+            "--at",
+            metavar="<point>",
+            help="A point, e.g. N=7e9,L=131072,C=10,task=NIAH (repeatable).",
+        ),
     ] = None,
     grid: Annotated[
         Path | None, typer.Option(help="A table of points (CSV, Parquet, JSON Lines).")
@@ -532,15 +559,21 @@ def simulate(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl).")
     ] = Path("sim.csv"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the output table if it exists.")
+    ] = False,
 ) -> None:
     """Simulate an accuracy table from a published law card or a fit file.
 
     Example: scalelaw simulate --law sparse-frontier-v1:prefill --grid paper --samples 100 --seed 0 --out sim.csv
+
+    An existing output table is kept (exit 2) unless --force is given.
     """
     from scalelaw.fits import simulate as run_simulate
     from scalelaw.fits import source as load_source
 
     check_output(out, "--out", TABLE_FILES)
+    refuse_overwrite(out, force)
     try:
         src = load_source(law)
         table = run_simulate(src, grid, samples=samples, seed=seed)
@@ -565,13 +598,16 @@ def write_table(table: Any, out: Path) -> None:
 
 def compare(
     data: Annotated[str, typer.Argument(help="Table file or measured:NAME.")],
-    law: Annotated[list[str], typer.Option("--law", "-l", help="A law to compare (repeat).")],
+    law: Annotated[
+        list[str], typer.Option("--law", "-l", metavar="<law>", help="A law to compare (repeat).")
+    ],
     holdout: Annotated[
         str | None,
         typer.Option(help="Also rank by held-out error, e.g. N=max (with --stack: the weights)."),
     ] = None,
     where: Annotated[
-        list[str] | None, typer.Option(help="Keep rows satisfying a comparison (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="<condition>", help="Keep rows satisfying a comparison (repeatable)."),
     ] = None,
     backend: Annotated[Backend, typer.Option(help="bayes or lsq.")] = "bayes",
     stack_: Annotated[
@@ -646,9 +682,7 @@ def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
 
 def stack(
     fits: Annotated[list[Path], typer.Argument(help="Fit files (.nc) of the same table.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Write the stacked fit here.")] = Path(
-        "stack.nc"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Write the stacked fit here.")],
     holdout: Annotated[
         str | None,
         typer.Option(
@@ -692,13 +726,11 @@ def stack(
 
 def plot(
     fit_file: Annotated[Path, typer.Argument(help="A fit file (.nc).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Figure to write (PNG, PDF or SVG).")],
     kind: Annotated[
         Literal["posterior", "trace", "ppc", "fit"],
         typer.Option(help="posterior, trace, ppc or fit."),
     ] = "fit",
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Figure to write (PNG, PDF or SVG).")
-    ] = Path("fit.png"),
     data: Annotated[
         str | None, typer.Option(help="Table for --kind fit/ppc (default: the fitted file).")
     ] = None,

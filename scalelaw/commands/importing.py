@@ -21,6 +21,7 @@ ParamsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--params",
+        metavar="<name=count>",
         help="Parameter count of a model outside the built-in table, e.g. qwen_3b=3.09e9 "
         "(repeatable).",
     ),
@@ -91,7 +92,11 @@ def kvpress(
     params: ParamsOpt = None,
     dataset: Annotated[
         list[str] | None,
-        typer.Option("--dataset", help="Import only this dataset, e.g. ruler (repeatable)."),
+        typer.Option(
+            "--dataset",
+            metavar="<dataset>",
+            help="Import only this dataset, e.g. ruler (repeatable).",
+        ),
     ] = None,
     needle_metric: Annotated[
         str,

@@ -59,6 +59,7 @@ def plan(
         typer.Option(
             "--target",
             "-t",
+            metavar="<target>",
             help="Decision to get right: 'L=128K,budget=4e16' (budget in the --phase cost "
             "unit) or 'L=48K,budget=mean' (averaged over budgets). Repeatable.",
         ),
@@ -68,15 +69,24 @@ def plan(
         typer.Option("--gpu-hours", callback=positive, help="GPU-hours the next batch may spend."),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Write the batch here as a sweep grid TOML.")
-    ] = Path("next.toml"),
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the batch here as a sweep grid TOML (default: print the plan only).",
+        ),
+    ] = None,
     family: Annotated[str, typer.Option(help="Built-in family whose sizes compete.")] = "qwen2.5",
     sizes: Annotated[
         str | None, typer.Option(help="Comma-separated sizes, e.g. 7B,14B,32B,72B (default: all).")
     ] = None,
     config: Annotated[
         list[Path] | None,
-        typer.Option("--config", help="Hugging Face config.json files to compare instead."),
+        typer.Option(
+            "--config",
+            metavar="<config.json>",
+            help="Hugging Face config.json files to compare instead.",
+        ),
     ] = None,
     phase: Annotated[
         Literal["prefill", "decode"],
@@ -87,12 +97,17 @@ def plan(
     ] = STUDY_COMPRESSIONS_TEXT,
     task: Annotated[
         list[str] | None,
-        typer.Option("--task", help="Fit tasks the decision averages (default: all; repeatable)."),
+        typer.Option(
+            "--task",
+            metavar="<task>",
+            help="Fit tasks the decision averages (default: all; repeatable).",
+        ),
     ] = None,
     task_map: Annotated[
         list[str] | None,
         typer.Option(
             "--task-map",
+            metavar="<name=level>",
             help="Grid task scored as a fit task, NAME=LEVEL (default: same name, or the "
             "study's name: niah-multikey=NIAH, variable-tracking=VT, ...).",
         ),
@@ -144,13 +159,14 @@ def plan(
     for the decision at each target: the posterior draws are re-weighted by the binomial
     likelihood of each possible outcome, the decision is recomputed, and its P(wrong) is
     averaged over the outcomes. Divided by the candidate's GPU-hours (prefill FLOPs at
-    --throughput plus answer decoding at --bandwidth, per sample), it ranks them; the best
-    batch within --gpu-hours is written as a grid that `scalelaw measure` runs. Python:
-    `scalelaw.frontier.planning.plan`.
+    --throughput plus answer decoding at --bandwidth, per sample), it ranks them; with --out,
+    the best batch within --gpu-hours is written as a grid that `scalelaw measure` runs
+    (without it, nothing is written). Python: `scalelaw.frontier.planning.plan`.
 
     Example: scalelaw plan fit.nc --candidates grid.toml --target 'L=128K,budget=4e16' --sizes 7B,14B,32B,72B --gpu-hours 4 --out next.toml
     """
-    check_output(out, "--out", (".toml",))
+    if out is not None:
+        check_output(out, "--out", (".toml",))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from scalelaw.fits import levels
@@ -201,7 +217,8 @@ def plan(
                 tasks=task or None, max_draws=max_draws, sims=sims, pool=pool, seed=seed, grid_seed=grid_seed,
                 progress=progress,
             )  # fmt: skip
-        result.write(out)
+        if out is not None:
+            result.write(out)
     except _errors() as exc:
         fail(str(exc))
         return
@@ -213,9 +230,11 @@ def plan(
         _print(result, top, phase)
     for w in result.warnings:
         warn(w)
+    batch = f"{len(result.batch)} configurations, {result.batch_hours:.3g} GPU-hours"
     err.print(
-        f"wrote {out}: {len(result.batch)} configurations, {result.batch_hours:.3g} GPU-hours "
-        f"(run it with: scalelaw measure {out} --out results.parquet)",
+        f"wrote {out}: {batch} (run it with: scalelaw measure {out} --out results.parquet)"
+        if out is not None
+        else f"batch of {batch} not written: give --out FILE.toml to write it as a grid",
         markup=False,
         highlight=False,
         soft_wrap=True,
