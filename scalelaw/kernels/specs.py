@@ -20,7 +20,11 @@ from scalelaw.kernels import budgets
 PHASES: tuple[str, ...] = ("prefill", "decode")
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 
-#: Achieved compression within this relative distance of the request counts as reached.
+#: Achieved compression within this relative distance of the request counts as reached: the
+#: kernels note a result further off, grid validation allows a request this far beyond a
+#: method's range, and `scalelaw measure` records a run only when its achieved C is within it
+#: of the label, abs(achieved / C - 1) <= tolerance (the default of a grid's
+#: `compression_tolerance`; a run further off is a failed run).
 COMPRESSION_TOLERANCE = 0.10
 
 KnobValue = int | float | bool | None
@@ -143,8 +147,13 @@ class MethodSpec:
     ) -> tuple[float, float]:
         """(c_min, c_max): the compression this method can reach at `seq_len` with `params`.
 
-        For methods whose pattern depends on the data (vertical-slash, flexprefill) c_max is an
-        upper bound: what the always-kept lines alone cost; a run can fall short of it.
+        c_max is what the always-kept parts alone cost, a ceiling rather than a promise that
+        every C below it is met: for vertical-slash and flexprefill an upper bound (the pattern
+        depends on the data); block-sparse budgets whole blocks, so at short lengths its C moves
+        in steps; quest's is one decode step reading only the newest page while that page holds
+        one token (over an answer the page fills, and the budget is whole pages); snapkv's counts
+        the prompt alone (generated tokens are all kept). A run more than COMPRESSION_TOLERANCE
+        off its request is a failed run in `scalelaw measure`.
         """
         if seq_len < 1:
             raise KernelInputError(f"{self.name}: seq_len must be >= 1, got {seq_len}")
@@ -426,10 +435,10 @@ def unreachable_reason(
 
 
 def shortfall(requested: float, achieved: float, factor: float = 2.0) -> str | None:
-    """Why a run's achieved C cannot stand for the request (None when it can).
+    """Why a run's achieved C is below 1/`factor` of the request (None when it is not).
 
-    A run that reached less than 1/`factor` of the requested C measured a different
-    configuration; a sweep records it as failed with this reason rather than as the request.
+    `scalelaw measure` no longer uses it: a sweep judges a run against its label with the
+    grid's `compression_tolerance` (COMPRESSION_TOLERANCE by default), which is stricter.
     """
     if requested > 1 and achieved * factor < requested:
         return f"achieved C={achieved:.3g} is below 1/{factor:g} of the requested C={requested:g}"

@@ -10,6 +10,7 @@ budgets = [64]                     # optional: token budgets, each the ratio L /
 models = ["smollm2-135m"]
 dtype = "auto"                     # optional: auto (bf16 on GPU, fp32 on CPU), float32, ...
 max_new_tokens = 0                 # optional: cap on answer tokens (0: each task's own cap)
+compression_tolerance = 0.10       # optional: how far achieved C may be from its label
 
 [methods]                          # or: methods = ["dense", "quest"]
 dense = {}
@@ -41,6 +42,11 @@ ratio (a number or a list; lists give every pair). Its configurations carry the 
 A grid asking a method for a ratio it cannot reach at a length (the method spec's `reachable`)
 is refused up front, naming the method, the length and the ratio (and the budget or the combine
 entry it came from).
+
+`compression_tolerance` (default 0.10) judges each run after it ran: a run whose achieved C is
+more than this relative distance from its label C, `abs(achieved / C - 1) > tolerance`, is a
+failed run, not a row (C = 1 is exempt). It changes no numbers, so it is not part of any
+configuration's identity.
 This module is torch-free.
 """
 
@@ -54,7 +60,13 @@ from pathlib import Path
 from typing import Any
 
 from scalelaw.errors import ScalelawError
-from scalelaw.kernels.specs import SPECS, KernelInputError, is_dense, unreachable_reason
+from scalelaw.kernels.specs import (
+    COMPRESSION_TOLERANCE,
+    SPECS,
+    KernelInputError,
+    is_dense,
+    unreachable_reason,
+)
 
 DENSE = "dense"
 #: The `phase` label of a combined run's rows.
@@ -179,6 +191,8 @@ class Grid:
     combine: tuple[Combine, ...] = ()
     #: what the grid skipped and why (budgets >= a length), for the sweep to print
     notes: tuple[str, ...] = ()
+    #: a run whose achieved C is further than this (relative) from its label C is a failed run
+    compression_tolerance: float = COMPRESSION_TOLERANCE
 
     def ratios(self, length: int) -> list[tuple[float, int | None]]:
         """(C, budget) at `length`: the listed ratios, then each budget below the length."""
@@ -304,6 +318,7 @@ KNOWN_KEYS = {
     "combine",
     "dtype",
     "max_new_tokens",
+    "compression_tolerance",
 }
 
 
@@ -335,6 +350,16 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
     cap = data.get("max_new_tokens", 0)
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
         raise GridError(f"{where}: 'max_new_tokens' must be a non-negative integer, got {cap!r}")
+    tolerance = data.get("compression_tolerance", COMPRESSION_TOLERANCE)
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, int | float)
+        or not 0 < tolerance < float("inf")
+    ):
+        raise GridError(
+            f"{where}: 'compression_tolerance' must be a positive number (0.10: a run whose "
+            f"achieved C is more than 10% off its label is a failed run), got {tolerance!r}"
+        )
     methods = _named(data["methods"], "methods", where) if "methods" in data else ()
     tasks = _named(data["tasks"], "tasks", where)
     if ("methods" in data and not methods) or not tasks:
@@ -375,6 +400,7 @@ def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "
         budgets=budgets,
         combine=combine,
         notes=_budget_notes(budgets, lengths, where),
+        compression_tolerance=float(tolerance),
     )
     if not grid.configurations():
         raise GridError(

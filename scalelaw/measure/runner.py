@@ -7,6 +7,12 @@ Every row carries the ratio and the achieved ratio of each phase (`prefill_compr
 `decode_compression`, `achieved_prefill_compression`, `achieved_decode_compression`; 1 for the
 phase a method leaves dense) beside `compression` and `achieved_compression`, which are the
 method's own phase, and the prefill phase for a combined run (`phase` = `prefill+decode`).
+
+A run is a point at its label C only if it achieved that C: a run whose achieved compression
+(the mean over its samples, the number its rows would record) is more than the tolerance off the
+label in a phase, `abs(achieved / C - 1) > tolerance` (the grid's `compression_tolerance`,
+default 10%), raises `MeasureError` naming both numbers; the sweep journals it as a failed run
+with no rows. A dense phase (C = 1) is exempt.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 import torch
 
 from scalelaw.errors import ScalelawError
-from scalelaw.kernels.specs import is_dense, shortfall
+from scalelaw.kernels.specs import COMPRESSION_TOLERANCE, is_dense
 from scalelaw.measure.generate import greedy
 from scalelaw.measure.grid import COMBINED_PHASE, DENSE, Configuration
 from scalelaw.measure.models import LoadedModel, load_model
@@ -43,10 +49,15 @@ class MeasureError(ScalelawError, RuntimeError):
 
 @dataclass(frozen=True)
 class Unit:
-    """Configurations sharing one compute id; the first one is the one that runs."""
+    """Configurations sharing one compute id; the first one is the one that runs.
+
+    `tolerance` is how far (relative) the achieved C may be from the label C for the run to be
+    recorded (the grid's `compression_tolerance`).
+    """
 
     compute_id: str
     configs: tuple[Configuration, ...]
+    tolerance: float = COMPRESSION_TOLERANCE
 
     @property
     def head(self) -> Configuration:
@@ -252,22 +263,48 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
     }
     mean_p = statistics.fmean(p for p, _ in achieved)
     mean_d = statistics.fmean(d for _, d in achieved)
-    _check_reached(cfg, setup, mean_p, mean_d)
     rows = [_row(c, base, mean_p, mean_d) for c in unit.configs]
+    _check_label(cfg, rows[0], unit.tolerance)
     return Record(unit.compute_id, rows, predictions)
 
 
-def _check_reached(cfg: Configuration, setup: Setup, prefill: float, decode: float) -> None:
-    """A run that fell back to (near) dense attention in a phase is not a point at its C."""
-    for phase, requested, reached in (
-        ("prefill", setup.prefill_compression, prefill),
-        ("decode", setup.decode_compression, decode),
-    ):
-        reason = shortfall(requested, reached)
-        if reason:
-            where = f" in the {phase} phase" if cfg.combined else ""
+def label_error(label: float, achieved: float, tolerance: float, phase: str = "") -> str | None:
+    """Why a run that achieved `achieved` is not a point at `label` (None when it is).
+
+    A run is recorded at its label C only when `abs(achieved / label - 1) <= tolerance`;
+    C = 1 (dense) is exempt. `phase` ("decode") names the phase's C in the message.
+    """
+    if is_dense(label):
+        return None
+    off = abs(achieved / label - 1)
+    if off <= tolerance + 1e-9:  # exactly at the tolerance (4.4 for 4) is within it
+        return None
+    for digits in range(4):  # 10.04% off a tolerance of 10% is not "10% off"
+        pct = f"{off:.{digits}%}"
+        if float(pct[:-1]) > tolerance * 100:
+            break
+    got = f"{achieved:.3g}" if f"{achieved:.3g}" != f"{label:g}" else f"{achieved:.6g}"
+    c = f"{phase} C" if phase else "C"
+    return (
+        f"achieved {c} {got} is {pct} off the label {c}={label:g} "
+        f"(tolerance {tolerance * 100:.3g}%)"
+    )
+
+
+def _check_label(cfg: Configuration, row: dict[str, Any], tolerance: float) -> None:
+    """Refuse a run whose achieved C, as its row would record it, is off its label in a phase.
+
+    The configurations of a unit share a compute id, so they have the same ratio in each phase
+    and the head's row decides for all of them.
+    """
+    for phase in ("prefill", "decode"):
+        label = float(row[f"{phase}_compression"])
+        achieved = float(row[f"achieved_{phase}_compression"])
+        why = label_error(label, achieved, tolerance, phase if cfg.combined else "")
+        if why:
             raise MeasureError(
-                f"{cfg.label()}: {reason}{where}; the method cannot reach it at this length"
+                f"{cfg.label()}: {why}, so it is not a point at that C; drop the ratio at "
+                "this length or change the knobs"
             )
 
 

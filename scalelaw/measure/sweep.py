@@ -1,8 +1,9 @@
 """Run a grid into a store: plan the unfinished units, execute them locally or on Ray.
 
-A unit that fails (an exception in it, a Ray worker that died on every try, a ratio its
-method could not reach) is journalled as a failure and reported; the other units go on, and
-the next sweep tries the failed ones again. Ray retries a unit whose worker died twice.
+A unit that fails (an exception in it, a Ray worker that died on every try, an achieved
+compression more than the grid's `compression_tolerance` off its label C) is journalled as a
+failure and reported; the other units go on, and the next sweep tries the failed ones again.
+Ray retries a unit whose worker died twice.
 
 ```python
 from scalelaw.measure.sweep import run_sweep
@@ -90,7 +91,7 @@ def plan(grid: Grid, store: Store) -> Plan:
             groups.setdefault(c.compute_id, []).append(c)
     compute, alias = [], []
     for cid, members in groups.items():
-        unit = Unit(cid, tuple(members))
+        unit = Unit(cid, tuple(members), grid.compression_tolerance)
         if cid in measured:
             alias.append((unit, measured[cid]))
         else:
@@ -146,7 +147,10 @@ def failure(unit: Any, exc: BaseException) -> Record:
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         place = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
         message = f"{type(exc).__name__}{place}: {exc}"
-    return Record(unit.compute_id, [], [], error=f"{unit.head.label()}: {message}")
+    label = unit.head.label()
+    # the runner's own errors already start with the configuration's label
+    message = message.removeprefix(f"{label}: ")
+    return Record(unit.compute_id, [], [], error=f"{label}: {message}")
 
 
 def _run_local(units: list[Any], store: Store, advance: Callable[..., None]) -> None:

@@ -27,6 +27,9 @@ max_new_tokens = 2
 lengths = [256]
 compression = [1, 4]
 models = ["tiny-llama"]
+# quest at C = 4 reads its 4 pages plus the newest page of a 253-256 token prompt: 3.26 to 3.58,
+# 11 to 19% off the label, which the default tolerance (10%) makes failed runs
+compression_tolerance = 0.25
 
 [methods]
 quest = {{ page_size = 16 }}
@@ -178,7 +181,10 @@ def test_an_unreached_ratio_is_a_failure_not_a_row(
     monkeypatch.setattr(SparseContext, "achieved_compression", lambda self: 1.0)
     summary = run_sweep(_grid(tmp_path), tmp_path / "r.parquet", quiet=True)
     assert len(summary.failed) == 2  # both C = 4 runs
-    assert all("below 1/2 of the requested C=4" in e for e in summary.failed.values())
+    assert all(
+        "achieved C 1 is 75% off the label C=4 (tolerance 25%)" in e
+        for e in summary.failed.values()
+    )
     table = pl.read_parquet(tmp_path / "r.parquet")
     assert set(table["compression"]) == {1.0}
 

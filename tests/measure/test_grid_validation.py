@@ -59,3 +59,17 @@ def test_validation_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_compression_tolerance_is_a_positive_number_outside_the_identity():
+    base = grid({"quest": {}}, [256], [1, 4])
+    default = parse_grid(base, "g.toml")
+    assert default.compression_tolerance == 0.10
+    loose = parse_grid({**base, "compression_tolerance": 0.25}, "g.toml")
+    assert loose.compression_tolerance == 0.25
+    # it judges runs, it changes no numbers: the configurations are the same ones
+    ids = [c.config_id for c in default.configurations()]
+    assert [c.config_id for c in loose.configurations()] == ids
+    for bad in (0, -0.1, "10%", True, float("inf"), float("nan")):
+        with pytest.raises(GridError, match=r"g.toml: 'compression_tolerance' must be a positive"):
+            parse_grid({**base, "compression_tolerance": bad}, "g.toml")

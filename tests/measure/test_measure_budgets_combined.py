@@ -24,6 +24,9 @@ lengths = [256, 384]
 compression = [1]
 budgets = [64, 128, 512]
 models = ["tiny-llama"]
+# quest at C = 4 and 256 tokens reads its 8 pages plus the newest page: 3.56, 11% off the label,
+# which the default tolerance of 10% would make a failed run
+compression_tolerance = 0.15
 
 [methods]
 block-sparse = { block_size = 8, local_blocks = 1 }
@@ -38,7 +41,7 @@ decode = { method = "quest", compression = [1, 4], page_size = 8 }
 """
 
 Swept = tuple[Path, list[str], Summary]
-TOLERANCE = 0.15  # achieved / requested, as for single methods at these short lengths
+TOLERANCE = 0.15  # achieved / requested at these short lengths: the grid's compression_tolerance
 
 
 @pytest.fixture(scope="module")
