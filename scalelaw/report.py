@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -13,29 +13,23 @@ from scalelaw.fits.result import FitResult
 
 
 def parameter_rows(result: FitResult, prob: float = 0.9) -> list[dict[str, Any]]:
-    """One row per scalar parameter or group level: estimate and central interval."""
-    rows = []
-    est = result.estimates()
-    for name in result.law.param_names:
-        draws = result.draws[name]
-        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-        value = np.asarray(est[name])[0]
-        if draws.ndim == 1:
-            rows.append(
-                {"param": name, "estimate": float(value), "lower": float(lo), "upper": float(hi)}
-            )
-            continue
-        column = result.law.groups[name]
-        for i, level in enumerate(result.levels[column]):
-            rows.append(
-                {
-                    "param": f"{name}[{level}]",
-                    "estimate": float(value[i]),
-                    "lower": float(lo[i]),
-                    "upper": float(hi[i]),
-                }
-            )
-    return rows
+    """One row per scalar parameter or group level: estimate and central interval.
+
+    The numbers are those of `FitResult.summary` (the posterior median, or the least-squares
+    optimum, and the central `prob` interval of the draws), so the CLI, the JSON report and a
+    notebook show one set of numbers.
+    """
+    table = result.summary(prob)
+    estimate = "median" if "median" in table.columns else "estimate"
+    return [
+        {
+            "param": row["param"],
+            "estimate": float(row[estimate]),
+            "lower": float(row["lower"]),
+            "upper": float(row["upper"]),
+        }
+        for row in table.iter_rows(named=True)
+    ]
 
 
 def fit_report(result: FitResult, prob: float = 0.9) -> dict[str, Any]:
@@ -56,17 +50,36 @@ def fit_report(result: FitResult, prob: float = 0.9) -> dict[str, Any]:
     }
 
 
+def fit_text(result: FitResult, prob: float = 0.9, *, width: int = 100) -> str:
+    """What `print_fit` shows (the CLI's report of a fit) as plain text: no colour, no markup,
+    tables `width` characters wide at most. `FitResult.fit_report` returns it."""
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        color_system=None,
+        force_terminal=False,
+        force_jupyter=False,  # in a notebook rich would display instead of writing the text
+        force_interactive=False,
+        emoji=False,
+        highlight=False,
+        soft_wrap=True,  # a notebook wraps long lines itself
+    )
+    print_fit(result, console, prob)
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
 def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
     rep = fit_report(result, prob)
     if rep["not_converged"]:
         console.print(f"[bold red]{escape(rep['not_converged'])}[/]", highlight=False)
-    label = "median" if result.backend == "bayes" else "optimum"
-    spread = "posterior" if result.backend == "bayes" else "bootstrap"
+    label = {"bayes": "median", "lsq": "optimum"}.get(result.backend, "value")
+    spread = {"bayes": " posterior", "lsq": " bootstrap"}.get(result.backend, "")
     table = Table(
         "parameter",
         label,
-        f"{prob:.0%} {spread} interval",
-        title=escape(f"{rep['law']} ({rep['backend']}, {rep['rows']} rows): {rep['formula']}"),
+        f"{prob:.0%}{spread} interval",
+        title=escape(f"{rep['law']} ({_source(rep)}): {rep['formula']}"),
     )
     for row in rep["parameters"]:
         table.add_row(
@@ -96,14 +109,15 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
             )
         if d.get("loo_note"):
             parts.append(d["loo_note"])
-    else:
+    elif result.backend == "lsq":
         parts += [
             f"starts {d['starts']} ({d.get('reached_best', '?')} of {d.get('refined', '?')} "
             "refinements reached the best objective)",
             f"Huber delta {d['huber_delta']:g}",
             f"bootstrap {d['bootstrap']}",
         ]
-    console.print("diagnostics: " + "; ".join(parts), markup=False, highlight=False)
+    if parts:  # a published card has no diagnostics
+        console.print("diagnostics: " + "; ".join(parts), markup=False, highlight=False)
     if result.meta.get("counts"):
         console.print(
             f"likelihood: {result.law.likelihood} on successes = {result.meta['counts']}",
@@ -128,3 +142,8 @@ def print_fit(result: FitResult, console: Console, prob: float = 0.9) -> None:
                 escape(task), f"{s['mae']:.3f}", f"{s['coverage']:.0%}", *extra, rho, str(s["n"])
             )
         console.print(t)
+
+
+def _source(rep: dict[str, Any]) -> str:
+    """``bayes, 48 rows``; a published card has no rows."""
+    return rep["backend"] + ("" if rep["rows"] is None else f", {rep['rows']} rows")

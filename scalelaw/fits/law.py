@@ -168,6 +168,18 @@ class Law:
                     f"to additive offsets (+ delta[task]) only, not to {sorted(other)}"
                 )
 
+    def __repr__(self) -> str:
+        """``Law(name='sparse-frontier', 'score ~ sigmoid(eps + alpha * log(N) + ...)',
+        likelihood='binomial', params=['alpha', ..., 'delta[task]', ...])``."""
+        inverse = {"identity": "{}", "logit": "sigmoid({})", "log": "exp({})"}[self.link]
+        formula = f"{self.response} ~ " + inverse.format(self.expr.to_string())
+        groups = self.groups
+        params = [f"{p}[{groups[p]}]" if p in groups else p for p in self.param_names]
+        return (
+            f"Law(name={self.name!r}, {formula!r}, likelihood={self.likelihood!r}, "
+            f"params={params!r})"
+        )
+
     # --- derived views ---------------------------------------------------------------------
     @property
     def groups(self) -> dict[str, str]:

@@ -17,12 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.law import Law
+
+if TYPE_CHECKING:
+    import polars
 
 FORMAT_VERSION = 1
 #: The likelihood's own parameters (sigma, nu, kappa, and tau for the lack of fit), stored beside
@@ -167,6 +170,141 @@ class FitResult:
     def interval(self, name: str, prob: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = np.quantile(self.draws[name], [(1 - prob) / 2, (1 + prob) / 2], axis=0)
         return lo, hi
+
+    # --- in a notebook -----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"FitResult(law={self.law.name!r}, backend={self.backend!r}, "
+            f"rows={self.meta.get('rows')}, converged={self.converged})"
+        )
+
+    def _row_names(self) -> list[str]:
+        """One name per scalar parameter or group level, as `summary` and the CLI name them:
+        ``alpha``, ``delta[QuALITY]``."""
+        names = []
+        for name in self.law.param_names:
+            column = self.law.groups.get(name)
+            if column is None:
+                names.append(name)
+            else:
+                names += [f"{name}[{level}]" for level in self.levels[column]]
+        return names
+
+    @property
+    def params(self) -> dict[str, float | dict[str, float]]:
+        """The best single estimates (`estimates`): posterior medians, or the least-squares
+        optimum; a group effect as ``{level: value}``, e.g. ``{"QuALITY": 0.0, "NIAH": 2.1}``."""
+        out: dict[str, float | dict[str, float]] = {}
+        for name, values in self.estimates().items():
+            value = np.asarray(values, dtype=float)[0]
+            column = self.law.groups.get(name)
+            if column is None:
+                out[name] = float(value)
+            else:
+                out[name] = dict(zip(self.levels[column], map(float, value), strict=True))
+        return out
+
+    def summary(self, prob: float = 0.9, ci_kind: str = "eti") -> polars.DataFrame:
+        """One row per scalar parameter or group level (``delta[QuALITY]``), as a polars frame.
+
+        Bayesian fits: ``median`` (the estimate the CLI prints), then the numbers of
+        `arviz.summary` on the law's parameters: ``mean``, ``sd``, the central (``eti``) or
+        highest-density (``hdi``) interval of probability `prob` as ``lower`` and ``upper``,
+        ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean``, ``mcse_sd``. A group's pinned
+        reference level has no spread, so its ``r_hat`` is NaN.
+        Least squares (and cards): ``estimate`` (the optimum), ``stderr`` (standard deviation
+        of the bootstrap refits; null with fewer than two) and the central `prob` interval of
+        the refits as ``lower`` and ``upper``.
+        """
+        import polars as pl
+
+        if not 0 < prob < 1:
+            raise ValueError(f"prob={prob!r}; give a probability between 0 and 1")
+        if ci_kind not in ("eti", "hdi"):
+            raise ValueError(f"ci_kind={ci_kind!r}; choose 'eti' or 'hdi'")
+        names = self._row_names()
+        best = self.estimates()
+        est = np.concatenate([np.asarray(best[n], float).reshape(-1) for n in self.law.param_names])
+        if self.backend == "bayes":
+            table = self._arviz_summary(names, prob, ci_kind)
+            lower, upper = (c for c in table.columns if c.endswith(("_lb", "_ub")))
+            return pl.DataFrame(
+                {
+                    "param": names,
+                    "median": est,
+                    "mean": table["mean"].to_numpy(float),
+                    "sd": table["sd"].to_numpy(float),
+                    "lower": table[lower].to_numpy(float),
+                    "upper": table[upper].to_numpy(float),
+                    **{
+                        k: table[k].to_numpy(float)
+                        for k in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd")
+                    },
+                }
+            )
+        if ci_kind != "eti":
+            raise ValueError(
+                f"a {self.backend} fit has no posterior: its intervals are central intervals of "
+                "the bootstrap refits (ci_kind='eti')"
+            )
+        draws = np.column_stack(
+            [self.draws[n].reshape(self.n_draws, -1) for n in self.law.param_names]
+        )
+        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        stderr = draws.std(axis=0, ddof=1) if self.n_draws > 1 else [None] * len(names)
+        return pl.DataFrame(
+            {"param": names, "estimate": est, "stderr": stderr, "lower": lo, "upper": hi},
+            schema={
+                k: pl.String if k == "param" else pl.Float64
+                for k in ("param", "estimate", "stderr", "lower", "upper")
+            },
+        )
+
+    def _arviz_summary(self, names: list[str], prob: float, ci_kind: str) -> Any:
+        """`arviz.summary` of the law's parameters, unrounded, in the order of `names`."""
+        import arviz as az
+
+        with warnings.catch_warnings():
+            # a pinned reference level has no variance: R-hat divides zero by zero
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = az.summary(
+                self.to_datatree(),
+                var_names=self.law.param_names,
+                kind="all",
+                ci_prob=prob,
+                ci_kind=ci_kind,
+                round_to="none",
+            )
+        return table.loc[names]
+
+    def to_datatree(self) -> Any:
+        """The fit as the ArviZ DataTree its file holds: the sampler's output (or the bootstrap
+        refits as a posterior of one chain), for any `arviz` function."""
+        return self.idata if self.idata is not None else self._tree()
+
+    def fit_report(self, prob: float = 0.9, width: int = 100) -> str:
+        """What ``scalelaw fit`` prints for this fit, as plain text: the NOT CONVERGED or MISFIT
+        headline, the parameter table and the diagnostics line. ``print(fit.fit_report())``."""
+        # Deferred on purpose: the text is the CLI's own (`scalelaw.report`, a layer above
+        # fits); declared in pyproject.toml [tool.importlinter] ignore_imports.
+        from scalelaw.report import fit_text
+
+        return fit_text(self, prob, width=width)
+
+    def plot(self, kind: str = "fit", ax: Any = None, *, data: Any = None, **kw: Any) -> Any:
+        """Draw the fit and return the matplotlib Figure (see `scalelaw.plots.figure`).
+
+        `kind` is any kind ``scalelaw plot`` draws: ``fit`` (data and fitted mean with its band,
+        one panel per task), ``ppc``, ``posterior`` or ``trace``. `ax` is an Axes, or a sequence
+        of Axes (one per panel), to draw into. `data` is the table the fit was made from (a
+        polars frame or a path); a fit made from a file path reads that file again. Further
+        keywords: ``prob`` (band), ``tasks`` (panels of kind fit), ``var_names`` (posterior).
+        """
+        # Deferred on purpose: figures live in `scalelaw.plots`, a layer above fits; this one
+        # import is declared in pyproject.toml [tool.importlinter] ignore_imports.
+        from scalelaw.plots import figure
+
+        return figure(self, kind, ax=ax, data=data, **kw)
 
     # --- persistence -----------------------------------------------------------------------
     def _tree(self) -> Any:

@@ -139,6 +139,23 @@ class Decision:
     compressions: list[float] = field(default_factory=list, repr=False)
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """One line: ``Decision('card', prefill at 128K tokens, NIAH: P(sparse better) > 0.5
+        at 7 of 12 budgets; critical length 45K tokens (90% interval 30K to 70K))``."""
+        p = self.frontier.budgets["p_sparse_better"].drop_nulls()
+        length = self.seq_len
+        at = f"{length / 1024:,.0f}K" if length >= 1024 else f"{length:g}"
+        text = (
+            f"Decision({self.source!r}, {self.phase} at {at} tokens, {self.score_label}: "
+            f"P(sparse better) > 0.5 at {int((p > 0.5).sum())} of "
+            f"{self.frontier.budgets.height} budgets"
+        )
+        if self.critical is not None:
+            text += f"; {self.critical.describe()}"
+        if self.warnings:
+            text += f"; {len(self.warnings)} warning{'s' if len(self.warnings) > 1 else ''}"
+        return text + ")"
+
     @property
     def seq_len(self) -> float:
         return float(self.frontier.meta["seq_len"])
