@@ -625,6 +625,11 @@ def compare(
     Example: scalelaw compare sim.csv --law sparse-frontier --law sparse-frontier-nc --holdout C=max
 
     Example: scalelaw compare sim.csv -l sparse-frontier -l floor-ceiling --stack --holdout N=max --out stack.nc
+
+    Bayesian fits are ranked by ArviZ's compare: ELPD-LOO and its standard error (se), the
+    difference to the best and its standard error (dse), stacking weights, and rows with
+    unreliable PSIS-LOO (Pareto k) as a warning. A line under the table says when a near-zero
+    weight is a near tie.
     """
     from scalelaw.data import parse_where
     from scalelaw.fits import FitOptions, resolve_law
@@ -664,7 +669,24 @@ def compare(
     if stack_:
         _report_stack(stacked, out, fmt)
     else:
-        emit(table, fmt, "laws ranked (higher ELPD-LOO is better)")
+        _report_compare(table, fmt)
+
+
+def _report_compare(table: Any, fmt: str) -> None:
+    """The ranked table, then one line per note (on standard error under CSV or JSON, so that
+    standard output stays a table)."""
+    from scalelaw.fits.validation import compare_notes
+
+    if "elpd_loo" in table.columns:
+        title = "laws ranked by ELPD-LOO (higher is better; rank 0 is the best)"
+    elif "holdout_mae" in table.columns:
+        title = "laws ranked by held-out MAE (lower is better)"
+    else:
+        title = "laws, in the order given"
+    emit(table, fmt, title)
+    out = console if fmt == "table" else err
+    for note in compare_notes(table):
+        out.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
 def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
