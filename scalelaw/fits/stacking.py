@@ -367,7 +367,9 @@ def stack(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 table = az.compare(
-                    {n: f.idata for n, f in zip(names, fits, strict=True)}, method="stacking"
+                    {n: f.idata for n, f in zip(names, fits, strict=True)},
+                    method="stacking",
+                    round_to="none",  # its default rounds the weights to two decimals
                 )
             weights = np.array([float(table.loc[n, "weight"]) for n in names])
             scores = {n: float(table.loc[n, "elpd"]) for n in names}

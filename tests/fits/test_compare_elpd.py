@@ -182,3 +182,18 @@ def test_least_squares_compare_still_works(csv: Path) -> None:
     lines = [line for line in out.stderr.splitlines() if "ELPD" in line]
     assert len(lines) == 1 and "least squares" in lines[0].lower(), out.stderr
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_stacking_weights_are_arviz_s_unrounded(table: pl.DataFrame) -> None:
+    from scalelaw.fits import fit
+    from scalelaw.fits.stacking import stack
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [fit(table, get_law(n), TINY) for n in ("sparse-frontier", "logistic-power")]
+        stacked = stack(fits)
+        exact = az.compare({f.law.name: f.idata for f in fits}, method="stacking", round_to="none")
+    expected = [float(exact.loc[f.law.name, "weight"]) for f in fits]
+    # ArviZ's default rounds to two decimals: a weight of 3e-12 would read as 0
+    assert stacked.weights.tolist() == pytest.approx(expected, rel=1e-12, abs=0)
+    assert 0 < min(expected) < 0.005
