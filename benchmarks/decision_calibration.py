@@ -22,7 +22,7 @@ benchmarks/results/decisions-HOLDOUT.jsonl) as a JSON line (a rerun resumes; `--
 and scores those sets, in that order), progress goes to stderr, the tables to stdout. Seeds: set s simulates and
 fits with seed s. Sampling uses 2 chains of 500 draws (after 500 tuning steps), the fits' own
 default is 4 chains of 1000: on 2 cores a set takes about 3 minutes with `--holdout loo` and
-about 7 with `--holdout auto` (three more refits of the seven forms, one per held-out axis).
+about 11 with `--holdout auto` (three more refits of the seven forms, one per held-out axis).
 """
 
 from __future__ import annotations
