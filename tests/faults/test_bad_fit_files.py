@@ -247,3 +247,22 @@ def test_a_plain_hdf5_file_is_one_line_without_warnings(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {path}: not a scalelaw fit (no 'scalelaw' attribute)"
     assert not caught, [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("sparse-frontier", {}),  # linear: standardised slopes and a centred intercept
+        ("sparse-frontier", {"pooling": "partial"}),  # a pooled effect's scale and offsets
+        ("floor-ceiling:0.25", {}),  # non-linear: a fixed effect's free levels
+    ],
+)
+def test_every_variable_the_sampler_keeps_is_known_to_the_file_check(
+    table: pl.DataFrame, tmp_path: Path, name: str, options: dict[str, str]
+) -> None:
+    # the file check allows only the auxiliaries it lists (result.AUXILIARIES); a new one
+    # that the Bayesian backend draws must be listed there, or its fits never load again
+    law = get_law(name).with_options(**options)
+    tiny = FitOptions(backend="bayes", draws=100, tune=100, chains=1, seed=0)
+    path = fit(table, law, tiny).save(tmp_path / "fit.nc")
+    assert load_fit(path).law.pooling == law.pooling
