@@ -220,21 +220,19 @@ def fit_family(
         f.meta["source"] = str(source)
     if holdout == AUTO:
         stacked = extrapolation_stack(fits, frame, opts, progress)
-        stacked.meta["skipped"] = skipped
-        stacked.meta["family"] = AUTO if laws is None else "given"
-        return stacked
-    stacked = stack(
-        fits,
-        data=frame,
-        holdout=holdout,
-        options=opts,
-        progress=(lambda n: progress(f"refitting {n} without {holdout}")) if progress else None,
-    )
+    else:
+        stacked = stack(
+            fits,
+            data=frame,
+            holdout=holdout,
+            options=opts,
+            progress=(lambda n: progress(f"refitting {n} without {holdout}")) if progress else None,
+        )
     stacked.meta["skipped"] = skipped
     stacked.meta["family"] = AUTO if laws is None else "given"
     if weighting:
         stacked.meta["weighting"] = weighting
-    if holdout and opts.backend == "bayes":
+    if holdout not in (None, AUTO) and opts.backend == "bayes":
         loo = stack(fits).weights
         gap = float(np.max(np.abs(loo - stacked.weights)))
         stacked.meta["loo_weights"] = [float(w) for w in loo]

@@ -82,6 +82,17 @@ class Param:
         )
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """`names` with repeats told apart (``a``, ``a#2``, ``a#3``): laws fitted side by side."""
+    out: list[str] = []
+    for name in names:
+        unique, i = name, 2
+        while unique in out:
+            unique, i = f"{name}#{i}", i + 1
+        out.append(unique)
+    return out
+
+
 def inverse_link(link: str, eta: Any, lib: str = "numpy") -> Any:
     """Map the linear predictor to the mean."""
     if link == "identity":

@@ -26,7 +26,7 @@ from scalelaw.errors import ScalelawError
 from scalelaw.fits import lack_of_fit
 from scalelaw.fits.design import Design, bind
 from scalelaw.fits.evaluate import mean_response
-from scalelaw.fits.law import Law
+from scalelaw.fits.law import Law, unique_names
 from scalelaw.fits.prediction import (
     Points,
     noise_draws,
@@ -349,7 +349,7 @@ def stack(
 
     fits = list(fits)
     _check_same_data(fits)
-    names = _unique_names(fits)
+    names = unique_names([f.law.name for f in fits])
     if holdout is None:
         import arviz as az
 
@@ -446,16 +446,6 @@ def options_of(f: FitResult) -> Any:
         tune=int(retry.get("first_tune", d.get("tune", draws))),
         loo=False,
     )
-
-
-def _unique_names(fits: Sequence[FitResult]) -> list[str]:
-    names: list[str] = []
-    for f in fits:
-        name, i = f.law.name, 2
-        while name in names:
-            name, i = f"{f.law.name}#{i}", i + 1
-        names.append(name)
-    return names
 
 
 def _has_pointwise_loo(f: FitResult) -> bool:

@@ -20,9 +20,10 @@ import polars as pl
 from scalelaw.data import DataError, canonical
 from scalelaw.fits.design import bind
 from scalelaw.fits.evaluate import mean_response
-from scalelaw.fits.law import Law
+from scalelaw.fits.law import Law, unique_names
 from scalelaw.fits.prediction import predict_draws, predictive_draws, thin
 from scalelaw.fits.result import FitResult
+from scalelaw.fits.stacking import MIN_WEIGHT, _has_log_likelihood, _has_pointwise_loo
 
 
 def r_squared(result: FitResult, frame: pl.DataFrame) -> float:
@@ -136,8 +137,6 @@ def holdout_scores(src: Any, test: pl.DataFrame, prob: float = 0.9) -> dict[str,
     return {**overall, "prob": prob, "rows": test.height, "per_task": per}
 
 
-#: Below this stacking weight a law adds almost nothing to the mixture (as in `stacking`).
-NEAR_ZERO_WEIGHT = 0.01
 #: What ArviZ's `compare` gives, under the names `compare` prints them (its `diag_elpd`, the
 #: count of rows whose Pareto k is above ArviZ's threshold, becomes `warning`).
 ARVIZ_COLUMNS = {
@@ -173,7 +172,7 @@ def compare(
     """
     from scalelaw.fits.fitting import FitWarning, fit
 
-    names = _unique_names(laws)
+    names = unique_names([law.name for law in laws])
     rows, fits = [], {}
     for name, law in zip(names, laws, strict=True):
         if progress:
@@ -201,16 +200,6 @@ def compare(
     if any(f.backend == "lsq" for f in fits.values()):
         return table.sort("holdout_mae") if "holdout_mae" in table.columns else table
     return _with_elpd(table, fits)
-
-
-def _unique_names(laws: Sequence[Law]) -> list[str]:
-    names: list[str] = []
-    for law in laws:
-        name, i = law.name, 2
-        while name in names:
-            name, i = f"{law.name}#{i}", i + 1
-        names.append(name)
-    return names
 
 
 @contextlib.contextmanager
@@ -265,12 +254,7 @@ def _elpd_input(f: FitResult) -> Any:
 
 
 def _has_elpd(f: FitResult) -> bool:
-    from scalelaw.fits.bayes import POINTWISE_LOO
-
-    children = getattr(f.idata, "children", {})
-    return "log_likelihood" in children or (
-        POINTWISE_LOO in children and "elpd_loo" in f.diagnostics
-    )
+    return _has_log_likelihood(f) or (_has_pointwise_loo(f) and "elpd_loo" in f.diagnostics)
 
 
 def _pareto_words(diag: Any) -> str:
@@ -349,7 +333,7 @@ def compare_notes(table: pl.DataFrame) -> list[str]:
         ]
     ties = []
     best = table.filter(pl.col("rank") == 0)["law"].to_list()
-    for row in table.filter(pl.col("weight") < NEAR_ZERO_WEIGHT).iter_rows(named=True):
+    for row in table.filter(pl.col("weight") < MIN_WEIGHT).iter_rows(named=True):
         diff, dse = row["elpd_diff"], row["dse"]
         if row["rank"] == 0 or not (abs(diff) < 2 * dse or (dse == 0 and abs(diff) < 4)):
             continue
