@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from scalelaw.commands.common import console, fail
+from scalelaw.kernels.specs import BUDGET_RULES, get_spec
 
 Format = Literal["table", "json"]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table or json.")]
@@ -91,7 +92,7 @@ def list_cmd(
 
 
 def _show(value: Any) -> str:
-    return "solved" if value is None else str(value)
+    return "from-C" if value is None else str(value)
 
 
 def _check_rows(
@@ -102,6 +103,7 @@ def _check_rows(
     compressions: list[float],
     backend: str,
     seed: int,
+    budget_rule: str = "study",
 ) -> list[dict[str, Any]]:
     import torch
 
@@ -128,7 +130,10 @@ def _check_rows(
         for name in list_methods(phase):
             if name == "dense":
                 continue
-            m = get_method(name)
+            rule = (
+                {"budget_rule": budget_rule} if "budget_rule" in get_spec(name).defaults() else {}
+            )
+            m = get_method(name, **rule)
             for c in compressions:
                 if phase == "prefill":
                     res = m.prefill(q, k, v, compression=c, backend=backend)
@@ -168,6 +173,13 @@ def check_cmd(
         str, typer.Option(help="torch, triton or auto (triton on a CUDA GPU).")
     ] = "torch",
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
+    budget_rule: Annotated[
+        str,
+        typer.Option(
+            help="vertical-slash and flexprefill budgets: 'study' (the study's table per length "
+            "and level; C is what results) or 'exact' (solved to hit C)."
+        ),
+    ] = "study",
     fmt: FormatOpt = "table",
     as_json: JsonOpt = False,
 ) -> None:
@@ -176,8 +188,10 @@ def check_cmd(
     At C = 1 every method must reproduce dense attention (exit 1 otherwise); at larger C the
     table shows the compression achieved and how far the output moved from dense.
 
-    Example: scalelaw kernels check --length 1024 --compression 1,4
+    Example: scalelaw kernels check --length 1024 --compression 1,4 --budget-rule exact
     """
+    if budget_rule not in BUDGET_RULES:
+        fail(f"--budget-rule: expected one of {', '.join(BUDGET_RULES)}, got '{budget_rule}'")
     try:
         cs = [float(t) for t in compression.split(",") if t.strip()]
     except ValueError:
@@ -208,7 +222,7 @@ def check_cmd(
     from scalelaw.kernels import KernelInputError
 
     try:
-        rows = _check_rows(length, heads, kv_heads, head_dim, cs, backend, seed)
+        rows = _check_rows(length, heads, kv_heads, head_dim, cs, backend, seed, budget_rule)
     except KernelInputError as e:
         fail(str(e))
     bad = [r for r in rows if r["compression"] == 1 and r["max_abs_diff_vs_dense"] > 1e-2]

@@ -349,4 +349,11 @@ class PatternPrefill[P](SparseMethod):
         plan = self.plan(self.pattern(q, k, c, **knobs), lq, kn)
         out = run_tiles(q, k, v, plan.index, be)
         achieved = achieved_from_cells(lq, b * h, float(plan.cells.sum()))
-        return self._result(out, c, achieved, plan.why, plan.stats)
+        result = self._result(out, c, achieved, plan.why, plan.stats)
+        if result.note and kn.get("budget_rule") == "study":
+            # the study's budget names a level; what it achieves is the measurement, not a miss
+            result.note = (
+                f"{self.name}: the study's budget for level C={c:g} achieved C={achieved:.3g} "
+                f"({plan.why}); budget_rule='exact' solves for C instead"
+            )
+        return result

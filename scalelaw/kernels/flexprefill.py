@@ -7,7 +7,9 @@ that crosses it included), and at least `min_budget` lines; the first `sink_colu
 the `local_diagonals` nearest diagonals are among them. The lines run as vertical-slash does
 (MInference's tiles), and the achieved compression counts the cells computed.
 
-How C sets the budget: with `alpha` unset (the default) alpha is solved so that the heads' mean
+How C sets the budget: by default (`budget_rule = "study"`) alpha and min_budget are the
+reference study's pair for the length and level (`scalelaw.kernels.study_budgets`), and the
+compression recorded is what results. With `budget_rule = "exact"` and `alpha` unset, alpha is solved so that the heads' mean
 computed cells give 1/C, which maps a grid of C onto the study's alpha sweep; when even alpha = 0
 with `min_budget` lines is denser than C, every head keeps the uniform vertical-slash count
 instead, as the study's alpha = 0 rows do (their min_budget set to the vertical-slash budget).
@@ -30,6 +32,7 @@ from scalelaw.kernels.block_sparse import BlockPattern, pooled, select_blocks
 from scalelaw.kernels.budgets import choose_blocks_per_row
 from scalelaw.kernels.reference import last_window_probs
 from scalelaw.kernels.specs import SPECS, is_dense
+from scalelaw.kernels.study_budgets import flexprefill_budget
 from scalelaw.kernels.tiles import lines_cells
 from scalelaw.kernels.vertical_slash import (
     VSPattern,
@@ -121,6 +124,10 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
             floor = length
             n_col, n_diag = counts_at(1.0, floor)
         elif alpha is not None:
+            n_col, n_diag = counts_at(alpha, floor)
+        elif kn["budget_rule"] == "study":
+            budget = flexprefill_budget(kn["budget_length"] or length, compression)
+            alpha, floor = budget.alpha, budget.min_budget
             n_col, n_diag = counts_at(alpha, floor)
         elif not bool(lines.any()):
             alpha = 0.0

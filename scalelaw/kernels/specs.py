@@ -27,7 +27,12 @@ BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 #: `compression_tolerance`; a run further off is a failed run).
 COMPRESSION_TOLERANCE = 0.10
 
-KnobValue = int | float | bool | None
+KnobValue = int | float | bool | str | None
+
+#: How vertical-slash and flexprefill turn C into a budget: "study" reads the reference study's
+#: per-(length, level) tables and records the C that results; "exact" solves the budget per
+#: layer call so that every call hits C.
+BUDGET_RULES: tuple[str, ...] = ("study", "exact")
 
 
 def is_dense(compression: float) -> bool:
@@ -48,8 +53,8 @@ class KernelInputError(ScalelawError):
 class Knob:
     """One setting of a method.
 
-    `kind` is int, float or bool; `low`/`high` bound numbers; `optional` allows None, which
-    means the value is derived from C (flexprefill's alpha).
+    `kind` is int, float, bool or str; `low`/`high` bound numbers, `choices` strings;
+    `optional` allows None, which means the value is derived from C (flexprefill's alpha).
     """
 
     name: str
@@ -60,6 +65,7 @@ class Knob:
     low: float | None = 0
     high: float | None = None
     optional: bool = False
+    choices: tuple[str, ...] = ()
 
     def check(self, method: str, value: Any) -> KnobValue:
         """The value if it is allowed, else a KernelInputError naming method and knob."""
@@ -70,6 +76,12 @@ class Knob:
             if not isinstance(value, bool):
                 raise KernelInputError(f"{where} must be a bool, got {value!r}")
             return value
+        if self.kind is str:
+            if value not in self.choices:
+                raise KernelInputError(
+                    f"{where} must be one of {list(self.choices)}, got {value!r}"
+                )
+            return str(value)
         if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise KernelInputError(f"{where} must be a non-negative int, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -121,8 +133,9 @@ class MethodSpec:
                 "study": k.study,
                 "help": k.meaning,
                 "type": k.kind.__name__,
-                "low": k.low if k.kind is not bool else None,
-                "high": k.high if k.kind is not bool else None,
+                "low": k.low if k.kind in (int, float) else None,
+                "high": k.high if k.kind in (int, float) else None,
+                **({"choices": list(k.choices)} if k.choices else {}),
                 "optional": k.optional,
             }
             for k in self.knobs
@@ -205,6 +218,48 @@ def _reach_snapkv(kn: Mapping[str, Any], length: int) -> tuple[float, float]:
     return 1.0, length / kept
 
 
+BUDGET_RULE_KNOB = Knob(
+    "budget_rule",
+    "study",
+    "study",
+    "'study': the study's per-(length, level) budget, C recorded as achieved; 'exact': "
+    "budget solved per layer call to hit C",
+    kind=str,
+    low=None,
+    choices=BUDGET_RULES,
+)
+
+BUDGET_LENGTH_KNOB = Knob(
+    "budget_length",
+    None,
+    "the grid's length",
+    "length whose study budget is used (unset: the prompt's own length; scalelaw measure sets "
+    "the grid's nominal length, as the study fixed one budget per length)",
+    low=1,
+    optional=True,
+)
+
+#: Knobs whose study value depends on the task (the grid's value, when set, wins): the study
+#: scores vertical-slash patterns from the last 512 queries on needle and story retrieval.
+TASK_KNOBS: dict[str, dict[str, dict[str, KnobValue]]] = {
+    "vertical-slash": {"window": {"niah-multikey": 512, "story-retrieval": 512}},
+}
+
+
+def task_knobs(method: str, task: str) -> dict[str, KnobValue]:
+    """The knob values the study used for `method` on `task` where they differ by task."""
+    return {
+        knob: by_task[task]
+        for knob, by_task in TASK_KNOBS.get(method, {}).items()
+        if task in by_task
+    }
+
+
+def study_rule(method: str, knobs: Mapping[str, Any]) -> bool:
+    """Whether a run's budget comes from the study's tables (its C is then what it achieved)."""
+    return knobs.get("budget_rule") == "study"
+
+
 BLOCK_SIZE_HELP = "tokens per query and key block (the study's 16; 64 or 128 suit GPUs)"
 WINDOW_VS = "last queries whose attention scores columns and diagonals (512 for retrieval tasks)"
 TILE_HELP = "query block and key tile width: each kept diagonal costs one tile per query block"
@@ -255,11 +310,15 @@ SPECS: dict[str, MethodSpec] = {
                 "(MInference's index)"
             ),
             budget_rule=(
-                "equal numbers n of columns and diagonals per head; n is chosen so that the "
-                "cells the kernel computes (block x block per tile, block per single column) "
-                "are closest to L(L+1)/2C"
+                "equal numbers n of columns and diagonals per head; budget_rule 'study' (the "
+                "default): n is the study's count for (L, level C), interpolated as a power of L "
+                "and C where it published none, and the row records the C that results; "
+                "'exact': n is solved per layer call so that the cells the kernel computes "
+                "(block x block per tile, block per single column) are closest to L(L+1)/2C"
             ),
             knobs=(
+                BUDGET_RULE_KNOB,
+                BUDGET_LENGTH_KNOB,
                 Knob("window", 256, 256, WINDOW_VS, low=1),
                 Knob("sink_columns", 4, 4, "first key columns always kept"),
                 Knob(
@@ -283,12 +342,17 @@ SPECS: dict[str, MethodSpec] = {
                 "query-aware block mode (tau > 0)"
             ),
             budget_rule=(
-                "alpha unset: alpha is solved so the heads' mean computed cells give 1/C; a C "
-                "beyond what min_budget lines allow runs the study's alpha = 0 rows (every head "
-                "keeps the uniform vertical-slash count); alpha set: max(min_budget, lines for "
-                "mass alpha) columns and diagonals per head, whatever C"
+                "budget_rule 'study' (the default): alpha and min_budget are the study's pair "
+                "for (L, level C) (nearest length and level where it published none; alpha = 0 "
+                "keeps the vertical-slash count), and the row records the C that results; "
+                "'exact' with alpha unset: alpha is solved so the heads' mean computed cells "
+                "give 1/C, and a C beyond what min_budget lines allow runs the study's alpha = 0 "
+                "rows (every head keeps the uniform vertical-slash count); alpha set: "
+                "max(min_budget, lines for mass alpha) columns and diagonals per head, whatever C"
             ),
             knobs=(
+                BUDGET_RULE_KNOB,
+                BUDGET_LENGTH_KNOB,
                 Knob(
                     "window", 512, 512, "last queries used to estimate each head's pattern", low=1
                 ),
@@ -296,8 +360,8 @@ SPECS: dict[str, MethodSpec] = {
                     "alpha",
                     None,
                     0.65,
-                    "coverage threshold; unset: solved from C (maps a C "
-                    "grid onto the study's alpha sweep)",
+                    "coverage threshold; unset: from C (the study's table, or solved with "
+                    "budget_rule 'exact')",
                     kind=float,
                     high=1,
                     optional=True,

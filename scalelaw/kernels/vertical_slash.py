@@ -9,7 +9,8 @@ The kernel computes what the reference study's kernel (MInference) computes: eac
 becomes a `block_size`-wide key range per query block, ranges merge into runs of whole tiles, and
 a kept column is computed only where no tile covers it (`scalelaw.kernels.tiles`). The achieved
 compression counts those cells (block x block per tile, block per column), and n is chosen so
-that they come closest to L(L+1)/2C.
+that they come closest to L(L+1)/2C (`budget_rule = "exact"`) or n is the reference study's
+count for the length and level (`"study"`, the default; `scalelaw.kernels.study_budgets`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from scalelaw.kernels.base import PatternPrefill, PrefillPlan, causal_entries
 from scalelaw.kernels.reference import CHUNK_ELEMENTS, last_window_probs
 from scalelaw.kernels.specs import SPECS, is_dense
+from scalelaw.kernels.study_budgets import vertical_slash_budget
 from scalelaw.kernels.tiles import TileIndex, lines_cells, lines_index
 
 
@@ -155,15 +157,20 @@ class VerticalSlash(PatternPrefill[VSPattern]):
         col_order = rank_with_mandatory(cols, kn["sink_columns"])
         diag_order = rank_with_mandatory(diags, kn["local_diagonals"])
         n_min = max(kn["sink_columns"], kn["local_diagonals"])
-        n = uniform_count(col_order, diag_order, length, compression, n_min, kn["block_size"])
+        if kn["budget_rule"] == "study" and not is_dense(compression):
+            at = kn["budget_length"] or length
+            n = min(length, max(n_min, vertical_slash_budget(at, compression).lines))
+        else:
+            n = uniform_count(col_order, diag_order, length, compression, n_min, kn["block_size"])
         counts = torch.full(cols.shape[:2], n, device=q.device)
         return lines_pattern(col_order, diag_order, counts, counts, length, kn["block_size"])
 
     def plan(self, pattern: VSPattern, length: int, knobs: dict[str, Any]) -> PrefillPlan:
         n = int(pattern.col_keep[0, 0].sum())
         tiles = float(pattern.index.counts.double().mean())
+        rule = knobs.get("budget_rule", "exact")
         why = (
-            f"L={length}, {n} columns and diagonals per head (at least "
+            f"L={length}, {n} columns and diagonals per head ({rule} budget, at least "
             f"{max(knobs['sink_columns'], knobs['local_diagonals'])}), {tiles:.1f} tiles of "
             f"{knobs['block_size']} per query block"
         )

@@ -8,7 +8,11 @@ Every row carries the ratio and the achieved ratio of each phase (`prefill_compr
 phase a method leaves dense) beside `compression` and `achieved_compression`, which are the
 method's own phase, and the prefill phase for a combined run (`phase` = `prefill+decode`).
 
-A run is a point at its label C only if it achieved that C: a run whose achieved compression
+Budgets from the reference study's tables (vertical-slash and flexprefill with `budget_rule =
+"study"`, the default) are levels, as in the study: such a phase records the C it achieved as its
+compression, the grid's C as `level`, and no tolerance applies to it.
+
+Otherwise a run is a point at its label C only if it achieved that C: a run whose achieved compression
 (the mean over its samples, the number its rows would record) is more than the tolerance off the
 label in a phase, `abs(achieved / C - 1) > tolerance` (the grid's `compression_tolerance`,
 default 10%), raises `MeasureError` naming both numbers; the sweep journals it as a failed run
@@ -31,7 +35,14 @@ from typing import Any
 import torch
 
 from scalelaw.errors import ScalelawError
-from scalelaw.kernels.specs import COMPRESSION_TOLERANCE, is_dense
+from scalelaw.kernels.specs import (
+    COMPRESSION_TOLERANCE,
+    get_spec,
+    is_dense,
+    study_rule,
+    task_knobs,
+)
+from scalelaw.kernels.study_budgets import flexprefill_budget, vertical_slash_budget
 from scalelaw.measure.generate import greedy
 from scalelaw.measure.grid import COMBINED_PHASE, DENSE, Configuration
 from scalelaw.measure.models import LoadedModel, load_model
@@ -104,6 +115,12 @@ class Setup:
     phase: str  # the row's label: prefill, decode or prefill+decode
     knobs: dict[str, Any]  # every knob, as the row's method_params
 
+    def study(self, phase: str) -> bool:
+        """Whether the phase's budget came from the study's tables: its row then records the
+        C the run achieved, not the grid's level, and no tolerance applies."""
+        method = self.prefill if phase == "prefill" else self.decode
+        return method is not None and study_rule(method.name, method.knobs())
+
     def achieved(self, route: Routing) -> tuple[float, float]:
         """(prefill, decode) compression a generation achieved (1.0 in a dense phase)."""
         p = route.prefill.achieved_compression() if route.prefill is not None else 1.0
@@ -114,8 +131,13 @@ class Setup:
 def _method(config: Configuration, name: str, params: str) -> Any:
     from scalelaw.kernels import get_method
 
+    # the study's per-task values (vertical-slash's window on retrieval) and its budget for the
+    # grid's nominal length (prompts are 95-100% of it), unless the grid sets them
+    knobs = {**task_knobs(name, config.task), **json.loads(params)}
     try:
-        return get_method(name, **json.loads(params))
+        if "budget_length" in get_spec(name).defaults() and knobs.get("budget_length") is None:
+            knobs["budget_length"] = config.seq_len
+        return get_method(name, **knobs)
     except ValueError as exc:
         raise MeasureError(f"{config.label()}: {exc}") from None
 
@@ -297,7 +319,10 @@ def _check_label(cfg: Configuration, row: dict[str, Any], tolerance: float) -> N
     The configurations of a unit share a compute id, so they have the same ratio in each phase
     and the head's row decides for all of them.
     """
+    setup = setup_for(cfg)
     for phase in ("prefill", "decode"):
+        if setup.study(phase):
+            continue
         label = float(row[f"{phase}_compression"])
         achieved = float(row[f"achieved_{phase}_compression"])
         why = label_error(label, achieved, tolerance, phase if cfg.combined else "")
@@ -315,13 +340,18 @@ def _row(
     setup = setup_for(config)
     achieved_p = 1.0 if is_dense(setup.prefill_compression) else prefill
     achieved_d = 1.0 if is_dense(setup.decode_compression) else decode
+    # a budget from the study's tables is a level, not a promise: the row's C is what it achieved
+    label_p = achieved_p if setup.study("prefill") else setup.prefill_compression
+    label_d = achieved_d if setup.study("decode") else setup.decode_compression
     return {
         **base,
-        "compression": config.compression,
+        "compression": label_d if setup.phase == "decode" else label_p,
+        "level": config.compression,
+        "study_budget": _study_budget(setup, config),
         "achieved_compression": achieved_d if setup.phase == "decode" else achieved_p,
         "budget": config.budget,
-        "prefill_compression": setup.prefill_compression,
-        "decode_compression": setup.decode_compression,
+        "prefill_compression": label_p,
+        "decode_compression": label_d,
         "achieved_prefill_compression": achieved_p,
         "achieved_decode_compression": achieved_d,
         "method": config.method_label,
@@ -329,6 +359,20 @@ def _row(
         "method_params": json.dumps(setup.knobs, sort_keys=True),
         "config_id": config.config_id,
     }
+
+
+def _study_budget(setup: Setup, config: Configuration) -> str | None:
+    """The study's budget a prefill phase ran with, and where it came from (None: not the
+    study's rule)."""
+    if not setup.study("prefill") or is_dense(setup.prefill_compression):
+        return None
+    name, knobs = setup.prefill.name, setup.prefill.knobs()
+    length = knobs.get("budget_length") or config.seq_len
+    if name == "vertical-slash":
+        b = vertical_slash_budget(length, setup.prefill_compression)
+        return f"{b.lines} lines at L={length} ({b.source})"
+    b = flexprefill_budget(length, setup.prefill_compression)
+    return f"alpha {b.alpha:g}, min_budget {b.min_budget} at L={length} ({b.source})"
 
 
 def _phase_achieved(row: dict[str, Any]) -> tuple[float, float]:

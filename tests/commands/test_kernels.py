@@ -79,7 +79,8 @@ def test_list_format_json_gives_every_knobs_default_study_value_and_help():
 def test_list_table_shows_study_values_and_ranges():
     res = runner.invoke(app, ["kernels", "list", "--seq-len", "4096"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "alpha=solved (0.65)" in res.output
+    assert "alpha=from-C" in res.output and "(0.65)" in res.output
+    assert "budget_rule=study" in res.output
     assert "1-256 at L=4096" in res.output
     bad = runner.invoke(app, ["kernels", "list", "--seq-len", "0"])
     assert bad.exit_code == 2 and "--seq-len must be >= 1" in bad.output
@@ -100,7 +101,19 @@ def test_list_phase_filter_and_bad_phase():
 
 def test_check_matches_dense_at_c1():
     res = runner.invoke(
-        app, ["kernels", "check", "--length", "2048", "--compression", "1,2", "--format", "json"]
+        app,
+        [
+            "kernels",
+            "check",
+            "--length",
+            "2048",
+            "--compression",
+            "1,2",
+            "--budget-rule",
+            "exact",
+            "--format",
+            "json",
+        ],
     )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
@@ -111,6 +124,18 @@ def test_check_matches_dense_at_c1():
         else:
             assert r["max_abs_diff_vs_dense"] > 1e-3  # sparse attention really differs
             assert r["reached"], r["note"]
+
+
+def test_check_study_budgets_report_the_c_they_achieve():
+    res = runner.invoke(
+        app, ["kernels", "check", "--length", "1024", "--compression", "3", "--format", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = {r["method"]: r for r in json.loads(res.stdout)}
+    vs = rows["vertical-slash"]
+    assert vs["reached"] or "study's budget for level C=3" in vs["note"]
+    bad = runner.invoke(app, ["kernels", "check", "--budget-rule", "loose"])
+    assert bad.exit_code == 2 and "--budget-rule" in bad.output
 
 
 def test_check_bad_arguments():

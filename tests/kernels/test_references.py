@@ -17,8 +17,14 @@ DECODE = ["quest", "snapkv", "ada-snapkv"]
 # Knobs that fit the tiny test sequences (defaults are for 16K-128K tokens).
 SMALL = {
     "block-sparse": {"block_size": 8},
-    "vertical-slash": {"window": 32, "local_diagonals": 4, "block_size": 8},
-    "flexprefill": {"window": 32, "local_diagonals": 4, "min_budget": 16, "block_size": 8},
+    "vertical-slash": {"window": 32, "local_diagonals": 4, "block_size": 8, "budget_rule": "exact"},
+    "flexprefill": {
+        "window": 32,
+        "local_diagonals": 4,
+        "min_budget": 16,
+        "block_size": 8,
+        "budget_rule": "exact",
+    },
     "quest": {"page_size": 8},
     "snapkv": {"window": 32, "recent_tokens": 16, "kernel_size": 5},
     "ada-snapkv": {"window": 32, "recent_tokens": 16, "kernel_size": 5},

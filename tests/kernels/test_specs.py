@@ -36,6 +36,8 @@ def test_kernels_and_cost_model_read_the_spec():
 def test_defaults_are_the_studys_settings():
     fp = specs.get_spec("flexprefill")
     assert fp.defaults() == {
+        "budget_rule": "study",  # the study's (alpha, min_budget) per length and level
+        "budget_length": None,  # the prompt's length; `measure` sets the grid's
         "window": 512,
         "alpha": None,  # solved from C; fixing it is a knob
         "min_budget": 512,
@@ -47,7 +49,8 @@ def test_defaults_are_the_studys_settings():
     assert fp.study_values()["alpha"] == 0.65
     for spec in specs.SPECS.values():
         differ = {k for k, v in spec.defaults().items() if spec.study_values()[k] != v}
-        assert differ <= {"alpha"}, (spec.name, differ)
+        # budget_length's study value is "the grid's length", which `measure` fills in per run
+        assert differ <= {"alpha", "budget_length"}, (spec.name, differ)
 
 
 def test_cover_count_is_the_studys_rule():
@@ -94,7 +97,7 @@ def test_reachable_ranges_are_what_the_kernels_achieve(qkv):
     # snapkv: sink and recent tokens alone
     assert specs.reachable("snapkv", {}, 200) == (1.0, 200 / 132)
     # vertical-slash: an upper bound the data cannot beat
-    kn = {"window": 32, "local_diagonals": 4, "block_size": 8}
+    kn = {"window": 32, "local_diagonals": 4, "block_size": 8, "budget_rule": "exact"}
     bound = specs.reachable("vertical-slash", kn, 200)[1]
     res = get_method("vertical-slash", **kn).prefill(q, k, v, compression=100.0)
     assert 1 < res.achieved_compression <= bound + 1e-9
