@@ -8,10 +8,16 @@ maximum over the queries and over the heads of a group, as the study does, and m
 across the KV heads of a layer (scores are attention probabilities, comparable across heads)
 after every head has kept its floor: max(`floor_fraction` of its capacity, its sink and recent
 tokens). The first `sink_tokens` and last `recent_tokens` are always kept.
+
+Ada-SnapKV keeps different counts per head: each head's tokens are packed to the front of its
+row with a per-head length (`RaggedKVCache`), generated tokens are written right after them, and
+a step reads each head's own tokens with no mask. The eviction is callable on its own (`evict`)
+so its one-off cost can be timed beside a step; a cache records the work it did (`eviction`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -69,18 +75,119 @@ def protected(length: int, sink: int, recent: int, device: torch.device) -> torc
 
 def gather_kept(
     k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Pack kept tokens (in order) to the front; pad ragged heads and return their mask."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pack kept tokens (in order) to the front of each head's row; returns the packed keys and
+    values, as long as the longest head, and the per-head counts (B, H_kv)."""
     counts = keep.sum(-1)
     kmax = int(counts.max())
     # Stable sort puts kept positions first, each group in sequence order.
     order = torch.argsort((~keep).to(torch.int8), dim=-1, stable=True)[..., :kmax]
     idx = order[..., None].expand(*order.shape, k.shape[-1])
-    kk, vv = k.gather(2, idx), v.gather(2, idx)
-    if bool((counts == kmax).all()):
-        return kk, vv, None
-    valid = torch.arange(kmax, device=k.device) < counts[..., None]
-    return kk, vv, valid
+    return k.gather(2, idx), v.gather(2, idx), counts
+
+
+# the work of an eviction that evicted nothing (C too low to evict)
+NO_EVICTION = dict.fromkeys(("score_flops", "score_bytes", "select_elements", "pack_bytes"), 0.0)
+
+
+class SnapKVCache(KVCache):
+    """The cache left after an eviction, with the work that eviction did (`eviction_work`)."""
+
+    def __init__(self, *args: Any, eviction: dict[str, float] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.eviction = dict(NO_EVICTION if eviction is None else eviction)
+
+
+class RaggedKVCache(SnapKVCache):
+    """A cache whose KV heads keep different numbers of tokens: head (b, h) holds its
+    `lengths[b, h]` tokens at the front of its row; slots past them are unused."""
+
+    def __init__(
+        self, method: str, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor, **kw: Any
+    ) -> None:
+        super().__init__(method, k, v, **kw)
+        self._lens = lengths.to(torch.int32).contiguous()
+        # a host copy, so a step never waits on the device to learn the lengths
+        self._lens_host = lengths.cpu().long()
+        self._len = int(self._lens_host.max())
+        self.n_kept_prompt = float(self._lens_host.double().mean())
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(B, H_kv) int32 tokens held per KV head, on the cache's device."""
+        return self._lens
+
+    @property
+    def head_lengths(self) -> list[list[int]]:
+        return self._lens_host.tolist()
+
+    @property
+    def valid(self) -> torch.Tensor:
+        # built only on request (inspection, tests); decoding uses the lengths
+        return torch.arange(self._len, device=self._k.device) < self._lens[..., None]
+
+    def _on_append(self, start: int, end: int) -> None:
+        # The base class wrote the new tokens at [start, end) of every row, which is right after
+        # the longest head's tokens; move them right after each head's own.
+        n = end - start
+        pos = self._lens.long()[..., None] + torch.arange(n, device=self._k.device)
+        idx = pos[..., None].expand(*pos.shape, self._k.shape[-1])
+        for buf in (self._k, self._v):
+            # a copy: a short head's destination can overlap the slots being read
+            buf.scatter_(2, idx, buf[:, :, start:end].clone())
+        self._lens += n
+        self._lens_host += n
+
+
+def ragged_attention(q_step: torch.Tensor, state: RaggedKVCache, backend: str) -> torch.Tensor:
+    """One decode step over each KV head's own tokens, with no mask."""
+    if backend == "triton":
+        from scalelaw.kernels.triton_decode import ragged_decode_attention
+
+        return ragged_decode_attention(q_step, state.k, state.v, state.lengths, state.length)
+    g = q_step.shape[1] // state.k.shape[1]
+    out = torch.empty_like(q_step)
+    for bi, row in enumerate(state.head_lengths):
+        for kv, n in enumerate(row):
+            heads = slice(kv * g, (kv + 1) * g)
+            out[bi, heads] = F.scaled_dot_product_attention(
+                q_step[bi : bi + 1, heads],
+                state.k[bi : bi + 1, kv : kv + 1, :n],
+                state.v[bi : bi + 1, kv : kv + 1, :n],
+                enable_gqa=g > 1,
+            )[0]
+    return out
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What an eviction kept, packed: keys and values (B, H_kv, T, D), the tokens each KV head
+    kept (B, H_kv), None when nothing was evicted, and the work it did (`eviction_work`)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    lengths: torch.Tensor | None
+    work: dict[str, float]
+
+
+def eviction_work(
+    q_prompt: torch.Tensor, k: torch.Tensor, window: int, kept: int
+) -> dict[str, float]:
+    """The work of one eviction keeping `kept` slots per KV head, to set beside a step's.
+
+    score: q . k of the last `window` queries against every prompt key (flops, bytes read);
+    select: the scores the top-k runs over; pack: bytes the gather of the kept slots moves.
+    """
+    b, h, lq, d = q_prompt.shape
+    hkv, length = k.shape[1], k.shape[2]
+    w = min(window, lq)
+    item = k.element_size()
+    return {
+        "score_flops": float(2 * b * h * w * length * d),
+        "score_bytes": float((b * h * w + b * hkv * length) * d * item),
+        "select_elements": float(b * hkv * length),
+        "pack_bytes": float(2 * 2 * b * hkv * kept * d * item),
+    }
 
 
 class SnapKV(SparseMethod):
@@ -99,6 +206,40 @@ class SnapKV(SparseMethod):
             keep.scatter_(-1, top, True)
         return keep
 
+    def evict(
+        self,
+        q_prompt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        compression: float = 1.0,
+        **knobs: Any,
+    ) -> Eviction:
+        """The one-off eviction alone: score, select and pack the kept tokens."""
+        return self._evict(q_prompt, k, v, compression, knobs)[0]
+
+    def _evict(
+        self,
+        q_prompt: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        compression: float,
+        knobs: dict[str, Any],
+    ) -> tuple[Eviction, float, int, dict[str, Any]]:
+        c, lq, lk, kn = self._start_cache(q_prompt, k, v, compression, knobs)
+        if lq > lk:
+            raise KernelInputError(
+                f"{self.name}: q_prompt has {lq} positions but the prompt has only {lk} keys"
+            )
+        capacity = snapkv_capacity(lk, c)
+        if capacity >= lk:
+            return Eviction(k, v, None, dict(NO_EVICTION)), c, lk, kn
+        scores = token_scores(q_prompt, k, kn["window"], kn["kernel_size"], self.SCORE)
+        keep = self._keep_mask(scores, capacity, kn)
+        kk, vv, counts = gather_kept(k, v, keep)
+        work = eviction_work(q_prompt, k, kn["window"], kk.shape[2])
+        return Eviction(kk, vv, counts, work), c, lk, kn
+
     def prepare_cache(
         self,
         q_prompt: torch.Tensor,
@@ -108,36 +249,40 @@ class SnapKV(SparseMethod):
         compression: float = 1.0,
         **knobs: Any,
     ) -> KVCache:
-        c, lq, lk, kn = self._start_cache(q_prompt, k, v, compression, knobs)
-        if lq > lk:
-            raise KernelInputError(
-                f"{self.name}: q_prompt has {lq} positions but the prompt has only {lk} keys"
+        ev, c, lk, kn = self._evict(q_prompt, k, v, compression, knobs)
+        common: dict[str, Any] = {
+            "n_prompt": lk,
+            "requested_compression": c,
+            "knobs": kn,
+            "eviction": ev.work,
+        }
+        state: SnapKVCache
+        if ev.lengths is None:
+            state = SnapKVCache(self.name, k, v, **common)
+        elif bool((ev.lengths == ev.k.shape[2]).all()):
+            state = SnapKVCache(self.name, ev.k, ev.v, **common)
+        else:
+            state = RaggedKVCache(self.name, ev.k, ev.v, ev.lengths, **common)
+        if ev.lengths is not None:
+            minimum = protected_tokens(lk, kn["sink_tokens"], kn["recent_tokens"])
+            state.note = unreachable_note(
+                self.name,
+                c,
+                state.achieved_compression,
+                f"prompt of {lk} tokens keeps at least {minimum} sink and recent tokens",
             )
-        capacity = snapkv_capacity(lk, c)
-        if capacity >= lk:
-            return KVCache(self.name, k, v, n_prompt=lk, requested_compression=c, knobs=kn)
-        scores = token_scores(q_prompt, k, kn["window"], kn["kernel_size"], self.SCORE)
-        keep = self._keep_mask(scores, capacity, kn)
-        kk, vv, valid = gather_kept(k, v, keep)
-        state = KVCache(
-            self.name, kk, vv, n_prompt=lk, valid=valid, requested_compression=c, knobs=kn
-        )
-        minimum = protected_tokens(lk, kn["sink_tokens"], kn["recent_tokens"])
-        state.note = unreachable_note(
-            self.name,
-            c,
-            state.achieved_compression,
-            f"prompt of {lk} tokens keeps at least {minimum} sink and recent tokens",
-        )
         return state
 
     def decode(
         self, q_step: torch.Tensor, state: KVCache, *, backend: str = "auto"
     ) -> AttentionResult:
         check_decode_query(self.name, q_step, state)
-        resolve_backend(self.name, backend, q_step.device, state.knobs)
+        be = resolve_backend(self.name, backend, q_step.device, state.knobs)
         # Eviction already happened; a step is dense attention over what is left.
-        out = decode_attention(q_step, state.k, state.v, state.valid)
+        if isinstance(state, RaggedKVCache):
+            out = ragged_attention(q_step, state, be)
+        else:
+            out = decode_attention(q_step, state.k, state.v, state.valid)
         return AttentionResult(
             out, state.achieved_compression, state.requested_compression, state.note
         )
