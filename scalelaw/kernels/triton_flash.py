@@ -8,14 +8,21 @@ import triton.language as tl
 
 
 @triton.jit
-def tile_scores(q, k_base, rows, rows_ok, offs_d, d_ok, stride_l, qk_scale):
-    """Scores (M, N) of the queries `q` (M, D) against the keys at positions `rows` (N)."""
+def tile_dot(q, k_base, rows, rows_ok, offs_d, d_ok, stride_l):
+    """Raw products (M, N) of the queries `q` (M, D) with the keys at positions `rows` (N); for
+    callers that scaled `q` already."""
     kt = tl.load(
         k_base + rows[None, :] * stride_l + offs_d[:, None],
         mask=rows_ok[None, :] & d_ok[:, None],
         other=0.0,
     )
-    return tl.dot(q, kt) * qk_scale
+    return tl.dot(q, kt)
+
+
+@triton.jit
+def tile_scores(q, k_base, rows, rows_ok, offs_d, d_ok, stride_l, qk_scale):
+    """Scores (M, N) of the queries `q` (M, D) against the keys at positions `rows` (N)."""
+    return tile_dot(q, k_base, rows, rows_ok, offs_d, d_ok, stride_l) * qk_scale
 
 
 @triton.jit
