@@ -2,9 +2,12 @@
 
 Prefill: each method (pattern estimation included, and also timed apart) against torch SDPA
 dense causal attention; block-sparse also against FlexAttention given the identical block mask.
-Decode: one step of each method against one dense SDPA step over the full cache. The dense
-baseline is the fastest SDPA backend that runs (or the one `--sdpa-backend` names), recorded on
-every row.
+Block-sparse runs at every `--block-sparse-sizes` (default 16, the block the accuracy runs and
+the study use, and 64 and 128, what GPU kernels want); vertical-slash and flexprefill at
+`--block-size`. Decode: one step of each method against one dense SDPA step over the full cache;
+for snapkv and ada-snapkv, where the method exposes its eviction (`evict`), the one-off eviction
+time and the number of decode steps after which it has paid for itself. The dense baseline is
+the fastest SDPA backend that runs (or the one `--sdpa-backend` names), recorded on every row.
 
 Inputs (`--inputs`):
 - `synthetic` (the default): generated q, k, v whose attention has the structure real attention
@@ -28,8 +31,10 @@ prints, per prefill method, length and C, the compression achieved, and for vert
 dense tiles over the tiles computed.
 
 Every row is appended to the CSV as soon as it is measured, and a row that raises is written as
-a failed row with the error, so one failure loses nothing. `scalelaw frontier --cost latency`
-reads the CSV (columns in docs/performance.md).
+a failed row with the error, so one failure loses nothing. The CSV is
+`benchmarks/results/attention-<gpu name>.csv` (`attention-cpu.csv` on a CPU) unless `--out`
+names another; `--quick` writes no CSV unless `--out` is given. `scalelaw frontier --cost
+latency` reads the CSV (columns in docs/performance.md).
 
     python benchmarks/attention.py                           # GPU: L 16K-128K, C 1/5/10/20
     python benchmarks/attention.py --device cpu --quick      # tiny CPU check, same table
@@ -45,6 +50,7 @@ import gc
 import inspect
 import math
 import platform
+import re
 import statistics
 import sys
 import time
@@ -65,10 +71,13 @@ from scalelaw.kernels.base import (
     unreachable_note,
 )
 from scalelaw.kernels.budgets import causal_entries
-from scalelaw.kernels.specs import reachable
+from scalelaw.kernels.specs import BUDGET_RULES, SPECS, reachable
 
 PREFILL = ("block-sparse", "vertical-slash", "flexprefill")
 DECODE = ("quest", "snapkv", "ada-snapkv")
+#: The block size accuracy runs use for block-sparse (the study's 16x16 blocks).
+ACCURACY_BLOCK_SIZE = int(SPECS["block-sparse"].defaults()["block_size"])  # type: ignore[arg-type]
+RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = [
     "method",
     "phase",
@@ -83,6 +92,8 @@ COLUMNS = [
     "kernel_ms",
     "flex_ms",
     "speedup_vs_flex",
+    "eviction_ms",
+    "break_even_tokens",
     "backend",
     "sdpa_backend",
     "inputs",
@@ -506,7 +517,12 @@ class Bench:
         """The dense SDPA row every speed-up of its phase and length is measured against."""
         common: dict[str, Any] = {"phase": phase, "seq_len": length, "baseline_ms": ""}
         with self.measuring(
-            method="dense", compression=1, achieved_compression=1.0, backend="sdpa", **common
+            method="dense",
+            compression=1,
+            achieved_compression=1.0,
+            backend="sdpa",
+            block_size="",
+            **common,
         ) as r:
             backend, base = self.sdpa(call)
             r.update(
@@ -531,25 +547,40 @@ class Bench:
         )
 
     def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        length, ms = q.shape[2], self.ms
+        length = q.shape[2]
         gqa = q.shape[1] != k.shape[1]
         common = self.baseline(
             "prefill",
             length,
             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa),
         )
-        for name in PREFILL:
-            for c in self.args.compressions:
-                with self.measuring(method=name, compression=c, **common) as r:
-                    m = get_method(name, block_size=self.args.block_size)
-                    be = resolve_backend(name, self.args.backend, self.device, m.knobs())
-                    r["backend"] = be
-                    res = m.prefill(q, k, v, compression=c, backend=be)
-                    total = ms(lambda: m.prefill(q, k, v, compression=c, backend=be))  # noqa: B023
-                    self.finish(r, "prefill", length, total, res)
-                    r["estimation_ms"] = ms(lambda: m.pattern(q, k, c))  # noqa: B023
-                    if name == "block-sparse":
-                        self.against_flex(r, m.pattern(q, k, c), q, k, v, be)
+        for name in (m for m in PREFILL if m in self.args.methods):
+            sizes = self.args.block_sparse_sizes if name == "block-sparse" else None
+            for bs in sizes or [self.args.block_size]:
+                for c in self.args.compressions:
+                    with self.measuring(method=name, compression=c, block_size=bs, **common) as r:
+                        self.prefill_row(r, name, bs, c, q, k, v)
+
+    def prefill_row(
+        self,
+        r: dict[str, Any],
+        name: str,
+        bs: int,
+        c: float,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+    ) -> None:
+        ms = self.ms
+        m = bench_method(name, self.args.budget_rule, block_size=bs)
+        be = resolve_backend(name, self.args.backend, self.device, m.knobs())
+        r["backend"] = be
+        res = m.prefill(q, k, v, compression=c, backend=be)
+        total = ms(lambda: m.prefill(q, k, v, compression=c, backend=be))
+        self.finish(r, "prefill", q.shape[2], total, res)
+        r["estimation_ms"] = ms(lambda: m.pattern(q, k, c))
+        if name == "block-sparse":
+            self.against_flex(r, m.pattern(q, k, c), q, k, v, be)
 
     def against_flex(
         self,
@@ -564,7 +595,8 @@ class Bench:
         tiles = pat.tiles()
         kern = self.ms(lambda: run_tiles(q, k, v, tiles, backend))
         r["kernel_ms"] = kern
-        if self.flex is None:
+        only = self.args.flex_block_sizes
+        if self.flex is None or (only is not None and pat.block_size not in only):
             return
         flex = self.flex
         mask = flex_block_mask(pat, q.shape[2], self.device)
@@ -585,12 +617,14 @@ class Bench:
             length,
             lambda: F.scaled_dot_product_attention(q1, k, v, enable_gqa=gqa),
         )
-        for name in DECODE:
+        for name in (m for m in DECODE if m in self.args.methods):
             for c in self.args.compressions:
-                with self.measuring(method=name, compression=c, **common) as r:
-                    m = get_method(name)
-                    be = resolve_backend(name, self.args.backend, self.device, m.knobs())
+                with self.measuring(method=name, compression=c, block_size="", **common) as r:
+                    m = bench_method(name, self.args.budget_rule)
+                    kn = m.knobs()
+                    be = resolve_backend(name, self.args.backend, self.device, kn)
                     r["backend"] = be
+                    r["block_size"] = kn.get("page_size", "")  # quest's page; none for snapkv
                     t0 = time.perf_counter()
                     state = m.prepare_cache(q, k, v, compression=c)
                     if self.device.type == "cuda":
@@ -602,6 +636,38 @@ class Bench:
                     r["estimation_ms"] = (
                         ms(lambda: select_pages(q1, state)) if name == "quest" else prep  # noqa: B023
                     )
+                    evict = eviction_step(m)
+                    if evict is not None:
+                        ev = ms(lambda: evict(q, k, v, compression=c))  # noqa: B023
+                        r["eviction_ms"] = ev
+                        r["break_even_tokens"] = break_even(ev, r["baseline_ms"], step)
+
+
+def eviction_step(method: Any) -> Callable[..., Any] | None:
+    """The method's one-off eviction as a call of its own (`evict(q_prompt, k, v,
+    compression=C)`), or None where the method does not expose one."""
+    fn = getattr(method, "evict", None)
+    return fn if callable(fn) else None
+
+
+def break_even(eviction_ms: float, dense_ms: Any, step_ms: float) -> float:
+    """Decode steps after which the eviction has paid for itself: eviction time over what
+    each step saves against dense; inf where a step saves nothing."""
+    if not isinstance(dense_ms, int | float) or dense_ms - step_ms <= 0:
+        return math.inf
+    return eviction_ms / (dense_ms - step_ms)
+
+
+def device_slug(device: torch.device) -> str:
+    """`nvidia-h100-80gb-hbm3` for an H100, `cpu` on a CPU: the results file's suffix."""
+    if device.type != "cuda":
+        return "cpu"
+    name = torch.cuda.get_device_name(device)
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "cuda"
+
+
+def default_out(device: torch.device) -> Path:
+    return RESULTS / f"attention-{device_slug(device)}.csv"
 
 
 def run(args: argparse.Namespace, writer: RowWriter | None = None) -> list[dict[str, Any]]:
@@ -629,6 +695,14 @@ CHECK_LENGTHS = (4096, 16384)
 CHECK_COMPRESSIONS = (2.0, 5.0, 10.0, 20.0)
 
 
+def bench_method(name: str, budget_rule: str, **knobs: Any) -> Any:
+    """A method with `budget_rule` where it has one: the benchmark times each method at the C
+    it is asked for ("exact"), unless told to time the study's budgets ("study")."""
+    if "budget_rule" in SPECS[name].defaults():
+        knobs["budget_rule"] = budget_rule
+    return get_method(name, **knobs)
+
+
 def check_compression(
     lengths: tuple[int, ...] = CHECK_LENGTHS,
     compressions: tuple[float, ...] = CHECK_COMPRESSIONS,
@@ -651,7 +725,7 @@ def check_compression(
             dtype=torch.float32, device=torch.device("cpu"), seed=seed,
         )  # fmt: skip
         for name in PREFILL:
-            m = get_method(name)
+            m = bench_method(name, "exact")
             kn = m.knobs()
             c_max = reachable(name, kn, length)[1]
             for c in compressions:
@@ -699,7 +773,8 @@ def fmt(x: Any, spec: str) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'phase':8} {'method':15} {'L':>7} {'C':>5} {'C got':>6} {'ms':>10} {'est ms':>9} "
-        f"{'dense ms':>10} {'speedup':>8} {'TFLOP/s':>8} {'flex ms':>9} {'vs flex':>8}"
+        f"{'dense ms':>10} {'speedup':>8} {'TFLOP/s':>8} {'flex ms':>9} {'vs flex':>8} "
+        f"{'block':>5} {'evict ms':>9} {'break-even':>10}"
     )
     print(head)
     print("-" * len(head))
@@ -710,8 +785,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{fmt(r['achieved_compression'], '.2f'):>6} {fmt(r['ms'], '.3f'):>10} "
             f"{fmt(r['estimation_ms'], '.3f'):>9} {fmt(r['baseline_ms'], '.3f'):>10} "
             f"{fmt(r['speedup'], '.2f'):>8} {fmt(r['tflops'], '.3g'):>8} "
-            f"{fmt(r['flex_ms'], '.3f'):>9} {fmt(r['speedup_vs_flex'], '.2f'):>8}"
-            + (f"  ({note})" if note else "")
+            f"{fmt(r['flex_ms'], '.3f'):>9} {fmt(r['speedup_vs_flex'], '.2f'):>8} "
+            f"{fmt(r['block_size'], 'd'):>5} {fmt(r['eviction_ms'], '.3f'):>9} "
+            f"{fmt(r['break_even_tokens'], '.0f'):>10}" + (f"  ({note})" if note else "")
         )
 
 
@@ -726,12 +802,36 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--phases", nargs="+", default=["prefill", "decode"], choices=["prefill", "decode"]
     )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=[*PREFILL, *DECODE],
+        choices=[*PREFILL, *DECODE],
+        help="methods to time (the dense baseline of each phase always runs)",
+    )
     p.add_argument("--heads", type=int, default=28)
     p.add_argument("--kv-heads", type=int, default=4)
     p.add_argument("--head-dim", type=int, default=128)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    p.add_argument("--block-size", type=int, default=64)
+    p.add_argument(
+        "--block-size", type=int, default=64, help="vertical-slash and flexprefill's block"
+    )
+    p.add_argument(
+        "--block-sparse-sizes",
+        type=int,
+        nargs="+",
+        default=[ACCURACY_BLOCK_SIZE, 64, 128],
+        help=f"block-sparse runs at each (default: {ACCURACY_BLOCK_SIZE}, the accuracy runs' "
+        "block, and 64 and 128, what GPU kernels want)",
+    )
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
+    p.add_argument(
+        "--budget-rule",
+        default="exact",
+        choices=BUDGET_RULES,
+        help="vertical-slash and flexprefill: exact (default) times the budget that hits each C; "
+        "study times the study's budget for (L, C), its achieved C in the row",
+    )
     p.add_argument(
         "--inputs",
         default="synthetic",
@@ -756,6 +856,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per point on CPU")
     p.add_argument("--no-flex", action="store_true", help="skip the FlexAttention comparison")
+    p.add_argument(
+        "--flex-block-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="compare with FlexAttention only at these block-sparse block sizes (each size "
+        "compiles FlexAttention anew; default: every size)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--check-compression",
@@ -766,8 +874,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("attention-timings.csv"),
-        help="CSV the rows are appended to as they are measured",
+        default=None,
+        help="CSV the rows are appended to as they are measured (default: "
+        "benchmarks/results/attention-<gpu name>.csv, attention-cpu.csv on a CPU; none with "
+        "--quick)",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -776,6 +886,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.heads, args.kv_heads, args.head_dim = 8, 2, 64
         args.dtype = "fp32"
         args.block_size = 32
+        args.block_sparse_sizes = [ACCURACY_BLOCK_SIZE, 32]
         args.repeats = 3
     if args.heads % args.kv_heads:
         p.error(f"--heads {args.heads} must be a multiple of --kv-heads {args.kv_heads}")
@@ -791,11 +902,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = check_compression(seed=args.seed)
         print_check(rows)
         return 0 if all(r["reached"] or r["compression"] > r["c_max"] for r in rows) else 1
-    writer = RowWriter(args.out)
+    out = args.out
+    if out is None and not args.quick:
+        out = default_out(torch.device(args.device))
+    writer = RowWriter(out) if out is not None else None
     rows = run(args, writer)
     print_table(rows)
     failed = sum(r["status"] != "ok" for r in rows)
-    print(f"\nappended {len(rows)} rows to {args.out}" + (f" ({failed} failed)" if failed else ""))
+    where = (
+        f"appended {len(rows)} rows to {out}" if out else "no CSV written (--quick; --out keeps)"
+    )
+    print(f"\n{where}" + (f" ({failed} failed)" if failed else ""))
     return 0
 
 

@@ -36,7 +36,7 @@ def test_flex_mask_is_the_same_pattern(bench, qkv):
 ARGS = [
     "--device", "cpu", "--lengths", "256", "--compressions", "1", "4", "--heads", "2",
     "--kv-heads", "1", "--head-dim", "32", "--dtype", "fp32", "--block-size", "16",
-    "--repeats", "1", "--no-flex",
+    "--block-sparse-sizes", "16", "32", "--repeats", "1", "--no-flex",
 ]  # fmt: skip
 
 
@@ -52,7 +52,8 @@ def test_cpu_run_writes_rows_against_dense(bench, tmp_path):
     assert list(rows[0]) == bench.COLUMNS
     methods = {(r["phase"], r["method"]) for r in rows}
     assert ("prefill", "dense") in methods and ("decode", "dense") in methods
-    assert len(rows) == 2 + 2 * 3 * 2
+    # dense per phase; block-sparse at two block sizes, the other methods at one; two C each
+    assert len(rows) == 2 + (4 + 3) * 2
     for r in rows:
         assert r["status"] == "ok", r["note"]
         assert float(r["ms"]) > 0 and float(r["tflops"]) > 0
@@ -61,6 +62,13 @@ def test_cpu_run_writes_rows_against_dense(bench, tmp_path):
         assert r["sdpa_backend"] == "flash" and r["inputs"] == "synthetic"
     flex = [r for r in rows if r["method"] == "block-sparse"]
     assert all(float(r["kernel_ms"]) > 0 and r["flex_ms"] == "" for r in flex)
+    # block-sparse at the accuracy runs' block and the one asked for; the others at --block-size
+    assert sorted(int(r["block_size"]) for r in flex) == [16, 16, 32, 32]
+    assert bench.ACCURACY_BLOCK_SIZE == get_method("block-sparse").knobs()["block_size"] == 16
+    lines = [r for r in rows if r["method"] in ("vertical-slash", "flexprefill")]
+    assert {r["block_size"] for r in lines} == {"16"}
+    decode = {r["method"]: r["block_size"] for r in rows if r["phase"] == "decode"}
+    assert decode == {"dense": "", "quest": "16", "snapkv": "", "ada-snapkv": ""}
     c4 = [r for r in rows if r["compression"] == "4.0" and r["method"] != "dense"]
     assert all(abs(float(r["achieved_compression"]) / 4 - 1) <= 0.1 or r["note"] for r in c4)
 
@@ -146,3 +154,58 @@ def test_prefill_methods_reach_their_compression_on_synthetic_inputs(bench):
     # the only misses: 64-token tiles cannot reach C = 20 at 4K (their maximum is 15.7)
     missed = {(r["method"], r["seq_len"], r["compression"]) for r in rows if not r["reached"]}
     assert missed <= {("vertical-slash", 4096, 20.0), ("flexprefill", 4096, 20.0)}
+
+
+def test_eviction_is_timed_with_its_break_even_where_the_method_exposes_it(bench, tmp_path):
+    out = tmp_path / "t.csv"
+    args = [*ARGS, "--phases", "decode", "--compressions", "4", "--out", str(out)]
+    assert bench.main(args) == 0
+    rows = {r["method"]: r for r in read(out)}
+    assert rows["quest"]["eviction_ms"] == rows["quest"]["break_even_tokens"] == ""
+    for name in ("snapkv", "ada-snapkv"):
+        r = rows[name]
+        if bench.eviction_step(get_method(name)) is None:
+            assert r["eviction_ms"] == "" and r["break_even_tokens"] == ""
+            continue
+        assert float(r["eviction_ms"]) > 0
+        saved = float(r["baseline_ms"]) - float(r["ms"])
+        want = float(r["eviction_ms"]) / saved if saved > 0 else float("inf")
+        assert float(r["break_even_tokens"]) == pytest.approx(want)
+
+
+def test_break_even_and_a_method_without_eviction(bench):
+    assert bench.break_even(10.0, 3.0, 1.0) == pytest.approx(5.0)
+    assert bench.break_even(10.0, 1.0, 1.5) == float("inf")  # a step slower than dense
+    assert bench.break_even(10.0, "", 1.0) == float("inf")  # the dense baseline failed
+    assert bench.eviction_step(get_method("quest")) is None
+
+
+def test_default_results_file_is_named_after_the_device(bench, tmp_path, monkeypatch, capsys):
+    assert bench.default_out(torch.device("cpu")) == bench.RESULTS / "attention-cpu.csv"
+    assert bench.RESULTS.name == "results" and bench.RESULTS.parent.name == "benchmarks"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    assert bench.device_slug(torch.device("cuda")) == "nvidia-h100-80gb-hbm3"
+    # without --out the rows go to the results folder, not the current one
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    args = [*ARGS, "--phases", "decode", "--compressions", "1"]
+    assert bench.main(args) == 0
+    assert len(read(tmp_path / "results" / "attention-cpu.csv")) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+    # --quick keeps nothing unless --out is given
+    assert bench.parse(["--quick"]).out is None
+
+
+def test_methods_and_flex_block_sizes_narrow_the_run(bench, qkv, tmp_path):
+    out = tmp_path / "t.csv"
+    args = [*ARGS, "--phases", "decode", "--methods", "quest", "--out", str(out)]
+    assert bench.main(args) == 0
+    assert [r["method"] for r in read(out)] == ["dense", "quest", "quest"]
+    # FlexAttention is compared only at the block sizes named (it compiles anew for each)
+    argv = [a for a in ARGS if a != "--no-flex"]
+    b = bench.Bench(bench.parse([*argv, "--flex-block-sizes", "32"]))
+    q, k, v = qkv(h=2, hkv=1, length=256, d=32)
+    pat = get_method("block-sparse", block_size=16).pattern(q, k, 4.0)
+    r: dict = {}
+    b.against_flex(r, pat, q, k, v, "torch")
+    assert r["kernel_ms"] > 0 and "flex_ms" not in r
