@@ -19,7 +19,18 @@ STUDY_COMPRESSIONS: tuple[float, ...] = (
     20.0,
 )
 
+#: The compression levels the study ran per method, sparsest first (v1 Table 6 / v2 Table 3):
+#: block-sparse and flexprefill have seven, with 3 where the others have 3.33.
+STUDY_LEVELS: dict[str, tuple[float, ...]] = {
+    "block-sparse": (20.0, 15.0, 10.0, 7.5, 5.0, 3.0, 2.0),
+    "flexprefill": (20.0, 15.0, 10.0, 7.5, 5.0, 3.0, 2.0),
+    **{
+        m: tuple(sorted((c for c in STUDY_COMPRESSIONS if c > 1), reverse=True))
+        for m in ("vertical-slash", "quest", "snapkv", "ada-snapkv")
+    },
+}
+
 #: The same list as a command-line default.
 STUDY_COMPRESSIONS_TEXT = ",".join(f"{c:g}" for c in STUDY_COMPRESSIONS)
 
-__all__ = ["STUDY_COMPRESSIONS", "STUDY_COMPRESSIONS_TEXT"]
+__all__ = ["STUDY_COMPRESSIONS", "STUDY_COMPRESSIONS_TEXT", "STUDY_LEVELS"]

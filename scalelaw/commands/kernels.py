@@ -42,6 +42,7 @@ def list_cmd(
     Example: scalelaw kernels list --phase decode --seq-len 4096
     """
     from scalelaw.kernels.specs import KernelInputError, get_spec, method_names
+    from scalelaw.study import STUDY_LEVELS
 
     try:
         names = method_names(phase)
@@ -62,6 +63,7 @@ def list_cmd(
                     "budget": spec.budget_rule,
                     "seq_len": seq_len,
                     "reachable": list(spec.reachable(seq_len)),
+                    "study_levels": list(STUDY_LEVELS.get(name, ())),
                 }
             )
     except KernelInputError as e:
@@ -75,7 +77,8 @@ def list_cmd(
     for row in info:
         knobs = (
             ", ".join(
-                f"{k}={_show(v)}" + ("" if row["study"][k] == v else f" ({_show(row['study'][k])})")
+                f"{k}={_show(k, v)}"
+                + ("" if row["study"][k] == v else f" ({_show(k, row['study'][k])})")
                 for k, v in row["knobs"].items()
             )
             or "-"
@@ -86,13 +89,21 @@ def list_cmd(
             "/".join(row["phases"]),
             knobs,
             row["budget"],
-            f"{c_min:g}-{c_max:.3g} at L={seq_len}",
+            f"{c_min:g}-{c_max:.3g} at L={seq_len}"
+            + (
+                f"; the study's levels: {', '.join(f'{c:g}' for c in row['study_levels'])}"
+                if row["study_levels"]
+                else ""
+            ),
         )
     console.print(table)
 
 
-def _show(value: Any) -> str:
-    return "from-C" if value is None else str(value)
+def _show(knob: str, value: Any) -> str:
+    """A knob's value; unset ones by what stands in for them."""
+    if value is None:
+        return "prompt-length" if knob == "budget_length" else "from-C"
+    return str(value)
 
 
 def _check_rows(

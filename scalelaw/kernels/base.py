@@ -53,8 +53,11 @@ class AttentionResult:
     """Output of one prefill or decode call.
 
     `out` has the shape of the queries. `achieved_compression` is what the method really
-    computed (prefill) or read (decode); `note` says why it differs from the request when it
-    does by more than 10%.
+    computed (prefill) or read (decode), counted token by token; `note` says why it differs from
+    the request when it does by more than 10%. `study_compression` is the C as the reference
+    study counts it where that differs (block-sparse: causal block pairs over the pairs kept;
+    decode methods: the prompt's length over the prompt tokens kept or read, generated tokens
+    left out); None where the two counts agree.
     """
 
     out: torch.Tensor
@@ -62,6 +65,14 @@ class AttentionResult:
     requested_compression: float = 1.0
     note: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    study_compression: float | None = None
+
+    @property
+    def study_counted(self) -> float:
+        """The C as the reference study counts it (the token count where they agree)."""
+        return (
+            self.achieved_compression if self.study_compression is None else self.study_compression
+        )
 
     @property
     def reached(self) -> bool:
@@ -318,6 +329,7 @@ class PrefillPlan:
     cells: torch.Tensor
     why: str
     stats: dict[str, Any] = field(default_factory=dict)
+    study_compression: float | None = None  # where the study counts otherwise (block pairs)
 
 
 class PatternPrefill[P](SparseMethod):
@@ -350,6 +362,7 @@ class PatternPrefill[P](SparseMethod):
         out = run_tiles(q, k, v, plan.index, be)
         achieved = achieved_from_cells(lq, b * h, float(plan.cells.sum()))
         result = self._result(out, c, achieved, plan.why, plan.stats)
+        result.study_compression = plan.study_compression
         if result.note and kn.get("budget_rule") == "study":
             # the study's budget names a level; what it achieves is the measurement, not a miss
             result.note = (

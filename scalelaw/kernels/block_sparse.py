@@ -124,6 +124,14 @@ def select_blocks(
     return BlockPattern(index, counts, bs, length)
 
 
+def block_pairs_compression(n_blocks: int, per_row: int) -> float:
+    """C as the reference study counts it: causal block pairs over the block pairs kept, every
+    row keeping min(its causal blocks, per_row). Known on the host: no device read."""
+    causal = n_blocks * (n_blocks + 1) // 2
+    kept = sum(min(i, per_row) for i in range(1, n_blocks + 1))
+    return causal / kept
+
+
 class BlockSparse(PatternPrefill[BlockPattern]):
     spec = SPECS["block-sparse"]
 
@@ -144,4 +152,5 @@ class BlockSparse(PatternPrefill[BlockPattern]):
         nb = pattern.n_blocks
         why = f"L={length}, block {pattern.block_size}, {per_row} of {nb} blocks per row"
         stats = {"blocks_per_row": per_row, "n_blocks": nb}
-        return PrefillPlan(pattern.tiles(), pattern.computed_entries(), why, stats)
+        study = block_pairs_compression(nb, per_row)
+        return PrefillPlan(pattern.tiles(), pattern.computed_entries(), why, stats, study)

@@ -71,6 +71,12 @@ class KVCache:
         """Full sequence length over kept tokens (mean over batch and KV heads)."""
         return self.total_tokens / (self.n_kept_prompt + self.n_appended)
 
+    @property
+    def study_compression(self) -> float:
+        """C as the reference study counts it: the prompt's length over the prompt tokens kept
+        (generated tokens, always kept, left out)."""
+        return self.n_prompt / max(self.n_kept_prompt, 1e-9)
+
     def append(self, k_new: torch.Tensor, v_new: torch.Tensor) -> None:
         """Add generated tokens (B, H_kv, T_new, D); they are always kept."""
         b, hkv, _, d = self._k.shape

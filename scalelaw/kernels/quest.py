@@ -77,6 +77,14 @@ class QuestCache(KVCache):
         # Quest keeps the whole cache; what it saves is reads, so report the read fraction.
         return self.length / self.n_read_now
 
+    @property
+    def study_compression(self) -> float:
+        """C as the reference study counts it: the prompt's length over the token budget (the
+        budget's pages; the newest page and generated tokens left out)."""
+        if self.budget is None:
+            return 1.0
+        return self.n_prompt / max(1, min(self.n_prompt, self.budget * self.page_size))
+
     def _on_append(self, start: int, end: int) -> None:
         ps = self.page_size
         first, full, pages = start // ps, end // ps, math.ceil(end / ps)
@@ -242,4 +250,6 @@ class Quest(SparseMethod):
             f"cache of {state.length} tokens, {pages.shape[-1] - 1} pages of {state.page_size} "
             "plus the newest"
         )
-        return self._result(out, c, achieved, why, {"pages_read": pages.shape[-1]})
+        result = self._result(out, c, achieved, why, {"pages_read": pages.shape[-1]})
+        result.study_compression = state.study_compression
+        return result

@@ -284,7 +284,11 @@ class SnapKV(SparseMethod):
         else:
             out = decode_attention(q_step, state.k, state.v, state.valid)
         return AttentionResult(
-            out, state.achieved_compression, state.requested_compression, state.note
+            out,
+            state.achieved_compression,
+            state.requested_compression,
+            state.note,
+            study_compression=state.study_compression,
         )
 
 

@@ -29,13 +29,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scalelaw.study import STUDY_LEVELS
+
 CITATION = "Nawrot et al. 2025, The Sparse Frontier, arXiv 2504.17768 (v1 Table 6, v2 Table 3)"
 
 #: The study's compression levels per prefill method, sparsest first (block-sparse and
 #: flexprefill have seven; vertical-slash and the decode methods ten).
-VS_LEVELS: tuple[float, ...] = (20.0, 15.0, 10.0, 7.5, 5.0, 3.33, 2.5, 2.0, 1.67, 1.43)
-BLOCK_SPARSE_LEVELS: tuple[float, ...] = (20.0, 15.0, 10.0, 7.5, 5.0, 3.0, 2.0)
-FLEX_LEVELS: tuple[float, ...] = BLOCK_SPARSE_LEVELS
+VS_LEVELS: tuple[float, ...] = STUDY_LEVELS["vertical-slash"]
+BLOCK_SPARSE_LEVELS: tuple[float, ...] = STUDY_LEVELS["block-sparse"]
+FLEX_LEVELS: tuple[float, ...] = STUDY_LEVELS["flexprefill"]
 
 #: Vertical-slash columns (= diagonals) per head, per length, in the order of VS_LEVELS.
 VS_LINES: dict[int, tuple[int, ...]] = {

@@ -7,6 +7,12 @@ Every row carries the ratio and the achieved ratio of each phase (`prefill_compr
 `decode_compression`, `achieved_prefill_compression`, `achieved_decode_compression`; 1 for the
 phase a method leaves dense) beside `compression` and `achieved_compression`, which are the
 method's own phase, and the prefill phase for a combined run (`phase` = `prefill+decode`).
+Achieved ratios are counted token by token (causal entries computed, cache tokens read,
+generated tokens included); `study_compression` is the method phase's C as the reference study
+counts it: causal block pairs over the pairs kept for block-sparse, the prompt's length over the
+prompt tokens kept or budgeted for the decode methods (the token count elsewhere). The two
+agree within a few percent at the study's lengths; the label check below reads the token count,
+which stays near the label at short test lengths where few blocks make the block count coarse.
 
 Budgets from the reference study's tables (vertical-slash and flexprefill with `budget_rule =
 "study"`, the default) are levels, as in the study: such a phase records the C it achieved as its
@@ -127,6 +133,13 @@ class Setup:
         d = route.decode.achieved_compression() if route.decode is not None else 1.0
         return p, d
 
+    def study_counted(self, route: Routing) -> tuple[float, float]:
+        """(prefill, decode) compression as the reference study counts it (block pairs for
+        block-sparse, the prompt over the budget for decode methods; 1.0 in a dense phase)."""
+        p = route.prefill.study_compression() if route.prefill is not None else 1.0
+        d = route.decode.study_compression() if route.decode is not None else 1.0
+        return p, d
+
 
 def _method(config: Configuration, name: str, params: str) -> Any:
     from scalelaw.kernels import get_method
@@ -204,6 +217,7 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
     prefill_s = decode_s = 0.0
     prompt_tokens = new_tokens = 0
     achieved: list[tuple[float, float]] = []
+    counted: list[tuple[float, float]] = []
     cap = cfg.max_new_tokens or task.max_new_tokens
     started = time.perf_counter()
     for sample in samples:
@@ -216,6 +230,7 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
         score = task.score(text, sample)
         sample_p, sample_d = setup.achieved(route)
         achieved.append((sample_p, sample_d))
+        counted.append(setup.study_counted(route))
         prefill_s += gen.prefill_s
         decode_s += gen.decode_s
         prompt_tokens += len(ids)
@@ -285,7 +300,9 @@ def run_unit(unit: Unit, progress: Progress | None = None) -> Record:
     }
     mean_p = statistics.fmean(p for p, _ in achieved)
     mean_d = statistics.fmean(d for _, d in achieved)
-    rows = [_row(c, base, mean_p, mean_d) for c in unit.configs]
+    study = (statistics.fmean(p for p, _ in counted), statistics.fmean(d for _, d in counted))
+    own = study[1] if setup.phase == "decode" else study[0]
+    rows = [_row(c, base, mean_p, mean_d, own) for c in unit.configs]
     _check_label(cfg, rows[0], unit.tolerance)
     return Record(unit.compute_id, rows, predictions)
 
@@ -334,9 +351,14 @@ def _check_label(cfg: Configuration, row: dict[str, Any], tolerance: float) -> N
 
 
 def _row(
-    config: Configuration, base: dict[str, Any], prefill: float, decode: float
+    config: Configuration,
+    base: dict[str, Any],
+    prefill: float,
+    decode: float,
+    study: float | None = None,
 ) -> dict[str, Any]:
-    """The table row of `config` from a run that achieved (`prefill`, `decode`) compression."""
+    """The table row of `config` from a run that achieved (`prefill`, `decode`) compression,
+    token by token, and `study` in its method's phase as the reference study counts it."""
     setup = setup_for(config)
     achieved_p = 1.0 if is_dense(setup.prefill_compression) else prefill
     achieved_d = 1.0 if is_dense(setup.decode_compression) else decode
@@ -349,6 +371,7 @@ def _row(
         "level": config.compression,
         "study_budget": _study_budget(setup, config),
         "achieved_compression": achieved_d if setup.phase == "decode" else achieved_p,
+        "study_compression": _own_study(setup, achieved_p, achieved_d, study),
         "budget": config.budget,
         "prefill_compression": label_p,
         "decode_compression": label_d,
@@ -359,6 +382,15 @@ def _row(
         "method_params": json.dumps(setup.knobs, sort_keys=True),
         "config_id": config.config_id,
     }
+
+
+def _own_study(setup: Setup, prefill: float, decode: float, study: float | None) -> float:
+    """The C of the row's method phase as the study counts it; 1.0 where that phase is dense,
+    the token count where no study count was kept."""
+    label = setup.decode_compression if setup.phase == "decode" else setup.prefill_compression
+    if is_dense(label):
+        return 1.0
+    return study if study is not None else (decode if setup.phase == "decode" else prefill)
 
 
 def _study_budget(setup: Setup, config: Configuration) -> str | None:
@@ -389,5 +421,8 @@ def alias_record(unit: Unit, source: Record) -> Record:
     """Rows for configurations whose compute id was already measured: no model run."""
     template = dict(source.rows[0])
     prefill, decode = _phase_achieved(template)
-    rows = [_row(c, template, prefill, decode) for c in unit.configs]
+    own = template.get("study_compression")
+    if own is None:  # rows written before the column: the token count of the method's phase
+        own = decode if template.get("phase") == "decode" else prefill
+    rows = [_row(c, template, prefill, decode, float(own)) for c in unit.configs]
     return Record(f"{unit.compute_id}+alias", rows, [])

@@ -50,6 +50,7 @@ class SparseContext:
     params: dict[str, Any] = field(default_factory=dict)
     states: dict[int, Any] = field(default_factory=dict)
     achieved: list[float] = field(default_factory=list)
+    study: list[float] = field(default_factory=list)  # the same calls, C as the study counts it
 
     @property
     def phase(self) -> str:
@@ -58,6 +59,11 @@ class SparseContext:
     def achieved_compression(self) -> float:
         """Mean compression over every layer call that used the method (1.0 if none did)."""
         return float(sum(self.achieved) / len(self.achieved)) if self.achieved else 1.0
+
+    def study_compression(self) -> float:
+        """Mean over the same calls of the C as the reference study counts it (block pairs,
+        prompt over budget); the token count for methods whose count is the study's."""
+        return float(sum(self.study) / len(self.study)) if self.study else 1.0
 
 
 @dataclass
@@ -179,6 +185,8 @@ def _output(ctx: SparseContext, result: Any) -> tuple[torch.Tensor, None]:
     achieved = getattr(result, "achieved_compression", None)
     if achieved is not None:
         ctx.achieved.append(float(achieved))
+        study = getattr(result, "study_compression", None)
+        ctx.study.append(float(achieved if study is None else study))
     return out.transpose(1, 2).contiguous(), None
 
 

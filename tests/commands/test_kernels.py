@@ -37,6 +37,10 @@ def test_list_json_has_every_method_with_knobs():
     assert info["flexprefill"]["knobs"]["alpha"] is None
     assert info["flexprefill"]["study"]["alpha"] == 0.65
     assert info["quest"]["seq_len"] == 16384 and info["quest"]["reachable"] == [1.0, 1024.0]
+    # the study ran block-sparse and flexprefill at 3 where the others ran 3.33
+    assert info["block-sparse"]["study_levels"] == [20, 15, 10, 7.5, 5, 3, 2]
+    assert info["flexprefill"]["study_levels"] == info["block-sparse"]["study_levels"]
+    assert 3.33 in info["vertical-slash"]["study_levels"] and info["dense"]["study_levels"] == []
 
 
 def test_list_format_json_gives_every_knobs_default_study_value_and_help():
@@ -80,8 +84,9 @@ def test_list_table_shows_study_values_and_ranges():
     res = runner.invoke(app, ["kernels", "list", "--seq-len", "4096"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "alpha=from-C" in res.output and "(0.65)" in res.output
-    assert "budget_rule=study" in res.output
+    assert "budget_rule=study" in res.output and "budget_length=prompt-length" in res.output
     assert "1-256 at L=4096" in res.output
+    assert "levels: 20, 15, 10, 7.5, 5, 3, 2" in res.output  # block-sparse's, unwrapped at 200
     bad = runner.invoke(app, ["kernels", "list", "--seq-len", "0"])
     assert bad.exit_code == 2 and "--seq-len must be >= 1" in bad.output
 

@@ -79,3 +79,43 @@ def test_retrieval_tasks_score_patterns_from_512_queries(tmp_path: Path) -> None
     assert knobs["budget_length"] == 4096  # unset in the grid: the grid's length
     n = vertical_slash_budget(4096, 10).lines
     assert row["study_budget"].startswith(f"{n} lines at L=4096 (ours:")
+
+
+COUNTS_GRID = """
+name = "study-counts"
+seed = 0
+samples = 1
+max_new_tokens = 4
+lengths = [1024]
+compression = [4]
+models = ["tiny-llama"]
+
+[methods]
+block-sparse = { block_size = 16 }
+snapkv = {}
+
+[tasks]
+variable-tracking = {}
+"""
+
+
+def test_rows_carry_the_studys_count_beside_the_token_count(tmp_path: Path) -> None:
+    from scalelaw.kernels.block_sparse import block_pairs_compression
+    from scalelaw.kernels.budgets import choose_blocks_per_row
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(COUNTS_GRID)
+    out = tmp_path / "r.parquet"
+    summary = run_sweep(grid, out, quiet=True, log=lambda _: None)
+    assert not summary.failed
+    rows = {r["method"]: r for r in pl.read_parquet(out).iter_rows(named=True)}
+    bs, snap = rows["block-sparse"], rows["snapkv"]
+    # block-sparse: block pairs, as the study counts; the token count (higher) in its column
+    per_row = choose_blocks_per_row(int(bs["mean_prompt_tokens"]), 16, 4.0, 2)
+    nb = -(-int(bs["mean_prompt_tokens"]) // 16)
+    assert bs["study_compression"] == pytest.approx(block_pairs_compression(nb, per_row))
+    assert bs["achieved_compression"] > bs["study_compression"]
+    assert bs["compression"] == 4.0
+    # snapkv: the prompt over the tokens kept; generated tokens lower the token count
+    assert snap["study_compression"] == pytest.approx(4.0, rel=0.01)
+    assert snap["achieved_compression"] < snap["study_compression"]
