@@ -147,6 +147,32 @@ def confident_errors(row: dict[str, Any], key: str) -> int:
     return score([row], key)["confident_wrong"]
 
 
+def print_forms(rows: list[dict[str, Any]]) -> None:
+    """Each candidate form alone, from the same fits as the stack: whether the stack's errors
+    are the weighting's (some form alone does better) or every form's."""
+    laws = list(rows[0]["forms"])
+    print(
+        "\n| form alone (same fits) | confident errors | Brier | sets where its weight beyond the grid is largest |"
+    )
+    print("|---|---|---|---|")
+    for law in laws:
+        alone = [{"true": r["true"], "p": r["forms"][law]} for r in rows if law in r["forms"]]
+        s = score(alone, "p")
+        top = sum(1 for r in rows if _joint_weights(r).get(law) == max(_joint_weights(r).values()))
+        print(f"| {law} | {s['confident_wrong']} | {s['brier']:.4f} | {top} of {len(rows)} |")
+    stack = score(rows, "stack")
+    print(f"| stack (default) | {stack['confident_wrong']} | {stack['brier']:.4f} | |")
+
+
+def _joint_weights(row: dict[str, Any]) -> dict[str, float]:
+    """The weights a decision beyond the grid used: those held out on the axes it leaves (N and
+    L for these decisions), averaged, as `StackedFit.point_weights(joint=True)` takes them."""
+    axes = [row["beyond"][c] for c in ("params", "seq_len") if c in row.get("beyond", {})]
+    if not axes:
+        return row["weights"]
+    return {law: float(np.mean([a[i] for a in axes])) for i, law in enumerate(row["weights"])}
+
+
 def seed_list(text: str) -> list[int]:
     """'11,0-3' -> [11, 0, 1, 2, 3]."""
     out: list[int] = []
@@ -210,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
                         for law, p in r.get("forms", {}).items():
                             at = [p[i] for i in wrong_points(r, key)]
                             print(f"- {law} alone: P = {', '.join(f'{x:.2f}' for x in at)}")
+        if rows and rows[0].get("forms"):
+            print_forms(rows)
         if rows:
             flagged = sum(1 for r in rows if r["headline"])
             mean_w: dict[str, float] = {}
