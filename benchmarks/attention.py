@@ -84,6 +84,7 @@ COLUMNS = [
     "seq_len",
     "compression",
     "achieved_compression",
+    "study_compression",
     "ms",
     "estimation_ms",
     "baseline_ms",
@@ -541,6 +542,7 @@ class Bench:
         r.update(
             ms=ms,
             achieved_compression=res.achieved_compression,
+            study_compression=getattr(res, "study_counted", res.achieved_compression),
             speedup=base / ms if base != "" else "",
             tflops=self.tflops(phase, length, res.achieved_compression, ms),
             note=res.note,

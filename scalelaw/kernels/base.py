@@ -57,7 +57,10 @@ class AttentionResult:
     the request when it does by more than 10%. `study_compression` is the C as the reference
     study counts it where that differs (block-sparse: causal block pairs over the pairs kept;
     decode methods: the prompt's length over the prompt tokens kept or read, generated tokens
-    left out); None where the two counts agree.
+    left out); None where the two counts agree. `judged_by_study`: whether a label is judged on
+    that count (block-sparse, whose GPU kernels compute whole blocks, diagonal ones included)
+    rather than on the tokens (the decode methods, where the newest page and the generated
+    tokens are really read).
     """
 
     out: torch.Tensor
@@ -66,6 +69,12 @@ class AttentionResult:
     note: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
     study_compression: float | None = None
+    judged_by_study: bool = False
+
+    @property
+    def label_count(self) -> float:
+        """The C a requested label is judged on (`reached`, `scalelaw measure`'s label check)."""
+        return self.study_counted if self.judged_by_study else self.achieved_compression
 
     @property
     def study_counted(self) -> float:
@@ -76,7 +85,7 @@ class AttentionResult:
 
     @property
     def reached(self) -> bool:
-        return compression_reached(self.requested_compression, self.achieved_compression)
+        return compression_reached(self.requested_compression, self.label_count)
 
 
 def compression_reached(requested: float, achieved: float) -> bool:
@@ -255,10 +264,14 @@ class SparseMethod:
         achieved: float,
         why: str,
         stats: dict[str, Any] | None = None,
+        study: float | None = None,
+        judged_by_study: bool = False,
     ) -> AttentionResult:
-        """The output with its compression, noting why a requested C was out of reach."""
-        note = unreachable_note(self.name, requested, achieved, why)
-        return AttentionResult(out, achieved, requested, note, stats or {})
+        """The output with its compression (token-exact, and as the study counts it where that
+        differs), noting why a requested C was out of reach."""
+        result = AttentionResult(out, achieved, requested, "", stats or {}, study, judged_by_study)
+        result.note = unreachable_note(self.name, requested, result.label_count, why)
+        return result
 
     def _need_phase(self, phase: str) -> None:
         if phase not in self.phases:
@@ -329,7 +342,8 @@ class PrefillPlan:
     cells: torch.Tensor
     why: str
     stats: dict[str, Any] = field(default_factory=dict)
-    study_compression: float | None = None  # where the study counts otherwise (block pairs)
+    # C in block pairs, as the study counts block-sparse: labels are judged on it where set
+    study_compression: float | None = None
 
 
 class PatternPrefill[P](SparseMethod):
@@ -361,8 +375,8 @@ class PatternPrefill[P](SparseMethod):
         plan = self.plan(self.pattern(q, k, c, **knobs), lq, kn)
         out = run_tiles(q, k, v, plan.index, be)
         achieved = achieved_from_cells(lq, b * h, float(plan.cells.sum()))
-        result = self._result(out, c, achieved, plan.why, plan.stats)
-        result.study_compression = plan.study_compression
+        study = plan.study_compression
+        result = self._result(out, c, achieved, plan.why, plan.stats, study, study is not None)
         if result.note and kn.get("budget_rule") == "study":
             # the study's budget names a level; what it achieves is the measurement, not a miss
             result.note = (

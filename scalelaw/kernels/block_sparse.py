@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from scalelaw.kernels.base import PatternPrefill, PrefillPlan
-from scalelaw.kernels.budgets import choose_blocks_per_row
+from scalelaw.kernels.budgets import block_pairs_compression, choose_blocks_per_row
 from scalelaw.kernels.reference import CHUNK_ELEMENTS
 from scalelaw.kernels.specs import SPECS
 from scalelaw.kernels.tiles import TileIndex
@@ -122,14 +122,6 @@ def select_blocks(
     counts = counts.to(torch.int32).expand(b, h, nb).contiguous()
     index = torch.where(index >= nb, torch.zeros_like(index), index)
     return BlockPattern(index, counts, bs, length)
-
-
-def block_pairs_compression(n_blocks: int, per_row: int) -> float:
-    """C as the reference study counts it: causal block pairs over the block pairs kept, every
-    row keeping min(its causal blocks, per_row). Known on the host: no device read."""
-    causal = n_blocks * (n_blocks + 1) // 2
-    kept = sum(min(i, per_row) for i in range(1, n_blocks + 1))
-    return causal / kept
 
 
 class BlockSparse(PatternPrefill[BlockPattern]):

@@ -41,12 +41,22 @@ def block_entries(length: int, bs: int, k: int) -> int:
 
 
 def block_compression(length: int, bs: int, k: int) -> float:
-    """Achieved C of a uniform count of k key blocks per query block."""
+    """Achieved C, counted token by token, of a uniform count of k key blocks per query block."""
     return causal_entries(length) / block_entries(length, bs, k)
 
 
+def block_pairs_compression(n_blocks: int, per_row: int) -> float:
+    """C as the reference study counts it: causal block pairs over the block pairs kept, every
+    row keeping min(its causal blocks, per_row) (a diagonal block counts whole)."""
+    k = max(1, min(per_row, n_blocks))
+    kept = k * (k + 1) // 2 + k * (n_blocks - k)
+    return n_blocks * (n_blocks + 1) / 2 / kept
+
+
 def choose_blocks_per_row(length: int, bs: int, compression: float, k_min: int) -> int:
-    """The uniform count k >= k_min whose achieved C is closest to the request (in log ratio)."""
+    """The uniform count k >= k_min whose C, counted in block pairs as the study counts it, is
+    closest to the request in log ratio: the study's `top_chunks` (equal to its table at every
+    published length and level)."""
     nb = math.ceil(length / bs)
     lo = max(1, min(k_min, nb))
     hi = nb
@@ -56,14 +66,14 @@ def choose_blocks_per_row(length: int, bs: int, compression: float, k_min: int) 
     a, b = lo, hi
     while a < b:
         mid = (a + b) // 2
-        if block_compression(length, bs, mid) <= compression:
+        if block_pairs_compression(nb, mid) <= compression:
             b = mid
         else:
             a = mid + 1
     best = a
     if a > lo:
-        left = abs(math.log(block_compression(length, bs, a - 1)) - target)
-        if left < abs(math.log(block_compression(length, bs, a)) - target):
+        left = abs(math.log(block_pairs_compression(nb, a - 1)) - target)
+        if left < abs(math.log(block_pairs_compression(nb, a)) - target):
             best = a - 1
     return best
 

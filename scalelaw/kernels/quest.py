@@ -250,6 +250,5 @@ class Quest(SparseMethod):
             f"cache of {state.length} tokens, {pages.shape[-1] - 1} pages of {state.page_size} "
             "plus the newest"
         )
-        result = self._result(out, c, achieved, why, {"pages_read": pages.shape[-1]})
-        result.study_compression = state.study_compression
-        return result
+        stats = {"pages_read": pages.shape[-1]}
+        return self._result(out, c, achieved, why, stats, state.study_compression)

@@ -51,6 +51,7 @@ class SparseContext:
     states: dict[int, Any] = field(default_factory=dict)
     achieved: list[float] = field(default_factory=list)
     study: list[float] = field(default_factory=list)  # the same calls, C as the study counts it
+    judged_by_study: bool = False  # labels judged on the study's count (block-sparse's blocks)
 
     @property
     def phase(self) -> str:
@@ -187,6 +188,7 @@ def _output(ctx: SparseContext, result: Any) -> tuple[torch.Tensor, None]:
         ctx.achieved.append(float(achieved))
         study = getattr(result, "study_compression", None)
         ctx.study.append(float(achieved if study is None else study))
+        ctx.judged_by_study |= bool(getattr(result, "judged_by_study", False))
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -6,8 +6,28 @@ from __future__ import annotations
 import pytest
 
 from scalelaw.kernels import get_method
-from scalelaw.kernels.block_sparse import block_pairs_compression
-from scalelaw.kernels.budgets import choose_blocks_per_row
+from scalelaw.kernels.budgets import block_pairs_compression, choose_blocks_per_row
+
+
+def test_block_sparse_picks_the_studys_top_chunks_at_every_published_point(shared_data):
+    import csv
+
+    from scalelaw.kernels.study_budgets import BLOCK_SPARSE_LEVELS
+
+    with (shared_data / "paper" / "budgets_to_compression.csv").open() as f:
+        rows = [
+            r
+            for r in csv.DictReader(line for line in f if not line.startswith("#"))
+            if r["method"] == "Block-Sparse"
+        ]
+    assert len(rows) == 21  # 7 levels at 16K, 32K and 64K, listed sparsest first
+    for i, r in enumerate(rows):
+        length, top_chunks = int(r["seq_len"]), int(r["value"])
+        level = BLOCK_SPARSE_LEVELS[i % 7]
+        # sink block + diagonal and sub-diagonal: 3 blocks always kept
+        assert choose_blocks_per_row(length, 16, level, 3) == top_chunks, r
+        got = block_pairs_compression(length // 16, top_chunks)
+        assert got == pytest.approx(float(r["implied_compression"]), abs=5e-4), r
 
 
 def test_block_pairs_at_the_studys_16k_levels_are_the_level():

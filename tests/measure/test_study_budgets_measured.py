@@ -100,8 +100,7 @@ variable-tracking = {}
 
 
 def test_rows_carry_the_studys_count_beside_the_token_count(tmp_path: Path) -> None:
-    from scalelaw.kernels.block_sparse import block_pairs_compression
-    from scalelaw.kernels.budgets import choose_blocks_per_row
+    from scalelaw.kernels.budgets import block_pairs_compression, choose_blocks_per_row
 
     grid = tmp_path / "grid.toml"
     grid.write_text(COUNTS_GRID)
