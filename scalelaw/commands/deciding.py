@@ -53,7 +53,8 @@ def _check_method(method: str | None, phase: str) -> None:
 # --- architectures ---------------------------------------------------------------------------
 def architectures(
     family: Annotated[
-        str | None, typer.Option(help="Show one family (qwen2.5, llama3.1, gemma3, smollm2).")
+        str | None,
+        typer.Option(help="Show one family (qwen2.5, qwen3, llama3.1, llama3.2, gemma3, smollm2)."),
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Read a Hugging Face config.json instead.")
@@ -91,7 +92,8 @@ def architectures(
 # --- cost ------------------------------------------------------------------------------------
 def cost(
     family: Annotated[
-        str, typer.Option(help="Built-in family: qwen2.5, llama3.1, gemma3, smollm2.")
+        str,
+        typer.Option(help="Built-in family: qwen2.5, qwen3, llama3.1, llama3.2, gemma3, smollm2."),
     ] = "qwen2.5",
     size: Annotated[str, typer.Option(help="Model size within the family, e.g. 7B.")] = "7B",
     config: Annotated[
