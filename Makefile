@@ -6,7 +6,7 @@ PYTHON ?= $(shell for p in python3.12 python3.13; do \
 	  if $$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1; then echo $$p; exit; fi; done; \
 	  r=$$(pyenv root 2>/dev/null) && ls -d $$r/versions/3.1[2-9]*/bin/python3 2>/dev/null | head -n 1)
 
-.PHONY: quickstart test lint install bench-gpu
+.PHONY: quickstart test lint install bench-gpu docs-check
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +24,11 @@ quickstart: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# the examples marked `<!-- docs-check -->` in README.md and docs/, run and compared with the page
+# (part of `make test` too)
+docs-check: install
+	$(VENV)/bin/python -m pytest -q tests/test_docs_examples.py
 
 lint: install
 	$(VENV)/bin/ruff check scalelaw tests benchmarks
