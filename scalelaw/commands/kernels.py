@@ -41,36 +41,48 @@ def list_cmd(
 
     Example: scalelaw kernels list --phase decode --seq-len 4096
     """
-    from scalelaw.kernels.specs import KernelInputError, get_spec, method_names
-    from scalelaw.study import STUDY_LEVELS
+    from scalelaw.kernels.specs import KernelInputError
 
     try:
-        names = method_names(phase)
-        if seq_len < 1:
-            raise KernelInputError(f"--seq-len must be >= 1, got {seq_len}")
-        info: list[dict[str, Any]] = []
-        for name in names:
-            spec = get_spec(name)
-            info.append(
-                {
-                    "method": name,
-                    "phases": list(spec.phases),
-                    "knobs": spec.defaults(),
-                    "study": spec.study_values(),
-                    "knob_help": spec.knob_help(),
-                    "knob_specs": spec.knob_table(),
-                    "description": spec.description,
-                    "budget": spec.budget_rule,
-                    "seq_len": seq_len,
-                    "reachable": list(spec.reachable(seq_len)),
-                    "study_levels": list(STUDY_LEVELS.get(name, ())),
-                }
-            )
+        info = _method_info(phase, seq_len)
     except KernelInputError as e:
         fail(str(e))
     if as_json or fmt == "json":
         print(json.dumps(info, indent=2))
         return
+    console.print(_methods_table(info, seq_len))
+
+
+def _method_info(phase: str | None, seq_len: int) -> list[dict[str, Any]]:
+    """Every method's spec at `seq_len`, JSON-ready (what `kernels list --format json` prints)."""
+    from scalelaw.kernels.specs import KernelInputError, method_names
+    from scalelaw.study import STUDY_LEVELS
+
+    names = method_names(phase)
+    if seq_len < 1:
+        raise KernelInputError(f"--seq-len must be >= 1, got {seq_len}")
+    info: list[dict[str, Any]] = []
+    for name in names:
+        spec = get_spec(name)
+        info.append(
+            {
+                "method": name,
+                "phases": list(spec.phases),
+                "knobs": spec.defaults(),
+                "study": spec.study_values(),
+                "knob_help": spec.knob_help(),
+                "knob_specs": spec.knob_table(),
+                "description": spec.description,
+                "budget": spec.budget_rule,
+                "seq_len": seq_len,
+                "reachable": list(spec.reachable(seq_len)),
+                "study_levels": list(STUDY_LEVELS.get(name, ())),
+            }
+        )
+    return info
+
+
+def _methods_table(info: list[dict[str, Any]], seq_len: int) -> Table:
     table = Table(show_lines=True)
     for col in ("method", "phases", "knobs: default (study)", "how C sets the budget", "C reach"):
         table.add_column(col, overflow="fold")
@@ -84,19 +96,16 @@ def list_cmd(
             or "-"
         )
         c_min, c_max = row["reachable"]
+        levels = ", ".join(f"{c:g}" for c in row["study_levels"])
         table.add_row(
             row["method"],
             "/".join(row["phases"]),
             knobs,
             row["budget"],
             f"{c_min:g}-{c_max:.3g} at L={seq_len}"
-            + (
-                f"; the study's levels: {', '.join(f'{c:g}' for c in row['study_levels'])}"
-                if row["study_levels"]
-                else ""
-            ),
+            + (f"; the study's levels: {levels}" if levels else ""),
         )
-    console.print(table)
+    return table
 
 
 def _show(knob: str, value: Any) -> str:
@@ -116,26 +125,10 @@ def _check_rows(
     seed: int,
     budget_rule: str = "study",
 ) -> list[dict[str, Any]]:
-    import torch
-
     from scalelaw.kernels import get_method, list_methods
 
-    g = torch.Generator().manual_seed(seed)
-    device = torch.device("cuda" if backend != "torch" and torch.cuda.is_available() else "cpu")
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    q = torch.randn(1, heads, length, head_dim, generator=g).to(device, dtype)
-    k = torch.randn(1, kv_heads, length, head_dim, generator=g).to(device, dtype)
-    v = torch.randn(1, kv_heads, length, head_dim, generator=g).to(device, dtype)
-    k_new = torch.randn(1, kv_heads, 1, head_dim, generator=g).to(device, dtype)
-    v_new = torch.randn(1, kv_heads, 1, head_dim, generator=g).to(device, dtype)
-    q_step = torch.randn(1, heads, 1, head_dim, generator=g).to(device, dtype)
-
-    dense_prefill = get_method("dense").prefill(q, k, v).out.float()
-    dense = get_method("dense", phase="decode")
-    state = dense.prepare_cache(q, k, v)
-    state.append(k_new, v_new)
-    dense_decode = dense.decode(q_step, state).out.float()
-
+    x = _random_inputs(length, heads, kv_heads, head_dim, backend, seed)
+    want = _dense_outputs(x)
     rows = []
     for phase in ("prefill", "decode"):
         for name in list_methods(phase):
@@ -147,29 +140,65 @@ def _check_rows(
             m = get_method(name, **rule)
             for c in compressions:
                 if phase == "prefill":
-                    res = m.prefill(q, k, v, compression=c, backend=backend)
-                    want = dense_prefill
+                    res = m.prefill(x["q"], x["k"], x["v"], compression=c, backend=backend)
                 else:
-                    st = m.prepare_cache(q, k, v, compression=c)
-                    st.append(k_new, v_new)
-                    res = m.decode(q_step, st, backend=backend)
-                    want = dense_decode
-                diff = (res.out.float() - want).abs().max().item()
-                rel = ((res.out.float() - want).norm() / want.norm()).item()
-                rows.append(
-                    {
-                        "phase": phase,
-                        "method": name,
-                        "compression": c,
-                        "achieved": res.achieved_compression,
-                        "study_counted": res.study_counted,
-                        "reached": res.reached,
-                        "max_abs_diff_vs_dense": diff,
-                        "rel_error_vs_dense": rel,
-                        "note": res.note,
-                    }
-                )
+                    st = m.prepare_cache(x["q"], x["k"], x["v"], compression=c)
+                    st.append(x["k_new"], x["v_new"])
+                    res = m.decode(x["q_step"], st, backend=backend)
+                rows.append(_check_row(phase, name, c, res, want[phase]))
     return rows
+
+
+def _random_inputs(
+    length: int, heads: int, kv_heads: int, head_dim: int, backend: str, seed: int
+) -> dict[str, Any]:
+    """Seeded q, k, v of a prompt, and one appended token's k, v and query."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    device = torch.device("cuda" if backend != "torch" and torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    shapes = {
+        "q": (heads, length),
+        "k": (kv_heads, length),
+        "v": (kv_heads, length),
+        "k_new": (kv_heads, 1),
+        "v_new": (kv_heads, 1),
+        "q_step": (heads, 1),
+    }
+    # drawn in this order so the inputs stay those of every earlier release
+    return {
+        name: torch.randn(1, h, n, head_dim, generator=g).to(device, dtype)
+        for name, (h, n) in shapes.items()
+    }
+
+
+def _dense_outputs(x: dict[str, Any]) -> dict[str, Any]:
+    from scalelaw.kernels import get_method
+
+    dense = get_method("dense", phase="decode")
+    state = dense.prepare_cache(x["q"], x["k"], x["v"])
+    state.append(x["k_new"], x["v_new"])
+    return {
+        "prefill": get_method("dense").prefill(x["q"], x["k"], x["v"]).out.float(),
+        "decode": dense.decode(x["q_step"], state).out.float(),
+    }
+
+
+def _check_row(phase: str, name: str, c: float, res: Any, want: Any) -> dict[str, Any]:
+    diff = (res.out.float() - want).abs().max().item()
+    rel = ((res.out.float() - want).norm() / want.norm()).item()
+    return {
+        "phase": phase,
+        "method": name,
+        "compression": c,
+        "achieved": res.achieved_compression,
+        "study_counted": res.study_counted,
+        "reached": res.reached,
+        "max_abs_diff_vs_dense": diff,
+        "rel_error_vs_dense": rel,
+        "note": res.note,
+    }
 
 
 @kernels_app.command("check")
@@ -203,6 +232,33 @@ def check_cmd(
 
     Example: scalelaw kernels check --length 1024 --compression 1,4 --budget-rule exact
     """
+    cs = _check_options(budget_rule, compression, length, heads, kv_heads, head_dim)
+    if backend == "triton":
+        import torch
+
+        if not torch.cuda.is_available():
+            # Triton kernels then run in the interpreter on the CPU (slow: keep --length small).
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+    from scalelaw.kernels import KernelInputError
+
+    try:
+        rows = _check_rows(length, heads, kv_heads, head_dim, cs, backend, seed, budget_rule)
+    except KernelInputError as e:
+        fail(str(e))
+    bad = [r for r in rows if r["compression"] == 1 and r["max_abs_diff_vs_dense"] > 1e-2]
+    if as_json or fmt == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        console.print(_check_table(rows))
+    if bad:
+        names = ", ".join(f"{r['method']} ({r['phase']})" for r in bad)
+        fail(f"C = 1 differs from dense attention for: {names}", code=1)
+
+
+def _check_options(
+    budget_rule: str, compression: str, length: int, heads: int, kv_heads: int, head_dim: int
+) -> list[float]:
+    """The ratios of `kernels check`, after refusing options it cannot run with."""
     if budget_rule not in BUDGET_RULES:
         fail(f"--budget-rule: expected one of {', '.join(BUDGET_RULES)}, got '{budget_rule}'")
     try:
@@ -226,41 +282,26 @@ def check_cmd(
             f"{heads} heads, more than half of this machine's {have / 2**30:.3g} GiB; "
             "use a smaller --length or fewer --heads"
         )
-    if backend == "triton":
-        import torch
+    return cs
 
-        if not torch.cuda.is_available():
-            # Triton kernels then run in the interpreter on the CPU (slow: keep --length small).
-            os.environ.setdefault("TRITON_INTERPRET", "1")
-    from scalelaw.kernels import KernelInputError
 
-    try:
-        rows = _check_rows(length, heads, kv_heads, head_dim, cs, backend, seed, budget_rule)
-    except KernelInputError as e:
-        fail(str(e))
-    bad = [r for r in rows if r["compression"] == 1 and r["max_abs_diff_vs_dense"] > 1e-2]
-    if as_json or fmt == "json":
-        print(json.dumps(rows, indent=2))
-    else:
-        table = Table()
-        cols = ("phase", "method", "C", "achieved", "study's count", "max |diff|", "rel. error")
-        for col in (*cols, "note"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            table.add_row(
-                r["phase"],
-                r["method"],
-                f"{r['compression']:g}",
-                f"{r['achieved']:.3f}",
-                f"{r['study_counted']:.3f}",
-                f"{r['max_abs_diff_vs_dense']:.2e}",
-                f"{r['rel_error_vs_dense']:.3f}",
-                r["note"] or ("" if r["reached"] else "not reached"),
-            )
-        console.print(table)
-    if bad:
-        names = ", ".join(f"{r['method']} ({r['phase']})" for r in bad)
-        fail(f"C = 1 differs from dense attention for: {names}", code=1)
+def _check_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    cols = ("phase", "method", "C", "achieved", "study's count", "max |diff|", "rel. error")
+    for col in (*cols, "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["phase"],
+            r["method"],
+            f"{r['compression']:g}",
+            f"{r['achieved']:.3f}",
+            f"{r['study_counted']:.3f}",
+            f"{r['max_abs_diff_vs_dense']:.2e}",
+            f"{r['rel_error_vs_dense']:.3f}",
+            r["note"] or ("" if r["reached"] else "not reached"),
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
