@@ -180,28 +180,35 @@ def _ray_unit(unit: Any) -> Record:
         return failure(unit, exc)
 
 
-def check_address(address: str) -> None:
+def check_address(address: str, source: str = "--address") -> None:
     """Fail within PROBE_TIMEOUT seconds unless a Ray cluster answers at `address`.
 
     Runs before Ray is imported (so a wrong address is one line, Ray installed or not): `auto`
-    is resolved as Ray resolves it, then the address must answer the gRPC handshake.
+    is resolved as Ray resolves it, then the address must answer the gRPC handshake. `source`
+    names where the address came from in the error (the option, or the RAY_ADDRESS variable).
     """
     if address == "local":  # Ray starts a cluster of its own
         return
     target = _auto_address() if address == "auto" else address
+    named = f"{source} {address}" if source == "--address" else f"{source}={address}"
     if target is None:
         raise SweepError(
-            "--address auto: no Ray cluster found on this machine (RAY_ADDRESS is not set and "
+            f"{named}: no Ray cluster found on this machine (RAY_ADDRESS is not set and "
             "no cluster was started with `ray start`); start one or give --address HOST:PORT"
         )
-    where = address if target == address else f"{address} ({target})"
+    where = named if target == address else f"{named} ({target})"
     host, _, port = target.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise SweepError(f"--address {where}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+        raise SweepError(f"{where}: expected HOST:PORT (or ray://HOST:PORT, auto)")
     reason = _probe(host.strip("[]"), int(port))
     if reason:
         raise SweepError(
-            f"--address {where}: no Ray cluster answered within {PROBE_TIMEOUT:g} s ({reason})"
+            f"{where}: no Ray cluster answered within {PROBE_TIMEOUT:g} s ({reason})"
+            + (
+                "; unset it or give --address local to start a cluster here"
+                if source != "--address"
+                else ""
+            )
         )
 
 
@@ -307,9 +314,14 @@ def run_sweep(
 
     if executor not in EXECUTORS:
         raise SweepError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if executor == "ray" and address:
-        # first: ray.init waits minutes on an address where no cluster answers
-        check_address(address)
+    if executor == "ray":
+        # first: ray.init waits minutes on an address where no cluster answers; without
+        # --address it joins RAY_ADDRESS when that is set, so that is probed the same way
+        env = os.environ.get("RAY_ADDRESS", "")
+        if address:
+            check_address(address)
+        elif env and env != "local":
+            check_address(env, source="RAY_ADDRESS")
     g = grid if isinstance(grid, Grid) else load_grid(grid)
     check_grid(g.configurations())
     with Store(out) as store:

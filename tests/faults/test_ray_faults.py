@@ -153,3 +153,24 @@ def test_the_probe_accepts_a_server_that_speaks_grpc() -> None:
         thread.start()
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
         thread.join(timeout=10)
+
+
+def test_a_dead_ray_address_variable_is_one_line_and_exit_2(
+    tmp_path: Path, silent_server: int
+) -> None:
+    """Without --address, Ray joins RAY_ADDRESS: a variable left pointing at a dead cluster is
+    probed like the option, instead of ray.init waiting on it for minutes."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{silent_server}"}
+    cmd = [sys.executable, "-m", "scalelaw.cli", "measure", str(grid), "--out",
+           str(tmp_path / "r.parquet"), "--executor", "ray"]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: RAY_ADDRESS=127.0.0.1:{silent_server}: no Ray cluster")
+    assert "unset it or give --address local" in lines[0]
+    assert time.perf_counter() - start < 60
+    assert not (tmp_path / "r.store").exists()
