@@ -10,39 +10,44 @@ from rich.markup import escape
 
 from scalelaw.commands.common import check_output, console, emit, err, fail, probability
 from scalelaw.commands.common import errors as _errors
+from scalelaw.commands.options import FIGURE_FILES, FormatOpt
 
-FIGURE_FILES = (".png", ".pdf", ".svg")
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="A data table (.csv, .parquet, .jsonl: the law family is fitted), a fit file "
+        "or a stacked fit file (.nc)."
+    ),
+]
+HoldoutOpt = Annotated[
+    str, typer.Option(help="The slice to hold out: N=max, L=max, C=max (or min, or a value).")
+]
+DataOpt = Annotated[
+    str | None, typer.Option(help="The table a fit file was made on (default: its source).")
+]
+BackendOpt = Annotated[
+    Literal["bayes", "lsq"],
+    typer.Option(help="Backend for a table's family (a fit is refitted as it was made)."),
+]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed for a table's family.")]
+ProbOpt = Annotated[
+    float, typer.Option(callback=probability, help="Probability of the predictive interval.")
+]
+FigureOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write the predicted-against-observed figure (PNG, PDF, SVG)."),
+]
 
 
 def check(
-    source: Annotated[
-        str,
-        typer.Argument(
-            help="A data table (.csv, .parquet, .jsonl: the law family is fitted), a fit file "
-            "or a stacked fit file (.nc)."
-        ),
-    ],
-    holdout: Annotated[
-        str, typer.Option(help="The slice to hold out: N=max, L=max, C=max (or min, or a value).")
-    ] = "N=max",
-    data: Annotated[
-        str | None, typer.Option(help="The table a fit file was made on (default: its source).")
-    ] = None,
-    backend: Annotated[
-        Literal["bayes", "lsq"],
-        typer.Option(help="Backend for a table's family (a fit is refitted as it was made)."),
-    ] = "bayes",
-    seed: Annotated[int, typer.Option(min=0, help="Random seed for a table's family.")] = 0,
-    prob: Annotated[
-        float, typer.Option(callback=probability, help="Probability of the predictive interval.")
-    ] = 0.9,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Write the predicted-against-observed figure (PNG, PDF, SVG)."),
-    ] = None,
-    fmt: Annotated[
-        Literal["table", "csv", "json"], typer.Option("--format", help="table, csv or json.")
-    ] = "table",
+    source: SourceArg,
+    holdout: HoldoutOpt = "N=max",
+    data: DataOpt = None,
+    backend: BackendOpt = "bayes",
+    seed: SeedOpt = 0,
+    prob: ProbOpt = 0.9,
+    out: FigureOpt = None,
+    fmt: FormatOpt = "table",
 ) -> None:
     """Refit without a held-out slice and score every law and the stack on it.
 

@@ -12,7 +12,8 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -113,6 +114,18 @@ def architectures(family: str, sizes: str | None, configs: list[Path] | None) ->
             key=lambda a: a.params(),
         )
     return family_sizes(family)
+
+
+@contextmanager
+def fitting_status(source: str) -> Iterator[None]:
+    """A spinner while a data table is fitted with the law family; a fit file or a published
+    law is only read, so it gets none."""
+    from scalelaw.fits.family import is_table
+
+    with err.status("fitting the law family to the table", spinner="dots") as status:
+        if not is_table(source):
+            status.stop()
+        yield
 
 
 # --- option checks -----------------------------------------------------------------------------

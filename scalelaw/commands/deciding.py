@@ -16,6 +16,7 @@ from scalelaw.commands.common import (
     console,
     err,
     fail,
+    fitting_status,
     in_range,
     positive,
     probability,
@@ -25,19 +26,19 @@ from scalelaw.commands.common import emit as _emit
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import number as _number
 from scalelaw.commands.common import numbers as _numbers
+from scalelaw.commands.options import (
+    FIGURE_FILES,
+    BatchOpt,
+    BytesOpt,
+    FamilyOpt,
+    FigureOutOpt,
+    FormatOpt,
+    IntervalProbOpt,
+    MaxDrawsOpt,
+    PhaseOpt,
+    SizesOpt,
+)
 from scalelaw.study import STUDY_COMPRESSIONS_TEXT
-
-Format = Literal["table", "csv", "json"]
-Phase = Literal["prefill", "decode"]
-#: Figures the frontier and tolerance commands draw, by --out suffix.
-FIGURE_FILES = (".png", ".pdf", ".svg")
-FormatOpt = Annotated[Format, typer.Option("--format", help="table, csv or json.")]
-BytesOpt = Annotated[
-    float,
-    typer.Option(
-        "--bytes", callback=positive, help="Bytes per weight / KV element at decode (2 = bf16)."
-    ),
-]
 
 
 def _check_method(method: str | None, phase: str) -> None:
@@ -90,46 +91,53 @@ def architectures(
 
 
 # --- cost ------------------------------------------------------------------------------------
-def cost(
-    family: Annotated[
-        str,
-        typer.Option(help="Built-in family: qwen2.5, qwen3, llama3.1, llama3.2, gemma3, smollm2."),
-    ] = "qwen2.5",
-    size: Annotated[str, typer.Option(help="Model size within the family, e.g. 7B.")] = "7B",
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="A Hugging Face config.json (overrides --family/--size)."),
-    ] = None,
-    seq_len: Annotated[
-        str, typer.Option("--seq-len", "-L", help="Tokens in context, e.g. 131072 or 128K.")
-    ] = "131072",
-    compression: Annotated[
-        float,
-        typer.Option(
-            "--compression",
-            "-C",
-            callback=in_range(1),
-            help="Compression ratio C >= 1 (density 1/C).",
-        ),
-    ] = 1.0,
-    phase: Annotated[Phase, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = (
-        "prefill"
+CostFamilyOpt = Annotated[
+    str,
+    typer.Option(help="Built-in family: qwen2.5, qwen3, llama3.1, llama3.2, gemma3, smollm2."),
+]
+SizeOpt = Annotated[str, typer.Option(help="Model size within the family, e.g. 7B.")]
+CostConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="A Hugging Face config.json (overrides --family/--size)."),
+]
+CostSeqLenOpt = Annotated[
+    str, typer.Option("--seq-len", "-L", help="Tokens in context, e.g. 131072 or 128K.")
+]
+CompressionOpt = Annotated[
+    float,
+    typer.Option(
+        "--compression",
+        "-C",
+        callback=in_range(1),
+        help="Compression ratio C >= 1 (density 1/C).",
     ),
-    batch: Annotated[int, typer.Option(min=1, help="Sequences processed together.")] = 1,
+]
+CostCausalHalfOpt = Annotated[
+    bool,
+    typer.Option(
+        "--causal-half/--full-square",
+        help="Count only the causal half of L^2 (the study counts the full square).",
+    ),
+]
+CostMethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Add this method's indexing cost (block-sparse, vertical-slash, flexprefill, quest)."
+    ),
+]
+
+
+def cost(
+    family: CostFamilyOpt = "qwen2.5",
+    size: SizeOpt = "7B",
+    config: CostConfigOpt = None,
+    seq_len: CostSeqLenOpt = "131072",
+    compression: CompressionOpt = 1.0,
+    phase: PhaseOpt = "prefill",
+    batch: BatchOpt = 1,
     bytes_per_element: BytesOpt = 2.0,
-    causal_half: Annotated[
-        bool,
-        typer.Option(
-            "--causal-half/--full-square",
-            help="Count only the causal half of L^2 (the study counts the full square).",
-        ),
-    ] = False,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="Add this method's indexing cost (block-sparse, vertical-slash, flexprefill, quest)."
-        ),
-    ] = None,
+    causal_half: CostCausalHalfOpt = False,
+    method: CostMethodOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Break down the cost of one prefill (FLOPs) or one decode step (bytes) and the speed-up bound.
@@ -166,12 +174,19 @@ def cost(
     }
     if fmt == "json":
         print(json.dumps({"summary": summary, "parts": frame.to_dicts()}, indent=2))
-        return
-    if fmt == "csv":
+    elif fmt == "csv":
         sys.stdout.write(frame.write_csv())
-        return
+    else:
+        title = f"{arch.name} {phase}, L={length:,.0f}, batch {batch}"
+        _print_cost(b, frame, title, phase, compression, method)
+
+
+def _print_cost(
+    b: Any, frame: Any, title: str, phase: str, compression: float, method: str | None
+) -> None:
+    """The breakdown by part, then the share of attention and the speed-ups at C and beyond."""
     t = Table("part", f"dense ({b.unit})", f"C={compression:g} ({b.unit})", "share of dense",
-              title=f"{arch.name} {phase}, L={length:,.0f}, batch {batch}")  # fmt: skip
+              title=title)  # fmt: skip
     for row in frame.iter_rows():
         t.add_row(row[0], f"{row[1]:.4g}", f"{row[2]:.4g}", f"{row[3]:.1%}")
     console.print(t)
@@ -193,94 +208,96 @@ def cost(
 
 
 # --- frontier --------------------------------------------------------------------------------
-def frontier(
-    source: Annotated[
-        str,
-        typer.Argument(
-            help="A fit file (.nc), a published law such as sparse-frontier-v1:prefill, or a "
-            "data table (.csv, .parquet, .jsonl): the law family is fitted and stacked."
-        ),
-    ],
-    family: Annotated[str, typer.Option(help="Built-in family whose sizes compete.")] = "qwen2.5",
-    sizes: Annotated[
-        str | None, typer.Option(help="Comma-separated sizes, e.g. 7B,14B,32B,72B (default: all).")
-    ] = None,
-    config: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--config",
-            metavar="<config.json>",
-            help="Hugging Face config.json files to compare instead (repeatable).",
-        ),
-    ] = None,
-    phase: Annotated[Phase, typer.Option(help="prefill (FLOPs) or decode (bytes per step).")] = (
-        "prefill"
+FrontierSourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="A fit file (.nc), a published law such as sparse-frontier-v1:prefill, or a "
+        "data table (.csv, .parquet, .jsonl): the law family is fitted and stacked."
     ),
-    seq_len: Annotated[
-        str, typer.Option("--seq-len", "-L", help="Length of the frontier table, e.g. 128K.")
-    ] = "131072",
-    lengths: Annotated[
-        str, typer.Option(help="Comma-separated lengths scanned for the critical length.")
-    ] = "4K,8K,16K,32K,64K,128K,256K,512K,1024K",
-    compressions: Annotated[
-        str, typer.Option(help="Comma-separated ratios; 1 is dense.")
-    ] = STUDY_COMPRESSIONS_TEXT,
-    task: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--task",
-            metavar="<task>",
-            help="Tasks to average (repeatable; default: all of the source's tasks).",
-        ),
-    ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Sequences processed together.")] = 1,
+]
+FrontierConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config",
+        metavar="<config.json>",
+        help="Hugging Face config.json files to compare instead (repeatable).",
+    ),
+]
+FrontierSeqLenOpt = Annotated[
+    str, typer.Option("--seq-len", "-L", help="Length of the frontier table, e.g. 128K.")
+]
+LengthsOpt = Annotated[
+    str, typer.Option(help="Comma-separated lengths scanned for the critical length.")
+]
+FrontierCompressionsOpt = Annotated[str, typer.Option(help="Comma-separated ratios; 1 is dense.")]
+FrontierTaskOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task",
+        metavar="<task>",
+        help="Tasks to average (repeatable; default: all of the source's tasks).",
+    ),
+]
+FrontierCausalHalfOpt = Annotated[
+    bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2.")
+]
+FrontierMethodOpt = Annotated[
+    str | None,
+    typer.Option(help="Add this method's indexing cost; with --cost latency, the method timed."),
+]
+CostKindOpt = Annotated[
+    Literal["flops", "latency"],
+    typer.Option(
+        "--cost",
+        help="flops (FLOPs or bytes from the cost model) or latency (needs --timings).",
+    ),
+]
+FrontierTimingsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Attention benchmark CSV (method, seq_len, compression, ms)."),
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="Device rows to use from --timings.")]
+FrontierThroughputOpt = Annotated[
+    float | None,
+    typer.Option(
+        callback=positive,
+        help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode).",
+    ),
+]
+BudgetsOpt = Annotated[int, typer.Option(min=1, help="Number of log-spaced budgets in the table.")]
+ShowOpt = Annotated[
+    Literal["budgets", "configs"],
+    typer.Option(
+        help="For table/csv: budgets (best dense vs best sparse per budget) or configs "
+        "(every configuration with its score interval and frontier flags)."
+    ),
+]
+
+
+def frontier(
+    source: FrontierSourceArg,
+    family: FamilyOpt = "qwen2.5",
+    sizes: SizesOpt = None,
+    config: FrontierConfigOpt = None,
+    phase: PhaseOpt = "prefill",
+    seq_len: FrontierSeqLenOpt = "131072",
+    lengths: LengthsOpt = "4K,8K,16K,32K,64K,128K,256K,512K,1024K",
+    compressions: FrontierCompressionsOpt = STUDY_COMPRESSIONS_TEXT,
+    task: FrontierTaskOpt = None,
+    batch: BatchOpt = 1,
     bytes_per_element: BytesOpt = 2.0,
-    causal_half: Annotated[
-        bool, typer.Option("--causal-half/--full-square", help="Count only the causal half of L^2.")
-    ] = False,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="Add this method's indexing cost; with --cost latency, the method timed."
-        ),
-    ] = None,
-    cost_kind: Annotated[
-        Literal["flops", "latency"],
-        typer.Option(
-            "--cost",
-            help="flops (FLOPs or bytes from the cost model) or latency (needs --timings).",
-        ),
-    ] = "flops",
-    timings: Annotated[
-        Path | None,
-        typer.Option(help="Attention benchmark CSV (method, seq_len, compression, ms)."),
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="Device rows to use from --timings.")] = None,
-    throughput: Annotated[
-        float | None,
-        typer.Option(
-            callback=positive,
-            help="Non-attention rate for --cost latency: FLOP/s (prefill) or byte/s (decode).",
-        ),
-    ] = None,
-    budgets: Annotated[
-        int, typer.Option(min=1, help="Number of log-spaced budgets in the table.")
-    ] = 12,
-    prob: Annotated[
-        float, typer.Option(callback=probability, help="Central interval probability.")
-    ] = 0.9,
-    max_draws: Annotated[int, typer.Option(min=1, help="Posterior draws used at most.")] = 1000,
-    show: Annotated[
-        Literal["budgets", "configs"],
-        typer.Option(
-            help="For table/csv: budgets (best dense vs best sparse per budget) or configs "
-            "(every configuration with its score interval and frontier flags)."
-        ),
-    ] = "budgets",
+    causal_half: FrontierCausalHalfOpt = False,
+    method: FrontierMethodOpt = None,
+    cost_kind: CostKindOpt = "flops",
+    timings: FrontierTimingsOpt = None,
+    device: DeviceOpt = None,
+    throughput: FrontierThroughputOpt = None,
+    budgets: BudgetsOpt = 12,
+    prob: IntervalProbOpt = 0.9,
+    max_draws: MaxDrawsOpt = 1000,
+    show: ShowOpt = "budgets",
     fmt: FormatOpt = "table",
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
-    ] = None,
+    out: FigureOutOpt = None,
 ) -> None:
     """isoCost frontier: best dense vs best sparse per budget, P(sparse wins), critical length.
 
@@ -297,48 +314,73 @@ def frontier(
         _check_method(method, phase)
     if out is not None:
         check_output(out, "--out", FIGURE_FILES)
-    from scalelaw.fits.family import is_table
-    from scalelaw.frontier import FlopsCost, LatencyCost, decide
+    from scalelaw.frontier import decide
 
     try:
         archs = _architectures(family, sizes, config)
-        the_cost: FlopsCost | LatencyCost
-        if cost_kind == "flops":
-            the_cost = FlopsCost(phase, batch, bytes_per_element, causal_half, method)
-        else:  # latency
-            if timings is None:
-                raise ValueError("--cost latency needs --timings FILE")
-            if method is None:
-                raise ValueError("--cost latency needs --method (the timed sparse method)")
-            the_cost = LatencyCost.read(
-                timings, method, phase, device=device, batch=batch,
-                bytes_per_element=bytes_per_element, throughput=throughput,
-            )  # fmt: skip
-        with err.status("fitting the law family to the table", spinner="dots") as status:
-            if not is_table(source):
-                status.stop()
+        the_cost = _cost_model(
+            cost_kind, phase, batch, bytes_per_element, causal_half, method, timings, device,
+            throughput,
+        )  # fmt: skip
+        with fitting_status(source):
             decision = decide(
                 source, archs, the_cost, seq_len=_number(seq_len, "--seq-len", at_least=1),
                 lengths=_numbers(lengths, "--lengths", at_least=1),
                 compressions=_numbers(compressions, "--compressions", at_least=1),
                 tasks=task or None, draws=max_draws, prob=prob, budgets=budgets,
             )  # fmt: skip
-        for w in decision.warnings:
-            warn(w)
-        if fmt == "json":
-            print(json.dumps(decision.to_dict(), indent=2))
-        elif fmt == "csv":
-            sys.stdout.write(decision.to_frame(show).write_csv())
-        elif show == "configs":
-            title = f"configurations at L={decision.seq_len:,.0f}: {decision.cost_label}"
-            _emit(decision.to_frame("configs"), "table", f"{title}, {decision.score_label}")
-        else:
-            _print_decision(decision)
-        if out is not None:
-            decision.plot(out, title=f"{source}: {phase}, {decision.score_label}, batch {batch}")
-            err.print(f"figure written to {out}", highlight=False, markup=False)
+        title = f"{source}: {phase}, {decision.score_label}, batch {batch}"
+        _report_decision(decision, fmt, show, out, title)
     except _errors() as exc:
         fail(str(exc))
+
+
+def _cost_model(
+    cost_kind: str,
+    phase: str,
+    batch: int,
+    bytes_per_element: float,
+    causal_half: bool,
+    method: str | None,
+    timings: Path | None,
+    device: str | None,
+    throughput: float | None,
+) -> Any:
+    """What a budget is spent in: FLOPs or bytes from the cost model, or (--cost latency) the
+    times of an attention benchmark."""
+    from scalelaw.frontier import FlopsCost, LatencyCost
+
+    if cost_kind == "flops":
+        return FlopsCost(phase, batch, bytes_per_element, causal_half, method)
+    if timings is None:
+        raise ValueError("--cost latency needs --timings FILE")
+    if method is None:
+        raise ValueError("--cost latency needs --method (the timed sparse method)")
+    return LatencyCost.read(
+        timings, method, phase, device=device, batch=batch,
+        bytes_per_element=bytes_per_element, throughput=throughput,
+    )  # fmt: skip
+
+
+def _report_decision(
+    decision: Any, fmt: str, show: str, out: Path | None, figure_title: str
+) -> None:
+    """The decision as JSON, CSV (budgets or configurations) or tables, its warnings before it,
+    and the figure when --out is given."""
+    for w in decision.warnings:
+        warn(w)
+    if fmt == "json":
+        print(json.dumps(decision.to_dict(), indent=2))
+    elif fmt == "csv":
+        sys.stdout.write(decision.to_frame(show).write_csv())
+    elif show == "configs":
+        title = f"configurations at L={decision.seq_len:,.0f}: {decision.cost_label}"
+        _emit(decision.to_frame("configs"), "table", f"{title}, {decision.score_label}")
+    else:
+        _print_decision(decision)
+    if out is not None:
+        decision.plot(out, title=figure_title)
+        err.print(f"figure written to {out}", highlight=False, markup=False)
 
 
 def _print_decision(decision: Any) -> None:
@@ -394,41 +436,44 @@ def _frontier_table(front: Any, label: str, what: str) -> None:
 
 
 # --- tolerance -------------------------------------------------------------------------------
+ToleranceDataArg = Annotated[
+    str,
+    typer.Argument(help="An accuracy-point table (CSV, Parquet, JSON Lines) or measured:NAME."),
+]
+MarginOpt = Annotated[
+    float,
+    typer.Option(
+        callback=in_range(0, 1, high_open=True),
+        help="Largest tolerated loss against dense, in score units.",
+    ),
+]
+AlphaOpt = Annotated[
+    float,
+    typer.Option(callback=probability, help="Error rate of the whole fixed-sequence procedure."),
+]
+ToleranceWhereOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where", metavar="<column=value>", help="Keep rows with COLUMN=VALUE (repeatable)."
+    ),
+]
+SummaryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--summary/--detail",
+        help="Print the spread over tasks per model, phase and length, or every row.",
+    ),
+]
+
+
 def tolerance(
-    data: Annotated[
-        str,
-        typer.Argument(help="An accuracy-point table (CSV, Parquet, JSON Lines) or measured:NAME."),
-    ],
-    margin: Annotated[
-        float,
-        typer.Option(
-            callback=in_range(0, 1, high_open=True),
-            help="Largest tolerated loss against dense, in score units.",
-        ),
-    ] = 0.05,
-    alpha: Annotated[
-        float,
-        typer.Option(
-            callback=probability, help="Error rate of the whole fixed-sequence procedure."
-        ),
-    ] = 0.05,
-    where: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--where", metavar="<column=value>", help="Keep rows with COLUMN=VALUE (repeatable)."
-        ),
-    ] = None,
-    summary: Annotated[
-        bool,
-        typer.Option(
-            "--summary/--detail",
-            help="Print the spread over tasks per model, phase and length, or every row.",
-        ),
-    ] = True,
+    data: ToleranceDataArg,
+    margin: MarginOpt = 0.05,
+    alpha: AlphaOpt = 0.05,
+    where: ToleranceWhereOpt = None,
+    summary: SummaryOpt = True,
     fmt: FormatOpt = "table",
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write the figure here (PNG, PDF, SVG).")
-    ] = None,
+    out: FigureOutOpt = None,
 ) -> None:
     """Largest tolerable compression per (model, length, method, task), error rate controlled.
 

@@ -26,14 +26,19 @@ from scalelaw.commands.common import (
     warn,
 )
 from scalelaw.commands.common import errors as _errors
-
-#: What each command writes, by --out suffix.
-FIT_FILES = (".nc",)
-TABLE_FILES = (".csv", ".parquet", ".jsonl", ".ndjson")
-FIGURE_FILES = (".png", ".pdf", ".svg")
-Format = Literal["table", "csv", "json"]
-Backend = Literal["bayes", "lsq"]
-SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
+from scalelaw.commands.options import (
+    FIGURE_FILES,
+    FIT_FILES,
+    TABLE_FILES,
+    Backend,
+    ChainsOpt,
+    DrawsOpt,
+    FormatOpt,
+    IntervalProbOpt,
+    SeedOpt,
+    TableOrJsonOpt,
+    TuneOpt,
+)
 
 LawOpt = Annotated[
     str,
@@ -56,8 +61,8 @@ def warn_if_not_converged(src: Any) -> None:
 def _build_law(
     spec: str,
     covariates: str | None,
-    priors: list[str],
-    bounds: list[str],
+    priors: list[str] | None,
+    bounds: list[str] | None,
     link: str | None,
     likelihood: str | None,
     response: str | None,
@@ -141,145 +146,140 @@ def laws(
         fail(str(exc))
 
 
-def fit(
-    data: Annotated[
-        str, typer.Argument(help="Table file (CSV, Parquet, JSON Lines) or measured:NAME.")
-    ],
-    law: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--law",
-            "-l",
-            metavar="<law>",
-            help="A built-in law name (see `scalelaw laws`), an expression such as "
-            "'E + A / N**alpha', or 'auto': a family of candidate forms, stacked. Repeat to "
-            "stack several (default: sparse-frontier).",
-        ),
-    ] = None,
-    backend: Annotated[
-        Backend, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")
-    ] = "bayes",
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the fit here (NetCDF).")
-    ] = None,
-    holdout: Annotated[
-        str | None,
-        typer.Option(
-            help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'. For a family of "
-            "laws it sets the stacking weights: 'auto' (the default) PSIS-LOO inside the "
-            "table's ranges and, beyond its largest N, L or C, how the laws extrapolate that "
-            "axis; 'loo' PSIS-LOO alone; 'N=max' that one held-out slice."
-        ),
-    ] = None,
-    where: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="<condition>",
-            help="Keep rows that satisfy a comparison (repeatable, all must hold), e.g. "
-            "phase=prefill, 'N<7e10', task!=NIAH.",
-        ),
-    ] = None,
-    replicates: Annotated[
-        bool,
-        typer.Option(
-            "--replicates", help="Repeated configurations are replicate observations, all kept."
-        ),
-    ] = False,
-    aggregate: Annotated[
-        Literal["mean"] | None, typer.Option(help="Pool repeated configurations: 'mean'.")
-    ] = None,
-    map_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--map",
-            metavar="<name=column>",
-            help="Map a covariate to a column: NAME=COLUMN (repeatable).",
-        ),
-    ] = None,
-    covariates: Annotated[
-        str | None, typer.Option(help="Which names of an expression law are covariates, e.g. N,D.")
-    ] = None,
-    prior: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="<name=prior>",
-            help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable).",
-        ),
-    ] = None,
-    bounds: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--bounds",
-            metavar="<name=low:high>",
-            help="Bounds for a parameter, e.g. 'top=0:1', 'E=0:' (repeatable).",
-        ),
-    ] = None,
-    show_priors: Annotated[
-        bool,
-        typer.Option(
-            "--show-priors",
-            help="Print the priors in force (bayes: before sampling; lsq: with the optimum).",
-        ),
-    ] = False,
-    link: Annotated[
-        Literal["identity", "logit", "log"] | None, typer.Option(help="identity, logit or log.")
-    ] = None,
-    likelihood: Annotated[
-        Literal["normal", "student_t", "binomial", "beta_binomial", "logit_normal_binomial", "beta"]
-        | None,
-        typer.Option(
-            help="normal, student_t, binomial, beta_binomial, logit_normal_binomial (counts with lack of fit) or beta."
-        ),
-    ] = None,
-    response: Annotated[
-        str | None, typer.Option(help="Response column (default: the law's, usually score).")
-    ] = None,
-    transform: Annotated[
-        Literal["log", "none"] | None,
-        typer.Option(help="Fit the response on 'log' scale, or 'none'."),
-    ] = None,
-    pooling: Annotated[
-        Literal["fixed", "partial"] | None,
-        typer.Option(help="Group effects: fixed (reference level) or partial."),
-    ] = None,
-    seed: SeedOpt = 0,
-    chains: Annotated[int, typer.Option(min=1, help="MCMC chains (bayes).")] = 4,
-    draws: Annotated[int, typer.Option(min=1, help="Draws per chain (bayes).")] = 1000,
-    tune: Annotated[int, typer.Option(min=0, help="Tuning steps per chain (bayes).")] = 1000,
-    target_accept: Annotated[
-        float,
-        typer.Option(callback=in_range(0.5, 0.999), help="NUTS target acceptance (bayes)."),
-    ] = 0.9,
-    bootstrap: Annotated[
-        int, typer.Option(min=0, help="Bootstrap refits for intervals (lsq).")
-    ] = 200,
-    huber_delta: Annotated[
-        float | None,
-        typer.Option(
-            callback=positive,
-            help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise.",
-        ),
-    ] = None,
-    strict: Annotated[
-        bool,
-        typer.Option(help="Exit 3 when diagnostics are off (after writing --out, if given)."),
-    ] = False,
-    prob: Annotated[
-        float, typer.Option(callback=probability, help="Probability of the reported intervals.")
-    ] = 0.9,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", help="table or json.")] = (
-        "table"
+# --- fit ---------------------------------------------------------------------------------------
+FitDataArg = Annotated[
+    str, typer.Argument(help="Table file (CSV, Parquet, JSON Lines) or measured:NAME.")
+]
+FitLawsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--law",
+        "-l",
+        metavar="<law>",
+        help="A built-in law name (see `scalelaw laws`), an expression such as "
+        "'E + A / N**alpha', or 'auto': a family of candidate forms, stacked. Repeat to "
+        "stack several (default: sparse-frontier).",
     ),
-    max_memory: Annotated[
-        str,
-        typer.Option(
-            callback=byte_size,
-            help="Memory for (draws x rows) arrays (bayes): above it the pointwise "
-            "log-likelihood is not kept and PSIS-LOO runs in blocks of rows.",
-        ),
-    ] = "2GB",
-) -> None:
-    """Fit a scaling law to an accuracy table and report parameters and diagnostics.
+]
+FitBackendOpt = Annotated[
+    Backend, typer.Option(help="bayes (PyMC + nutpie) or lsq (robust least squares).")
+]
+FitOutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the fit here (NetCDF).")]
+FitHoldoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Hold out an axis value, e.g. 'N=max', 'L=max', 'C=max'. For a family of "
+        "laws it sets the stacking weights: 'auto' (the default) PSIS-LOO inside the "
+        "table's ranges and, beyond its largest N, L or C, how the laws extrapolate that "
+        "axis; 'loo' PSIS-LOO alone; 'N=max' that one held-out slice."
+    ),
+]
+FitWhereOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="<condition>",
+        help="Keep rows that satisfy a comparison (repeatable, all must hold), e.g. "
+        "phase=prefill, 'N<7e10', task!=NIAH.",
+    ),
+]
+ReplicatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--replicates", help="Repeated configurations are replicate observations, all kept."
+    ),
+]
+AggregateOpt = Annotated[
+    Literal["mean"] | None, typer.Option(help="Pool repeated configurations: 'mean'.")
+]
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        metavar="<name=column>",
+        help="Map a covariate to a column: NAME=COLUMN (repeatable).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(help="Exit 3 when diagnostics are off (after writing --out, if given)."),
+]
+FitProbOpt = Annotated[
+    float, typer.Option(callback=probability, help="Probability of the reported intervals.")
+]
+
+# how the law is shaped: fit's --covariates, --prior, --bounds, --link ... --pooling
+CovariatesOpt = Annotated[
+    str | None, typer.Option(help="Which names of an expression law are covariates, e.g. N,D.")
+]
+PriorOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="<name=prior>",
+        help="Prior for a parameter, e.g. 'alpha=normal(0, 2)' (repeatable).",
+    ),
+]
+BoundsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bounds",
+        metavar="<name=low:high>",
+        help="Bounds for a parameter, e.g. 'top=0:1', 'E=0:' (repeatable).",
+    ),
+]
+ShowPriorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--show-priors",
+        help="Print the priors in force (bayes: before sampling; lsq: with the optimum).",
+    ),
+]
+LinkOpt = Annotated[
+    Literal["identity", "logit", "log"] | None, typer.Option(help="identity, logit or log.")
+]
+LikelihoodOpt = Annotated[
+    Literal["normal", "student_t", "binomial", "beta_binomial", "logit_normal_binomial", "beta"]
+    | None,
+    typer.Option(
+        help="normal, student_t, binomial, beta_binomial, logit_normal_binomial (counts with lack of fit) or beta."
+    ),
+]
+ResponseOpt = Annotated[
+    str | None, typer.Option(help="Response column (default: the law's, usually score).")
+]
+TransformOpt = Annotated[
+    Literal["log", "none"] | None,
+    typer.Option(help="Fit the response on 'log' scale, or 'none'."),
+]
+PoolingOpt = Annotated[
+    Literal["fixed", "partial"] | None,
+    typer.Option(help="Group effects: fixed (reference level) or partial."),
+]
+
+# the sampler and optimiser settings fit has beyond the shared sampler block
+TargetAcceptOpt = Annotated[
+    float,
+    typer.Option(callback=in_range(0.5, 0.999), help="NUTS target acceptance (bayes)."),
+]
+BootstrapOpt = Annotated[int, typer.Option(min=0, help="Bootstrap refits for intervals (lsq).")]
+HuberDeltaOpt = Annotated[
+    float | None,
+    typer.Option(
+        callback=positive,
+        help="Huber threshold (lsq); default 1e-3 on log scale, 0.05 otherwise.",
+    ),
+]
+MaxMemoryOpt = Annotated[
+    str,
+    typer.Option(
+        callback=byte_size,
+        help="Memory for (draws x rows) arrays (bayes): above it the pointwise "
+        "log-likelihood is not kept and PSIS-LOO runs in blocks of rows.",
+    ),
+]
+
+# fit's help, given to typer at registration rather than as a docstring: with one line per
+# option the signature alone takes half of the 60 lines a command may have
+FIT_HELP = """Fit a scaling law to an accuracy table and report parameters and diagnostics.
 
     Example: scalelaw fit sim.csv --law sparse-frontier --holdout N=max --out fit.nc
 
@@ -297,10 +297,40 @@ def fit(
     --strict it is still reported and written to --out, then the command exits 3. Priors not
     given are set on the data's scale; --show-priors prints them.
     """
-    from scalelaw.data import parse_assignments, parse_where
-    from scalelaw.fits import FitOptions, FitWarning, NotConvergedWarning
-    from scalelaw.fits import fit as run_fit
-    from scalelaw.fits.fitting import MisfitWarning
+
+
+def fit(
+    data: FitDataArg,
+    law: FitLawsOpt = None,
+    backend: FitBackendOpt = "bayes",
+    out: FitOutOpt = None,
+    holdout: FitHoldoutOpt = None,
+    where: FitWhereOpt = None,
+    replicates: ReplicatesOpt = False,
+    aggregate: AggregateOpt = None,
+    map_: MapOpt = None,
+    covariates: CovariatesOpt = None,
+    prior: PriorOpt = None,
+    bounds: BoundsOpt = None,
+    show_priors: ShowPriorsOpt = False,
+    link: LinkOpt = None,
+    likelihood: LikelihoodOpt = None,
+    response: ResponseOpt = None,
+    transform: TransformOpt = None,
+    pooling: PoolingOpt = None,
+    seed: SeedOpt = 0,
+    chains: ChainsOpt = 4,
+    draws: DrawsOpt = 1000,
+    tune: TuneOpt = 1000,
+    target_accept: TargetAcceptOpt = 0.9,
+    bootstrap: BootstrapOpt = 200,
+    huber_delta: HuberDeltaOpt = None,
+    strict: StrictOpt = False,
+    prob: FitProbOpt = 0.9,
+    fmt: TableOrJsonOpt = "table",
+    max_memory: MaxMemoryOpt = "2GB",
+) -> None:
+    from scalelaw.fits import FitOptions
 
     if out is not None:
         # before the fit, which may take minutes: an unwritable --out would lose it
@@ -308,74 +338,86 @@ def fit(
     # with --format json, standard output carries the JSON alone; messages go to stderr
     shown = err if fmt == "json" else console
     specs = law or ["sparse-frontier"]
-    if holdout in ("auto", "loo") and "auto" not in specs and len(specs) == 1:
-        fail(f"--holdout {holdout} weights the laws of a family: give --law auto or several --law")
-    if "auto" in specs or len(specs) > 1:
-        _fit_family(
-            data, specs, backend, seed, chains, draws, tune, holdout, where, out, fmt, strict
-        )
-        return
+    family = _is_family(specs, holdout)
     try:
+        options = FitOptions(
+            backend=backend, seed=seed, draws=draws, tune=tune, chains=chains,
+            target_accept=target_accept, bootstrap=bootstrap, huber_delta=huber_delta,
+            progressbar=not family and sys.stderr.isatty(), max_memory=float(max_memory),
+        )  # fmt: skip
+        if family:  # every form gets the options one law would; a spinner shows the progress
+            return _fit_family(data, specs, options, holdout, where, out, fmt, strict)
         the_law = _build_law(
-            specs[0],
-            covariates,
-            prior or [],
-            bounds or [],
-            link,
-            likelihood,
-            response,
-            transform,
-            pooling,
+            specs[0], covariates, prior, bounds, link, likelihood, response, transform, pooling
         )
-        opts = FitOptions(
-            backend=backend,
-            seed=seed,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            target_accept=target_accept,
-            bootstrap=bootstrap,
-            huber_delta=huber_delta,
-            progressbar=sys.stderr.isatty(),
-            max_memory=float(max_memory),
-        )
-        # Bayes fits show the sampler's own progress bar; least squares a spinner.
-        spinner = err.status(f"fitting {escape(the_law.name)} ({backend})", spinner="dots")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("ignore")
-            warnings.simplefilter("always", FitWarning)
-            if backend != "bayes" or not opts.progressbar:
-                spinner.start()
-            try:
-                result = run_fit(
-                    data,
-                    the_law,
-                    opts,
-                    holdout=holdout,
-                    column_map=parse_assignments(map_ or [], "--map"),
-                    where=parse_where(where or []),
-                    replicates=replicates,
-                    aggregate=aggregate,
-                    on_priors=(lambda law, auto: _print_priors(law, auto, shown))
-                    if show_priors
-                    else None,
-                    prob=prob,
-                )
-            finally:
-                spinner.stop()
-        for w in caught:
-            if issubclass(w.category, NotConvergedWarning | MisfitWarning):
-                err.print(
-                    str(w.message), markup=False, highlight=False, soft_wrap=True, style="bold red"
-                )
-            elif issubclass(w.category, FitWarning):
-                warn(str(w.message))
-        if out:
-            result.save(out)
+        result = _run_fit(
+            data, the_law, options, map_, where, holdout=holdout, replicates=replicates,
+            aggregate=aggregate, prob=prob,
+            on_priors=(lambda law, auto: _print_priors(law, auto, shown)) if show_priors else None,
+        )  # fmt: skip
     except _errors() as exc:
         fail(str(exc))
+    _save_and_report(result, fmt, prob, out, shown, strict)
+
+
+def _is_family(specs: list[str], holdout: str | None) -> bool:
+    """--law auto or several --law: the forms are fitted and stacked. --holdout auto and loo
+    weight such a stack, so they are refused for one law."""
+    if holdout in ("auto", "loo") and "auto" not in specs and len(specs) == 1:
+        fail(f"--holdout {holdout} weights the laws of a family: give --law auto or several --law")
+    return "auto" in specs or len(specs) > 1
+
+
+def _run_fit(
+    data: str, law: Any, options: Any, map_: list[str] | None, where: list[str] | None, **how: Any
+) -> Any:
+    """One law fitted, its warnings printed after it as one line each: NOT CONVERGED and MISFIT
+    in bold red, the rest as warnings. Bayes fits show the sampler's own progress bar; least
+    squares a spinner."""
+    from scalelaw.data import parse_assignments, parse_where
+    from scalelaw.fits import FitWarning, NotConvergedWarning
+    from scalelaw.fits import fit as run_fit
+    from scalelaw.fits.fitting import MisfitWarning
+
+    spinner = err.status(f"fitting {escape(law.name)} ({options.backend})", spinner="dots")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", FitWarning)
+        if options.backend != "bayes" or not options.progressbar:
+            spinner.start()
+        try:
+            result = run_fit(
+                data,
+                law,
+                options,
+                column_map=parse_assignments(map_ or [], "--map"),
+                where=parse_where(where or []),
+                **how,
+            )
+        finally:
+            spinner.stop()
+    for w in caught:
+        if issubclass(w.category, NotConvergedWarning | MisfitWarning):
+            err.print(
+                str(w.message), markup=False, highlight=False, soft_wrap=True, style="bold red"
+            )
+        elif issubclass(w.category, FitWarning):
+            warn(str(w.message))
+    return result
+
+
+def _save_and_report(
+    result: Any, fmt: str, prob: float, out: Path | None, shown: Any, strict: bool
+) -> None:
+    """The fit saved to --out, reported as JSON or as tables, then exit 3 under --strict when
+    its diagnostics failed."""
     from scalelaw.report import fit_report
 
+    if out:
+        try:
+            result.save(out)
+        except _errors() as exc:
+            fail(str(exc))
     if fmt == "json":
         print(json.dumps(fit_report(result, prob), indent=2))
     else:
@@ -399,11 +441,7 @@ def _diagnostic_problems(result: Any) -> str:
 def _fit_family(
     data: str,
     specs: list[str],
-    backend: str,
-    seed: int,
-    chains: int,
-    draws: int,
-    tune: int,
+    options: Any,
     holdout: str | None,
     where: list[str] | None,
     out: Path | None,
@@ -413,10 +451,9 @@ def _fit_family(
     """`fit --law auto`: the candidate family (and any other --law), stacked; under --strict a
     NOT CONVERGED or MISFIT headline exits 3 after the file is written."""
     from scalelaw.data import parse_where
-    from scalelaw.fits import FitOptions, resolve_law
+    from scalelaw.fits import resolve_law
     from scalelaw.fits.family import AUTO, fit_family
 
-    options = FitOptions(backend=backend, seed=seed, chains=chains, draws=draws, tune=tune)
     try:
         extra = [resolve_law(s) for s in specs if s != AUTO]
         with err.status("fitting the family of laws") as status:
@@ -475,9 +512,7 @@ def predict(
     grid: Annotated[
         Path | None, typer.Option(help="A table of points (CSV, Parquet, JSON Lines).")
     ] = None,
-    prob: Annotated[
-        float, typer.Option(callback=probability, help="Central interval probability.")
-    ] = 0.9,
+    prob: IntervalProbOpt = 0.9,
     samples: Annotated[
         int | None,
         typer.Option(
@@ -485,7 +520,7 @@ def predict(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for predictive draws.")] = 0,
-    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOpt = "table",
 ) -> None:
     """Predict the expected score (mean, median, interval) at new configurations.
 
@@ -596,29 +631,40 @@ def write_table(table: Any, out: Path) -> None:
         table.write_csv(out)
 
 
+# --- compare -----------------------------------------------------------------------------------
+CompareDataArg = Annotated[str, typer.Argument(help="Table file or measured:NAME.")]
+CompareLawsOpt = Annotated[
+    list[str], typer.Option("--law", "-l", metavar="<law>", help="A law to compare (repeat).")
+]
+CompareHoldoutOpt = Annotated[
+    str | None,
+    typer.Option(help="Also rank by held-out error, e.g. N=max (with --stack: the weights)."),
+]
+CompareWhereOpt = Annotated[
+    list[str] | None,
+    typer.Option(metavar="<condition>", help="Keep rows satisfying a comparison (repeatable)."),
+]
+CompareBackendOpt = Annotated[Backend, typer.Option(help="bayes or lsq.")]
+StackFlagOpt = Annotated[
+    bool, typer.Option("--stack", help="Stack the laws and print their weights.")
+]
+StackOutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="With --stack: write the stacked fit.")
+]
+CompareDrawsOpt = Annotated[int, typer.Option(min=1, help="Draws per chain.")]
+
+
 def compare(
-    data: Annotated[str, typer.Argument(help="Table file or measured:NAME.")],
-    law: Annotated[
-        list[str], typer.Option("--law", "-l", metavar="<law>", help="A law to compare (repeat).")
-    ],
-    holdout: Annotated[
-        str | None,
-        typer.Option(help="Also rank by held-out error, e.g. N=max (with --stack: the weights)."),
-    ] = None,
-    where: Annotated[
-        list[str] | None,
-        typer.Option(metavar="<condition>", help="Keep rows satisfying a comparison (repeatable)."),
-    ] = None,
-    backend: Annotated[Backend, typer.Option(help="bayes or lsq.")] = "bayes",
-    stack_: Annotated[
-        bool, typer.Option("--stack", help="Stack the laws and print their weights.")
-    ] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="With --stack: write the stacked fit.")
-    ] = None,
+    data: CompareDataArg,
+    law: CompareLawsOpt,
+    holdout: CompareHoldoutOpt = None,
+    where: CompareWhereOpt = None,
+    backend: CompareBackendOpt = "bayes",
+    stack_: StackFlagOpt = False,
+    out: StackOutOpt = None,
     seed: SeedOpt = 0,
-    draws: Annotated[int, typer.Option(min=1, help="Draws per chain.")] = 1000,
-    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = "table",
+    draws: CompareDrawsOpt = 1000,
+    fmt: FormatOpt = "table",
 ) -> None:
     """Rank several laws on the same data by ELPD-LOO and held-out error, or stack them.
 
@@ -647,22 +693,14 @@ def compare(
         with console.status("comparing laws") as status:
             if stack_:
                 stacked = stack_laws(
-                    data,
-                    laws_,
-                    options,
-                    holdout=holdout,
-                    where=conditions,
+                    data, laws_, options, holdout=holdout, where=conditions,
                     progress=lambda n: status.update(n),
-                )
+                )  # fmt: skip
             else:
                 table = run_compare(
-                    data,
-                    laws_,
-                    options,
-                    holdout=holdout,
-                    where=conditions,
+                    data, laws_, options, holdout=holdout, where=conditions,
                     progress=lambda n: status.update(f"fitting {n}"),
-                )
+                )  # fmt: skip
     except _errors() as exc:
         fail(str(exc))
         return
@@ -715,7 +753,7 @@ def stack(
     data: Annotated[
         str | None, typer.Option(help="The table (default: the file the fits were made on).")
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOpt = "table",
 ) -> None:
     """Stack fits of one table into one fit whose predictions mix the laws by weight.
 
@@ -797,7 +835,7 @@ def quickstart(
 def register(app: typer.Typer) -> None:
     """Add this group's commands to `app`."""
     app.command()(laws)
-    app.command()(fit)
+    app.command(help=FIT_HELP)(fit)
     app.command()(predict)
     app.command()(simulate)
     app.command()(compare)

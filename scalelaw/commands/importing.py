@@ -7,16 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
+from scalelaw.commands.options import TableOutOpt
+
 import_app = typer.Typer(
     name="import",
     help="Turn other tools' result folders into an accuracy table that `scalelaw fit` reads.",
     no_args_is_help=True,
 )
 
-OutOpt = Annotated[
-    Path,
-    typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl)."),
-]
 ParamsOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -50,7 +48,7 @@ def sparse_frontier(
     folder: Annotated[
         Path, typer.Argument(help="The study pipeline's results folder (or one above it).")
     ],
-    out: OutOpt,
+    out: TableOutOpt,
     params: ParamsOpt = None,
     dense_phase: Annotated[
         str,
@@ -88,7 +86,7 @@ def sparse_frontier(
 @import_app.command("kvpress", no_args_is_help=True)
 def kvpress(
     folder: Annotated[Path, typer.Argument(help="KVPress's evaluation output folder.")],
-    out: OutOpt,
+    out: TableOutOpt,
     params: ParamsOpt = None,
     dataset: Annotated[
         list[str] | None,

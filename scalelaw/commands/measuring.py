@@ -7,14 +7,14 @@ from typing import Annotated, Literal
 
 import typer
 
+from scalelaw.commands.options import QuietOpt, TableOutOpt
+
 
 def measure(
     grid: Annotated[
         Path, typer.Argument(help="Sweep grid TOML (models, methods, tasks, lengths, ratios).")
     ],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl).")
-    ] = Path("results.parquet"),
+    out: TableOutOpt = Path("results.parquet"),
     executor: Annotated[
         Literal["local", "ray"], typer.Option(help="Where to run: local or ray.")
     ] = "local",
@@ -25,7 +25,7 @@ def measure(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Measure accuracy of sparse attention over a grid; resumable, append-only.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,11 +17,19 @@ from scalelaw.commands.common import (
     console,
     err,
     fail,
+    fitting_status,
     positive,
     warn,
 )
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import numbers as _numbers
+from scalelaw.commands.options import (
+    FamilyOpt,
+    FormatOpt,
+    MaxDrawsOpt,
+    QuietOpt,
+    SizesOpt,
+)
 from scalelaw.study import STUDY_COMPRESSIONS_TEXT
 
 
@@ -37,121 +46,133 @@ def _task_map(items: list[str]) -> dict[str, str]:
     return out
 
 
+SourceArg = Annotated[
+    str,
+    typer.Argument(
+        help="A fit file (.nc) or stacked fit with posterior draws, or a data table "
+        "(.csv, .parquet, .jsonl): the law family is fitted and stacked."
+    ),
+]
+CandidatesOpt = Annotated[
+    Path,
+    typer.Option(
+        "--candidates",
+        "-c",
+        help="Sweep grid TOML of the configurations that could be measured; "
+        "'samples' may be a list.",
+    ),
+]
+TargetOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--target",
+        "-t",
+        metavar="<target>",
+        help="Decision to get right: 'L=128K,budget=4e16' (budget in the --phase cost "
+        "unit) or 'L=48K,budget=mean' (averaged over budgets). Repeatable.",
+    ),
+]
+GpuHoursOpt = Annotated[
+    float,
+    typer.Option("--gpu-hours", callback=positive, help="GPU-hours the next batch may spend."),
+]
+GridOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Write the batch here as a sweep grid TOML (default: print the plan only).",
+    ),
+]
+ConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config",
+        metavar="<config.json>",
+        help="Hugging Face config.json files to compare instead.",
+    ),
+]
+DecisionPhaseOpt = Annotated[
+    Literal["prefill", "decode"],
+    typer.Option(help="Cost of the decision: prefill (FLOPs) or decode (bytes per step)."),
+]
+CompressionsOpt = Annotated[
+    str, typer.Option(help="Comma-separated ratios of the decision; 1 is dense.")
+]
+TaskOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task",
+        metavar="<task>",
+        help="Fit tasks the decision averages (default: all; repeatable).",
+    ),
+]
+TaskMapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task-map",
+        metavar="<name=level>",
+        help="Grid task scored as a fit task, NAME=LEVEL (default: same name, or the "
+        "study's name: niah-multikey=NIAH, variable-tracking=VT, ...).",
+    ),
+]
+ThroughputOpt = Annotated[
+    float,
+    typer.Option(callback=positive, help="Sustained prefill FLOP/s of one GPU while measuring."),
+]
+BandwidthOpt = Annotated[
+    float,
+    typer.Option(callback=positive, help="Sustained bytes/s of one GPU while decoding answers."),
+]
+TimingsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Table of an earlier sweep (wall_s, samples): its times replace or calibrate "
+        "the cost model."
+    ),
+]
+SimsOpt = Annotated[
+    int, typer.Option(min=1, help="Simulated outcomes that value the batch jointly.")
+]
+PoolOpt = Annotated[
+    int, typer.Option(min=1, help="Best-ranked candidates considered for the batch.")
+]
+PlanSeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the simulated outcomes.")]
+GridSeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Seed written into the grid (default: the candidates'); change it to draw "
+        "new samples at configurations already measured.",
+    ),
+]
+TopOpt = Annotated[int, typer.Option(min=1, help="Rows of the ranked table to print.")]
+
+
 def plan(
-    source: Annotated[
-        str,
-        typer.Argument(
-            help="A fit file (.nc) or stacked fit with posterior draws, or a data table "
-            "(.csv, .parquet, .jsonl): the law family is fitted and stacked."
-        ),
-    ],
-    candidates: Annotated[
-        Path,
-        typer.Option(
-            "--candidates",
-            "-c",
-            help="Sweep grid TOML of the configurations that could be measured; "
-            "'samples' may be a list.",
-        ),
-    ],
-    target: Annotated[
-        list[str],
-        typer.Option(
-            "--target",
-            "-t",
-            metavar="<target>",
-            help="Decision to get right: 'L=128K,budget=4e16' (budget in the --phase cost "
-            "unit) or 'L=48K,budget=mean' (averaged over budgets). Repeatable.",
-        ),
-    ],
-    gpu_hours: Annotated[
-        float,
-        typer.Option("--gpu-hours", callback=positive, help="GPU-hours the next batch may spend."),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Write the batch here as a sweep grid TOML (default: print the plan only).",
-        ),
-    ] = None,
-    family: Annotated[str, typer.Option(help="Built-in family whose sizes compete.")] = "qwen2.5",
-    sizes: Annotated[
-        str | None, typer.Option(help="Comma-separated sizes, e.g. 7B,14B,32B,72B (default: all).")
-    ] = None,
-    config: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--config",
-            metavar="<config.json>",
-            help="Hugging Face config.json files to compare instead.",
-        ),
-    ] = None,
-    phase: Annotated[
-        Literal["prefill", "decode"],
-        typer.Option(help="Cost of the decision: prefill (FLOPs) or decode (bytes per step)."),
-    ] = "prefill",
-    compressions: Annotated[
-        str, typer.Option(help="Comma-separated ratios of the decision; 1 is dense.")
-    ] = STUDY_COMPRESSIONS_TEXT,
-    task: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--task",
-            metavar="<task>",
-            help="Fit tasks the decision averages (default: all; repeatable).",
-        ),
-    ] = None,
-    task_map: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--task-map",
-            metavar="<name=level>",
-            help="Grid task scored as a fit task, NAME=LEVEL (default: same name, or the "
-            "study's name: niah-multikey=NIAH, variable-tracking=VT, ...).",
-        ),
-    ] = None,
-    throughput: Annotated[
-        float,
-        typer.Option(
-            callback=positive, help="Sustained prefill FLOP/s of one GPU while measuring."
-        ),
-    ] = 400e12,
-    bandwidth: Annotated[
-        float,
-        typer.Option(
-            callback=positive, help="Sustained bytes/s of one GPU while decoding answers."
-        ),
-    ] = 2.5e12,
-    timings: Annotated[
-        str | None,
-        typer.Option(
-            help="Table of an earlier sweep (wall_s, samples): its times replace or calibrate "
-            "the cost model."
-        ),
-    ] = None,
-    max_draws: Annotated[int, typer.Option(min=1, help="Posterior draws used at most.")] = 1000,
-    sims: Annotated[
-        int, typer.Option(min=1, help="Simulated outcomes that value the batch jointly.")
-    ] = 512,
-    pool: Annotated[
-        int, typer.Option(min=1, help="Best-ranked candidates considered for the batch.")
-    ] = 40,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the simulated outcomes.")] = 0,
-    grid_seed: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Seed written into the grid (default: the candidates'); change it to draw "
-            "new samples at configurations already measured.",
-        ),
-    ] = None,
-    top: Annotated[int, typer.Option(min=1, help="Rows of the ranked table to print.")] = 20,
-    fmt: Annotated[
-        Literal["table", "csv", "json"], typer.Option("--format", help="table, csv or json.")
-    ] = "table",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    source: SourceArg,
+    candidates: CandidatesOpt,
+    target: TargetOpt,
+    gpu_hours: GpuHoursOpt,
+    out: GridOutOpt = None,
+    family: FamilyOpt = "qwen2.5",
+    sizes: SizesOpt = None,
+    config: ConfigOpt = None,
+    phase: DecisionPhaseOpt = "prefill",
+    compressions: CompressionsOpt = STUDY_COMPRESSIONS_TEXT,
+    task: TaskOpt = None,
+    task_map: TaskMapOpt = None,
+    throughput: ThroughputOpt = 400e12,
+    bandwidth: BandwidthOpt = 2.5e12,
+    timings: TimingsOpt = None,
+    max_draws: MaxDrawsOpt = 1000,
+    sims: SimsOpt = 512,
+    pool: PoolOpt = 40,
+    seed: PlanSeedOpt = 0,
+    grid_seed: GridSeedOpt = None,
+    top: TopOpt = 20,
+    fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
 ) -> None:
     """Choose the next measurements: expected drop in P(wrong decision) per GPU-hour.
 
@@ -167,61 +188,82 @@ def plan(
     """
     if out is not None:
         check_output(out, "--out", (".toml",))
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from scalelaw.fits import levels
-    from scalelaw.fits.family import is_table, load_or_fit
+    from scalelaw.fits.family import load_or_fit
     from scalelaw.frontier import FlopsCost
-    from scalelaw.frontier.planning import MeasureSpeed, parse_target, read_candidates
-    from scalelaw.frontier.planning import plan as make_plan
+    from scalelaw.frontier.planning import parse_target
 
     try:
         targets = [parse_target(t) for t in target]
         archs = _architectures(family, sizes, config)
-        with err.status("fitting the law family to the table", spinner="dots") as status:
-            if not is_table(source):
-                status.stop()
+        with fitting_status(source):
             src = load_or_fit(source)
-        known = levels(src).get("task", [])
-        timing_table = None
-        if timings:
-            from scalelaw.data import read_frame
-
-            timing_table = read_frame(timings)
-        cands = read_candidates(
-            candidates,
-            levels=known,
-            task_map=_task_map(task_map or []),
-            speed=MeasureSpeed(throughput, bandwidth),
-            timings=timing_table,
-        )
-
-        cost_fn = FlopsCost(phase)
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            transient=True,
-            disable=quiet or not err.is_terminal,
-        ) as bar:
-
-            def progress(description: str, total: int | None) -> Any:
-                task_id = bar.add_task(description, total=total)
-                return lambda n: bar.advance(task_id, n)
-
-            result = make_plan(
-                src, cands, targets, archs, gpu_hours=gpu_hours, cost_fn=cost_fn,
-                compressions=_numbers(compressions, "--compressions", at_least=1),
-                tasks=task or None, max_draws=max_draws, sims=sims, pool=pool, seed=seed, grid_seed=grid_seed,
-                progress=progress,
-            )  # fmt: skip
+        cands = _candidates(src, candidates, task_map, throughput, bandwidth, timings)
+        result = _plan(
+            quiet, src, cands, targets, archs, gpu_hours=gpu_hours, cost_fn=FlopsCost(phase),
+            compressions=_numbers(compressions, "--compressions", at_least=1),
+            tasks=task or None, max_draws=max_draws, sims=sims, pool=pool, seed=seed, grid_seed=grid_seed,
+        )  # fmt: skip
         if out is not None:
             result.write(out)
     except _errors() as exc:
         fail(str(exc))
-        return
+    _report(result, fmt, top, phase, out)
+
+
+def _candidates(
+    src: Any,
+    grid: Path,
+    task_map: list[str] | None,
+    throughput: float,
+    bandwidth: float,
+    timings: str | None,
+) -> Any:
+    """The grid's configurations that could be measured, named by the fit's task levels and
+    priced by the measuring speed (or an earlier sweep's times)."""
+    from scalelaw.fits import levels
+    from scalelaw.frontier.planning import MeasureSpeed, read_candidates
+
+    known = levels(src).get("task", [])
+    timing_table = None
+    if timings:
+        from scalelaw.data import read_frame
+
+        timing_table = read_frame(timings)
+    return read_candidates(
+        grid,
+        levels=known,
+        task_map=_task_map(task_map or []),
+        speed=MeasureSpeed(throughput, bandwidth),
+        timings=timing_table,
+    )
+
+
+def _plan(quiet: bool, *args: Any, **how: Any) -> Any:
+    """`scalelaw.frontier.planning.plan` with one transient bar per stage on standard error;
+    none under --quiet or when standard error is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from scalelaw.frontier.planning import plan as make_plan
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    ) as bar:
+
+        def progress(description: str, total: int | None) -> Callable[[int], Any]:
+            task_id = bar.add_task(description, total=total)
+            return lambda n: bar.advance(task_id, n)
+
+        return make_plan(*args, progress=progress, **how)
+
+
+def _report(result: Any, fmt: str, top: int, phase: str, out: Path | None) -> None:
+    """The plan as JSON, CSV or tables on standard output; its warnings and where the batch
+    went (or how to write it) on standard error."""
     if fmt == "json":
         print(json.dumps(result.to_dict(), indent=2))
     elif fmt == "csv":

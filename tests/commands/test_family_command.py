@@ -34,6 +34,18 @@ def test_fit_auto_writes_one_stacked_file(tmp_path: Path) -> None:
     assert len(stacked.fits) == 5
 
 
+def test_fit_auto_fits_every_form_with_the_options_given(tmp_path: Path) -> None:
+    # the bootstrap size and Huber scale reach every form, as they reach a single law's fit
+    table = tmp_path / "sat.csv"
+    cases.saturating().write_csv(table)
+    out = tmp_path / "family.nc"
+    args = ["fit", str(table), "--law", "auto", "--backend", "lsq", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--bootstrap", "40", "--huber-delta", "0.5"])
+    assert result.exit_code == 0, result.output
+    for f in load_fit(out).fits:
+        assert f.diagnostics["bootstrap"] == 40 and f.diagnostics["huber_delta"] == 0.5, f.law.name
+
+
 def test_wrong_law_prints_misfit_first(tmp_path: Path) -> None:
     table = tmp_path / "sat.csv"
     cases.saturating().write_csv(table)
