@@ -160,6 +160,13 @@ def print_forms(rows: list[dict[str, Any]]) -> None:
         s = score(alone, "p")
         top = sum(1 for r in rows if _joint_weights(r).get(law) == max(_joint_weights(r).values()))
         print(f"| {law} | {s['confident_wrong']} | {s['brier']:.4f} | {top} of {len(rows)} |")
+    # equal weights over the forms: whether spreading the weight alone would have helped
+    equal = [
+        {"true": r["true"], "p": list(np.mean([r["forms"][law] for law in laws], axis=0))}
+        for r in rows
+    ]
+    even = score(equal, "p")
+    print(f"| equal weights (same fits) | {even['confident_wrong']} | {even['brier']:.4f} | |")
     stack = score(rows, "stack")
     print(f"| stack (default) | {stack['confident_wrong']} | {stack['brier']:.4f} | |")
 
