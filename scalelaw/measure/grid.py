@@ -47,6 +47,10 @@ entry it came from).
 more than this relative distance from its label C, `abs(achieved / C - 1) > tolerance`, is a
 failed run, not a row (C = 1 is exempt). It changes no numbers, so it is not part of any
 configuration's identity.
+
+`GridSchema` declares the keys, their types and ranges; its errors are reported as one line
+naming the file and the key. What needs the method specs (reachable ratios, a combine half's
+method and knobs) is checked after it.
 This module is torch-free.
 """
 
@@ -57,7 +61,23 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from scalelaw.errors import ScalelawError
 from scalelaw.kernels.specs import (
@@ -269,138 +289,217 @@ def canonical(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-def _named(raw: Any, key: str, where: str) -> tuple[tuple[str, str], ...]:
-    if isinstance(raw, list):
-        if not all(isinstance(x, str) for x in raw):
-            raise GridError(
-                f"{where}: '{key}' must be a list of names or a table of name = {{params}}"
-            )
-        return tuple((x, "{}") for x in raw)
-    if isinstance(raw, dict):
-        out = []
-        for name, params in raw.items():
-            if not isinstance(params, dict):
-                raise GridError(
-                    f"{where}: '{key}.{name}' must be a table of parameters, got {params!r}"
-                )
-            out.append((name, canonical(params)))
-        return tuple(out)
-    raise GridError(
-        f"{where}: '{key}' must be a list of names or a table, got {type(raw).__name__}"
+def _shape(raw: Any) -> str | None:
+    return "list" if isinstance(raw, list) else "table" if isinstance(raw, dict) else None
+
+
+def _listed(raw: Any) -> Any:
+    return raw if isinstance(raw, list) else [raw]
+
+
+# Strict scalars: TOML hands over exact types, and a lax int would take `true` or `4.0`.
+_Tokens = Annotated[list[Annotated[StrictInt, Field(ge=1)]], Strict(), Field(min_length=1)]
+_Ratios = Annotated[list[Annotated[StrictFloat, Field(ge=1.0)]], Strict(), Field(min_length=1)]
+_Names = Annotated[list[StrictStr], Strict(), Field(min_length=1)]
+_Table = Annotated[dict[str, Annotated[dict[str, Any], Strict()]], Strict(), Field(min_length=1)]
+#: `methods` and `tasks`: a list of names, or a table of name = { params }
+_Named = Annotated[
+    Annotated[_Names, Tag("list")] | Annotated[_Table, Tag("table")], Discriminator(_shape)
+]
+
+
+def _no_null(schema: dict[str, Any]) -> None:
+    """An optional key is one left out: TOML has no null to set it to."""
+    for prop in schema["properties"].values():
+        kept = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+        if kept:
+            (one,) = kept
+            prop.update(one)
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
+class HalfSchema(BaseModel):
+    """One half of a `[[combine]]` entry; its other keys are the method's knobs, which the
+    method spec checks."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: StrictStr
+    compression: Annotated[_Ratios, BeforeValidator(_listed)]  # one ratio is a list of one
+
+
+class CombineSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prefill: HalfSchema
+    decode: HalfSchema
+
+
+class GridSchema(BaseModel):
+    """The keys of a grid TOML, their types and ranges.
+
+    Fields are declared in the order their errors are reported when a grid has several.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null)
+
+    name: StrictStr | None = None  # None: the file's stem
+    seed: StrictInt = 0
+    samples: Annotated[StrictInt, Field(ge=1)] = 10
+    models: _Names
+    dtype: StrictStr = "auto"
+    max_new_tokens: Annotated[StrictInt, Field(ge=0)] = 0
+    compression_tolerance: Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)] = (
+        COMPRESSION_TOLERANCE
     )
+    methods: _Named | None = None
+    tasks: _Named
+    compression: _Ratios | None = None
+    budgets: _Tokens | None = None
+    lengths: _Tokens
+    combine: Annotated[list[CombineSchema], Strict()] | None = None
 
-
-def _positive_list(raw: Any, key: str, where: str, kind: type, low: float) -> tuple[Any, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise GridError(f"{where}: '{key}' must be a non-empty list")
-    for x in raw:
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if self.methods is None and self.combine is None:
+            raise PydanticCustomError("grid", "missing key 'methods' (or '[[combine]]' entries)")
+        if self.methods is not None and self.compression is None and self.budgets is None:
+            raise PydanticCustomError("grid", "missing key 'compression' (or 'budgets')")
+        if self.budgets is not None and self.methods is None:
+            raise PydanticCustomError(
+                "grid",
+                "'budgets' apply to the methods of 'methods', which is absent; a [[combine]] "
+                "half takes 'compression'",
+            )
         if (
-            isinstance(x, bool)
-            or not isinstance(x, (int, float))
-            or (kind is int and not isinstance(x, int))
+            self.methods is not None
+            and all(m == DENSE for m in self.methods)
+            and 1.0 not in (self.compression or ())
         ):
-            raise GridError(f"{where}: '{key}' holds {x!r}, expected {kind.__name__} values")
-        if x < low:
-            raise GridError(f"{where}: '{key}' holds {x!r}, expected values >= {low}")
-    return tuple(kind(x) for x in raw)
+            raise PydanticCustomError("grid", "only 'dense' is listed but 'compression' lacks 1")
+        return self
 
 
-KNOWN_KEYS = {
-    "name",
-    "seed",
-    "samples",
-    "lengths",
-    "compression",
-    "budgets",
-    "models",
-    "methods",
-    "tasks",
-    "combine",
-    "dtype",
-    "max_new_tokens",
-    "compression_tolerance",
+#: Kept for readers of the key list; the schema declares them.
+KNOWN_KEYS = frozenset(GridSchema.model_fields)
+
+_SCALARS = {
+    "name": "'name' must be a string, got {!r}",
+    "seed": "'seed' must be an integer, got {!r}",
+    "samples": "'samples' must be a positive integer, got {!r}",
+    "dtype": "'dtype' must be a string, got {!r}",
+    "max_new_tokens": "'max_new_tokens' must be a non-negative integer, got {!r}",
+    "compression_tolerance": "'compression_tolerance' must be a positive number (0.10: a run "
+    "whose achieved C is more than 10% off its label is a failed run), got {!r}",
 }
+
+
+def _rank(err: ErrorDetails) -> tuple[Any, ...]:
+    """Unknown keys, then missing keys, then each key's own errors; inside a combine entry
+    likewise."""
+    loc, first = err["loc"], {"extra_forbidden": 0, "missing": 1}.get(err["type"], 2)
+    if len(loc) == 1 and first < 2:
+        return (first,)
+    if loc[:1] == ("combine",):
+        return (2, -1) if len(loc) <= 2 else (2, loc[1], first if len(loc) == 3 else 2)
+    return (2,)
+
+
+def _schema_error(exc: ValidationError) -> str:
+    """The first of pydantic's errors in the grid's own words: one line naming the key."""
+    errors = sorted(exc.errors(), key=_rank)
+    err = errors[0]
+    loc, kind, got = err["loc"], err["type"], err["input"]
+    if kind == "extra_forbidden":  # every unknown key of that table at once
+        same = [e["loc"][-1] for e in errors if e["type"] == kind and e["loc"][:-1] == loc[:-1]]
+        unknown = ", ".join(sorted(map(str, same)))
+        if len(loc) == 1:
+            return f"unknown key(s) {unknown}; known: {', '.join(sorted(KNOWN_KEYS))}"
+        return f"combine[{loc[1]}]: unknown key(s) {unknown}; an entry has 'prefill' and 'decode'"
+    if not loc:  # a rule across keys, raised in its own words
+        return err["msg"]
+    key, rest = str(loc[0]), loc[1:]
+    if kind == "missing" and not rest:
+        return f"missing key '{key}'"
+    if key in _SCALARS:
+        return _SCALARS[key].format(got)
+    if key == "models":
+        return "'models' must be a non-empty list of model names or paths"
+    if key in ("methods", "tasks"):
+        if not rest:
+            return f"'{key}' must be a list of names or a table, got {type(got).__name__}"
+        if len(rest) == 1:
+            return "'methods' and 'tasks' must not be empty"
+        if rest[0] == "list":
+            return f"'{key}' must be a list of names or a table of name = {{params}}"
+        return f"'{key}.{rest[1]}' must be a table of parameters, got {got!r}"
+    if key == "combine":
+        return _combine_error(rest, err)
+    return _list_error(key, rest, err)
+
+
+def _combine_error(rest: tuple[Any, ...], err: ErrorDetails) -> str:
+    if len(rest) < 2:
+        return "'combine' must be an array of tables ([[combine]] with prefill and decode)"
+    missing = err["type"] == "missing"
+    entry = f"combine[{rest[0]}]"
+    if len(rest) == 2:
+        if missing:
+            return f"{entry}: missing '{rest[1]}' (an entry has both halves)"
+        return f"{entry}.{rest[1]} must be a table {{ method = ..., compression = ... }}"
+    half = f"{entry}.{rest[1]}"
+    if rest[2] == "method":
+        return f"{half}: 'method' must be a method name, got {None if missing else err['input']!r}"
+    if missing:
+        return f"{half}: missing 'compression' (a number >= 1 or a list)"
+    return f"{half}: {_list_error('compression', rest[3:], err)}"
+
+
+def _list_error(key: str, rest: tuple[Any, ...], err: ErrorDetails) -> str:
+    if not rest:
+        return f"'{key}' must be a non-empty list"
+    if err["type"] == "greater_than_equal":
+        return f"'{key}' holds {err['input']!r}, expected values >= {err.get('ctx', {})['ge']}"
+    kind = "int" if err["type"] == "int_type" else "float"
+    return f"'{key}' holds {err['input']!r}, expected {kind} values"
+
+
+def _named(raw: list[str] | dict[str, dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    if isinstance(raw, list):
+        return tuple((x, "{}") for x in raw)
+    return tuple((name, canonical(params)) for name, params in raw.items())
 
 
 def parse_grid(data: dict[str, Any], where: str = "<grid>", source_hash: str = "") -> Grid:
     """Validate a grid given as a dict (the parsed TOML)."""
-    unknown = set(data) - KNOWN_KEYS
-    if unknown:
-        raise GridError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}"
-        )
-    for key in ("lengths", "models", "tasks"):
-        if key not in data:
-            raise GridError(f"{where}: missing key '{key}'")
-    if "methods" not in data and "combine" not in data:
-        raise GridError(f"{where}: missing key 'methods' (or '[[combine]]' entries)")
-    if "methods" in data and "compression" not in data and "budgets" not in data:
-        raise GridError(f"{where}: missing key 'compression' (or 'budgets')")
-    seed, samples = data.get("seed", 0), data.get("samples", 10)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise GridError(f"{where}: 'seed' must be an integer, got {seed!r}")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise GridError(f"{where}: 'samples' must be a positive integer, got {samples!r}")
-    models = data["models"]
-    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-        raise GridError(f"{where}: 'models' must be a non-empty list of model names or paths")
-    dtype = data.get("dtype", "auto")
-    if not isinstance(dtype, str):
-        raise GridError(f"{where}: 'dtype' must be a string, got {dtype!r}")
-    cap = data.get("max_new_tokens", 0)
-    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
-        raise GridError(f"{where}: 'max_new_tokens' must be a non-negative integer, got {cap!r}")
-    tolerance = data.get("compression_tolerance", COMPRESSION_TOLERANCE)
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, int | float)
-        or not 0 < tolerance < float("inf")
-    ):
-        raise GridError(
-            f"{where}: 'compression_tolerance' must be a positive number (0.10: a run whose "
-            f"achieved C is more than 10% off its label is a failed run), got {tolerance!r}"
-        )
-    methods = _named(data["methods"], "methods", where) if "methods" in data else ()
-    tasks = _named(data["tasks"], "tasks", where)
-    if ("methods" in data and not methods) or not tasks:
-        raise GridError(f"{where}: 'methods' and 'tasks' must not be empty")
-    compression = (
-        _positive_list(data["compression"], "compression", where, float, 1.0)
-        if "compression" in data
-        else ()
-    )
-    budgets = (
-        tuple(dict.fromkeys(_positive_list(data["budgets"], "budgets", where, int, 1)))
-        if "budgets" in data
-        else ()
-    )
-    if budgets and not methods:
-        raise GridError(
-            f"{where}: 'budgets' apply to the methods of 'methods', which is absent; a "
-            "[[combine]] half takes 'compression'"
-        )
-    if methods and all(m == DENSE for m, _ in methods) and 1.0 not in compression:
-        raise GridError(f"{where}: only 'dense' is listed but 'compression' lacks 1")
-    lengths = _positive_list(data["lengths"], "lengths", where, int, 1)
-    combine = _combine(data.get("combine", []), where)
+    try:
+        schema = GridSchema.model_validate(data)
+    except ValidationError as exc:
+        raise GridError(f"{where}: {_schema_error(exc)}") from None
+    methods = _named(schema.methods) if schema.methods is not None else ()
+    compression = tuple(schema.compression or ())
+    budgets = tuple(dict.fromkeys(schema.budgets or ()))
+    lengths = tuple(schema.lengths)
+    combine = _combine(schema.combine or [], where)
     _check_reachable(methods, lengths, compression, budgets, where)
     _check_combine_reachable(combine, lengths, where)
     grid = Grid(
-        name=str(data.get("name", Path(where).stem)),
-        seed=seed,
-        samples=samples,
+        name=schema.name if schema.name is not None else Path(where).stem,
+        seed=schema.seed,
+        samples=schema.samples,
         lengths=lengths,
         compression=compression,
-        models=tuple(models),
+        models=tuple(schema.models),
         methods=methods,
-        tasks=tasks,
-        dtype=dtype,
+        tasks=_named(schema.tasks),
+        dtype=schema.dtype,
         source_hash=source_hash,
-        max_new_tokens=cap,
+        max_new_tokens=schema.max_new_tokens,
         budgets=budgets,
         combine=combine,
         notes=_budget_notes(budgets, lengths, where),
-        compression_tolerance=float(tolerance),
+        compression_tolerance=schema.compression_tolerance,
     )
     if not grid.configurations():
         raise GridError(
@@ -429,38 +528,20 @@ def _budget_notes(
 SLOTS = ("prefill", "decode")
 
 
-def _combine(raw: Any, where: str) -> tuple[Combine, ...]:
+def _combine(entries: list[CombineSchema], where: str) -> tuple[Combine, ...]:
     """The `[[combine]]` entries, each half checked against the method spec."""
-    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-        raise GridError(
-            f"{where}: 'combine' must be an array of tables ([[combine]] with prefill and decode)"
+    return tuple(
+        Combine(
+            _half(entry.prefill, "prefill", f"{where}: combine[{i}].prefill"),
+            _half(entry.decode, "decode", f"{where}: combine[{i}].decode"),
         )
-    out = []
-    for i, entry in enumerate(raw):
-        name = f"combine[{i}]"
-        extra = set(entry) - set(SLOTS)
-        if extra:
-            raise GridError(
-                f"{where}: {name}: unknown key(s) {', '.join(sorted(extra))}; "
-                "an entry has 'prefill' and 'decode'"
-            )
-        missing = [s for s in SLOTS if s not in entry]
-        if missing:
-            raise GridError(f"{where}: {name}: missing '{missing[0]}' (an entry has both halves)")
-        out.append(Combine(*(_half(entry[s], s, f"{where}: {name}.{s}") for s in SLOTS)))
-    return tuple(out)
+        for i, entry in enumerate(entries)
+    )
 
 
-def _half(raw: Any, slot: str, where: str) -> Half:
-    """One half of a combine entry: `{ method = ..., compression = ..., knob = ... }`."""
-    if not isinstance(raw, dict):
-        raise GridError(f"{where} must be a table {{ method = ..., compression = ... }}")
-    knobs = dict(raw)
-    method, ratio = knobs.pop("method", None), knobs.pop("compression", None)
-    if not isinstance(method, str):
-        raise GridError(f"{where}: 'method' must be a method name, got {method!r}")
-    if ratio is None:
-        raise GridError(f"{where}: missing 'compression' (a number >= 1 or a list)")
+def _half(half: HalfSchema, slot: str, where: str) -> Half:
+    """One half of a combine entry: a sparse method of that phase, with knobs it knows."""
+    method, knobs = half.method, dict(half.model_extra or {})
     fitting = [n for n, s in SPECS.items() if slot in s.phases and n != DENSE]
     spec = SPECS.get(method)
     if spec is None or method == DENSE or slot not in spec.phases:
@@ -474,10 +555,7 @@ def _half(raw: Any, slot: str, where: str) -> Half:
         spec.resolve(knobs)
     except KernelInputError as exc:
         raise GridError(f"{where}: {exc}") from None
-    ratios = _positive_list(
-        ratio if isinstance(ratio, list) else [ratio], "compression", where, float, 1.0
-    )
-    return Half(method, canonical(knobs), tuple(dict.fromkeys(ratios)))
+    return Half(method, canonical(knobs), tuple(dict.fromkeys(half.compression)))
 
 
 def _check_reachable(
