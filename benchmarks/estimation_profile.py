@@ -32,8 +32,9 @@ call's own result included (`retained` is what is still alive when the call retu
 an op allocates and frees inside itself (inside one CPU matmul or SDPA kernel) is not seen.
 
 The counts do not depend on the device, except where a method takes another path on CUDA
-(quest's step runs the Triton kernel there instead of a gather); times on a CPU say nothing
-about a GPU. The inputs are `benchmarks/attention.py`'s synthetic q, k, v (sinks, local windows,
+(quest's step runs the Triton kernel there instead of a gather; vertical-slash and flexprefill
+score their window with Triton kernels, which `--scores triton` counts on a CPU); times on a CPU
+say nothing about a GPU. The inputs are `benchmarks/attention.py`'s synthetic q, k, v (sinks, local windows,
 stripes, diagonals), so the patterns and index widths are those of structured attention.
 
 The run is capped at `--max-gb` of address space above what the process holds at the start
@@ -43,6 +44,7 @@ is skipped with a note instead of swapping the machine or being killed.
     python benchmarks/estimation_profile.py                    # 16K/64K/128K prefill, 128K decode
     python benchmarks/estimation_profile.py --lengths 64K --methods vertical-slash,flexprefill
     python benchmarks/estimation_profile.py --quick --details   # tiny shapes, with sync sites
+    python benchmarks/estimation_profile.py --lengths 64K --scores triton   # as a GPU scores
 """
 
 from __future__ import annotations
@@ -654,6 +656,8 @@ class Profiler:
             m = self.method(name)
             kn = m.knobs()
             r = self.row(name, "pattern + plan", "prefill", length, block_size=kn["block_size"])
+            if name != "block-sparse":
+                r["backend"] = f"{self.args.scores} scores"
             self.measure(r, lambda m=m, kn=kn: m.plan(m.pattern(q, k, c), length, kn))
             gc.collect()
 
@@ -741,9 +745,78 @@ def _quest_select() -> Callable[..., Any] | None:
     return fn if callable(fn) else None
 
 
+@contextlib.contextmanager
+def triton_scores(tracker: Tracker) -> Iterator[None]:
+    """Vertical-slash and flexprefill score their window as on a GPU: by
+    `window_scores_triton`, whose own ATen ops (its output buffers) are counted, while its
+    three kernel launches are stood in for by the PyTorch reference, run uncounted. A launch is
+    no ATen op, and the kernels keep no (window x L) probabilities; under the Triton
+    interpreter the kernels themselves would take hours at these lengths."""
+    import scalelaw.kernels.flexprefill as flex
+    import scalelaw.kernels.triton_scores as ts
+    import scalelaw.kernels.vertical_slash as vs
+
+    scored: dict[str, Any] = {}  # the reference's scores of the launch in progress
+
+    class StandIn:
+        def __init__(self, output: int | None) -> None:
+            self.output = output  # 0: column sums, 1: diagonal sums, None: row statistics
+
+        def __getitem__(self, grid: Any) -> Callable[..., None]:
+            return self.launch
+
+        def launch(
+            self, q: torch.Tensor, k: torch.Tensor, stats: Any, *args: Any, **kw: Any
+        ) -> None:
+            if self.output is None:
+                return
+            held, tracker.prof = tracker.prof, None
+            try:
+                if self.output == 0:
+                    scored["scores"] = vs.window_scores_torch(q, k, stats.shape[-1])
+                args[0].copy_(scored["scores"][self.output])
+                if self.output == 1:
+                    scored.clear()
+            finally:
+                tracker.prof = held
+
+    with (
+        _patched([(ts, "_row_stats_kernel")], StandIn(None)),
+        _patched([(ts, "_column_sums_kernel")], StandIn(0)),
+        _patched([(ts, "_diagonal_sums_kernel")], StandIn(1)),
+        _patched([(vs, "window_scores"), (flex, "window_scores")], ts.window_scores_triton),
+    ):
+        yield
+
+
+def window_scores(scores: str, prof: Profiler) -> contextlib.AbstractContextManager[None]:
+    """The window scores `--scores` asks for, where the device would run the other ones."""
+    cuda = prof.device.type == "cuda"
+    if scores == "triton" and not cuda:
+        return triton_scores(prof.tracker)
+    if scores == "torch" and cuda:
+        import scalelaw.kernels.flexprefill as flex
+        import scalelaw.kernels.vertical_slash as vs
+
+        return _patched([(vs, "window_scores"), (flex, "window_scores")], vs.window_scores_torch)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _patched(names: list[tuple[ModuleType, str]], value: Any) -> Iterator[None]:
+    saved = [(mod, name, getattr(mod, name)) for mod, name in names]
+    for mod, name in names:
+        setattr(mod, name, value)
+    try:
+        yield
+    finally:
+        for mod, name, old in saved:
+            setattr(mod, name, old)
+
+
 def run(args: argparse.Namespace) -> Profiler:
     prof = Profiler(args)
-    with memory_cap(int(args.max_gb * GB)):
+    with memory_cap(int(args.max_gb * GB)), window_scores(args.scores, prof):
         for length in args.lengths:
             prof.prefill(length)
         for length in args.decode_lengths:
@@ -868,6 +941,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--scores", default="auto", choices=["auto", "torch", "triton"],
+        help="vertical-slash and flexprefill window scores: the PyTorch path or the Triton "
+        "kernels (auto: what the device runs, Triton on CUDA); triton on a CPU counts the GPU "
+        "path, the kernel launches stood in for by the PyTorch path and not counted",
+    )  # fmt: skip
+    p.add_argument(
         "--max-gb", type=float, default=None,
         help="memory cap above the process's size at the start (default: min(24, available - 1))",
     )  # fmt: skip
@@ -879,6 +958,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="tiny shapes (L 1024 prefill, 2048 decode, 4 heads, 2 KV heads, d 32, fp32)",
     )  # fmt: skip
     args = p.parse_args(argv)
+    if args.scores == "auto":
+        args.scores = "triton" if torch.device(args.device).type == "cuda" else "torch"
     if args.quick:
         args.lengths, args.decode_lengths = [1024], [2048]
         args.heads, args.kv_heads, args.head_dim, args.dtype = 4, 2, 32, "fp32"
@@ -898,7 +979,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# estimation profile: {args.heads} query heads, {args.kv_heads} KV heads, d "
         f"{args.head_dim}, {args.dtype}, batch 1, C = {args.compression:g}, {args.inputs} "
-        f"inputs, {where} ({torch.get_num_threads()} threads), torch {torch.__version__}\n"
+        f"inputs, {where} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
+        f"{args.scores} window scores\n"
         f"# memory cap {args.max_gb:.1f} GB; peak temp = {MEMORY_TRACKING}; MB = 2^20 bytes; "
         "CPU s = wall seconds of one call without the counting modes",
         flush=True,

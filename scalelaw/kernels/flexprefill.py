@@ -30,10 +30,11 @@ import torch
 from scalelaw.kernels.base import PatternPrefill, PrefillPlan, causal_entries
 from scalelaw.kernels.block_sparse import BlockPattern, pooled, select_blocks
 from scalelaw.kernels.budgets import choose_blocks_per_row
+from scalelaw.kernels.deferred import Deferred, DeferredPlan, DeferredStats
 from scalelaw.kernels.reference import last_window_probs
 from scalelaw.kernels.specs import SPECS, is_dense
 from scalelaw.kernels.study_budgets import flexprefill_budget
-from scalelaw.kernels.tiles import lines_cells
+from scalelaw.kernels.tiles import LineBounds, lines_cells
 from scalelaw.kernels.vertical_slash import (
     VSPattern,
     lines_pattern,
@@ -109,20 +110,23 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
         target = causal_entries(length) / compression
 
         def counts_at(alpha: float, floor: int) -> tuple[torch.Tensor, torch.Tensor]:
-            n_col = cover_count(col_mass, alpha).clamp(min=max(floor, kn["sink_columns"]))
-            n_diag = cover_count(diag_mass, alpha).clamp(min=max(floor, kn["local_diagonals"]))
-            return n_col.clamp(max=length), n_diag.clamp(max=length)
+            n_col = cover_count(col_mass, alpha).clamp(max(floor, kn["sink_columns"]), length)
+            n_diag = cover_count(diag_mass, alpha).clamp(max(floor, kn["local_diagonals"]), length)
+            return n_col, n_diag
 
         def mean_cells(n_col: torch.Tensor, n_diag: torch.Tensor) -> float:
             cells = lines_cells(col_order, diag_order, n_col, n_diag, length, bs)
-            return float(cells[lines].mean())
+            # over the line heads without a boolean mask: one read of the device, not two
+            return float(torch.where(lines, cells, 0.0).sum() / lines.sum())
 
+        bounds: LineBounds | None = None  # None: read from the counts, once
         floor = kn["min_budget"]
         alpha = kn["alpha"]
         if is_dense(compression):
             # every line: the tiles cover the whole causal triangle, as dense attention does
             floor = length
             n_col, n_diag = counts_at(1.0, floor)
+            bounds = LineBounds.uniform(length, length)
         elif alpha is not None:
             n_col, n_diag = counts_at(alpha, floor)
         elif kn["budget_rule"] == "study":
@@ -150,24 +154,32 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
             below, above = mean_cells(*counts_at(lo, floor)), mean_cells(*counts_at(hi, floor))
             alpha = lo if abs(math.log(below / target)) < abs(math.log(above / target)) else hi
             n_col, n_diag = counts_at(alpha, floor)
-        vs = lines_pattern(col_order, diag_order, n_col, n_diag, length, bs)
+        vs = lines_pattern(col_order, diag_order, n_col, n_diag, length, bs, bounds)
         blocks = None
-        per_row = 0
-        if bool(block_mode.any()):
-            per_row = choose_blocks_per_row(length, bs, compression, 2)
-            blocks = select_blocks(q, k, bs, per_row, 1, 1)
+        block_heads: int | Deferred = 0
+        per_row: int | Deferred = 0
+        if kn["tau"] > 0:
+            # built whether or not a head turns out to be in block mode: finding out would
+            # read the device
+            blocks_per_row = choose_blocks_per_row(length, bs, compression, 2)
+            blocks = select_blocks(q, k, bs, blocks_per_row, 1, 1)
+            block_heads = Deferred(lambda: int(block_mode.sum()))
+            per_row = Deferred(lambda: blocks_per_row if int(block_mode.sum()) else 0)
 
-        def mean_of(n: torch.Tensor) -> float:
-            return float(n.double()[lines].mean()) if bool(lines.any()) else 0.0
+        def mean_of(n: torch.Tensor) -> Deferred:
+            def read() -> float:
+                return float(n.double()[lines].mean()) if bool(lines.any()) else 0.0
 
-        stats = {
-            "alpha": float(alpha if alpha is not None else 1.0),
-            "min_budget": int(floor),
-            "block_heads": int(block_mode.sum()),
-            "blocks_per_row": per_row,
-            "mean_columns": mean_of(n_col),
-            "mean_diagonals": mean_of(n_diag),
-        }
+            return Deferred(read)
+
+        stats = DeferredStats(
+            alpha=float(alpha if alpha is not None else 1.0),
+            min_budget=int(floor),
+            block_heads=block_heads,
+            blocks_per_row=per_row,
+            mean_columns=mean_of(n_col),
+            mean_diagonals=mean_of(n_diag),
+        )
         return vs, blocks, block_mode, stats
 
     def plan(self, pattern: FlexPattern, length: int, knobs: dict[str, Any]) -> PrefillPlan:
@@ -177,16 +189,21 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
         if blocks is not None:
             index = index.choose(blocks.tiles(), block_mode)
             cells = torch.where(block_mode, blocks.computed_entries(), cells)
-        parts = [f"L={length}"]
-        if stats["block_heads"]:
-            parts.append(
-                f"{stats['block_heads']} block-mode heads keep {stats['blocks_per_row']} "
-                f"of {math.ceil(length / knobs['block_size'])} blocks per row"
-            )
-        if stats["block_heads"] < block_mode.numel():
-            parts.append(
-                f"alpha {stats['alpha']:.3g}, at least {stats['min_budget']} lines: "
-                f"{stats['mean_columns']:.0f} columns and {stats['mean_diagonals']:.0f} "
-                "diagonals per head on average"
-            )
-        return PrefillPlan(index, cells, ", ".join(parts), stats)
+        heads = block_mode.numel()
+
+        def why() -> str:
+            parts = [f"L={length}"]
+            if stats["block_heads"]:
+                parts.append(
+                    f"{stats['block_heads']} block-mode heads keep {stats['blocks_per_row']} "
+                    f"of {math.ceil(length / knobs['block_size'])} blocks per row"
+                )
+            if stats["block_heads"] < heads:
+                parts.append(
+                    f"alpha {stats['alpha']:.3g}, at least {stats['min_budget']} lines: "
+                    f"{stats['mean_columns']:.0f} columns and {stats['mean_diagonals']:.0f} "
+                    "diagonals per head on average"
+                )
+            return ", ".join(parts)
+
+        return DeferredPlan(index, cells, why, stats)

@@ -15,6 +15,12 @@ That walk is sequential, but its breaks depend only on where the current run is 
 modulo the block, and the relative positions of the diagonals are the same in every query
 block. So per head the runs are found once for every anchor phase, chained, and summed by
 pointer doubling; each query block then only looks up where its walk enters the chain.
+
+`lines_index` builds the index in a number of ATen ops that does not depend on the data, and
+without reading the device: its tensors are as wide as `LineBounds` (known on the host) allow,
+every query block's walk is marked along the chain by pointer doubling, and the tiles and the
+columns outside them are compacted by sorting. Only chunks of rows, sized from the bounds to cap
+the temporaries, repeat ops.
 """
 
 from __future__ import annotations
@@ -47,13 +53,16 @@ class TileIndex:
 
     @property
     def n_blocks(self) -> int:
-        return self.starts.shape[2]
+        return self.counts.shape[2]
 
     def cells(self) -> torch.Tensor:
         """Cells the kernel computes per (batch, head): block x block per tile, block per column."""
-        tiles = self.counts.double().sum(-1)
-        cols = self.col_counts.double().sum(-1)
-        return self.block * (self.block * tiles + cols)
+        per_block = torch.add(self.col_counts, self.counts, alpha=self.block)
+        return self.block * per_block.double().sum(-1)
+
+    def _lists(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tile and column lists as built (no read of the device)."""
+        return self.starts, self.cols
 
     @classmethod
     def from_blocks(
@@ -94,10 +103,12 @@ class TileIndex:
             return torch.where(use_other[:, :, None, None], b, a)
 
         sel = use_other[:, :, None]
-        return TileIndex(
-            pick(self.starts, other.starts),
+        (starts, cols), (other_starts, other_cols) = self._lists(), other._lists()
+        padded = isinstance(self, PaddedTileIndex) or isinstance(other, PaddedTileIndex)
+        return (PaddedTileIndex if padded else TileIndex)(
+            pick(starts, other_starts),
             torch.where(sel, other.counts, self.counts),
-            pick(self.cols, other.cols),
+            pick(cols, other_cols),
             torch.where(sel, other.col_counts, self.col_counts),
             self.block,
             self.length,
@@ -132,6 +143,50 @@ class TileIndex:
             return rows[:, :, s - m0 * bs : e - m0 * bs]
 
         return keep
+
+
+class PaddedTileIndex(TileIndex):
+    """A `TileIndex` whose lists are as wide as host-known bounds allow, built without reading
+    the device. Read on the host, where reading the counts costs nothing, the lists come
+    trimmed to the widest query block, so the PyTorch attention path does not compute the
+    padding; on a GPU they stay as built (the kernel stops at the counts)."""
+
+    _starts: torch.Tensor
+    _cols: torch.Tensor
+    _trimmed_starts: torch.Tensor | None
+    _trimmed_cols: torch.Tensor | None
+
+    @property  # type: ignore[override]
+    def starts(self) -> torch.Tensor:
+        if self._trimmed_starts is None:
+            self._trimmed_starts = self._trim(self._starts, self.counts, 1)
+        return self._trimmed_starts
+
+    @starts.setter
+    def starts(self, t: torch.Tensor) -> None:
+        self._starts = t
+        self._trimmed_starts = None
+
+    @property  # type: ignore[override]
+    def cols(self) -> torch.Tensor:
+        if self._trimmed_cols is None:
+            self._trimmed_cols = self._trim(self._cols, self.col_counts, 0)
+        return self._trimmed_cols
+
+    @cols.setter
+    def cols(self, t: torch.Tensor) -> None:
+        self._cols = t
+        self._trimmed_cols = None
+
+    def _lists(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._starts, self._cols
+
+    @staticmethod
+    def _trim(lists: torch.Tensor, counts: torch.Tensor, least: int) -> torch.Tensor:
+        if lists.device.type != "cpu":
+            return lists
+        width = max(least, int(counts.max())) if counts.numel() else least
+        return lists[..., : min(width, lists.shape[-1])]
 
 
 def _ceil_div(a: torch.Tensor, b: int) -> torch.Tensor:
@@ -209,21 +264,55 @@ def _walk(offsets: torch.Tensor, n_real: torch.Tensor, length: int, bs: int, jum
     return _Walk(x, chain, table if jumps else [], head, enter, tiles)
 
 
-def _top_lines(order: torch.Tensor, n: torch.Tensor, descending: bool) -> torch.Tensor:
-    """The first n[r] entries of each ranking, sorted; pads (-1, or `length`) after them."""
-    nmax = max(1, int(n.max()))
-    top = order[..., :nmax].long()
-    real = torch.arange(nmax, device=order.device) < n[..., None]
-    fill = -1 if descending else order.shape[-1]
-    top = torch.where(real, top, torch.full_like(top, fill))
+@dataclass(frozen=True)
+class LineBounds:
+    """The most columns and diagonals any head keeps, known on the host: the index's widths.
+
+    Sizing the index tensors from these, rather than from counts only the device holds, is what
+    lets the index be built without the host waiting for the device.
+    """
+
+    columns: int
+    diagonals: int
+    every_diagonal: bool  # every head keeps every diagonal: the causal tile list
+
+    @classmethod
+    def uniform(cls, n: int, length: int) -> LineBounds:
+        """n columns and n diagonals in every head (a count the host chose)."""
+        n = max(1, min(n, length))
+        return cls(n, n, n >= length)
+
+    @classmethod
+    def read(cls, n_col: torch.Tensor, n_diag: torch.Tensor, length: int) -> LineBounds:
+        """Bounds of per-head counts the device holds: one read from the device."""
+        most_col, most_diag, least_diag = torch.stack(
+            [n_col.max(), n_diag.max(), n_diag.min()]
+        ).tolist()
+        return cls(
+            max(1, min(int(most_col), length)),
+            max(1, min(int(most_diag), length)),
+            int(least_diag) >= length,
+        )
+
+
+def _top_lines(
+    order: torch.Tensor, n: torch.Tensor, descending: bool, width: int, fill: int | None = None
+) -> torch.Tensor:
+    """The first n[r] entries of each ranking, sorted, `width` wide; pads after them (`fill`,
+    by default -1 descending or `length` ascending)."""
+    top = order[..., :width].long()
+    real = torch.arange(top.shape[-1], device=order.device) < n[..., None]
+    if fill is None:
+        fill = -1 if descending else order.shape[-1]
+    top = torch.where(real, top, fill)
     return torch.sort(top, dim=-1, descending=descending).values
 
 
 def _walk_top_diagonals(
-    diag_order: torch.Tensor, n_diag: torch.Tensor, length: int, bs: int, jumps: bool
+    diag_order: torch.Tensor, n_diag: torch.Tensor, length: int, bs: int, width: int, jumps: bool
 ) -> _Walk:
     """The walk over the top n_diag diagonals of each (B, H), one row per (batch, head)."""
-    offs = _top_lines(diag_order, n_diag, True).flatten(0, 1)
+    offs = _top_lines(diag_order, n_diag, True, width).flatten(0, 1)
     return _walk(offs, n_diag.reshape(-1).long(), length, bs, jumps)
 
 
@@ -234,17 +323,167 @@ def lines_cells(
     n_diag: torch.Tensor,
     length: int,
     bs: int,
+    bounds: LineBounds | None = None,
 ) -> torch.Tensor:
     """Cells per (B, H) of the top n_col columns and n_diag diagonals: tiles exactly, columns at
     most (a column counted in every query block past its own, as if no tile covered it)."""
     b, h, _ = col_order.shape
-    walk = _walk_top_diagonals(diag_order, n_diag, length, bs, jumps=False)
+    if bounds is None:
+        bounds = LineBounds.read(n_col, n_diag, length)
+    walk = _walk_top_diagonals(diag_order, n_diag, length, bs, bounds.diagonals, jumps=False)
     tiles = walk.tiles.double().sum(-1).reshape(b, h)
-    cols = _top_lines(col_order, n_col, False)
+    cols = _top_lines(col_order, n_col, False, bounds.columns)
     nb = math.ceil(length / bs)
     later = (nb - 1 - torch.div(cols, bs, rounding_mode="floor")).clamp(min=0)
     later = torch.where(cols < length, later, 0)
     return bs * (bs * tiles + later.double().sum(-1))
+
+
+def _chunks(total: int, per: int) -> list[tuple[int, int]]:
+    step = max(1, per)
+    return [(s, min(total, s + step)) for s in range(0, total, step)]
+
+
+def _part(t: torch.Tensor, s: int, e: int) -> torch.Tensor:
+    """Rows s:e of t (t itself when they are all of them: no op to dispatch)."""
+    return t if s == 0 and e == t.shape[0] else t[s:e]
+
+
+def _top_x(diag_order: torch.Tensor, n_diag: torch.Tensor, width: int, bs: int) -> torch.Tensor:
+    """(R, width + 1) minus the kept offsets of each (batch, head), ascending. Pads (2 bs)
+    follow them, at least one: past every kept diagonal by two tiles, so a run always ends
+    there, and a walk that reaches the pads stays on them."""
+    top = diag_order[..., : width + 1]
+    real = torch.arange(top.shape[-1], device=diag_order.device) < n_diag[..., None]
+    x = torch.where(real, -top, 2 * bs).flatten(0, 1)
+    if x.shape[-1] <= width:  # every diagonal kept somewhere: room for the pad
+        x = torch.nn.functional.pad(x, (0, 1), value=2 * bs)
+    return torch.sort(x, dim=-1).values
+
+
+def _run_ends(x: torch.Tensor, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a run opened at each diagonal ends, the next run's first diagonal (R, 1, n), and
+    where a run anchored at key 0 of a query block ends (R, n, phase 0). The last element is a
+    pad and stays where it is.
+
+    A run anchored at phase p of the block numbers the tile of each diagonal's range as
+    ceil((x - p) / bs); it breaks where that number jumps by 2 or more. The first break after
+    element k is found by counting breaks up to k and looking that count up.
+    """
+    r_all, n = x.shape
+    plus1 = torch.arange(1, bs + 1, device=x.device)[:, None]
+    ends, zeros = [], []
+    for s, e in _chunks(r_all, CHUNK_ELEMENTS // (4 * bs * n)):
+        xs = _part(x, s, e)
+        tile = torch.div(xs[:, None, :] - plus1, bs, rounding_mode="floor")  # ceil - 1
+        brk = tile - torch.nn.functional.pad(tile, (1, -1), value=_FAR) >= 2
+        seen = brk.cumsum(-1)
+        nxt = torch.searchsorted(seen, seen, right=True).clamp(max=n - 1)  # first break after k
+        ends.append(nxt.gather(1, torch.remainder(xs, bs)[:, None, :]))  # at k's own phase
+        zeros.append(nxt[:, 0])
+    if len(ends) == 1:
+        return ends[0], zeros[0]
+    return torch.cat(ends), torch.cat(zeros)
+
+
+def _tiles(x: torch.Tensor, length: int, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MInference's tiles of the diagonals `x` (`_top_x`): starts (R, nb, W), ascending and
+    padded with _FAR, and counts (R, nb). W = min(kept, nb) bounds every query block's tiles
+    (each comes from a kept diagonal, and they do not overlap).
+
+    Query block m (keys up to e) keeps the diagonals with o < e. Those with e - bs < o < e all
+    clamp to the range [0, bs): one run anchored at key 0, which a first unclamped range ending
+    by 2 bs extends, up to its phase-0 break. After that the walk runs along the shared chain
+    of runs (`_run_ends`) from where it enters it; every run on it is found by marking the
+    entry and doubling along the chain (2^j runs ahead at round j). In a run anchored at the
+    key a, a diagonal adds a tile exactly when its range ends past the tiles laid so far, at
+    the first multiple of bs from a that covers it.
+    """
+    r_all, n = x.shape
+    dev = x.device
+    nb = math.ceil(length / bs)
+    width = max(1, min(n - 1, nb))
+    end, end0 = _run_ends(x, bs)
+    # minus the query blocks' ends e (as x), and the x of a range [0, bs): o = e - bs
+    minus_e = torch.arange(-bs, -nb * bs - 1, -bs, device=dev).expand(r_all, nb).contiguous()
+    edge = minus_e + bs
+    first = torch.searchsorted(x, minus_e, right=True)  # first diagonal with o < e
+    unclamped = torch.searchsorted(x, edge)  # first with o <= e - bs
+    clamped = first < unclamped
+    at = unclamped.clamp(max=n - 1)
+    # the first unclamped range ends within [bs, 2 bs]: it extends the clamped run
+    reach = x.gather(1, at) - edge
+    joins = clamped & (torch.div(reach, bs + 1, rounding_mode="floor") == 0)
+    enter = torch.where(joins, end0.gather(1, at), unclamped)
+    # before it enters the chain a walk is in the clamped run, anchored at key 0
+    virtual = torch.arange(0, -nb * bs, -bs, dtype=torch.int32, device=dev).view(nb, 1, 1)
+    x32 = x.int()
+    real = x32 <= 0
+    rounds = max(0, math.ceil(math.log2(width)))
+    chunks = _chunks(r_all, (CHUNK_ELEMENTS // 4) // (nb * n))
+    starts = (
+        None if len(chunks) == 1 else torch.empty(r_all, nb, width, dtype=torch.int32, device=dev)
+    )
+    counts = []
+    for s, e in chunks:
+        rows = e - s
+        shift = torch.arange(0, rows * n, n, device=dev)[:, None]
+        jump = (_part(end, s, e) + shift[:, None]).flatten()
+        # marks (nb, rows x n): the run starts on each query block's walk
+        marks = torch.zeros(nb, rows * n, dtype=torch.int32, device=dev)
+        marks.scatter_(1, (_part(enter, s, e) + shift).T, 1)
+        for j in range(rounds):
+            marks = marks.index_add(1, jump, marks)
+            if j + 1 < rounds:
+                jump = jump[jump]
+        on = marks.view(nb, rows, n) > 0
+        xs = _part(x32, s, e)
+        anchor = torch.where(on, xs, virtual).cummax(-1).values  # x of the run's first range
+        # the tile that covers each range: 0 for the clamped ones, negative left of the block
+        start = xs - virtual + torch.remainder(anchor - xs, bs)
+        # a new tile where the range ends past the tiles laid so far (the first clamped range
+        # lays the clamped run's first tile)
+        new = on | (start > torch.nn.functional.pad(start, (1, -1), value=-1).clamp(min=-1))
+        new &= _part(real, s, e)
+        counts.append(new.sum(-1).T.to(torch.int32))
+        laid = torch.sort(torch.where(new, start, _FAR).permute(1, 0, 2), dim=-1).values
+        if starts is None:
+            starts = laid[..., :width].contiguous()
+        else:
+            starts[s:e] = laid[..., :width]
+    assert starts is not None
+    return starts, counts[0] if len(counts) == 1 else torch.cat(counts)
+
+
+def _single_columns(
+    cols: torch.Tensor, starts: torch.Tensor, bs: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kept columns outside every tile, per query block: lists (R, nb, V) and counts (R, nb).
+
+    `cols` (R, V) int32 ascending, pads _FAR; `starts` (R, nb, W) as `_tiles` gives them. A
+    column c is covered when a tile starts in (c - bs, c]. The lists are padded with _FAR.
+    """
+    r_all, v = cols.shape
+    nb = starts.shape[1]
+    dev = cols.device
+    e_m = torch.arange(bs, nb * bs + 1, bs, device=dev, dtype=torch.int32)[:, None]
+    chunks = _chunks(r_all, (CHUNK_ELEMENTS // 4) // (nb * v))
+    lists = None if len(chunks) == 1 else torch.empty(r_all, nb, v, dtype=torch.int32, device=dev)
+    counts = []
+    for s, e in chunks:
+        vals = _part(cols, s, e)[:, None, :].expand(e - s, nb, v).contiguous()
+        st = _part(starts, s, e)
+        upto = torch.searchsorted(st, vals, right=True, out_int32=True)
+        below = torch.searchsorted(st, vals - bs, right=True, out_int32=True)
+        counted = (upto == below) & (vals < e_m)
+        counts.append(counted.sum(-1, dtype=torch.int32))
+        kept = torch.sort(torch.where(counted, vals, _FAR), dim=-1).values
+        if lists is None:
+            lists = kept
+        else:
+            lists[s:e] = kept
+    assert lists is not None
+    return lists, counts[0] if len(counts) == 1 else torch.cat(counts)
 
 
 def lines_index(
@@ -254,67 +493,25 @@ def lines_index(
     n_diag: torch.Tensor,
     length: int,
     bs: int,
+    bounds: LineBounds | None = None,
 ) -> TileIndex:
-    """MInference's index of the top n_col columns and n_diag diagonals per (B, H)."""
-    b, h, _ = col_order.shape
-    dev = col_order.device
-    walk = _walk_top_diagonals(diag_order, n_diag, length, bs, jumps=True)
-    r_all, nb = walk.tiles.shape
-    width = max(1, int(walk.tiles.max()))
-    e_m = (torch.arange(nb, device=dev) + 1) * bs
-    slot = torch.arange(width, device=dev)
-    # index tensors are int32 (what the kernel reads): at long L and low C they are the bulk
-    starts = torch.empty(r_all, nb, width, dtype=torch.int32, device=dev)
-    step = max(1, CHUNK_ELEMENTS // (4 * nb * width))
-    for s in range(0, r_all, step):
-        e = min(r_all, s + step)
-        head = walk.head[s:e, :, None]
-        chain = walk.chain[s:e]
-        enter = walk.enter[s:e]
-        total = chain.gather(1, enter)[:, :, None]  # tiles on the chain from `enter`
-        q = slot - head  # slot number along the chain
-        g = enter[:, :, None].expand(-1, -1, width).reshape(e - s, -1)
-        qf = q.reshape(e - s, -1)
-        tf = total.expand(-1, -1, width).reshape(e - s, -1)
-        # Binary lifting: the last run start on the chain with at most q tiles before it.
-        for table in reversed(walk.jumps):
-            cand = table[s:e].gather(1, g)
-            ok = tf - chain.gather(1, cand) <= qf
-            g = torch.where(ok, cand, g)
-        before = (tf - chain.gather(1, g)).reshape(q.shape)
-        xg = walk.x[s:e].gather(1, g.clamp(max=walk.x.shape[1] - 1)).reshape(q.shape)
-        on_chain = e_m[None, :, None] + xg - bs + (q - before) * bs
-        st = torch.where(slot < head, slot * bs, on_chain)
-        starts[s:e] = torch.where(slot < walk.tiles[s:e, :, None], st, _FAR)
+    """MInference's index of the top n_col columns and n_diag diagonals per (B, H).
 
-    cols = _top_lines(col_order, n_col, False).reshape(r_all, -1)
-    nv = cols.shape[-1]
-    col_counts = torch.empty(r_all, nb, dtype=torch.long, device=dev)
-    kept: list[torch.Tensor] = []
-    step = max(1, CHUNK_ELEMENTS // (4 * nb * max(nv, width)))
-    for s in range(0, r_all, step):
-        e = min(r_all, s + step)
-        st = starts[s:e].reshape(-1, width).long()
-        vals = cols[s:e, None, :].expand(-1, nb, -1).reshape(-1, nv).contiguous()
-        idx = torch.searchsorted(st, vals, right=True) - 1
-        covered = (idx >= 0) & (vals < st.gather(1, idx.clamp(min=0)) + bs)
-        real = (cols[s:e, None, :] < e_m[:, None]) & (cols[s:e, None, :] < length)
-        counted = ~covered.reshape(e - s, nb, nv) & real
-        col_counts[s:e] = counted.sum(-1)
-        wide = int(col_counts[s:e].max())
-        order = torch.argsort((~counted).to(torch.int8), dim=-1, stable=True)[..., :wide]
-        kept.append(cols[s:e, None, :].expand(-1, nb, -1).gather(-1, order).to(torch.int32))
-    nvmax = int(col_counts.max()) if col_counts.numel() else 0
-    col_lists = torch.zeros(r_all, nb, nvmax, dtype=torch.int32, device=dev)
-    at = 0
-    for part in kept:
-        col_lists[at : at + part.shape[0], :, : part.shape[-1]] = part
-        at += part.shape[0]
-    return TileIndex(
-        starts.reshape(b, h, nb, width),
-        walk.tiles.to(torch.int32).reshape(b, h, nb),
-        col_lists.reshape(b, h, nb, nvmax),
-        col_counts.to(torch.int32).reshape(b, h, nb),
+    The index tensors are as wide as `bounds` allows (without them, one read of the counts).
+    """
+    b, h, _ = col_order.shape
+    if bounds is None:
+        bounds = LineBounds.read(n_col, n_diag, length)
+    x = _top_x(diag_order, n_diag, bounds.diagonals, bs)
+    starts, counts = _tiles(x, length, bs)
+    cols = _top_lines(col_order, n_col, False, bounds.columns, fill=_FAR).int().flatten(0, 1)
+    col_lists, col_counts = _single_columns(cols, starts, bs)
+    nb = starts.shape[1]
+    return PaddedTileIndex(
+        starts.reshape(b, h, nb, -1),
+        counts.reshape(b, h, nb),
+        col_lists.reshape(b, h, nb, -1),
+        col_counts.reshape(b, h, nb),
         bs,
         length,
     )

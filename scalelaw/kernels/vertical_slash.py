@@ -16,38 +16,68 @@ count for the length and level (`"study"`, the default; `scalelaw.kernels.study_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
 
 from scalelaw.kernels.base import PatternPrefill, PrefillPlan, causal_entries
+from scalelaw.kernels.deferred import Deferred, DeferredPlan, DeferredStats
 from scalelaw.kernels.reference import CHUNK_ELEMENTS, last_window_probs
 from scalelaw.kernels.specs import SPECS, is_dense
 from scalelaw.kernels.study_budgets import vertical_slash_budget
-from scalelaw.kernels.tiles import TileIndex, lines_cells, lines_index
+from scalelaw.kernels.tiles import LineBounds, TileIndex, lines_cells, lines_index
 
 
 def window_scores(
     q: torch.Tensor, k: torch.Tensor, window: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column and diagonal scores (B, H, L) from the last `window` queries, per KV-head group."""
+    """Column and diagonal scores (B, H, L) from the last `window` queries, per KV-head group:
+    by the Triton kernels on CUDA (`scalelaw.kernels.triton_scores`), else by
+    `window_scores_torch`."""
+    if q.is_cuda and _triton_scores():
+        from scalelaw.kernels.triton_scores import window_scores_triton
+
+        return window_scores_triton(q, k, window)
+    return window_scores_torch(q, k, window)
+
+
+def _triton_scores() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def window_scores_torch(
+    q: torch.Tensor, k: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference window scores: the last `window` queries' softmax over every key, summed
+    per key column and per diagonal offset i - j. Chunked over KV heads to bound the
+    (window x L) fp32 probabilities in memory."""
     b, h, length, _ = q.shape
     hkv = k.shape[1]
     g = h // hkv
     w = min(window, length)
-    cols = torch.zeros(b, h, length, dtype=torch.float32, device=q.device)
-    diags = torch.zeros_like(cols)
     rows = torch.arange(length - w, length, device=q.device)[:, None]
     offs = (rows - torch.arange(length, device=q.device)[None, :]).clamp(min=0).reshape(-1)
     step = max(1, CHUNK_ELEMENTS // max(1, b * g * w * length))
+    cols, diags = [], []
     for s in range(0, hkv, step):
         e = min(hkv, s + step)
-        probs = last_window_probs(q[:, s * g : e * g], k[:, s:e], w)  # (B, hg, w, L)
-        cols[:, s * g : e * g] = probs.sum(2)
-        flat = probs.reshape(b, (e - s) * g, w * length)
-        diags[:, s * g : e * g].scatter_add_(-1, offs.expand_as(flat), flat)
-    return cols, diags
+        qs = q if (s, e) == (0, hkv) else q[:, s * g : e * g]
+        ks = k if (s, e) == (0, hkv) else k[:, s:e]
+        probs = last_window_probs(qs, ks, w)  # (B, hg, w, L)
+        cols.append(probs.sum(2))
+        flat = probs.view(b, (e - s) * g, w * length)
+        diag = torch.zeros(b, (e - s) * g, length, dtype=torch.float32, device=q.device)
+        diags.append(diag.scatter_add_(-1, offs.expand_as(flat), flat))
+    if len(cols) == 1:
+        return cols[0], diags[0]
+    return torch.cat(cols, 1), torch.cat(diags, 1)
 
 
 def rank_with_mandatory(scores: torch.Tensor, n_forced: int) -> torch.Tensor:
@@ -81,7 +111,9 @@ def uniform_count(
     def cells(n: int) -> float:
         if n not in seen:
             full = torch.full((b, h), n, device=col_order.device)
-            seen[n] = float(lines_cells(col_order, diag_order, full, full, length, bs).mean())
+            bounds = LineBounds.uniform(n, length)
+            cells = lines_cells(col_order, diag_order, full, full, length, bs, bounds)
+            seen[n] = float(cells.mean())
         return seen[n]
 
     lo = max(1, min(n_min, length))
@@ -112,11 +144,26 @@ def keep_masks(order: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class VSPattern:
-    """Kept columns and diagonals per (batch, head) as (B, H, L) bool masks, and the tiles."""
+    """The tiles of kept columns and diagonals per (batch, head), and the kept lines as
+    (B, H, L) bool masks (built when first read: the kernel needs only the tiles)."""
 
-    col_keep: torch.Tensor
-    diag_keep: torch.Tensor
     index: TileIndex
+    lines: int | None = None  # columns (= diagonals) per head, where the host chose one count
+    masks: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+
+    @cached_property
+    def _keep(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.masks is None:
+            raise ValueError("this pattern was built without its line masks")
+        return self.masks()
+
+    @property
+    def col_keep(self) -> torch.Tensor:
+        return self._keep[0]
+
+    @property
+    def diag_keep(self) -> torch.Tensor:
+        return self._keep[1]
 
     @property
     def entries(self) -> torch.Tensor:
@@ -134,15 +181,25 @@ def lines_pattern(
     n_diag: torch.Tensor,
     length: int,
     bs: int,
+    bounds: LineBounds | None = None,
+    lines: int | None = None,
 ) -> VSPattern:
-    if bool((n_diag >= length).all()):
+    """The pattern of the top n_col columns and n_diag diagonals; `bounds` bound the counts on
+    the host (without them, one read of the counts sizes the index)."""
+    if bounds is None:
+        bounds = LineBounds.read(n_col, n_diag, length)
+    if bounds.every_diagonal:
         # every diagonal: each query block's run covers all keys up to its diagonal, the
         # columns add nothing, and the index is the causal one (built without the walk)
         b, h = n_diag.shape
         index = TileIndex.causal(b, h, length, bs, col_order.device)
     else:
-        index = lines_index(col_order, diag_order, n_col, n_diag, length, bs)
-    return VSPattern(keep_masks(col_order, n_col), keep_masks(diag_order, n_diag), index)
+        index = lines_index(col_order, diag_order, n_col, n_diag, length, bs, bounds)
+
+    def masks() -> tuple[torch.Tensor, torch.Tensor]:
+        return keep_masks(col_order, n_col), keep_masks(diag_order, n_diag)
+
+    return VSPattern(index, lines, masks)
 
 
 class VerticalSlash(PatternPrefill[VSPattern]):
@@ -163,16 +220,26 @@ class VerticalSlash(PatternPrefill[VSPattern]):
         else:
             n = uniform_count(col_order, diag_order, length, compression, n_min, kn["block_size"])
         counts = torch.full(cols.shape[:2], n, device=q.device)
-        return lines_pattern(col_order, diag_order, counts, counts, length, kn["block_size"])
+        bounds = LineBounds.uniform(n, length)
+        return lines_pattern(
+            col_order, diag_order, counts, counts, length, kn["block_size"], bounds, lines=n
+        )
 
     def plan(self, pattern: VSPattern, length: int, knobs: dict[str, Any]) -> PrefillPlan:
-        n = int(pattern.col_keep[0, 0].sum())
-        tiles = float(pattern.index.counts.double().mean())
+        # the text and stats read the device only when read, after the kernel is queued
+        lines = pattern.lines
+        n = Deferred(lambda: int(pattern.col_keep[0, 0].sum())) if lines is None else None
+        counts = pattern.index.counts
+        tiles = Deferred(lambda: float(counts.double().mean()))
         rule = knobs.get("budget_rule", "exact")
-        why = (
-            f"L={length}, {n} columns and diagonals per head ({rule} budget, at least "
-            f"{max(knobs['sink_columns'], knobs['local_diagonals'])}), {tiles:.1f} tiles of "
-            f"{knobs['block_size']} per query block"
-        )
-        stats = {"lines_per_head": n, "tiles_per_row": tiles}
-        return PrefillPlan(pattern.index, pattern.entries, why, stats)
+
+        def why() -> str:
+            count = lines if n is None else n.value
+            return (
+                f"L={length}, {count} columns and diagonals per head ({rule} budget, at least "
+                f"{max(knobs['sink_columns'], knobs['local_diagonals'])}), {tiles.value:.1f} "
+                f"tiles of {knobs['block_size']} per query block"
+            )
+
+        stats = DeferredStats(lines_per_head=lines if n is None else n, tiles_per_row=tiles)
+        return DeferredPlan(pattern.index, pattern.entries, why, stats)

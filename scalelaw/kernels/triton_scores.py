@@ -1,0 +1,190 @@
+"""Triton window scores: column and diagonal sums of the last queries' softmax attention.
+
+What `scalelaw.kernels.vertical_slash.window_scores_torch` computes (its readable reference),
+without the (window x L) fp32 probabilities in memory: per (batch, head), the last `window`
+queries' causal softmax over every key, summed over those queries per key column and per
+diagonal offset o = i - j.
+
+Three passes read K, each one program per block of one head:
+1. row statistics: each query's running max and sum of exp2, online as flash attention does;
+2. column sums: a program owns a block of keys and walks the query rows that see them;
+3. diagonal sums: a program owns a block of diagonals; for a block of rows its diagonals cross a
+   band of keys as wide as both blocks, scored as one tile and read along the diagonals with
+   `tl.gather`.
+Every sum is owned by one program: no atomics, so the result does not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+BLOCK_M = 64  # query rows per tile
+BLOCK_N = 64  # keys per column program, diagonals per diagonal program
+
+
+@triton.jit
+def _scores(q, k, FP32: tl.constexpr):
+    if FP32:
+        return tl.dot(q, tl.trans(k), input_precision="ieee")
+    return tl.dot(q, tl.trans(k))
+
+
+@triton.jit
+def _load_rows(base, rows, ok, offs_d, d_ok, stride_l, stride_d):
+    ptrs = base + rows[:, None] * stride_l + offs_d[None, :] * stride_d
+    return tl.load(ptrs, mask=ok[:, None] & d_ok[None, :], other=0.0)
+
+
+@triton.jit
+def _row_stats_kernel(
+    Q, K, STATS,
+    sqb, sqh, sql, sqd,
+    skb, skh, skl, skd,
+    H, G, L, W, qk_scale,
+    HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+    FP32: tl.constexpr,
+):  # fmt: skip
+    bh = tl.program_id(0)
+    M = STATS  # (B x H, W) running maxima, then sums of exp2
+    S = STATS + tl.num_programs(0) * W
+    rb = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    q_base = Q + b * sqb + h * sqh
+    k_base = K + b * skb + (h // G) * skh
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_D
+    offs_r = rb * BM + tl.arange(0, BM)
+    row_ok = offs_r < W
+    qi = L - W + offs_r
+    q = _load_rows(q_base, qi, row_ok, offs_d, d_ok, sql, sqd)
+    m = tl.full([BM], float("-inf"), tl.float32)
+    s_sum = tl.zeros([BM], tl.float32)
+    hi = tl.minimum(L, L - W + rb * BM + BM)
+    for j0 in range(0, hi, BN):
+        offs_n = j0 + tl.arange(0, BN)
+        kt = _load_rows(k_base, offs_n, offs_n < L, offs_d, d_ok, skl, skd)
+        s = _scores(q, kt, FP32) * qk_scale
+        s = tl.where((offs_n[None, :] <= qi[:, None]) & (offs_n[None, :] < L), s, float("-inf"))
+        m_new = tl.maximum(m, tl.max(s, 1))
+        s_sum = s_sum * tl.exp2(m - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
+        m = m_new
+    tl.store(M + bh * W + offs_r, m, mask=row_ok)
+    tl.store(S + bh * W + offs_r, s_sum, mask=row_ok)
+
+
+@triton.jit
+def _column_sums_kernel(
+    Q, K, STATS, COLS,
+    sqb, sqh, sql, sqd,
+    skb, skh, skl, skd,
+    H, G, L, W, qk_scale,
+    HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+    FP32: tl.constexpr,
+):  # fmt: skip
+    bh = tl.program_id(0)
+    M = STATS  # (B x H, W) running maxima, then sums of exp2
+    S = STATS + tl.num_programs(0) * W
+    jb = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    q_base = Q + b * sqb + h * sqh
+    k_base = K + b * skb + (h // G) * skh
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_D
+    offs_n = jb * BN + tl.arange(0, BN)
+    n_ok = offs_n < L
+    kt = _load_rows(k_base, offs_n, n_ok, offs_d, d_ok, skl, skd)
+    acc = tl.zeros([BN], tl.float32)
+    # rows before the first that sees key jb * BN attend to none of these keys
+    r_first = (tl.maximum(0, jb * BN - (L - W)) // BM) * BM
+    for r0 in range(r_first, W, BM):
+        offs_r = r0 + tl.arange(0, BM)
+        row_ok = offs_r < W
+        qi = L - W + offs_r
+        q = _load_rows(q_base, qi, row_ok, offs_d, d_ok, sql, sqd)
+        m = tl.load(M + bh * W + offs_r, mask=row_ok, other=0.0)
+        s_sum = tl.load(S + bh * W + offs_r, mask=row_ok, other=1.0)
+        s = _scores(q, kt, FP32) * qk_scale
+        p = tl.exp2(s - m[:, None]) / s_sum[:, None]
+        keep = row_ok[:, None] & (offs_n[None, :] <= qi[:, None])
+        acc += tl.sum(tl.where(keep, p, 0.0), 0)
+    tl.store(COLS + bh * L + offs_n, acc, mask=n_ok)
+
+
+@triton.jit
+def _diagonal_sums_kernel(
+    Q, K, STATS, DIAGS,
+    sqb, sqh, sql, sqd,
+    skb, skh, skl, skd,
+    H, G, L, W, qk_scale,
+    HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, BM: tl.constexpr, BO: tl.constexpr,
+    FP32: tl.constexpr,
+):  # fmt: skip
+    bh = tl.program_id(0)
+    M = STATS  # (B x H, W) running maxima, then sums of exp2
+    S = STATS + tl.num_programs(0) * W
+    ob = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    q_base = Q + b * sqb + h * sqh
+    k_base = K + b * skb + (h // G) * skh
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < HEAD_D
+    offs_t = tl.arange(0, BO)
+    o = ob * BO + offs_t
+    o_ok = o < L
+    # in a tile of rows r0 + rr, diagonal ob * BO + t is key column rr + BO - 1 - t of the band
+    # of keys that starts at L - W + r0 - ob * BO - (BO - 1)
+    band = tl.arange(0, BM)[:, None] + (BO - 1) - offs_t[None, :]
+    acc = tl.zeros([BO], tl.float32)
+    r_first = (tl.maximum(0, ob * BO - (L - W)) // BM) * BM
+    for r0 in range(r_first, W, BM):
+        offs_r = r0 + tl.arange(0, BM)
+        row_ok = offs_r < W
+        qi = L - W + offs_r
+        q = _load_rows(q_base, qi, row_ok, offs_d, d_ok, sql, sqd)
+        m = tl.load(M + bh * W + offs_r, mask=row_ok, other=0.0)
+        s_sum = tl.load(S + bh * W + offs_r, mask=row_ok, other=1.0)
+        offs_c = L - W + r0 - ob * BO - (BO - 1) + tl.arange(0, BM + BO)
+        kt = _load_rows(k_base, offs_c, (offs_c >= 0) & (offs_c < L), offs_d, d_ok, skl, skd)
+        s = tl.gather(_scores(q, kt, FP32), band, axis=1) * qk_scale
+        p = tl.exp2(s - m[:, None]) / s_sum[:, None]
+        keep = row_ok[:, None] & o_ok[None, :] & (o[None, :] <= qi[:, None])
+        acc += tl.sum(tl.where(keep, p, 0.0), 0)
+    tl.store(DIAGS + bh * L + o, acc, mask=o_ok)
+
+
+def window_scores_triton(
+    q: torch.Tensor, k: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column and diagonal scores (B, H, L) fp32 from the last `window` queries, per KV-head
+    group: `window_scores_torch`'s, by three kernel launches."""
+    b, h, length, d = q.shape
+    g = h // k.shape[1]
+    w = min(window, length)
+    dev = q.device
+    stats = torch.empty(2, b * h, w, dtype=torch.float32, device=dev)  # maxima, sums
+    cols = torch.empty(b, h, length, dtype=torch.float32, device=dev)
+    diags = torch.empty(b, h, length, dtype=torch.float32, device=dev)
+    common = dict(
+        HEAD_D=d,
+        BLOCK_D=max(16, triton.next_power_of_2(d)),
+        BM=BLOCK_M,
+        FP32=q.dtype == torch.float32,
+        num_warps=4,
+    )
+    args = (*q.stride(), *k.stride(), h, g, length, w, LOG2E / math.sqrt(d))
+    _row_stats_kernel[(b * h, triton.cdiv(w, BLOCK_M))](q, k, stats, *args, BN=BLOCK_N, **common)
+    _column_sums_kernel[(b * h, triton.cdiv(length, BLOCK_N))](
+        q, k, stats, cols, *args, BN=BLOCK_N, **common
+    )
+    _diagonal_sums_kernel[(b * h, triton.cdiv(length, BLOCK_N))](
+        q, k, stats, diags, *args, BO=BLOCK_N, **common
+    )
+    return cols, diags
