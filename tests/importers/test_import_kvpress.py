@@ -163,14 +163,29 @@ def test_skipped_runs(tmp_path: Path, kvpress_run, kv_config) -> None:
 
 
 def test_unknown_model_needs_params(tmp_path: Path, kvpress_run, kv_config) -> None:
-    folder = kvpress_run(tmp_path, "ruler__4096__Qwen--Qwen3-8B__snapkv__0.75",
-                         config=kv_config(model="Qwen/Qwen3-8B"))  # fmt: skip
+    model, folder_model = (
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "mistralai--Mistral-7B-Instruct-v0.3",
+    )
+    folder = kvpress_run(tmp_path, f"ruler__4096__{folder_model}__snapkv__0.75",
+                         config=kv_config(model=model))  # fmt: skip
     with pytest.raises(ResultFolderError) as info:
         read_kvpress(tmp_path)
-    assert str(info.value).startswith(f"{folder / 'config.yaml'}: field 'model': 'Qwen/Qwen3-8B'")
-    assert "--params Qwen/Qwen3-8B=N" in str(info.value)
-    for key in ("Qwen/Qwen3-8B", "Qwen--Qwen3-8B"):
-        assert read_kvpress(tmp_path, params={key: 8.19e9})["params"].to_list() == [8.19e9] * 2
+    assert str(info.value).startswith(f"{folder / 'config.yaml'}: field 'model': '{model}'")
+    assert f"--params {model}=N" in str(info.value)
+    for key in (model, folder_model):
+        assert read_kvpress(tmp_path, params={key: 7.25e9})["params"].to_list() == [7.25e9] * 2
+
+
+def test_a_model_of_the_architecture_table_needs_no_params(
+    tmp_path: Path, kvpress_run, kv_config
+) -> None:
+    from scalelaw.frontier import get_architecture
+
+    kvpress_run(tmp_path, "ruler__4096__Qwen--Qwen3-8B__snapkv__0.75",
+                config=kv_config(model="Qwen/Qwen3-8B"))  # fmt: skip
+    params = read_kvpress(tmp_path)["params"].to_list()
+    assert params == [float(get_architecture("qwen3", "8B").params())] * 2
 
 
 def test_python_yaml_tag_is_refused_and_not_run(tmp_path: Path, kvpress_run) -> None:
