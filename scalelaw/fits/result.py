@@ -330,12 +330,15 @@ class FitResult:
                 arr = np.asarray(v)[0]
                 point[k] = xr.DataArray(arr, dims=[f"{k}_level"] if arr.ndim else [])
             tree["point_estimate"] = xr.DataTree(xr.Dataset(point))
+        diagnostics = dict(self.diagnostics)
+        if _loglik_bytes(tree) > FILE_LOGLIK_BYTES and "elpd_loo" in diagnostics:
+            tree, diagnostics["loo_note"] = _pointwise_loo_instead(tree)
         info = {
             "format": FORMAT_VERSION,
             "backend": self.backend,
             "law": self.law.to_dict(),
             "levels": self.levels,
-            "diagnostics": _plain(self.diagnostics),
+            "diagnostics": _plain(diagnostics),
             "meta": _plain(self.meta),
         }
         tree.attrs = {**tree.attrs, "scalelaw": json.dumps(info)}
@@ -353,6 +356,42 @@ class FitResult:
             raise FitFileError(f"{path}: cannot save law '{self.law.name}': {exc}") from None
         write_atomically(self._tree(), path)
         return path
+
+
+#: Above this many bytes of pointwise log-likelihood a fit file keeps each row's ELPD-LOO and
+#: Pareto k instead (what `compare` and stacking read), so that files stay small: the
+#: quickstart's table (1584 rows x 4000 draws) held 51 MB of it.
+FILE_LOGLIK_BYTES = 4 * 2**20
+
+
+def _loglik_bytes(tree: Any) -> int:
+    if "log_likelihood" not in tree.children:
+        return 0
+    return int(sum(v.size * v.dtype.itemsize for v in tree["log_likelihood"].data_vars.values()))
+
+
+def _pointwise_loo_instead(tree: Any) -> tuple[Any, str]:
+    """The tree with its log-likelihood replaced by each row's PSIS-LOO (the group a fit too
+    large to keep the log-likelihood in memory has), and the note that says so."""
+    import arviz as az
+    import xarray as xr
+
+    # deferred: the name is the Bayesian backend's, which imports PyMC
+    from scalelaw.fits.bayes import POINTWISE_LOO
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(tree, var_name="obs", pointwise=True)
+    elpd, k = np.asarray(loo.elpd_i).ravel(), np.asarray(loo.pareto_k).ravel()
+    rows, size = elpd.size, _loglik_bytes(tree)
+    tree = tree.copy()
+    del tree["log_likelihood"]
+    tree[POINTWISE_LOO] = xr.DataTree(xr.Dataset({"elpd_i": ("row", elpd), "pareto_k": ("row", k)}))
+    note = (
+        f"pointwise log-likelihood not stored in the file ({rows} rows, {size / 2**20:.0f} MB): "
+        "each row's ELPD-LOO and Pareto k are kept instead"
+    )
+    return tree, note
 
 
 def write_atomically(tree: Any, path: Path) -> None:

@@ -69,3 +69,27 @@ def test_over_the_budget_no_log_likelihood_is_kept_and_stacking_still_works(tmp_
     stacked = stack(fits)
     assert stacked.weights.sum() == pytest.approx(1.0)
     assert stacked.method == "PSIS-LOO"
+
+
+def test_a_large_log_likelihood_is_stored_as_pointwise_loo(small_fit, tmp_path, monkeypatch):
+    """Files stay small: above FILE_LOGLIK_BYTES the file keeps each row's ELPD-LOO and Pareto
+    k instead of the (draws x rows) log-likelihood, and `compare` and stacking read them."""
+    from scalelaw.fits import result as result_module
+    from scalelaw.fits.result import load_fit
+    from scalelaw.fits.stacking import pointwise_loo, stack
+
+    fitted, _ = small_fit
+    whole = fitted.save(tmp_path / "whole.nc")  # under the limit: kept as it is
+    assert "log_likelihood" in load_fit(whole).idata.children
+    monkeypatch.setattr(result_module, "FILE_LOGLIK_BYTES", 1024)
+    small = fitted.save(tmp_path / "small.nc")
+    assert small.stat().st_size < whole.stat().st_size / 2
+    loaded = load_fit(small)
+    assert "log_likelihood" not in loaded.idata.children
+    assert POINTWISE_LOO in loaded.idata.children
+    assert "not stored in the file" in loaded.diagnostics["loo_note"]
+    assert pointwise_loo(loaded) == pytest.approx(pointwise_loo(fitted))
+    assert pointwise_loo(loaded).sum() == pytest.approx(fitted.diagnostics["elpd_loo"])
+    assert "log_likelihood" in fitted.idata.children  # the fit in memory is untouched
+    stacked = stack([loaded, load_fit(whole)])
+    assert stacked.weights.sum() == pytest.approx(1.0)
