@@ -651,8 +651,15 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
         "pareto_k_bad": int(np.sum(k > 0.7)),
         "loo_note": note,
     }
-    group = xr.DataTree(xr.Dataset({"elpd_i": ("row", elpd), "pareto_k": ("row", k)}))
-    return out, group
+    return out, pointwise_loo_group(elpd, k)
+
+
+def pointwise_loo_group(elpd: np.ndarray, pareto_k: np.ndarray) -> Any:
+    """The DataTree group (`POINTWISE_LOO`) that stands in for a log-likelihood not kept: each
+    row's ELPD-LOO and Pareto k, what `compare` and stacking read."""
+    import xarray as xr
+
+    return xr.DataTree(xr.Dataset({"elpd_i": ("row", elpd), "pareto_k": ("row", pareto_k)}))
 
 
 def loo_diagnostics(idata: Any) -> dict[str, Any]:

@@ -374,10 +374,9 @@ def _pointwise_loo_instead(tree: Any) -> tuple[Any, str]:
     """The tree with its log-likelihood replaced by each row's PSIS-LOO (the group a fit too
     large to keep the log-likelihood in memory has), and the note that says so."""
     import arviz as az
-    import xarray as xr
 
-    # deferred: the name is the Bayesian backend's, which imports PyMC
-    from scalelaw.fits.bayes import POINTWISE_LOO
+    # deferred: the group is the Bayesian backend's, which imports PyMC
+    from scalelaw.fits.bayes import POINTWISE_LOO, pointwise_loo_group
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -386,7 +385,7 @@ def _pointwise_loo_instead(tree: Any) -> tuple[Any, str]:
     rows, size = elpd.size, _loglik_bytes(tree)
     tree = tree.copy()
     del tree["log_likelihood"]
-    tree[POINTWISE_LOO] = xr.DataTree(xr.Dataset({"elpd_i": ("row", elpd), "pareto_k": ("row", k)}))
+    tree[POINTWISE_LOO] = pointwise_loo_group(elpd, k)
     note = (
         f"pointwise log-likelihood not stored in the file ({rows} rows, {size / 2**20:.0f} MB): "
         "each row's ELPD-LOO and Pareto k are kept instead"
