@@ -81,7 +81,14 @@ def probabilities(src: Any) -> list[float]:
 
 
 def one_set(
-    name: str, seed: int, draws: int, chains: int, single: bool, holdout: str, log: Any
+    name: str,
+    seed: int,
+    draws: int,
+    chains: int,
+    single: bool,
+    holdout: str,
+    log: Any,
+    expand: bool = True,
 ) -> dict[str, Any]:
     t = truth(name)
     data = simulate(t, grid(), samples=50, seed=seed)
@@ -89,7 +96,7 @@ def one_set(
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stacked = fit_family(data, opts, holdout=holdout)
+        stacked = fit_family(data, opts, holdout=holdout, expand=expand)
     row: dict[str, Any] = {
         "truth": name,
         "seed": seed,
@@ -197,10 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--truths", default="card,kappa,floor")
     parser.add_argument("--seeds", type=seed_list, default=None)
     parser.add_argument("--holdout", choices=("auto", "loo"), default="auto")
+    parser.add_argument("--family", choices=("expanded", "one-slope"), default="expanded")
     parser.add_argument("--single", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    args.out = args.out or Path(f"benchmarks/results/decisions-{args.holdout}.jsonl")
+    suffix = "" if args.family == "expanded" else "-one-slope"
+    args.out = args.out or Path(f"benchmarks/results/decisions-{args.holdout}{suffix}.jsonl")
     seeds = args.seeds if args.seeds is not None else list(range(args.sets))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done: list[dict[str, Any]] = []
@@ -213,7 +222,16 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             if any(r["truth"] == name and r["seed"] == seed for r in done):
                 continue
-            row = one_set(name, seed, args.draws, args.chains, args.single, args.holdout, log)
+            row = one_set(
+                name,
+                seed,
+                args.draws,
+                args.chains,
+                args.single,
+                args.holdout,
+                log,
+                expand=args.family == "expanded",
+            )
             done.append(row)
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")

@@ -8,13 +8,20 @@ decisions carry the doubt about the form. For accuracy over N, L and C the famil
 
 * ``log-linear``: the reference study's law, logit(score) = eps + alpha ln N + beta ln L
   + gamma ln C + delta[task];
-* ``length-compression`` and ``size-compression``: the compression slope moves with ln L or ln N
-  (gamma + kappa ln L), the study's "longer sequences tolerate sparsity differently";
+* ``size-compression``: the compression slope moves with ln N as well;
 * ``task-slopes``: each task its own size and length slopes (benchmarks whose categories
   saturate at different sizes, or move in opposite directions with length);
 * ``task-ceilings``: each task saturates at its own ceiling, with its own length slope;
 * ``floor-ceiling``: accuracy between a floor and a ceiling below 1 (Ruan et al. 2024);
 * ``tolerance``: flat in C up to a tolerance C*(N, L), then declining.
+
+Expanded, not only stacked. When both L and C vary, every form's compression slope moves with
+length: gamma becomes gamma + kappa ln(L / L0), L0 the table's central length, the study's
+"longer sequences tolerate sparsity differently". kappa = 0 is the form as published, so a
+form loses little when the slope is constant (kappa's posterior sits at 0, and its width is the
+doubt a decision at 8x the longest measured length must carry), while a family of one-slope
+forms stacked by how well they fit the grid puts its weight on a form that is certain of a
+slope it cannot know off the grid (docs/frontier.md measures both families).
 
 Count tables get the logit-normal binomial (`scalelaw.fits.lack_of_fit`), so each form's
 intervals include how far it misses the configurations; score-only tables a normal likelihood.
@@ -22,6 +29,7 @@ intervals include how far it misses the configurations; score-only tables a norm
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,8 +69,13 @@ def _likelihood(frame: pl.DataFrame) -> str:
     return lack_of_fit.NAME if "samples" in frame.columns else "normal"
 
 
-def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
-    """The family's forms for this table (see the module's text), on its varying axes."""
+def candidates(
+    frame: pl.DataFrame, likelihood: str | None = None, *, expand: bool = True
+) -> list[Law]:
+    """The family's forms for this table (see the module's text), on its varying axes.
+
+    `expand=False` keeps each form's one compression slope and adds the length-dependent slope
+    as a form of its own (``length-compression``), the family before the expansion."""
     axes = _varying(frame)
     if not axes:
         raise FamilyError(
@@ -77,16 +90,28 @@ def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
         terms = [replace.get(a, slope[a]) for a in axes if a != drop]
         return " + ".join(["eps", *terms]) + offset
 
-    priors = {**SPARSE_PRIORS, "kappa": "normal(0, 2)"}
+    priors = {**SPARSE_PRIORS, "kappa": "normal(0, 2)", "kappaN": "normal(0, 2)"}
     reference = {"task": "QuALITY"} if tasks else {}
+    # the compression slope of every form moves with length (module text), centred so that
+    # gamma stays the slope at a length inside the table and the two are not confounded
+    moves = expand and "C" in axes and "L" in axes
+    length = f"log(L / {central(frame['seq_len'])})" if moves else ""
+    if moves:
+        slope["C"] = f"(gamma + kappa * {length}) * log(C)"
 
     def make(name: str, expr: str, description: str, **extra: Any) -> Law:
         used = [a for a in AXES if a in axes]
+        if moves:
+            description += " Its compression slope moves with length (kappa; 0: it does not)."
         law = Law.from_string(
             expr,
             name=f"{AUTO}:{name}",
             covariates=tuple(used),
-            priors={k: v for k, v in {**priors, **extra.pop("priors", {})}.items() if k in expr},
+            priors={
+                k: v
+                for k, v in {**priors, **extra.pop("priors", {})}.items()
+                if re.search(rf"\b{k}\b", expr)
+            },
             link=extra.pop("link", "logit"),
             likelihood=lik,
             reference=reference,
@@ -97,15 +122,23 @@ def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
         return law
 
     laws = [make("log-linear", linear(), "The reference study's log-linear law on the logit.")]
-    for axis, meaning, name in (("L", "length", "length"), ("N", "model size", "size")):
-        if "C" in axes and axis in axes:
-            laws.append(
-                make(
-                    f"{name}-compression",
-                    linear() + f" + kappa * log({axis}) * log(C)",
-                    f"The compression slope moves with {meaning}: (gamma + kappa ln {axis}) ln C.",
-                )
+    if "C" in axes and "N" in axes:
+        size = f"log(N / {central(frame['params'])})"
+        laws.append(
+            make(
+                "size-compression",
+                linear() + f" + kappaN * {size} * log(C)",
+                "The compression slope moves with model size: + kappaN ln(N / N0) ln C.",
             )
+        )
+    if not moves and "C" in axes and "L" in axes:  # the expansion, as one form among others
+        laws.append(
+            make(
+                "length-compression",
+                linear() + f" + kappa * log(L / {central(frame['seq_len'])}) * log(C)",
+                "The compression slope moves with length: + kappa ln(L / L0) ln C.",
+            )
+        )
     if tasks and ("N" in axes or "L" in axes):
         per_task = {a: f"{slope[a].split()[0]}[task] * log({a})" for a in ("N", "L") if a in axes}
         laws.append(
@@ -146,16 +179,28 @@ def candidates(frame: pl.DataFrame, likelihood: str | None = None) -> list[Law]:
             for a in axes
             if a != "C"
         )
+        # kappa keeps its sign across the family: below 0, the slope of ln C steepens with L
+        decline = f"(gamma - kappa * {length})" if moves else "gamma"
         laws.append(
             make(
                 "tolerance",
-                linear(drop="C") + f" - gamma * softplus(4 * ({hinge})) / 4",
+                linear(drop="C") + f" - {decline} * softplus(4 * ({hinge})) / 4",
                 "Flat in C up to a tolerance C*(N, L), then declining by gamma per ln C.",
                 priors=TOLERANCE_PRIORS,
                 bounds={"gamma": (0.0, None)},
             )
         )
     return laws
+
+
+def central(values: pl.Series) -> str:
+    """A round value at the centre of an axis (the power of two nearest the geometric mean of
+    its distinct values; two significant digits for sizes), where a slope is referred to."""
+    distinct = np.unique(values.cast(pl.Float64).to_numpy())
+    middle = float(np.exp(np.mean(np.log(distinct))))
+    if values.name == "seq_len":
+        return str(int(2 ** round(np.log2(middle))))
+    return f"{float(f'{middle:.2g}'):.3g}"
 
 
 def fit_family(
@@ -167,6 +212,7 @@ def fit_family(
     holdout: str | None = AUTO,
     where: Any = None,
     progress: Callable[[str], None] | None = None,
+    expand: bool = True,
 ) -> Any:
     """Fit every candidate form (and the user's `extra` laws) and stack them.
 
@@ -178,7 +224,7 @@ def fit_family(
     ``meta["weighting"]``. ``holdout="loo"`` (or None) asks for PSIS-LOO alone, ``"N=max"``
     for one held-out slice everywhere; the report notes where two weightings disagree.
     Least-squares fits have no PSIS-LOO: inside the ranges they take the axes' held-out
-    weights averaged. A law that cannot be fitted is left out with a note
+    weights averaged. `expand=False` fits the one-slope forms (`candidates`). A law that cannot be fitted is left out with a note
     (``meta["skipped"]``); when only one law fitted, that fit is returned as it is.
     """
     from scalelaw.fits.fitting import FitOptions, FitWarning, fit
@@ -186,7 +232,7 @@ def fit_family(
 
     opts = options or FitOptions()
     frame = load_table(data, where=where)
-    forms = list(laws) if laws is not None else candidates(frame)
+    forms = list(laws) if laws is not None else candidates(frame, expand=expand)
     forms += list(extra)
     if holdout == LOO:
         holdout = None

@@ -31,7 +31,7 @@ def test_fit_auto_writes_one_stacked_file(tmp_path: Path) -> None:
     assert "auto:floor-ceiling" in result.output
     assert "weight beyond N=3.6e+10" in result.output  # the default weighting: held out per axis
     stacked = load_fit(out)
-    assert len(stacked.fits) == 5
+    assert len(stacked.fits) == 4  # one-slope forms expanded: length-compression is log-linear
 
 
 def test_fit_auto_fits_every_form_with_the_options_given(tmp_path: Path) -> None:

@@ -55,8 +55,49 @@ def test_candidates_use_only_the_axes_that_vary(shared_data) -> None:
         assert "C" not in law.covariates  # compression is 1 in every row: no slope for it
         assert law.likelihood == "normal"  # scores without counts
     full = [law.name for law in candidates(saturating())]
-    assert "auto:length-compression" in full and "auto:tolerance" in full
+    assert "auto:size-compression" in full and "auto:tolerance" in full
     assert all(law.likelihood == "logit_normal_binomial" for law in candidates(saturating()))
+
+
+def test_every_form_lets_the_compression_slope_move_with_length() -> None:
+    """The family is expanded: no form may be certain of one compression slope at every length."""
+    for law in candidates(saturating()):
+        assert "kappa" in [p.name for p in law.params], law.name
+        # centred at the table's central length (4K and 16K -> 8K): gamma is the slope there
+        assert "kappa * log(L / 8192)" in str(law.expr), str(law.expr)
+    one_slope = candidates(saturating(), expand=False)
+    names = [law.name for law in one_slope]
+    assert "auto:length-compression" in names  # the expansion as one form among others
+    assert [law.name for law in one_slope if "kappa" in [p.name for p in law.params]] == [
+        "auto:length-compression"
+    ]
+
+
+def test_expanded_family_recovers_a_length_dependent_slope() -> None:
+    """Truth: the compression slope steepens with length (kappa = -0.1). The expanded forms
+    estimate kappa near the truth, and the stack predicts 8x beyond the longest measured length
+    nearer the truth than any one-slope form, each of which is sure of the slope it measured."""
+    from scalelaw.fits import predict_table, simulate
+    from scalelaw.fits.simulation import length_slope_card
+
+    truth = length_slope_card(-0.1, pivot=8192, tasks=["QuALITY"])
+    grid = GRID.with_columns(task=pl.lit("QuALITY"))
+    data = simulate(truth, grid, samples=2000, seed=1)
+    opts = FitOptions(backend="lsq", bootstrap=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expanded = fit_family(data, opts)
+        one_slope = fit_family(data, opts, expand=False)
+    for f in expanded.fits:
+        if f.law.name != "auto:tolerance":  # there kappa moves the decline beyond C*, not gamma
+            kappa = float(np.median(f.draws["kappa"]))
+            assert -0.15 < kappa < -0.05, (f.law.name, kappa)
+    far = {"N": 1.2e10, "L": 131072, "C": 16, "task": "QuALITY"}
+    want = float(predict_table(truth, far)["mean"][0])
+    error = abs(float(predict_table(expanded, far)["mean"][0]) - want)
+    for f in one_slope.fits:
+        if f.law.name != "auto:length-compression":
+            assert error < abs(float(predict_table(f, far)["mean"][0]) - want), f.law.name
 
 
 def test_wrong_law_says_misfit_and_names_rows() -> None:
