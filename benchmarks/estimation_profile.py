@@ -33,7 +33,8 @@ an op allocates and frees inside itself (inside one CPU matmul or SDPA kernel) i
 
 The counts do not depend on the device, except where a method takes another path on CUDA
 (quest's step runs the Triton kernel there instead of a gather; vertical-slash and flexprefill
-score their window with Triton kernels, which `--scores triton` counts on a CPU); times on a CPU
+score their window and build their tile index with Triton kernels, which `--scores triton`
+counts on a CPU); times on a CPU
 say nothing about a GPU. The inputs are `benchmarks/attention.py`'s synthetic q, k, v (sinks, local windows,
 stripes, diagonals), so the patterns and index widths are those of structured attention.
 
@@ -747,12 +748,14 @@ def _quest_select() -> Callable[..., Any] | None:
 
 @contextlib.contextmanager
 def triton_scores(tracker: Tracker) -> Iterator[None]:
-    """Vertical-slash and flexprefill score their window as on a GPU: by
-    `window_scores_triton`, whose own ATen ops (its output buffers) are counted, while its
-    three kernel launches are stood in for by the PyTorch reference, run uncounted. A launch is
-    no ATen op, and the kernels keep no (window x L) probabilities; under the Triton
-    interpreter the kernels themselves would take hours at these lengths."""
+    """Vertical-slash and flexprefill score their window and build their tile index as on a
+    GPU: by `window_scores_triton` and `lines_index_triton`, whose own ATen ops (their output
+    buffers) are counted, while their five kernel launches are stood in for by the PyTorch
+    reference, run uncounted. A launch is no ATen op, and the kernels keep no (window x L)
+    probabilities nor (query blocks x lines) grids; under the Triton interpreter the kernels
+    themselves would take hours at these lengths."""
     import scalelaw.kernels.flexprefill as flex
+    import scalelaw.kernels.tiles as tiles
     import scalelaw.kernels.triton_scores as ts
     import scalelaw.kernels.vertical_slash as vs
 
@@ -780,11 +783,39 @@ def triton_scores(tracker: Tracker) -> Iterator[None]:
             finally:
                 tracker.prof = held
 
+    class IndexStandIn:
+        """The index kernels' launches: the PyTorch build of their outputs, uncounted."""
+
+        def __init__(self, part: str) -> None:
+            self.part = part  # "tiles" or "columns"
+
+        def __getitem__(self, grid: Any) -> Callable[..., None]:
+            return self.launch
+
+        def launch(self, *args: Any, BS: int, **kw: Any) -> None:
+            held, tracker.prof = tracker.prof, None
+            try:
+                if self.part == "tiles":
+                    x, starts, counts, _, nb = args[:5]
+                    built = tiles._tiles(x, nb * BS, BS)
+                    outs = (starts, counts)
+                else:
+                    cols, starts, _, lists, col_counts = args[:5]
+                    built = tiles._single_columns(cols, starts, BS)
+                    outs = (lists, col_counts)
+                for out, got in zip(outs, built, strict=True):
+                    out.copy_(got)
+            finally:
+                tracker.prof = held
+
     with (
         _patched([(ts, "_row_stats_kernel")], StandIn(None)),
         _patched([(ts, "_column_sums_kernel")], StandIn(0)),
         _patched([(ts, "_diagonal_sums_kernel")], StandIn(1)),
         _patched([(vs, "window_scores"), (flex, "window_scores")], ts.window_scores_triton),
+        _patched([(ts, "_index_tiles_kernel")], IndexStandIn("tiles")),
+        _patched([(ts, "_index_columns_kernel")], IndexStandIn("columns")),
+        _patched([(tiles, "_triton_index")], lambda t: True),
     ):
         yield
 
@@ -795,11 +826,22 @@ def window_scores(scores: str, prof: Profiler) -> contextlib.AbstractContextMana
     if scores == "triton" and not cuda:
         return triton_scores(prof.tracker)
     if scores == "torch" and cuda:
-        import scalelaw.kernels.flexprefill as flex
-        import scalelaw.kernels.vertical_slash as vs
-
-        return _patched([(vs, "window_scores"), (flex, "window_scores")], vs.window_scores_torch)
+        return _torch_scores()
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _torch_scores() -> Iterator[None]:
+    """The CPU's path on CUDA: window scores and tile index by PyTorch."""
+    import scalelaw.kernels.flexprefill as flex
+    import scalelaw.kernels.tiles as tiles
+    import scalelaw.kernels.vertical_slash as vs
+
+    with (
+        _patched([(vs, "window_scores"), (flex, "window_scores")], vs.window_scores_torch),
+        _patched([(tiles, "_triton_index")], lambda t: False),
+    ):
+        yield
 
 
 @contextlib.contextmanager
@@ -942,9 +984,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--scores", default="auto", choices=["auto", "torch", "triton"],
-        help="vertical-slash and flexprefill window scores: the PyTorch path or the Triton "
-        "kernels (auto: what the device runs, Triton on CUDA); triton on a CPU counts the GPU "
-        "path, the kernel launches stood in for by the PyTorch path and not counted",
+        help="vertical-slash and flexprefill window scores and tile index: the PyTorch path or "
+        "the Triton kernels (auto: what the device runs, Triton on CUDA); triton on a CPU counts "
+        "the GPU path, the kernel launches stood in for by the PyTorch path and not counted",
     )  # fmt: skip
     p.add_argument(
         "--max-gb", type=float, default=None,

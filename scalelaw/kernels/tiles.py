@@ -20,7 +20,9 @@ pointer doubling; each query block then only looks up where its walk enters the 
 without reading the device: its tensors are as wide as `LineBounds` (known on the host) allow,
 every query block's walk is marked along the chain by pointer doubling, and the tiles and the
 columns outside them are compacted by sorting. Only chunks of rows, sized from the bounds to cap
-the temporaries, repeat ops.
+the temporaries, repeat ops. On CUDA the same lists come from two Triton kernels
+(`scalelaw.kernels.triton_scores.lines_index_triton`), one program per (row, query block) as
+MInference's own index kernel runs: no grids, no chunks, one launch each.
 """
 
 from __future__ import annotations
@@ -486,6 +488,18 @@ def _single_columns(
     return lists, counts[0] if len(counts) == 1 else torch.cat(counts)
 
 
+def _triton_index(t: torch.Tensor) -> bool:
+    """Whether the index of lines on `t`'s device is built by the Triton kernels: on CUDA,
+    where Triton is installed."""
+    if not t.is_cuda:
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def lines_index(
     col_order: torch.Tensor,
     diag_order: torch.Tensor,
@@ -497,15 +511,21 @@ def lines_index(
 ) -> TileIndex:
     """MInference's index of the top n_col columns and n_diag diagonals per (B, H).
 
-    The index tensors are as wide as `bounds` allows (without them, one read of the counts).
+    The index tensors are as wide as `bounds` allows (without them, one read of the counts). On
+    CUDA the Triton kernels build the lists, else the PyTorch build here (the kernels' reference).
     """
     b, h, _ = col_order.shape
     if bounds is None:
         bounds = LineBounds.read(n_col, n_diag, length)
     x = _top_x(diag_order, n_diag, bounds.diagonals, bs)
-    starts, counts = _tiles(x, length, bs)
     cols = _top_lines(col_order, n_col, False, bounds.columns, fill=_FAR).int().flatten(0, 1)
-    col_lists, col_counts = _single_columns(cols, starts, bs)
+    if _triton_index(x):
+        from scalelaw.kernels.triton_scores import lines_index_triton
+
+        starts, counts, col_lists, col_counts = lines_index_triton(x, cols, length, bs)
+    else:
+        starts, counts = _tiles(x, length, bs)
+        col_lists, col_counts = _single_columns(cols, starts, bs)
     nb = starts.shape[1]
     return PaddedTileIndex(
         starts.reshape(b, h, nb, -1),

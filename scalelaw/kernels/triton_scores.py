@@ -188,3 +188,111 @@ def window_scores_triton(
         q, k, stats, diags, *args, BO=BLOCK_N, **common
     )
     return cols, diags
+
+
+# --- the tile index ---------------------------------------------------------------------------
+# What `scalelaw.kernels.tiles.lines_index` builds from the kept lines, as MInference's own
+# index kernel builds it: one program per (row, query block), walking that block's diagonals in
+# order. On a GPU the walk costs a few thousand scalar steps per program and no temporaries,
+# where the vectorised PyTorch build holds (query blocks x lines) grids in row chunks.
+
+
+@triton.jit
+def _count_at_most(row, n, value, LOG_N: tl.constexpr):
+    """How many of the ascending row[:n] are <= value (binary search)."""
+    pos = tl.zeros([], tl.int32)
+    for j in tl.static_range(LOG_N + 1):
+        cand = pos + (1 << (LOG_N - j))
+        ok = cand <= n
+        pos = tl.where(ok & (tl.load(row + cand - 1, mask=ok, other=0) <= value), cand, pos)
+    return pos
+
+
+@triton.jit
+def _index_tiles_kernel(
+    X, STARTS, COUNTS,
+    N, NB, W,
+    BS: tl.constexpr, LOG_N: tl.constexpr,
+):  # fmt: skip
+    r = tl.program_id(0)
+    m = tl.program_id(1)
+    e = (m + 1) * BS  # keys up to e: the block keeps the diagonals with o = -x < e
+    row = X + r.to(tl.int64) * N
+    end = tl.zeros([], tl.int32)  # where the current run's tiles end
+    cnt = tl.zeros([], tl.int32)
+    out = STARTS + (r * NB + m).to(tl.int64) * W
+    # the kept diagonals with o < e, in order of descending o (pads, 2 bs, come after them)
+    for k in range(_count_at_most(row, N, -e, LOG_N), _count_at_most(row, N, 0, LOG_N)):
+        s = tl.maximum(e + tl.load(row + k).to(tl.int32), BS)  # the range is [s - bs, s)
+        # a range that starts past the run's end opens a new run; one that ends past it
+        # extends the run by one tile; one inside it adds nothing
+        opens = (cnt == 0) | (s > end + BS)
+        extends = (cnt > 0) & (s > end) & (s <= end + BS)
+        tl.store(out + cnt, tl.where(opens, s - BS, end), mask=opens | extends)
+        end = tl.where(opens, s, tl.where(extends, end + BS, end))
+        cnt += (opens | extends).to(tl.int32)
+    tl.store(COUNTS + r * NB + m, cnt)
+
+
+@triton.jit
+def _index_columns_kernel(
+    COLS, STARTS, COUNTS, LISTS, COL_COUNTS,
+    V, NB, W,
+    BS: tl.constexpr, BV: tl.constexpr, LOG_W: tl.constexpr,
+):  # fmt: skip
+    r = tl.program_id(0)
+    m = tl.program_id(1)
+    e = (m + 1) * BS
+    tiles = tl.load(COUNTS + r * NB + m)
+    st = STARTS + (r * NB + m).to(tl.int64) * W
+    out = LISTS + (r * NB + m).to(tl.int64) * V  # past 2^31 at 128K
+    kept = tl.zeros([], tl.int32)
+    # the columns are distinct and ascending: those below e are among the first e
+    for v0 in range(0, tl.minimum(V, e), BV):
+        v = v0 + tl.arange(0, BV)
+        c = tl.load(COLS + r.to(tl.int64) * V + v, mask=v < V, other=e)
+        # the tiles that start at or before c, by binary search of the ascending starts
+        pos = tl.zeros([BV], tl.int32)
+        for j in tl.static_range(LOG_W + 1):
+            cand = pos + (1 << (LOG_W - j))
+            ok = cand <= tiles
+            t = tl.load(st + cand - 1, mask=ok, other=0)
+            pos = tl.where(ok & (t <= c), cand, pos)
+        last = tl.load(st + pos - 1, mask=pos > 0, other=-BS)
+        keep = (c < e) & (last + BS <= c)  # below the block's end and in no tile
+        at = kept + tl.cumsum(keep.to(tl.int32), 0) - 1
+        tl.store(out + at, c, mask=keep)
+        kept += tl.sum(keep.to(tl.int32), 0)
+    tl.store(COL_COUNTS + r * NB + m, kept)
+
+
+COLUMN_BLOCK = 128  # columns per step of the column-list program
+
+
+def lines_index_triton(
+    x: torch.Tensor, cols: torch.Tensor, length: int, bs: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The tile lists and single-column lists of `tiles.lines_index`, by two kernel launches:
+    `x` (R, n) minus the kept offsets, ascending, pads 2 bs after them (`tiles._top_x`); `cols`
+    (R, V) int32 kept columns, ascending, pads past every key. Returns `_tiles`'s starts (R, nb,
+    W) and counts (R, nb), and `_single_columns`'s lists (R, nb, V) and counts (R, nb), the
+    lists padded with `tiles._FAR` as theirs are."""
+    from scalelaw.kernels.tiles import _FAR
+
+    r, n = x.shape
+    v = cols.shape[1]
+    nb = math.ceil(length / bs)
+    w = max(1, min(n - 1, nb))
+    dev = x.device
+    starts = torch.full((r, nb, w), _FAR, dtype=torch.int32, device=dev)
+    counts = torch.empty(r, nb, dtype=torch.int32, device=dev)
+    lists = torch.full((r, nb, v), _FAR, dtype=torch.int32, device=dev)
+    col_counts = torch.empty(r, nb, dtype=torch.int32, device=dev)
+    _index_tiles_kernel[(r, nb)](
+        x, starts, counts, n, nb, w, BS=bs, LOG_N=n.bit_length() - 1, num_warps=1
+    )
+    _index_columns_kernel[(r, nb)](
+        cols, starts, counts, lists, col_counts, v, nb, w,
+        BS=bs, BV=COLUMN_BLOCK, LOG_W=w.bit_length() - 1, num_warps=4,
+    )  # fmt: skip
+    return starts, counts, lists, col_counts

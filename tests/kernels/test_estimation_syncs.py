@@ -93,3 +93,27 @@ def test_gpu_window_scores_count_as_their_buffers(prof, inputs, name):
     assert on_gpu.syncs == on_cpu.syncs
     assert on_gpu.ops < on_cpu.ops - 20 and on_gpu.peak_bytes < on_cpu.peak_bytes / 4
     assert torch.equal(got.cells, want.cells) and torch.equal(got.index.counts, want.index.counts)
+
+
+@pytest.mark.parametrize("name", LINES)
+def test_gpu_index_is_no_loop_over_row_chunks(prof, inputs, name, monkeypatch):
+    # as a GPU builds the tile index: two kernel launches, however many chunks of rows the
+    # PyTorch build would take to bound its (query blocks x lines) grids; the index is the same
+    import scalelaw.kernels.tiles as tiles
+
+    q, k = inputs(4096)
+    m = get_method(name)
+    kn = m.knobs()
+
+    def call():
+        return m.plan(m.pattern(q, k, 10.0), 4096, kn)
+
+    monkeypatch.setattr(tiles, "CHUNK_ELEMENTS", 1 << 12)
+    want, on_cpu = prof.profile_call(call)
+    tracker = prof.Tracker(stand_in=True)
+    with prof.triton_scores(tracker):
+        got, on_gpu = prof.profile_call(call, tracker)
+    assert on_cpu.ops > prof.MAX_OPS  # the chunks do repeat ops on the PyTorch path
+    assert on_gpu.ops <= prof.MAX_OPS and on_gpu.syncs <= 1, on_gpu.op_counts.most_common(8)
+    for part in ("starts", "counts", "cols", "col_counts"):
+        assert torch.equal(getattr(got.index, part), getattr(want.index, part)), part

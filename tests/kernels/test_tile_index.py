@@ -110,3 +110,75 @@ def test_deferred_stats_read_their_values_once_and_only_when_read():
     assert json.loads(json.dumps(stats)) == {"lines": 4, "tiles": 2.5}
     assert {**stats} == stats == {"lines": 4, "tiles": 2.5}
     assert reads == [1]
+
+
+# --- the Triton index kernels (CPU interpreter here, GPU when present) -------------------------
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.mark.parametrize(
+    ("seed", "b", "heads", "length", "bs"),
+    [
+        (0, 2, 7, 100, 16),  # batch 2, 7 heads of one KV group, L not a multiple of the block
+        (1, 1, 3, 97, 8),
+        (2, 2, 2, 70, 4),  # 4-wide blocks: long runs of tiles
+    ],
+)
+def test_triton_index_matches_the_pytorch_build(seed, b, heads, length, bs):
+    pytest.importorskip("triton")
+    from scalelaw.kernels.triton_scores import lines_index_triton
+
+    c, d, n_col, n_diag = random_lines(seed, b, heads, length)
+    bounds = tiles.LineBounds.read(n_col, n_diag, length)
+    x = tiles._top_x(d, n_diag, bounds.diagonals, bs)
+    cols = tiles._top_lines(c, n_col, False, bounds.columns, fill=tiles._FAR).int().flatten(0, 1)
+    starts, counts = tiles._tiles(x, length, bs)
+    want = (starts, counts, *tiles._single_columns(cols, starts, bs))
+    got = lines_index_triton(x.to(DEVICE), cols.to(DEVICE), length, bs)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.int32 and torch.equal(g.cpu(), w.to(torch.int32))
+
+
+def test_lines_index_takes_the_kernels_on_cuda_only(monkeypatch):
+    pytest.importorskip("triton")
+    import scalelaw.kernels.triton_scores as ts
+
+    calls = []
+    real = ts.lines_index_triton
+    monkeypatch.setattr(ts, "lines_index_triton", lambda *a: calls.append(a) or real(*a))
+    c, d, n_col, n_diag = random_lines(4, 1, 2, 48)
+    tiles.lines_index(c, d, n_col, n_diag, 48, 8)
+    assert calls == []
+    monkeypatch.setattr(tiles, "_triton_index", lambda t: True)
+    tiles.lines_index(c, d, n_col, n_diag, 48, 8)
+    assert len(calls) == 1
+
+
+def test_flexprefill_index_by_the_kernels_equals_the_pytorch_one(benchmark_script, monkeypatch):
+    pytest.importorskip("triton")
+    # a whole layer call on structured attention (sinks, stripes, diagonals: per-head counts
+    # that differ) at GQA 7:1, batch 2, L not a multiple of the block: the same tiles, columns
+    # and cells whichever builds the index
+    from scalelaw.kernels import get_method
+
+    length = 150
+    q, k, _ = benchmark_script("attention").synthetic_inputs(
+        2, 7, 1, length, 16, dtype=torch.float32, device=torch.device(DEVICE), seed=3
+    )
+    m = get_method(
+        "flexprefill", block_size=8, window=32, alpha=0.8, min_budget=4, local_diagonals=4
+    )
+    kn = m.knobs()
+
+    def plan():
+        return m.plan(m.pattern(q, k, 4.0), length, kn)
+
+    monkeypatch.setattr(tiles, "_triton_index", lambda t: False)
+    want = plan()
+    monkeypatch.setattr(tiles, "_triton_index", lambda t: True)
+    got = plan()
+    for part in ("starts", "counts", "cols", "col_counts"):
+        assert torch.equal(getattr(got.index, part).cpu(), getattr(want.index, part).cpu()), part
+    assert torch.equal(got.cells.cpu(), want.cells.cpu())
+    assert int(want.index.col_counts.sum()) > 0 and int(want.index.counts.min()) >= 1
