@@ -543,6 +543,10 @@ COLUMNS = [
 ]
 
 
+#: Methods whose line counts follow `budget_rule`.
+LINE_METHODS = ("vertical-slash", "flexprefill")
+
+
 def targets(row: dict[str, Any]) -> list[tuple[str, bool]]:
     """The issue's targets that apply to a row, each with whether the row meets it."""
     out: list[tuple[str, bool]] = []
@@ -593,6 +597,8 @@ class Profiler:
         knobs: dict[str, Any] = {}
         if name in PREFILL and self.args.block_size is not None:
             knobs["block_size"] = self.args.block_size
+        if name in LINE_METHODS and self.args.budget_rule is not None:
+            knobs["budget_rule"] = self.args.budget_rule
         return get_method(name, **knobs)
 
     def row(self, method: str, call: str, phase: str, length: int, **kw: Any) -> dict[str, Any]:
@@ -978,6 +984,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="prefill methods' block size (default: each method's own, block-sparse 16, "
         "vertical-slash and flexprefill 64)",
     )  # fmt: skip
+    p.add_argument(
+        "--budget-rule", default=None, choices=["study", "exact"],
+        help="vertical-slash and flexprefill budget rule (default: the methods' own, study); "
+        "exact profiles the per-layer count search",
+    )  # fmt: skip
     p.add_argument("--inputs", default="synthetic", choices=["synthetic", "random"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
@@ -1022,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# estimation profile: {args.heads} query heads, {args.kv_heads} KV heads, d "
         f"{args.head_dim}, {args.dtype}, batch 1, C = {args.compression:g}, {args.inputs} "
         f"inputs, {where} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
-        f"{args.scores} window scores\n"
+        f"{args.scores} window scores, {args.budget_rule or 'default'} budget rule\n"
         f"# memory cap {args.max_gb:.1f} GB; peak temp = {MEMORY_TRACKING}; MB = 2^20 bytes; "
         "CPU s = wall seconds of one call without the counting modes",
         flush=True,

@@ -133,7 +133,8 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
             budget = flexprefill_budget(kn["budget_length"] or length, compression)
             alpha, floor = budget.alpha, budget.min_budget
             n_col, n_diag = counts_at(alpha, floor)
-        elif not bool(lines.any()):
+        elif kn["tau"] > 0 and not bool(lines.any()):
+            # without block mode every head is a line head: the host knows it without a read
             alpha = 0.0
             n_col, n_diag = counts_at(alpha, floor)
         elif mean_cells(*counts_at(0.0, floor)) > target:

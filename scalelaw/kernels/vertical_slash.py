@@ -100,40 +100,93 @@ def uniform_count(
     L(L+1)/2C in log ratio (at least n_min).
 
     The search grows n geometrically before bisecting: a count costs in proportion to n, so a
-    sparse request never pays for evaluating dense ones.
+    sparse request never pays for evaluating dense ones. The host reads the device once per
+    `GROWTH_PROBES` growth steps and once at the end: the growth steps of a group are queued
+    together, and the bisection runs on the device, as wide as the count that ended the growth
+    (known on the host by then), for as many steps as the host's bisection would take at most.
+    Every count it visits, and so the count chosen, is the one the host's search (one read a
+    step) visits.
     """
     if is_dense(compression):
         return length  # every line: the tiles then cover the whole causal triangle
-    b, h = col_order.shape[:2]
     target = causal_entries(length) / compression
-    seen: dict[int, float] = {}
-
-    def cells(n: int) -> float:
-        if n not in seen:
-            full = torch.full((b, h), n, device=col_order.device)
-            bounds = LineBounds.uniform(n, length)
-            cells = lines_cells(col_order, diag_order, full, full, length, bs, bounds)
-            seen[n] = float(cells.mean())
-        return seen[n]
-
     lo = max(1, min(n_min, length))
-    if cells(lo) >= target:
+    probes = [lo]
+    while probes[-1] < length:
+        probes.append(min(length, 2 * probes[-1]))
+    for first in range(0, len(probes), GROWTH_PROBES):
+        group = probes[first : first + GROWTH_PROBES]
+        means = torch.stack(
+            [_mean_cells(col_order, diag_order, p, p, length, bs) for p in group]
+        ).tolist()
+        crossed = [i for i, cells in enumerate(means) if cells >= target]
+        if crossed:
+            at = first + crossed[0]
+            break
+    else:
+        return length  # even every line stays sparser than C
+    if at == 0:
         return lo
-    below, hi = lo, lo
-    while hi < length and cells(hi) < target:
-        below, hi = hi, min(length, 2 * hi)
-    if cells(hi) < target:
-        return hi
-    a, z = below + 1, hi  # cells(below) < target <= cells(hi)
-    while a < z:
-        mid = (a + z) // 2
-        if cells(mid) >= target:
-            z = mid
-        else:
-            a = mid + 1
-    if a > lo and abs(math.log(cells(a - 1) / target)) < abs(math.log(cells(a) / target)):
-        return a - 1
-    return a
+    below, hi = probes[at - 1], probes[at]
+    return _bisect_count(col_order, diag_order, length, bs, target, below, hi)
+
+
+# Growth steps queued between reads: widths grow 16-fold within a group, so a group costs at
+# most about twice its widest count, and a count up to 16 times the floor needs one group.
+GROWTH_PROBES = 5
+
+
+def _mean_cells(
+    col_order: torch.Tensor,
+    diag_order: torch.Tensor,
+    n: int | torch.Tensor,
+    width: int,
+    length: int,
+    bs: int,
+) -> torch.Tensor:
+    """Mean cells over (B, H) of n columns and n diagonals per head (n a count on the device,
+    at most `width`), as a 0-d float64 tensor: nothing is read."""
+    b, h = col_order.shape[:2]
+    if isinstance(n, int):
+        counts = torch.full((b, h), n, device=col_order.device)
+    else:
+        counts = n.expand(b, h)
+    bounds = LineBounds.uniform(width, length)
+    return lines_cells(col_order, diag_order, counts, counts, length, bs, bounds).mean()
+
+
+def _bisect_count(
+    col_order: torch.Tensor,
+    diag_order: torch.Tensor,
+    length: int,
+    bs: int,
+    target: float,
+    below: int,
+    hi: int,
+) -> int:
+    """The least n in (below, hi] whose cells reach `target` (cells(below) < target <= cells(hi)),
+    found by bisection on the device, or n - 1 where that is closer in log ratio: one read.
+
+    The bisection halves [a, z] to one count in at most ceil(log2(hi - below)) steps; a step
+    after it has ended leaves a and z as they are, so that number of steps, known on the host,
+    visits what the host's loop visits.
+    """
+    dev = col_order.device
+    a = torch.full((), below + 1, device=dev)
+    z = torch.full((), hi, device=dev)
+    for _ in range((hi - below - 1).bit_length()):
+        mid = torch.div(a + z, 2, rounding_mode="floor")
+        reached = _mean_cells(col_order, diag_order, mid, hi, length, bs) >= target
+        searching = a < z
+        z = torch.where(searching & reached, mid, z)
+        a = torch.where(searching & ~reached, mid + 1, a)
+    before = _mean_cells(col_order, diag_order, a - 1, hi, length, bs)
+    at = _mean_cells(col_order, diag_order, a, hi, length, bs)
+    n, cells_before, cells_at = torch.stack([a.double(), before, at]).tolist()
+    # the side closer in log ratio, compared on the host as the host's search compares them
+    if abs(math.log(cells_before / target)) < abs(math.log(cells_at / target)):
+        return int(n) - 1
+    return int(n)
 
 
 def keep_masks(order: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
