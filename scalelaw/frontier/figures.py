@@ -1,4 +1,5 @@
-"""Figures of frontiers and tolerable compression (matplotlib, written to a file)."""
+"""Figures of frontiers and tolerable compression (matplotlib, written to a file: PNG at 200 dpi,
+PDF or SVG by the suffix)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,25 @@ def _log_x(ax) -> None:  # type: ignore[no-untyped-def]
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+#: Resolution of PNG figures.
+DPI = 200
+#: Colour for what the law was not fitted on.
+EXTRAPOLATED = "0.85"
+
+
+def _palette(n: int) -> list:  # type: ignore[type-arg]
+    from scalelaw.plots import palette
+
+    return palette(n)
+
+
 def _draws(n: int) -> str:
-    return "1 draw (point estimate)" if n == 1 else f"{n} posterior draws"
+    return "1 draw: a point estimate" if n == 1 else f"{n} posterior draws"
 
 
 def _tokens(x: float) -> str:
+    if x >= 1024**2:
+        return f"{x / 1024**2:.3g}M"
     return f"{x / 1024:,.0f}K" if x >= 1024 else f"{x:g}"
 
 
@@ -46,48 +61,75 @@ def frontier_figure(
     critical: CriticalLength | None = None,
     cost_label: str = "cost",
     title: str = "",
+    fitted_lengths: tuple[float, float] | None = None,
 ) -> Path:
     """Scores of every configuration against cost, the dense and sparse frontiers with bands,
-    the probability that sparse wins per budget, and (if given) the advantage over lengths."""
+    the probability that sparse wins per budget, and (if given) the advantage over lengths.
+
+    `fitted_lengths`: the shortest and longest length the law was fitted on; lengths outside
+    are shaded as extrapolated (and said so in the first panel's title). Bands and their
+    legend entries are drawn only when there is more than one draw.
+    """
     plt = _pyplot()
     panels = 3 if critical is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), constrained_layout=True)
     ax = axes[0]
     cfg = front.configs
     sizes = list(dict.fromkeys(cfg.sort("params")["size"].to_list()))
-    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(sizes)))
+    colours = _palette(len(sizes))
     for size, colour in zip(sizes, colours, strict=True):
         rows = cfg.filter(pl.col("size") == size).sort("compression")
         ax.plot(rows["cost"], rows["mean"], color=colour, lw=0.8, alpha=0.5)
         d = rows.filter(~pl.col("sparse"))
         s = rows.filter(pl.col("sparse"))
-        ax.scatter(
-            d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, label=f"{size} dense"
-        )
+        ax.scatter(d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, label=f"{size}")
         ax.scatter(
             s["cost"], s["mean"], facecolor="none", edgecolor=colour, marker="o",
             s=10 + 3 * s["compression"].to_numpy(), zorder=3,
         )  # fmt: skip
     b = front.budgets
-    for tag, colour, label in (
-        ("dense", "black", "best dense"),
-        ("sparse", "tab:red", "best sparse"),
+    for tag, colour, style, label in (
+        ("dense", "black", "-", "best dense"),
+        ("sparse", "0.35", "--", "best sparse"),
     ):
         rows = b.filter(pl.col(f"{tag}_mean").is_not_null())
         ax.step(
-            rows["budget"], rows[f"{tag}_mean"], where="post", color=colour, lw=1.6, label=label
-        )
-        ax.fill_between(
-            rows["budget"], rows[f"{tag}_lower"], rows[f"{tag}_upper"],
-            step="post", color=colour, alpha=0.15, lw=0,
+            rows["budget"], rows[f"{tag}_mean"], where="post", color=colour, ls=style, lw=1.6,
+            label=label,
+        )  # fmt: skip
+        if front.n_draws > 1:
+            ax.fill_between(
+                rows["budget"], rows[f"{tag}_lower"], rows[f"{tag}_upper"],
+                step="post", color=colour, alpha=0.15, lw=0,
+            )  # fmt: skip
+    # a legend for C: hollow markers of the sizes the sparse configurations are drawn with
+    ratios = sorted(cfg.filter(pl.col("sparse"))["compression"].unique().to_list())
+    shown = sorted({ratios[0], ratios[len(ratios) // 2], ratios[-1]}) if ratios else []
+    for c in shown:
+        ax.scatter(
+            [], [], facecolor="none", edgecolor="0.3", marker="o", s=10 + 3 * c,
+            label=f"sparse, C = {c:.3g}",
         )  # fmt: skip
     _log_x(ax)
     ax.set_xlabel(f"{cost_label} (log scale)")
     ax.set_ylabel("predicted score")
+    seq_len = float(front.meta["seq_len"])
+    beyond = fitted_lengths is not None and not (fitted_lengths[0] <= seq_len <= fitted_lengths[1])
     ax.set_title(
-        f"configurations at L = {_tokens(front.meta['seq_len'])}\n(hollow: sparse, larger = higher C)"
+        f"configurations at L = {_tokens(seq_len)}"
+        + (
+            f" (extrapolated: fitted {_tokens(fitted_lengths[0])}-{_tokens(fitted_lengths[1])})"
+            if beyond and fitted_lengths is not None
+            else ""
+        )
+        + "\n(filled: dense; hollow: sparse, size grows with C)",
+        fontsize=10,
     )
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    band = f", {front.prob:.0%} band" if front.n_draws > 1 else ""
+    ax.legend(
+        fontsize=7, loc="lower right", ncol=2, title=f"colour: model size{band}",
+        title_fontsize=7,
+    )  # fmt: skip
     ax.grid(alpha=0.3, which="both")
 
     ax = axes[1]
@@ -96,7 +138,7 @@ def frontier_figure(
         rows["budget"],
         rows["p_sparse_better"],
         where="post",
-        color="tab:red",
+        color="black",
         label="P(best sparse > best dense)",
     )
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
@@ -109,7 +151,7 @@ def frontier_figure(
         edges = np.append(x, x[-1] * (x[-1] / x[-2]) if len(x) > 1 else x[-1] * 1.1)
         for i in np.flatnonzero(unsure):
             ax.axvspan(
-                edges[i], edges[i + 1], color="gold", alpha=0.25, lw=0,
+                edges[i], edges[i + 1], color="#E69F00", alpha=0.2, lw=0,
                 label="uncertain (0.1 < P < 0.9)" if i == np.flatnonzero(unsure)[0] else None,
             )  # fmt: skip
         ax.legend(fontsize=7, loc="best")
@@ -123,18 +165,31 @@ def frontier_figure(
     if critical is not None:
         ax = axes[2]
         t = critical.by_length
+        lengths = t["seq_len"].to_numpy()
+        if fitted_lengths is not None:
+            lo_l, hi_l = fitted_lengths
+            first = True
+            for start, end in ((lengths.min() / 1.2, lo_l), (hi_l, lengths.max() * 1.2)):
+                if end > start:
+                    ax.axvspan(
+                        start, end, color=EXTRAPOLATED, alpha=0.6, lw=0, zorder=0,
+                        label="extrapolated (outside the fitted lengths)" if first else None,
+                    )  # fmt: skip
+                    first = False
+            ax.set_xlim(lengths.min() / 1.2, lengths.max() * 1.2)
         ax.plot(
-            t["seq_len"], t["advantage_mean"], marker="o", color="tab:blue", label="mean advantage"
+            t["seq_len"], t["advantage_mean"], marker="o", color="#0072B2", label="mean advantage"
         )
-        ax.fill_between(
-            t["seq_len"], t["advantage_lower"], t["advantage_upper"], color="tab:blue", alpha=0.2,
-            lw=0, label=f"{critical.prob:.0%} interval",
-        )  # fmt: skip
+        if critical.n_draws > 1:
+            ax.fill_between(
+                t["seq_len"], t["advantage_lower"], t["advantage_upper"], color="#0072B2",
+                alpha=0.2, lw=0, label=f"{critical.prob:.0%} interval",
+            )  # fmt: skip
         ax.axhline(0.0, color="grey", lw=0.8)
         if np.isfinite(critical.median):
             ax.axvline(
                 critical.median,
-                color="tab:red",
+                color="#D55E00",
                 ls="--",
                 lw=1.2,
                 label=f"critical L {_tokens(critical.median)}",
@@ -145,7 +200,10 @@ def frontier_figure(
                     if np.isfinite(critical.upper)
                     else float(t["seq_len"].to_numpy().max())
                 )
-                ax.axvspan(critical.lower, hi, color="tab:red", alpha=0.1)
+                ax.axvspan(
+                    critical.lower, hi, color="#D55E00", alpha=0.1, lw=0,
+                    label=f"critical L, {critical.prob:.0%} interval",
+                )  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xticks(
             t["seq_len"].to_list(), [_tokens(x) for x in t["seq_len"]], rotation=45, fontsize=7
@@ -159,13 +217,16 @@ def frontier_figure(
     if title:
         fig.suptitle(title)
     out = Path(path)
-    fig.savefig(out, dpi=130)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
 
 
 def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "") -> Path:
-    """Maximum tolerable ratio per model size and phase, the spread over tasks as boxes and points."""
+    """Maximum tolerable ratio per model size and phase, the spread over tasks as boxes and points.
+
+    A configuration whose every tested ratio passed (no `stopped_at`) is censored: its largest
+    tolerable ratio is at least the top level tested, drawn as an upward triangle (">=")."""
     plt = _pyplot()
     phases = result["phase"].unique().sort().to_list() if "phase" in result.columns else [None]
     model = "model" if "model" in result.columns else "params"
@@ -177,7 +238,8 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
         constrained_layout=True,
     )
     lengths = sorted(result["seq_len"].unique().to_list())
-    colours = plt.get_cmap("plasma")(np.linspace(0.1, 0.8, len(lengths)))
+    colours = _palette(len(lengths))
+    censored_any = False
     rng = np.random.default_rng(0)  # jitter only
     for ax, phase in zip(axes[0], phases, strict=True):
         part = result if phase is None else result.filter(pl.col("phase") == phase)
@@ -193,13 +255,21 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
         ax.boxplot(data, positions=range(len(models)), widths=0.5, showfliers=False)
         for i, m in enumerate(models):
             for length, colour in zip(lengths, colours, strict=True):
-                y = part.filter((pl.col(model) == m) & (pl.col("seq_len") == length))[
-                    "max_tolerable_compression"
-                ].to_numpy()
+                rows = part.filter((pl.col(model) == m) & (pl.col("seq_len") == length))
+                y = rows["max_tolerable_compression"].to_numpy()
+                # censored: no level failed, the true limit is at or above the top level tested
+                censored = (
+                    rows["stopped_at"].is_null().to_numpy()
+                    if "stopped_at" in rows.columns
+                    else np.zeros(len(y), bool)
+                )
+                censored_any |= bool(censored.any())
                 x = i + rng.uniform(-0.18, 0.18, len(y))
                 ax.scatter(
-                    x, y, s=14, color=colour, alpha=0.8, label=_tokens(length) if i == 0 else None
-                )
+                    x[~censored], y[~censored], s=14, color=colour, alpha=0.8,
+                    label=_tokens(length) if i == 0 else None,
+                )  # fmt: skip
+                ax.scatter(x[censored], y[censored], s=30, color=colour, alpha=0.9, marker="^")
         ax.set_yscale("log")
         top = float(result["max_tolerable_compression"].max())  # type: ignore[arg-type]
         ticks = [t for t in (1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 50, 100) if t <= top * 1.01]
@@ -210,13 +280,19 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
         ax.set_ylabel("max tolerable compression C")
         ax.set_title(f"{phase or 'all'}: spread over tasks")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(title="length", fontsize=7, title_fontsize=7, loc="best")
+        handles, labels = ax.get_legend_handles_labels()
+        if censored_any:
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], color="0.3", marker="^", ls="", markersize=6))
+            labels.append(">= : every ratio tested passed")
+        ax.legend(handles, labels, title="length", fontsize=7, title_fontsize=7, loc="best")
     margin = float(result["margin"][0])
     alpha = float(result["alpha"][0])
     fig.suptitle(
         title or f"largest C with loss vs dense < {margin:g} (error rate <= {alpha:g})", fontsize=11
     )
     out = Path(path)
-    fig.savefig(out, dpi=130)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out

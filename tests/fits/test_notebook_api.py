@@ -199,8 +199,8 @@ def test_plot_returns_the_figure_for_every_kind(notebook) -> None:
     assert plt.get_fignums() == before  # pyplot holds none of them: a notebook shows each once
     fig, ax = plt.subplots()
     assert lsq.plot("ppc", ax=ax, data=table) is fig
-    assert bayes.plot("fit", ax=ax, data=table, tasks=["QuALITY"]) is fig
-    with pytest.raises(ValueError, match="one per task: QuALITY, SQuAD"):
+    assert bayes.plot("fit", ax=ax, data=table, tasks=["QuALITY"], at={"L": 16384}) is fig
+    with pytest.raises(ValueError, match=r"6 panels \(one per task and L: QuALITY, L = 16K;"):
         bayes.plot("fit", ax=ax, data=table)
     with pytest.raises(ValueError, match="without ax="):
         bayes.plot("trace", ax=ax)
