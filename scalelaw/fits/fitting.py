@@ -143,6 +143,12 @@ def fit(
             "source": str(source),
         }
     )
+    # the covariates' fitted span: figures and reports mark what lies beyond it as extrapolated
+    result.meta["ranges"] = {
+        column: [float(train[column].min()), float(train[column].max())]  # type: ignore[arg-type]
+        for column in law.columns.values()
+        if column in train.columns and train[column].dtype.is_numeric()
+    }
     if column_map:
         result.meta["column_map"] = dict(column_map)
     if replicates:

@@ -711,6 +711,10 @@ _META = _fields(
         "holdout": (_optional(lambda v: isinstance(v, dict | str)), "an object, a text or null"),
         "values": OBJECT,
         "scores": (_mapping_of(_optional(_number)), "an object of numbers"),
+        "ranges": (
+            _mapping_of(lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
+            "an object of [smallest, largest] pairs",
+        ),
     },
 )
 _FIT = _fields(

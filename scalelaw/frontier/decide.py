@@ -138,6 +138,9 @@ class Decision:
     cost: Any = field(default=None, repr=False)
     compressions: list[float] = field(default_factory=list, repr=False)
     warnings: list[str] = field(default_factory=list)
+    #: the shortest and longest length the law was fitted on (None: not known); the figure
+    #: shades the lengths outside as extrapolated
+    fitted_lengths: tuple[float, float] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         """One line: ``Decision('card', prefill at 128K tokens, NIAH: P(sparse better) > 0.5
@@ -224,6 +227,7 @@ class Decision:
             critical=self.critical,
             cost_label=self.cost_label,
             title=title or f"{self.source}: {self.phase}, {self.score_label}",
+            fitted_lengths=self.fitted_lengths,
         )
 
 
@@ -332,4 +336,19 @@ def decide(
         cost=cost,
         compressions=list(compressions),
         warnings=warnings,
+        fitted_lengths=fitted_lengths(src),
     )
+
+
+def fitted_lengths(src: Any) -> tuple[float, float] | None:
+    """The shortest and longest sequence length `src` was fitted on: the study's grid for a
+    published card, the span its fit file records for a fit or a stack (None for a fit saved
+    before fits recorded their spans, or a law without a length)."""
+    first = src.fits[0] if hasattr(src, "fits") else src
+    if getattr(first, "is_card", False):
+        from scalelaw.fits.simulation import PAPER_LENGTHS
+
+        return float(min(PAPER_LENGTHS)), float(max(PAPER_LENGTHS))
+    column = first.law.columns.get("L")
+    span = (first.meta.get("ranges") or {}).get(column) if column else None
+    return (float(span[0]), float(span[1])) if span else None

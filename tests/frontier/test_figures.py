@@ -131,3 +131,34 @@ def test_tolerance_figure_marks_censored_levels(saved, tmp_path) -> None:
     ]
     ys = sorted(float(y) for c in triangles for _, y in c.get_offsets())
     assert ys == [20.0] * 4
+
+
+def test_a_decision_knows_the_lengths_its_law_was_fitted_on(tmp_path) -> None:
+    """A fit records its covariates' span (kept in the file); a decision from it, and from the
+    study's card, passes the span of lengths to the figure, which shades what lies beyond."""
+    import warnings
+
+    from scalelaw.fits import FitOptions, fit, load_fit, simulate
+    from scalelaw.frontier import FlopsCost
+
+    card = get_card("sparse-frontier-v1:prefill")
+    grid = pl.DataFrame(
+        {
+            "params": np.repeat([7.6e9, 1.5e10, 3.3e10], 6),
+            "seq_len": np.tile(np.repeat([8192.0, 32768.0], 3), 3),
+            "compression": np.tile([1.0, 5.0, 20.0], 6),
+            "task": ["QuALITY"] * 18,
+        }
+    )
+    table = simulate(card, grid, samples=200, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(table, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=10))
+    assert result.meta["ranges"]["seq_len"] == [8192.0, 32768.0]
+    again = load_fit(result.save(tmp_path / "fit.nc"))
+    assert again.meta["ranges"]["seq_len"] == [8192.0, 32768.0]
+    archs = [get_architecture("qwen2.5", s) for s in ("7B", "14B")]
+    d = decide(again, archs, FlopsCost(), seq_len=131072, lengths=None, budgets=3)
+    assert d.fitted_lengths == (8192.0, 32768.0)
+    from_card = decide(card, archs, FlopsCost(), seq_len=131072, lengths=None, budgets=3)
+    assert from_card.fitted_lengths == (16384.0, 131072.0)
