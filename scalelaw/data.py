@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -103,6 +103,8 @@ def read_frame(path: str | Path) -> pl.DataFrame:
         raise DataError(f"{p}: unknown file type '{suffix}' (expected .csv, .parquet or .jsonl)")
     try:
         with open(p, "rb") as handle:
+            if suffix != ".parquet" and (nul := first_nul_byte(handle)) is not None:
+                raise DataError(f"{p}: {nul_byte_message(nul)}")
             if suffix == ".parquet":
                 frame = pl.read_parquet(handle)
             elif suffix in (".jsonl", ".ndjson", ".json"):
@@ -128,6 +130,30 @@ def read_frame(path: str | Path) -> pl.DataFrame:
                 raise DataError(f"{p}: column '{base}' appears more than once in the header")
     check_flat(frame, str(p))
     return frame
+
+
+def first_nul_byte(handle: BinaryIO) -> int | None:
+    """The 1-based position of the first NUL byte of an open file, else None (rewound).
+
+    No UTF-8 text table holds one: a binary file (or UTF-16 text) named .csv is refused before
+    polars reads it. A few gigabytes of NUL bytes took polars minutes and more than 15 GB of
+    memory to read as a CSV table of no rows.
+    """
+    offset = 0
+    while chunk := handle.read(1 << 20):  # constant memory, whatever the file's size
+        at = chunk.find(b"\x00")
+        if at >= 0:
+            return offset + at + 1
+        offset += len(chunk)
+    handle.seek(0)
+    return None
+
+
+def nul_byte_message(position: int) -> str:
+    return (
+        f"byte {position} is a NUL byte; a CSV or JSON Lines table is UTF-8 text (is it a "
+        "binary file, or text saved as UTF-16?)"
+    )
 
 
 def check_flat(frame: pl.DataFrame, source: str) -> None:

@@ -157,10 +157,13 @@ class Law:
             reserved = sorted(n for n in declared if taken(n))
             if reserved:
                 raise ExprError(f"law '{self.name}': {reason}; rename {reserved}")
+        # a score is correct / samples: grouping by `correct` fits one level per outcome
+        responses = {self.response, "correct"} if self.response == "score" else {self.response}
         for param, col in self.groups.items():
-            if col == self.response:
+            if col in responses:
                 raise ExprError(
                     f"law '{self.name}': '{param}[{col}]' groups by the response column"
+                    + (f" ({self.response} is correct / samples)" if col != self.response else "")
                 )
             if col in self.covariates:
                 raise ExprError(f"law '{self.name}': '{col}' is both a covariate and a group")

@@ -297,6 +297,8 @@ def from_hf_config(
     else:
         path = Path(config)
         source = str(path)
+        if path.exists() and not path.is_file():  # a FIFO would block, a device never end
+            raise ArchitectureError(f"{source}: not a regular file, expected a config.json")
         try:
             cfg = json.loads(path.read_text())
         except FileNotFoundError:
@@ -309,6 +311,8 @@ def from_hf_config(
             raise ArchitectureError(
                 f"{source}: not valid JSON ({exc.msg}, line {exc.lineno})"
             ) from None
+        except RecursionError:  # json recurses once per level of nesting
+            raise ArchitectureError(f"{source}: not valid JSON (nested too deeply)") from None
     if not isinstance(cfg, Mapping):
         raise ArchitectureError(f"{source}: expected a JSON object")
     outer = cfg

@@ -9,6 +9,7 @@ nothing about frontiers lives in the command.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,8 +238,13 @@ def _finite(x: float) -> float | None:
 
 def _check_positive(what: str, values: Sequence[float], least: float = 0.0) -> None:
     """Refuse NaN, infinite and out-of-range inputs before any fitting is done."""
+    if isinstance(values, str | bytes):  # not a list of one-character numbers
+        raise FrontierError(f"decide: {what}={values!r}; give a list of numbers")
     for v in values:
         try:
+            # True is not a length of 1 token, nor '4096' a number the CLI would have parsed
+            if isinstance(v, bool | str | bytes):
+                raise TypeError
             x = float(v)
         except (TypeError, ValueError):
             raise FrontierError(f"decide: {what} holds {v!r}, which is not a number") from None
@@ -286,8 +292,10 @@ def decide(
         _check_positive("budgets", budgets)
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise FrontierError(f"decide: draws={draws!r}; give a whole number >= 1")
-    if not 0 < prob < 1:
+    if isinstance(prob, bool) or not isinstance(prob, numbers.Real) or not 0 < prob < 1:
         raise FrontierError(f"decide: prob={prob!r}; give a probability between 0 and 1")
+    if isinstance(tasks, str):  # a single name, not the list of its letters
+        raise FrontierError(f"decide: tasks={tasks!r}; give a list of task names")
     src = load_or_fit(source, fit_options)
     if is_table(source):
         name = f"{source if isinstance(source, str | Path) else 'table'} (law family, stacked)"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from scalelaw.data import first_nul_byte, nul_byte_message
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import Architecture
 from scalelaw.frontier.cost import cost
@@ -61,7 +62,13 @@ class Timings:
         p = Path(path)
         if not p.exists():
             raise TimingsError(f"{source}: file not found")
+        if not p.is_file():  # a FIFO would block for ever, a device never end
+            raise TimingsError(f"{source}: not a regular file, expected a CSV file")
         try:
+            with open(p, "rb") as fh:
+                nul = first_nul_byte(fh)
+            if nul is not None:
+                raise TimingsError(f"{source}: {nul_byte_message(nul)}")
             frame = pl.read_csv(p, comment_prefix="#", infer_schema_length=None)
         except pl.exceptions.PolarsError as exc:
             raise TimingsError(

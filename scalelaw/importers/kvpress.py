@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from scalelaw.data import first_nul_byte, nul_byte_message
 from scalelaw.importers.common import (
     NESTING_LIMIT,
     PREDICTIONS_LIMIT,
@@ -569,6 +570,11 @@ def _predictions(path: Path) -> pl.DataFrame:
         raise ResultFolderError(f"{path}: file not found (it gives the sample counts)")
     check_file(path, PREDICTIONS_LIMIT)
     try:
+        # 500 MiB of NUL bytes, under the size limit, took polars 6 GB of memory to read
+        with open(path, "rb") as fh:
+            nul = first_nul_byte(fh)
+        if nul is not None:
+            raise ResultFolderError(f"{path}: {nul_byte_message(nul)}")
         header = pl.read_csv(path, n_rows=0, infer_schema=False).columns
         # without a column this importer uses, any one column still counts the samples
         used = [c for c in ("task", "length", "compression_ratio") if c in header] or header[:1]

@@ -619,12 +619,16 @@ def _refuse(problems: list[str], where: str) -> None:
 def load_grid(path: str | Path) -> Grid:
     """Read and validate a grid TOML file."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block for ever, a device never end
+        raise GridError(f"{path}: not a regular file, expected a grid TOML file")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise GridError(f"{path}: cannot read grid file ({exc.strerror})") from None
     try:
         data = tomllib.loads(raw.decode())
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise GridError(f"{path}: not valid TOML (nested too deeply)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GridError(f"{path}: not valid TOML ({exc})") from None
     return parse_grid(data, str(path), hashlib.sha256(raw).hexdigest()[:16])

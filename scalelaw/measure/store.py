@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -95,14 +96,17 @@ def atomic_write(frame: pl.DataFrame, path: Path) -> None:
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        # the bytes are made in memory and written here: polars' Parquet writer reports a full
+        # disk as "Invalid thrift: transport error" (a traceback), without the reason
         if path.suffix == ".csv":
-            frame.write_csv(tmp)
+            data = frame.write_csv().encode()
         elif path.suffix in {".jsonl", ".ndjson"}:
-            frame.write_ndjson(tmp)
+            data = frame.write_ndjson().encode()
         else:
-            frame.write_parquet(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+            buffer = io.BytesIO()
+            frame.write_parquet(buffer)
+            data = buffer.getvalue()
+        _write_file(tmp, data)
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -111,6 +115,14 @@ def atomic_write(frame: pl.DataFrame, path: Path) -> None:
             raise
         raise StoreError(f"{path}: cannot write it: {reason}") from None
     _fsync_dir(path.parent)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it; a full disk raises OSError (errno ENOSPC)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _io_reason(exc: BaseException) -> str | None:
@@ -174,12 +186,16 @@ class Store:
                 if self.manifest.exists() or self.journal.exists():
                     self.notes.append(f"{self.manifest}: missing or unreadable; rebuilt")
                 tmp = self.manifest.with_name(".manifest.json.tmp")
-                with open(tmp, "w") as fh:
-                    fh.write(json.dumps(self._manifest_content()) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.manifest)
-                self.journal.touch()
+                content = (json.dumps(self._manifest_content()) + "\n").encode()
+                try:
+                    _write_file(tmp, content)
+                    os.replace(tmp, self.manifest)
+                    self.journal.touch()
+                except OSError as exc:  # a full disk: nothing measured yet, nothing left over
+                    tmp.unlink(missing_ok=True)
+                    raise StoreError(
+                        f"{self.manifest}: cannot write it: {(exc.strerror or str(exc)).lower()}"
+                    ) from None
                 _fsync_dir(self.dir)
             self._check_manifest()
             if not self.journal.is_file():
@@ -393,10 +409,23 @@ class Store:
         """Journal `record` durably, then refresh the table and predictions views."""
         payload = record.payload()
         line = json.dumps({**payload, "sha256": _checksum(payload)}, sort_keys=True) + "\n"
+        data = line.encode()
         fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):  # a nearly full disk takes part of a line
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError as exc:
+                # cut the part written, so that the journal ends on a whole line, as before
+                os.ftruncate(fd, start)
+                raise StoreError(
+                    f"{self.journal}: cannot append the unit just measured: "
+                    f"{(exc.strerror or str(exc)).lower()}; everything journalled before it "
+                    "is kept: free some space and run the same command again"
+                ) from None
         finally:
             os.close(fd)
         self.records.append(record)

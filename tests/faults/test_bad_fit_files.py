@@ -169,6 +169,20 @@ def test_damaged_groups_are_refused(
     refused(damaged(fit_file, tmp_path, tree=tree), naming)
 
 
+def test_levels_reordered_with_their_coordinate_removed_are_refused(
+    fit_file: Path, tmp_path: Path
+) -> None:
+    # the issue's file: without the coordinate to check against, reversed levels swapped the
+    # tasks' offsets (predict gave VT what NIAH scores); each damage alone is refused above
+    path = damaged(
+        fit_file,
+        tmp_path,
+        info=levels(lambda v: v[::-1]),
+        tree=_levels_without_coordinate_reordered,
+    )
+    refused(path, "levels of 'task'")
+
+
 def metadata_of(other: Path) -> Callable[[dict[str, Any]], Any]:
     """The metadata (law, levels, diagnostics) of another fit file, in place of a file's own."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -202,3 +203,84 @@ def test_a_journal_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
     store.journal.mkdir()
     grid = Path(__file__).resolve().parents[2] / "examples" / "grids" / "tiny.toml"
     refused("measure", str(grid), "--out", str(out), naming=("journal",))
+
+
+# --- what is not a table, a grid or a config ----------------------------------------------------
+def _sparse(path: Path, size: int, head: bytes = b"") -> Path:
+    with open(path, "wb") as fh:
+        fh.write(head)
+        fh.truncate(size)  # NUL bytes without the disk space
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "at"),
+    [("t.csv", b"", 1), ("t.jsonl", b"", 1), ("t.csv", HEADER.encode(), len(HEADER) + 1)],
+)
+def test_nul_bytes_are_not_a_text_table(tmp_path: Path, name: str, head: bytes, at: int) -> None:
+    # 3 GB of NUL bytes read as a CSV table took polars 95 s and 16 GB of memory (1 GB as JSON
+    # Lines: 12 s, 4.4 GB); 256 MiB keeps the test's own cost low should the check go
+    path = _sparse(tmp_path / name, 256 * 2**20, head)
+    start = time.monotonic()
+    refused("fit", str(path), "--backend", "lsq", naming=(str(path), f"byte {at} is a NUL byte"))
+    assert time.monotonic() - start < 10
+
+
+def test_a_timings_file_is_checked_like_a_table(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)  # read as the timings, it blocked for ever
+    nul = _sparse(tmp_path / "nul.csv", 2**20)
+    for path, why in ((fifo, "not a regular file"), (nul, "byte 1 is a NUL byte")):
+        refused("frontier", CARD, "--cost", "latency", "--timings", str(path), "--method", "quest",
+                naming=(str(path), why))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "deep"),
+    [
+        (["measure", "{}", "--out", "r.parquet"], "g.toml", "a = " + "[" * 100_000 + "]" * 100_000),
+        (["plan", CARD, "-c", "{}", "-t", "L=128K,budget=1e16", "--gpu-hours", "1"], "g.toml",
+         "a = " + "[" * 100_000 + "]" * 100_000),
+        (["architectures", "--config", "{}"], "config.json", "[" * 100_000 + "]" * 100_000),
+        (["cost", "--config", "{}"], "config.json", "[" * 100_000 + "]" * 100_000),
+    ],
+    ids=["measure-grid", "plan-candidates", "architectures-config", "cost-config"],
+)  # fmt: skip
+def test_grids_and_configs_that_are_fifos_or_nested_too_deeply(
+    tmp_path: Path, args: list[str], name: str, deep: str
+) -> None:
+    import os
+
+    # a FIFO blocked for ever; 100,000 levels of nesting raised RecursionError (a traceback)
+    fifo = tmp_path / "fifo" / name
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    refused(*[a.format(fifo) for a in args], naming=(str(fifo), "not a regular file"))
+    nested = table(tmp_path, deep, name)
+    refused(*[a.format(nested) for a in args], naming=(str(nested), "nested too deeply"))
+
+
+# --- the Python API -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"seq_len": True}, "seq_len holds True, which is not a number"),
+        ({"lengths": "4096"}, "lengths='4096'; give a list of numbers"),
+        ({"budgets": "1e16"}, "budgets='1e16'; give a list of numbers"),
+        ({"lengths": [4096, "8192"]}, "lengths holds '8192', which is not a number"),
+        ({"prob": "0.9"}, "prob='0.9'"),
+        ({"tasks": "QuALITY"}, "tasks='QuALITY'; give a list of task names"),
+    ],
+)
+def test_decide_refuses_what_the_cli_could_not_pass(kwargs: dict, what: str) -> None:
+    # True was a length of one token; a string was read letter by letter ("holds 'a'") or, for
+    # tasks, as the tasks 'Q', 'u', ...; prob='0.9' raised a bare TypeError
+    import re
+
+    from scalelaw.frontier import decide, get_architecture
+
+    qwen = [get_architecture("qwen2.5", s) for s in ("7B", "14B")]
+    with pytest.raises(ValueError, match=f"decide: {re.escape(what)}"):
+        decide(CARD, qwen, **{"seq_len": 131072.0, **kwargs})

@@ -88,6 +88,8 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> str:
         ("delta[task] + delta * N", "'delta'"),
         ("E + \x00N", "cannot parse"),
         ("E + __import__('os') * N", "not allowed"),
+        # the response's numerator: one fitted level per outcome (R^2 1.000 on any table)
+        ("E + a * log(N) + d[correct]", "groups by the response column (score is correct"),
     ],
 )
 def test_laws_that_failed_outside_the_parser(table: str, law: str, naming: str) -> None:

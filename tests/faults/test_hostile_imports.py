@@ -336,3 +336,10 @@ def test_kvpress_numbers_out_of_range_are_refused(
 ) -> None:
     folder = kv_run(tmp_path, **change)
     refused(import_kvpress, tmp_path, str(folder / file), field)
+
+
+def test_kvpress_predictions_of_nul_bytes_are_refused_unparsed(tmp_path: Path) -> None:
+    # under the size limit, 500 MiB of NUL bytes took polars 6 GB of memory to read
+    folder = kv_run(tmp_path, predictions=None)
+    _sparse(folder / "predictions.csv", 64 * 2**20)
+    refused(import_kvpress, tmp_path, f"{folder / 'predictions.csv'}: byte 1 is a NUL byte")

@@ -37,3 +37,12 @@ def test_a_fifo_is_refused_not_read(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, [*args, str(fifo), *extra])
         assert res.exit_code == 2, res.output
         assert "not a regular file" in res.output
+
+
+def test_an_option_value_with_markup_or_an_emoji_code_is_printed_as_typed(tmp_path: Path) -> None:
+    # `--task '[/]'` crashed with MarkupError; `a:-1:b.csv` printed a thumbs-down emoji
+    res = CliRunner().invoke(app, ["frontier", "sparse-frontier-v1:prefill", "--task", "[/]"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: task '[/]' is not a task"), res
+    path = tmp_path / "a:-1:b.csv"
+    res = CliRunner().invoke(app, ["fit", str(path)])
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {path}: file not found"

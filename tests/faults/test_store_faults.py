@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -229,27 +230,23 @@ def test_lengths_beyond_the_model_context_are_refused_before_anything_runs(
     assert not (tmp_path / "r.parquet").exists()
 
 
-@pytest.mark.parametrize("raised", ["OSError", "polars"])
 def test_a_full_disk_while_writing_the_table_loses_nothing_and_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
     from scalelaw.cli import app
+    from scalelaw.measure import store as store_module
 
-    real = pl.DataFrame.write_parquet
+    real = store_module._write_file
 
-    def full(self: pl.DataFrame, file: Path, *args: object, **kwargs: object) -> None:
-        Path(file).write_bytes(b"PAR1")  # a full disk leaves the temporary file cut short
-        if raised == "OSError":
+    def full(path: Path, data: bytes) -> None:
+        if path.name.endswith(".parquet.tmp"):
+            path.write_bytes(data[:4])  # a full disk leaves the temporary file cut short
             raise OSError(errno.ENOSPC, "No space left on device")
-        # what polars itself raises (its csv and ndjson writers raise an OSError)
-        raise pl.exceptions.ComputeError(
-            "parquet: File out of specification: underlying IO error: No space left on device "
-            "(os error 28)"
-        )
+        real(path, data)
 
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    monkeypatch.setattr(store_module, "_write_file", full)
     grid, out = _grid(tmp_path, samples=1), tmp_path / "r.parquet"
     result = CliRunner().invoke(app, ["measure", str(grid), "--out", str(out), "-q"])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -258,9 +255,49 @@ def test_a_full_disk_while_writing_the_table_loses_nothing_and_is_one_line(
     assert "no space left on device" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.toml", "r.store"]  # no .tmp
     # the unit measured before the disk filled is in the journal: the rerun keeps it
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", real)
+    monkeypatch.setattr(store_module, "_write_file", real)
     journalled = Store(out).open(write=False).finished()
     assert len(journalled) == 1
     again = run_sweep(grid, out, quiet=True)
     assert again.already_done == 1 and again.measured == 3 and not again.failed
     assert pl.read_parquet(out).height == 4
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 KiB file system (tmpfs, where this test may mount one): it fills during a sweep."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(folder)],
+                             capture_output=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("size", ["4k", "8k", "24k", "32k", "40k"])
+def test_a_real_full_disk_is_one_line_leaves_no_temporary_file_and_resumes(
+    small_disk: Path, tmp_path: Path, size: str
+) -> None:
+    # polars' Parquet writer reported a real full disk as "Invalid thrift: transport error" (a
+    # traceback), and a failed journal append was "error: No space left on device", no file
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(small_disk)], check=True)
+    grid, out = _grid(tmp_path, samples=1), small_disk / "r.parquet"
+    done = subprocess.run(_cli("measure", str(grid), "--out", str(out), "-q"),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {small_disk}/r."), lines
+    assert "no space left on device" in lines[0], lines
+    assert not [p for p in small_disk.rglob("*") if p.name.endswith(".tmp")]
+    journal = small_disk / "r.store" / "journal.jsonl"
+    before = journal.read_bytes() if journal.exists() else b""
+    assert before == b"" or before.endswith(b"\n")  # no torn line
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)
+    again = run_sweep(grid, out, quiet=True)
+    assert again.already_done == before.count(b"\n") and not again.failed
+    assert again.already_done + again.measured == 4
+    assert pl.read_parquet(out)["config_id"].n_unique() == pl.read_parquet(out).height == 4

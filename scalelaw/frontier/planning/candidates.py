@@ -123,10 +123,14 @@ def read_candidates(
     """
 
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block for ever, a device never end
+        raise PlanError(f"{path}: not a regular file, expected a grid TOML file")
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
         raise PlanError(f"{path}: cannot read the candidates ({exc.strerror})") from None
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise PlanError(f"{path}: not valid TOML (nested too deeply)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PlanError(f"{path}: not valid TOML ({exc})") from None
     try:
