@@ -14,15 +14,21 @@ and the reliability table (bins of P against the fraction where sparse is really
 
     python benchmarks/decision_calibration.py [--sets 20] [--seeds 11,0-10] [--draws 500]
                                               [--chains 2] [--truths card,kappa,floor]
-                                              [--holdout auto|loo] [--single] [--out FILE]
+                                              [--holdout auto|loo] [--family expanded|one-slope]
+                                              [--single] [--out FILE] [--compare FILE ...]
 
-`--single` also scores the study's one law (`sparse-frontier`, binomial) on the same sets, the
-path that gave confident errors before. Each finished set is appended to `--out` (default
-benchmarks/results/decisions-HOLDOUT.jsonl) as a JSON line (a rerun resumes; `--seeds` runs
-and scores those sets, in that order), progress goes to stderr, the tables to stdout. Seeds: set s simulates and
-fits with seed s. Sampling uses 2 chains of 500 draws (after 500 tuning steps), the fits' own
-default is 4 chains of 1000: on 2 cores a set takes about 3 minutes with `--holdout loo` and
-about 11 with `--holdout auto` (three more refits of the seven forms, one per held-out axis).
+`--compare FILE` (repeatable) scores the same sets, truth and seed, from another results file
+beside this run's: one family or weighting against another on identical simulated tables.
+`--family one-slope` fits the family as it was before every form's compression slope could move
+with length (`fit_family(..., expand=False)`), for comparison. `--single` also scores the study's
+one law (`sparse-frontier`, binomial) on the same sets, the path that gave confident errors
+before. Each finished set is appended to `--out` (default
+benchmarks/results/decisions-HOLDOUT.jsonl, -one-slope before the suffix for that family) as a
+JSON line (a rerun resumes; `--seeds` runs and scores those sets, in that order), progress goes
+to stderr, the tables to stdout. Seeds: set s simulates and fits with seed s. Sampling uses 2
+chains of 500 draws (after 500 tuning steps), the fits' own default is 4 chains of 1000: on 2
+cores a set takes about 3 minutes with `--holdout loo` and 8-14 with `--holdout auto` (three
+more refits of every form, one per held-out axis).
 """
 
 from __future__ import annotations
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--family", choices=("expanded", "one-slope"), default="expanded")
     parser.add_argument("--single", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--compare", type=Path, action="append", default=[])
     args = parser.parse_args(argv)
     suffix = "" if args.family == "expanded" else "-one-slope"
     args.out = args.out or Path(f"benchmarks/results/decisions-{args.holdout}{suffix}.jsonl")
@@ -272,6 +279,32 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"\nMean weights: {', '.join(f'{k} {v:.2f}' for k, v in mean_w.items())}; "
                 f"stacks with a NOT CONVERGED or MISFIT headline: {flagged} of {len(rows)}"
+            )
+    if args.compare:
+        print_comparison(done, names, seeds, args.compare)
+
+
+def print_comparison(
+    done: list[dict[str, Any]], names: list[str], seeds: list[int], others: list[Path]
+) -> None:
+    """The same sets (truth and seed) scored from other results files: one family or weighting
+    against another on identical simulated tables."""
+    print("\n| truth | results | sets | points | confident errors | Brier |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        mine = {r["seed"]: r for r in done if r["truth"] == name and r["seed"] in seeds}
+        files: list[tuple[str, dict[int, dict[str, Any]]]] = [("this run", mine)]
+        for path in others:
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            files.append((path.name, {r["seed"]: r for r in rows if r["truth"] == name}))
+        common = [s for s in mine if all(s in f for _, f in files)]
+        if not common:
+            continue
+        for label, f in files:
+            sc = score([f[s] for s in common], "stack")
+            print(
+                f"| {name} | {label} | {len(common)} | {sc['points']} | "
+                f"{sc['confident_wrong']} | {sc['brier']:.4f} |"
             )
 
 
