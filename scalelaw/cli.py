@@ -13,6 +13,7 @@ import typer
 from scalelaw.commands import checking, deciding, fitting, importing, kernels, measuring
 from scalelaw.commands import planning as planning_commands
 from scalelaw.commands.common import PlainErrors
+from scalelaw.commands.progress import install_log_handler
 
 app = typer.Typer(
     name="scalelaw",
@@ -51,6 +52,8 @@ def _root(
     ] = False,
 ) -> None:
     """Measure, fit, predict and decide with scaling laws for sparse attention."""
+    # progress of long commands off a terminal: log lines on standard error
+    install_log_handler()
 
 
 for module in (fitting, checking, measuring, importing, kernels, deciding):

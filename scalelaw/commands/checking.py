@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.markup import escape
 
-from scalelaw.commands.common import check_output, console, emit, err, fail, probability
+from scalelaw.commands.common import check_output, console, emit, fail, probability
 from scalelaw.commands.common import errors as _errors
-from scalelaw.commands.options import FIGURE_FILES, FormatOpt
+from scalelaw.commands.options import FIGURE_FILES, FormatOpt, QuietOpt
+from scalelaw.commands.progress import track
 
 SourceArg = Annotated[
     str,
@@ -48,13 +48,15 @@ def check(
     prob: ProbOpt = 0.9,
     out: FigureOpt = None,
     fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
 ) -> None:
     """Refit without a held-out slice and score every law and the stack on it.
 
     Prints, per law and for the stack, the stacking weight, the mean absolute error of the
     predictive mean, the coverage of the held-out observations by the central predictive
     interval and its median width: narrow intervals that miss are the failure to look for.
-    Python: `scalelaw.fits.checking.check_holdout`.
+    Python: `scalelaw.fits.checking.check_holdout`. Progress (fit i of n, ETA) goes to
+    standard error: a bar on a terminal, else a log line every ~10 s; none with --quiet.
 
     Example: scalelaw check sim.csv --holdout N=max --backend lsq --out check.png
     """
@@ -67,14 +69,9 @@ def check(
     try:
         src = source if is_table(source) else load_or_fit(source)
         options = FitOptions(backend=backend, seed=seed) if is_table(source) else None
-        with err.status(f"refitting without {holdout}", spinner="dots") as status:
+        with track(f"checking {holdout}", quiet=quiet, unit="fits") as tracker:
             result = check_holdout(
-                src,
-                holdout,
-                data=data,
-                options=options,
-                prob=prob,
-                progress=lambda m: status.update(escape(m)),
+                src, holdout, data=data, options=options, prob=prob, progress=tracker
             )
     except _errors() as exc:
         fail(str(exc))

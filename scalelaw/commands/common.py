@@ -117,14 +117,20 @@ def architectures(family: str, sizes: str | None, configs: list[Path] | None) ->
 
 
 @contextmanager
-def fitting_status(source: str) -> Iterator[None]:
-    """A spinner while a data table is fitted with the law family; a fit file or a published
-    law is only read, so it gets none."""
-    from scalelaw.fits.family import is_table
+def fitting_status(source: str, quiet: bool = False) -> Iterator[None]:
+    """Progress (fit i of n, ETA) while a data table is fitted with the law family, also when
+    that happens inside the API (`decide`); a fit file or a published law is only read, so it
+    gets none."""
+    from scalelaw.commands.progress import track
+    from scalelaw.fits.family import is_table, reporting
 
-    with err.status("fitting the law family to the table", spinner="dots") as status:
-        if not is_table(source):
-            status.stop()
+    if not is_table(source):
+        yield
+        return
+    with (
+        track("fitting the law family to the table", quiet=quiet, unit="fits") as tracker,
+        reporting(tracker),
+    ):
         yield
 
 

@@ -36,6 +36,7 @@ from scalelaw.commands.options import (
     IntervalProbOpt,
     MaxDrawsOpt,
     PhaseOpt,
+    QuietOpt,
     SizesOpt,
 )
 from scalelaw.study import STUDY_COMPRESSIONS_TEXT
@@ -298,6 +299,7 @@ def frontier(
     show: ShowOpt = "budgets",
     fmt: FormatOpt = "table",
     out: FigureOutOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """isoCost frontier: best dense vs best sparse per budget, P(sparse wins), critical length.
 
@@ -306,7 +308,8 @@ def frontier(
     draw, with its Monte Carlo error); then the critical length beyond which larger-sparser
     beats smaller-dense. SOURCE may be a stacked fit (`scalelaw stack`), or a data table, which
     is fitted with the law family (`fit --law auto`) so that P carries the doubt about the
-    law's form. Python: `scalelaw.frontier.decide`.
+    law's form (with progress: fit i of n and an ETA on standard error; none with --quiet).
+    Python: `scalelaw.frontier.decide`.
 
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
@@ -322,7 +325,7 @@ def frontier(
             cost_kind, phase, batch, bytes_per_element, causal_half, method, timings, device,
             throughput,
         )  # fmt: skip
-        with fitting_status(source):
+        with fitting_status(source, quiet):
             decision = decide(
                 source, archs, the_cost, seq_len=_number(seq_len, "--seq-len", at_least=1),
                 lengths=_numbers(lengths, "--lengths", at_least=1),

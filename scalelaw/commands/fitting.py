@@ -35,10 +35,12 @@ from scalelaw.commands.options import (
     DrawsOpt,
     FormatOpt,
     IntervalProbOpt,
+    QuietOpt,
     SeedOpt,
     TableOrJsonOpt,
     TuneOpt,
 )
+from scalelaw.commands.progress import track
 
 LawOpt = Annotated[
     str,
@@ -291,7 +293,8 @@ FIT_HELP = """Fit a scaling law to an accuracy table and report parameters and d
     stacked fit is written. The weights (--holdout auto, the default): PSIS-LOO inside the
     table's ranges, and for a point beyond its largest N, L or C the weights of that axis held
     out (each form refitted without the largest value and scored there). --holdout loo keeps
-    PSIS-LOO everywhere; --holdout N=max uses that held-out slice everywhere.
+    PSIS-LOO everywhere; --holdout N=max uses that held-out slice everywhere. Progress (fit i
+    of n, ETA) goes to standard error: a bar on a terminal, else a log line every ~10 s.
 
     A fit that fails its diagnostics says NOT CONVERGED (or MISFIT) on its first line; with
     --strict it is still reported and written to --out, then the command exits 3. Priors not
@@ -329,6 +332,7 @@ def fit(
     prob: FitProbOpt = 0.9,
     fmt: TableOrJsonOpt = "table",
     max_memory: MaxMemoryOpt = "2GB",
+    quiet: QuietOpt = False,
 ) -> None:
     from scalelaw.fits import FitOptions
 
@@ -343,10 +347,10 @@ def fit(
         options = FitOptions(
             backend=backend, seed=seed, draws=draws, tune=tune, chains=chains,
             target_accept=target_accept, bootstrap=bootstrap, huber_delta=huber_delta,
-            progressbar=not family and sys.stderr.isatty(), max_memory=float(max_memory),
+            progressbar=not (family or quiet) and sys.stderr.isatty(), max_memory=float(max_memory),
         )  # fmt: skip
-        if family:  # every form gets the options one law would; a spinner shows the progress
-            return _fit_family(data, specs, options, holdout, where, out, fmt, strict)
+        if family:  # every form gets the options one law would; progress: law i of n, ETA
+            return _fit_family(data, specs, options, holdout, where, out, fmt, strict, quiet)
         the_law = _build_law(
             specs[0], covariates, prior, bounds, link, likelihood, response, transform, pooling
         )
@@ -447,16 +451,18 @@ def _fit_family(
     out: Path | None,
     fmt: str,
     strict: bool = False,
+    quiet: bool = False,
 ) -> None:
-    """`fit --law auto`: the candidate family (and any other --law), stacked; under --strict a
-    NOT CONVERGED or MISFIT headline exits 3 after the file is written."""
+    """`fit --law auto`: the candidate family (and any other --law), stacked, with progress
+    (`scalelaw.commands.progress`); under --strict a NOT CONVERGED or MISFIT headline exits 3
+    after the file is written."""
     from scalelaw.data import parse_where
     from scalelaw.fits import resolve_law
     from scalelaw.fits.family import AUTO, fit_family
 
     try:
         extra = [resolve_law(s) for s in specs if s != AUTO]
-        with err.status("fitting the family of laws") as status:
+        with track("fitting the law family", quiet=quiet, unit="fits") as tracker:
             stacked = fit_family(
                 data,
                 options,
@@ -464,7 +470,7 @@ def _fit_family(
                 extra=extra,
                 holdout=holdout or AUTO,
                 where=parse_where(where or []),
-                progress=lambda m: status.update(escape(m)),
+                progress=tracker,
             )
     except _errors() as exc:
         fail(str(exc))
@@ -665,6 +671,7 @@ def compare(
     seed: SeedOpt = 0,
     draws: CompareDrawsOpt = 1000,
     fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
 ) -> None:
     """Rank several laws on the same data by ELPD-LOO and held-out error, or stack them.
 
@@ -675,7 +682,7 @@ def compare(
     Bayesian fits are ranked by ArviZ's compare: ELPD-LOO and its standard error (se), the
     difference to the best and its standard error (dse), stacking weights, and rows with
     unreliable PSIS-LOO (Pareto k) as a warning. A line under the table says when a near-zero
-    weight is a near tie.
+    weight is a near tie. Progress (law i of n, ETA) goes to standard error; see `--quiet`.
     """
     from scalelaw.data import parse_where
     from scalelaw.fits import FitOptions, resolve_law
@@ -690,16 +697,16 @@ def compare(
     try:
         laws_ = [resolve_law(s) for s in law]
         conditions = parse_where(where or [])
-        with console.status("comparing laws") as status:
+        total = None if stack_ else len(laws_)  # stack_laws counts its fits and refits
+        with track("comparing laws", total, quiet=quiet, unit="fits") as tracker:
             if stack_:
                 stacked = stack_laws(
-                    data, laws_, options, holdout=holdout, where=conditions,
-                    progress=lambda n: status.update(n),
-                )  # fmt: skip
+                    data, laws_, options, holdout=holdout, where=conditions, progress=tracker
+                )
             else:
                 table = run_compare(
                     data, laws_, options, holdout=holdout, where=conditions,
-                    progress=lambda n: status.update(f"fitting {n}"),
+                    progress=lambda n: tracker(f"fitting {n}"),
                 )  # fmt: skip
     except _errors() as exc:
         fail(str(exc))
@@ -754,6 +761,7 @@ def stack(
         str | None, typer.Option(help="The table (default: the file the fits were made on).")
     ] = None,
     fmt: FormatOpt = "table",
+    quiet: QuietOpt = False,
 ) -> None:
     """Stack fits of one table into one fit whose predictions mix the laws by weight.
 
@@ -761,7 +769,8 @@ def stack(
 
     Without --holdout the weights come from PSIS-LOO (interpolation); with it, every law is
     refitted without the held-out slice and weighted by how well it predicts that slice
-    (extrapolation). predict, plot --kind fit and frontier accept the stacked file.
+    (extrapolation), with progress (refit i of n, ETA) on standard error. predict, plot
+    --kind fit and frontier accept the stacked file.
     """
     from scalelaw.fits import load_fit
     from scalelaw.fits.stacking import stack as run_stack
@@ -771,13 +780,9 @@ def stack(
     check_output(out, "--out", FIT_FILES)
     try:
         loaded = [load_fit(f) for f in fits]
-        with console.status("stacking") as status:
-            stacked = run_stack(
-                loaded,
-                data=data,
-                holdout=holdout,
-                progress=lambda n: status.update(f"refitting {n}"),
-            )
+        # PSIS-LOO weights refit nothing: progress only for held-out refits
+        with track("stacking", quiet=quiet or holdout is None, unit="refits") as tracker:
+            stacked = run_stack(loaded, data=data, holdout=holdout, progress=tracker)
     except _errors() as exc:
         fail(str(exc))
         return

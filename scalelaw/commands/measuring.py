@@ -38,6 +38,7 @@ def measure(
     in results.store/.
     """
     from scalelaw.commands.common import fail
+    from scalelaw.commands.progress import sweep_progress
     from scalelaw.errors import user_errors
     from scalelaw.measure.sweep import run_sweep
 
@@ -47,8 +48,9 @@ def measure(
         torch.set_num_threads(threads)
     try:
         summary = run_sweep(
-            grid, out, executor=executor, address=address, cpus=cpus, quiet=quiet, log=typer.echo
-        )
+            grid, out, executor=executor, address=address, cpus=cpus, quiet=quiet,
+            log=typer.echo, progress=sweep_progress(quiet),
+        )  # fmt: skip
     except user_errors() as exc:
         fail(str(exc))
     typer.echo(

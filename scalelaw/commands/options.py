@@ -36,7 +36,12 @@ TableOutOpt = Annotated[
     Path,
     typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl)."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress (a bar on a terminal, log lines on standard error else)."
+    ),
+]
 
 # --- sampler -----------------------------------------------------------------------------------
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]

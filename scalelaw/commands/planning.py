@@ -195,7 +195,7 @@ def plan(
     try:
         targets = [parse_target(t) for t in target]
         archs = _architectures(family, sizes, config)
-        with fitting_status(source):
+        with fitting_status(source, quiet):
             src = load_or_fit(source)
         cands = _candidates(src, candidates, task_map, throughput, bandwidth, timings)
         result = _plan(

@@ -21,11 +21,18 @@ import polars as pl
 
 from scalelaw.data import load_table
 from scalelaw.errors import ScalelawError
-from scalelaw.fits.family import AUTO, extrapolation_stack, fit_family
+from scalelaw.fits.family import AUTO, _held_axes, extrapolation_stack, fit_family
 from scalelaw.fits.fitting import FitWarning, fit
 from scalelaw.fits.prediction import predictive_draws
 from scalelaw.fits.result import FitResult
-from scalelaw.fits.stacking import StackedFit, options_of, stack, table_of
+from scalelaw.fits.stacking import (
+    StackedFit,
+    announce,
+    messages_only,
+    options_of,
+    stack,
+    table_of,
+)
 from scalelaw.fits.validation import split_holdout
 
 STACK = "stack"
@@ -80,7 +87,9 @@ def check_holdout(
     """Refit `source` without the `holdout` slice (``"N=max"``) and score it there.
 
     `source` is a table (polars frame or path: the law family), a `FitResult` or a
-    `StackedFit` (refitted on `data`, default the table it was made on).
+    `StackedFit` (refitted on `data`, default the table it was made on). `progress` is called
+    with a message before each fit and refit ("refitting NAME without N=max (2 of 6)"); one
+    that counts is told how many there are (`scalelaw.fits.stacking.announce`).
     """
     if isinstance(source, FitResult | StackedFit):
         fits = [source] if isinstance(source, FitResult) else list(source.fits)
@@ -92,6 +101,15 @@ def check_holdout(
         frame = table_of(fits[0], table)
         train, test, desc = split_holdout(frame, holdout, str(table))
         assert test is not None
+        auto = isinstance(source, StackedFit) and source.meta.get("holdout") == AUTO
+        loo = (
+            isinstance(source, StackedFit)
+            and source.method == "PSIS-LOO"
+            and all((options or options_of(f)).backend == "bayes" for f in fits)
+        )
+        # each law refitted without the slice; a stack's weights then refit them again
+        again = len(_held_axes(train)) if auto else int(isinstance(source, StackedFit) and not loo)
+        announce(progress, len(fits) * (1 + again))
         refits = []
         for i, f in enumerate(fits, 1):
             if progress:
@@ -100,11 +118,15 @@ def check_holdout(
                 warnings.simplefilter("ignore", FitWarning)
                 refits.append(fit(train, f.law_for_refit(), options or options_of(f)))
         stacked = None
-        if isinstance(source, StackedFit) and source.meta.get("holdout") == AUTO:
-            stacked = extrapolation_stack(refits, train, options or options_of(fits[0]), progress)
+        messages = messages_only(progress)
+        if auto:
+            stacked = extrapolation_stack(refits, train, options or options_of(fits[0]), messages)
         elif isinstance(source, StackedFit):
-            loo = source.method == "PSIS-LOO" and all(r.backend == "bayes" for r in refits)
-            stacked = stack(refits) if loo else stack(refits, data=train, holdout=holdout)
+            stacked = (
+                stack(refits)
+                if loo
+                else stack(refits, data=train, holdout=holdout, progress=messages)
+            )
     else:
         frame = load_table(source)
         train, test, desc = split_holdout(frame, holdout, str(source))

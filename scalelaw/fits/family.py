@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,11 @@ AXES = {"N": "params", "L": "seq_len", "C": "compression"}
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 #: Agreement between PSIS-LOO and held-out weights below which the report says they disagree.
 DISAGREE = 0.3
+
+
+#: A progress callback: called with a message before each step (see `fit_family`).
+Progress = Callable[[str], None]
+_REPORTING: ContextVar[Progress | None] = ContextVar("scalelaw_family_progress", default=None)
 
 
 class FamilyError(ScalelawError):
@@ -224,11 +231,19 @@ def fit_family(
     ``meta["weighting"]``. ``holdout="loo"`` (or None) asks for PSIS-LOO alone, ``"N=max"``
     for one held-out slice everywhere; the report notes where two weightings disagree.
     Least-squares fits have no PSIS-LOO: inside the ranges they take the axes' held-out
-    weights averaged. `expand=False` fits the one-slope forms (`candidates`). A law that cannot be fitted is left out with a note
-    (``meta["skipped"]``); when only one law fitted, that fit is returned as it is.
+    weights averaged. `expand=False` fits the one-slope forms (`candidates`). A law that
+    cannot be fitted is left out with a note (``meta["skipped"]``); when only one law fitted,
+    that fit is returned as it is.
+
+    `progress` (default: the one set by `reporting`) is called with a message before each fit
+    and each held-out refit ("fitting auto:tolerance (6 of 6)", "refitting auto:log-linear
+    without N=max (1 of 6)"); one with an `expect` method is told how many steps are to come
+    (`scalelaw.fits.stacking.announce`).
     """
     from scalelaw.fits.fitting import FitOptions, FitWarning, fit
-    from scalelaw.fits.stacking import stack
+    from scalelaw.fits.stacking import announce, messages_only, stack
+
+    progress = progress or _REPORTING.get()
 
     opts = options or FitOptions()
     frame = load_table(data, where=where)
@@ -246,6 +261,9 @@ def fit_family(
             + " everywhere"
         )
         holdout = None if opts.backend == "bayes" else "N=max"
+    # each form is fitted, then refitted once per held-out slice that weights the stack
+    rounds = 0 if holdout is None else len(_held_axes(frame)) if holdout == AUTO else 1
+    announce(progress, len(forms) * (1 + rounds))
     fits, skipped = [], []
     for i, law in enumerate(forms, 1):
         if progress:
@@ -256,6 +274,9 @@ def fit_family(
                 fits.append(fit(frame, law, opts))
         except (ScalelawError, RuntimeError, ValueError, FloatingPointError) as exc:
             skipped.append(f"{law.name}: {str(exc).splitlines()[0]}")
+            announce(progress, -rounds)  # a form left out is not refitted
+    if len(fits) == 1:
+        announce(progress, -rounds)
     if not fits:
         raise FamilyError("no candidate law could be fitted: " + "; ".join(skipped))
     if len(fits) == 1:  # nothing to stack: the one law that fitted, with the others' notes
@@ -272,7 +293,7 @@ def fit_family(
             data=frame,
             holdout=holdout,
             options=opts,
-            progress=(lambda n: progress(f"refitting {n} without {holdout}")) if progress else None,
+            progress=messages_only(progress),
         )
     stacked.meta["skipped"] = skipped
     stacked.meta["family"] = AUTO if laws is None else "given"
@@ -293,8 +314,9 @@ def fit_family(
 def extrapolation_stack(
     fits: list[Any], frame: pl.DataFrame, opts: Any, progress: Callable[[str], None] | None
 ) -> Any:
-    """PSIS-LOO weights inside the ranges, held-out weights per axis beyond them."""
-    from scalelaw.fits.stacking import StackedFit, stack
+    """PSIS-LOO weights inside the ranges, held-out weights per axis beyond them. `progress`
+    is called before each refit; the caller announces them (one per fit and held axis)."""
+    from scalelaw.fits.stacking import StackedFit, messages_only, stack
 
     axes = _held_axes(frame)
     if not axes:
@@ -309,9 +331,7 @@ def extrapolation_stack(
             data=frame,
             holdout=spec,
             options=opts,
-            progress=(lambda n, s=spec: progress(f"refitting {n} without {s}"))
-            if progress
-            else None,
+            progress=messages_only(progress),
         )
     if opts.backend == "bayes":
         stacked = stack(fits)
@@ -341,6 +361,18 @@ def extrapolation_stack(
     return stacked
 
 
+@contextmanager
+def reporting(progress: Progress | None) -> Iterator[None]:
+    """Inside the block, `fit_family` calls without a `progress` of their own report to this
+    one: how a command shows the progress of a family fitted deep inside another function
+    (`scalelaw.frontier.decide` given a table)."""
+    token = _REPORTING.set(progress)
+    try:
+        yield
+    finally:
+        _REPORTING.reset(token)
+
+
 def _held_axes(frame: pl.DataFrame) -> list[tuple[str, str]]:
     """The axes whose largest value can be held out with two values left to fit a slope."""
     return [(a, c) for a, c in AXES.items() if c in frame.columns and frame[c].n_unique() >= 3]
@@ -353,13 +385,14 @@ def is_table(source: Any) -> bool:
     return isinstance(source, str | Path) and Path(source).suffix.lower() in TABLE_SUFFIXES
 
 
-def load_or_fit(source: Any, options: Any = None) -> Any:
+def load_or_fit(source: Any, options: Any = None, progress: Progress | None = None) -> Any:
     """What `decide`, `plan` and their commands predict with: a fit, a stacked fit or a card as
-    given (or by file or card name), and a data table fitted with the whole family."""
+    given (or by file or card name), and a data table fitted with the whole family (`progress`
+    as `fit_family`'s)."""
     from scalelaw.fits import source as load_source
 
     if is_table(source):
-        return fit_family(source, options)
+        return fit_family(source, options, progress=progress)
     return load_source(str(source)) if isinstance(source, str | Path) else source
 
 
@@ -372,4 +405,5 @@ __all__ = [
     "fit_family",
     "is_table",
     "load_or_fit",
+    "reporting",
 ]

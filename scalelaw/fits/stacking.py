@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,6 +343,9 @@ def stack(
     With `holdout` (``"N=max"``, ``"L=max"``, ``"C=max"``), every law is refitted on the table
     (`data`, default: the fits' source) without the held-out slice, with the same options, and
     the weights maximise the held-out log predictive density of the mixture.
+
+    `progress`, if given, is called with a message before each refit ("refitting NAME without
+    N=max (2 of 5)"); see `announce` for a callback that counts.
     """
     from scalelaw.fits.fitting import FitWarning, fit
     from scalelaw.fits.validation import split_holdout
@@ -393,9 +396,10 @@ def stack(
         train, test, desc = split_holdout(frame, holdout, str(source))
         assert test is not None
         columns = []
-        for n, f in zip(names, fits, strict=True):
+        announce(progress, len(fits))
+        for i, (n, f) in enumerate(zip(names, fits, strict=True), 1):
             if progress:
-                progress(n)
+                progress(f"refitting {n} without {holdout} ({i} of {len(fits)})")
             opts = options or options_of(f)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)
@@ -530,13 +534,15 @@ def stack_laws(
     where: Any = None,
     progress: Any = None,
 ) -> StackedFit:
-    """Fit each law to all rows of `data`, then stack them (see `stack`)."""
+    """Fit each law to all rows of `data`, then stack them (see `stack`). `progress` is
+    called with a message before each fit and each refit ("fitting NAME (1 of 3)")."""
     from scalelaw.fits.fitting import FitWarning, fit
 
     fits = []
-    for law in laws:
+    announce(progress, len(laws) * (2 if holdout else 1))
+    for i, law in enumerate(laws, 1):
         if progress:
-            progress(f"fitting {law.name}")
+            progress(f"fitting {law.name} ({i} of {len(laws)})")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
             fits.append(fit(data, law, options, where=where))
@@ -546,8 +552,27 @@ def stack_laws(
         data=frame if frame is not None else data,
         holdout=holdout,
         options=options,
-        progress=(lambda n: progress(f"refitting {n} without {holdout}")) if progress else None,
+        progress=messages_only(progress),
     )
+
+
+def announce(progress: Any, steps: int) -> None:
+    """Tell a `progress` callback that counts how many steps (fits, refits) are to come.
+
+    A `progress=` callback of the fitting API is called with a message before each step. One
+    that also has an `expect(n)` method (the command line's tracker) is told the number of
+    steps first, so that it can show "i of n" and an ETA; a plain function is only called."""
+    expect = getattr(progress, "expect", None)
+    if callable(expect) and steps:
+        expect(steps)
+
+
+def messages_only(progress: Any) -> Callable[[str], None] | None:
+    """`progress` for a nested call whose steps the caller has announced already: the
+    messages pass, the nested `announce` does not count them twice."""
+    if progress is None:
+        return None
+    return lambda message: progress(message)
 
 
 def weights_table(stacked: StackedFit) -> Any:

@@ -18,7 +18,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,13 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
         def advance(n: int, description: str | None = None) -> None:
             bar.update(job, advance=n, description=description)
             if plain and description:
-                # no live bar in a log file: one line per unit, with a linear ETA
+                # no live bar in a log file: one line per unit, with a linear ETA once a
+                # sample has finished (the command line logs every ~10 s instead)
                 done = bar.tasks[0].completed
                 spent = time.perf_counter() - start
-                eta = spent / done * (total - done) if done else float("nan")
+                eta = f"ETA {spent / done * (total - done):.0f} s" if done else "no ETA yet"
                 console.print(
-                    f"[{done:.0f}/{total} samples, {spent:.0f} s, ETA {eta:.0f} s] {description}",
+                    f"[{done:.0f}/{total} samples, {spent:.0f} s, {eta}] {description}",
                     markup=False,
                     highlight=False,
                     soft_wrap=True,
@@ -308,8 +309,14 @@ def run_sweep(
     cpus: int | None = None,
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
+    progress: Callable[[int], AbstractContextManager[Callable[..., None]]] | None = None,
 ) -> Summary:
-    """Measure every unfinished configuration of `grid` into the store beside `out`."""
+    """Measure every unfinished configuration of `grid` into the store beside `out`.
+
+    `progress(samples)`, if given, is a context manager for the samples to run, yielding
+    `advance(n, description=None)`: called with each sample finished (n = 1; a Ray unit: all
+    its samples at once) and, with n = 0, each run's label as it starts. Without it a rich bar
+    is drawn on standard error (nothing when `quiet`)."""
     from scalelaw.measure.runner import alias_record, check_grid
 
     if executor not in EXECUTORS:
@@ -335,7 +342,7 @@ def run_sweep(
             store.write_views()
         before = len(store.records)
         samples = sum(u.head.samples for u in todo.compute)
-        with _progress(samples, quiet) as advance:
+        with (progress or (lambda n: _progress(n, quiet)))(samples) as advance:
             if executor == "local":
                 _run_local(todo.compute, store, advance)
             else:

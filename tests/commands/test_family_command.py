@@ -70,7 +70,7 @@ def test_check_scores_each_law_and_the_stack(tmp_path: Path) -> None:
          "--out", str(fig)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    rows = {r["source"]: r for r in json.loads(result.output.split("figure written")[0])}
+    rows = {r["source"]: r for r in json.loads(result.stdout.split("figure written")[0])}
     assert set(rows) >= {"auto:log-linear", "auto:floor-ceiling", "stack"}
     assert rows["auto:floor-ceiling"]["weight"] > 0.5
     # the right form extrapolates with narrower intervals than the log-linear one
