@@ -16,10 +16,15 @@ carrying the sha256 of its own content, written with a single `write` and fsync'
 - On open the table is cross-checked against the journal: a configuration in the table that
   the journal lacks (an emptied or cut journal) stops everything before anything is written,
   and two journal records of one configuration are refused.
+- Every file derives from the whole output name: `r.parquet` has `r.store/` and
+  `r.predictions.parquet`, `r.csv` has `r.csv.store/` and `r.csv.predictions.parquet`, so two
+  outputs never share a store. A store made by an earlier version under the stem's name
+  (`r.store/` for `r.csv`) is found and moved to its own name (one rename, under its lock).
 - The manifest (`results.store/manifest.json`) is only a label: deleted, or left empty or cut by
   a crash during the first open, it is rewritten and the journal read as it is. It names the
-  output it belongs to, so `r.csv` cannot resume (and mix rows into) the store of `r.parquet`;
-  an output whose predictions file is another store's table is refused.
+  output it belongs to, so no other output resumes (and mixes rows into) a store; an output
+  that is another store's predictions file, or whose predictions file is another store's table,
+  is refused.
 - A unit that failed (an exception, a ratio the method could not reach) is journalled as a
   failure with its message and no rows; the next sweep tries it again.
 
@@ -147,14 +152,27 @@ class Store:
         self.out = Path(out)
         if self.out.suffix not in {".parquet", ".csv", ".jsonl"}:
             raise StoreError(f"{self.out}: output must end in .parquet, .csv or .jsonl")
-        self.dir = self.out.with_name(self.out.stem + ".store")
-        self.journal = self.dir / "journal.jsonl"
-        self.manifest = self.dir / "manifest.json"
-        self.predictions_path = self.out.with_name(self.out.stem + ".predictions.parquet")
-        self.lock_path = self.dir / "lock"
+        # the name every file of this output derives from: a Parquet table keeps its stem
+        # (results.parquet -> results.store/), any other keeps its suffix (results.csv ->
+        # results.csv.store/), so that no two outputs share a store or a predictions file
+        key = self.out.stem if self.out.suffix == ".parquet" else self.out.name
+        self.dir = self.out.with_name(key + ".store")
+        self.predictions_path = self.out.with_name(key + ".predictions.parquet")
         self.records: list[Record] = []
         self.notes: list[str] = []
         self._lock_fd: int | None = None
+
+    @property
+    def journal(self) -> Path:
+        return self.dir / "journal.jsonl"
+
+    @property
+    def manifest(self) -> Path:
+        return self.dir / "manifest.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / "lock"
 
     # ---- opening -------------------------------------------------------------------------
     def open(self, *, write: bool = True) -> Store:
@@ -163,13 +181,16 @@ class Store:
         `write=False` reads a store that a sweep may be writing: no lock, nothing created or
         repaired, and a torn last line (perhaps a write in progress) is left alone.
         """
+        legacy = self._legacy_dir()
         if not write:
+            if legacy is not None:  # read where it is; the next sweep moves it
+                self.dir = legacy
             if not self.manifest.exists():
                 raise StoreError(f"{self.out}: no measurement store ({self.dir.name}/ missing)")
             self._check_manifest()
             self.records = self._read(repair=False)
             return self
-        if not self.dir.exists() and self.out.exists():
+        if legacy is None and not self.dir.exists() and self.out.exists():
             raise StoreError(
                 f"{self.out}: exists but has no store ({self.dir.name}/ missing); "
                 "refusing to overwrite it: choose another --out or move it away"
@@ -177,8 +198,11 @@ class Store:
         if self.dir.exists() and not self.dir.is_dir():
             raise StoreError(f"{self.dir}: not a folder; cannot hold a measurement store")
         self._check_neighbours()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        if legacy is not None:
+            self._adopt(legacy)
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock()
         try:
             if self._manifest_lost():
                 # the manifest is only a label: a crash during the first open (empty or torn)
@@ -253,6 +277,59 @@ class Store:
         os.pwrite(fd, json.dumps(me).encode(), 0)
         self._lock_fd = fd
 
+    def _legacy_dir(self) -> Path | None:
+        """The store of this output under the earlier naming, if it is there and not moved yet.
+
+        Earlier versions named every output's store `<stem>.store/`, so `r.csv` and
+        `r.parquet` shared `r.store/`. A `.parquet` output still uses that name; for `r.csv` (or `.jsonl`),
+        `r.store/` is its store when its manifest names `r.csv`, or when the manifest was lost
+        and `r.csv` is the only table of that stem (its journal is then checked against it).
+        """
+        if self.out.suffix == ".parquet" or os.path.lexists(self.dir):
+            return None
+        legacy = self.out.with_name(self.out.stem + ".store")
+        if legacy.is_symlink() or not legacy.is_dir():
+            return None
+        try:
+            meta = json.loads((legacy / "manifest.json").read_text())
+        except (OSError, ValueError):
+            meta = None
+        if isinstance(meta, dict):
+            return legacy if meta.get("out") == self.out.name else None
+        if not (legacy / "journal.jsonl").exists():
+            return None
+        tables = [
+            self.out.with_suffix(suffix).name
+            for suffix in (".parquet", ".csv", ".jsonl")
+            if self.out.with_suffix(suffix).exists()
+        ]
+        return legacy if tables == [self.out.name] else None
+
+    def _adopt(self, legacy: Path) -> None:
+        """Lock the store found under its earlier name and move it (one rename) to its own."""
+        target = self.dir
+        self.dir = legacy
+        self._lock()
+        try:
+            os.rename(legacy, target)
+        except OSError as exc:  # it stays, and is used, where it is
+            self.notes.append(f"{legacy}: kept where it is; cannot rename it to {target} ({exc})")
+            return
+        self.dir = target
+        _fsync_dir(target.parent)
+        old = self.out.with_name(self.out.stem + ".predictions.parquet")
+        moved = ""
+        if old.is_file() and not os.path.lexists(self.predictions_path):
+            try:  # its rows are this store's (and rebuilt from the journal anyway)
+                os.replace(old, self.predictions_path)
+                moved = f", and {old.name} to {self.predictions_path.name}"
+            except OSError:
+                pass
+        self.notes.append(
+            f"{legacy}: the store of {self.out.name} moved to {target.name}/{moved} (stores "
+            "are named after the whole output name, so r.csv and r.parquet no longer share one)"
+        )
+
     def _manifest_content(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "out": self.out.name}
 
@@ -268,7 +345,7 @@ class Store:
 
     def _check_neighbours(self) -> None:
         """Two outputs whose files would land on each other's are refused before anything."""
-        # r.csv and r.parquet would share r.store; the manifest says whose it is (below)
+        # r.csv.parquet and r.csv would share r.csv.store; the manifest says whose it is (below)
         # x.parquet's predictions file is the table of a store written to x.predictions.parquet
         other = self.predictions_path.with_name(self.predictions_path.stem + ".store")
         if other.exists():

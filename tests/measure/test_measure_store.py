@@ -162,10 +162,13 @@ def test_a_deleted_or_torn_manifest_is_rebuilt_from_the_journal(tmp_path: Path) 
 
 def test_outputs_that_would_share_or_overwrite_files_are_refused(tmp_path: Path) -> None:
     _filled(tmp_path / "r.parquet", 1)
+    # r.csv.parquet's files would be r.csv's (r.csv.store/, r.csv.predictions.parquet)
+    _filled(tmp_path / "r.csv", 1)
     with pytest.raises(
-        StoreError, match=r"r\.csv: the store r\.store/ holds the sweep written to r\.parquet"
+        StoreError,
+        match=r"r\.csv\.parquet: the store r\.csv\.store/ holds the sweep written to r\.csv;",
     ):
-        Store(tmp_path / "r.csv").open()
+        Store(tmp_path / "r.csv.parquet").open()
     _filled(tmp_path / "x.predictions.parquet", 1)
     table = pl.read_parquet(tmp_path / "x.predictions.parquet")
     with pytest.raises(StoreError, match="is the table of another measurement store"):
@@ -178,3 +181,111 @@ def test_outputs_that_would_share_or_overwrite_files_are_refused(tmp_path: Path)
     with pytest.raises(StoreError, match=r"is the predictions file of the store r\.store/"):
         Store(tmp_path / "r.predictions.parquet").open()
     assert preds.height == 2
+    (tmp_path / "r.csv.predictions.parquet").unlink()
+    with pytest.raises(StoreError, match=r"predictions file of the store r\.csv\.store/"):
+        Store(tmp_path / "r.csv.predictions.parquet").open()
+
+
+def _grid_rows(out: Path, n: int, first: int) -> None:
+    store = Store(out).open()
+    for i in range(first, first + n):
+        store.append(_record(i))
+    store.close()
+
+
+def test_each_output_name_has_its_own_store_and_predictions(tmp_path: Path) -> None:
+    # issue 20: --out r.parquet then --out r.csv shared r.store/ (18 rows = 12 + 6, or exit 2)
+    _grid_rows(tmp_path / "r.parquet", 4, 0)
+    _grid_rows(tmp_path / "r.csv", 2, 10)
+    _grid_rows(tmp_path / "r.jsonl", 1, 20)
+    assert pl.read_parquet(tmp_path / "r.parquet")["config_id"].to_list() == [
+        "c0",
+        "c1",
+        "c2",
+        "c3",
+    ]
+    assert pl.read_csv(tmp_path / "r.csv")["config_id"].to_list() == ["c10", "c11"]
+    assert pl.read_ndjson(tmp_path / "r.jsonl")["config_id"].to_list() == ["c20"]
+    assert pl.read_parquet(tmp_path / "r.predictions.parquet").height == 8
+    assert pl.read_parquet(tmp_path / "r.csv.predictions.parquet").height == 4
+    assert pl.read_parquet(tmp_path / "r.jsonl.predictions.parquet").height == 2
+    for name, n in (("r.store", 4), ("r.csv.store", 2), ("r.jsonl.store", 1)):
+        assert len((tmp_path / name / "journal.jsonl").read_text().splitlines()) == n
+    # each resumes its own rows, and nothing else
+    assert Store(tmp_path / "r.csv").open().finished() == {"c10", "c11"}
+
+
+def _legacy(tmp_path: Path, name: str, *, manifest: bool = True) -> tuple[bytes, Path]:
+    """A store of `name` (r.csv) as earlier versions left it: r.store/, r.predictions.parquet."""
+    out = tmp_path / name
+    _filled(out, 2)
+    stem = out.stem
+    os.rename(tmp_path / f"{name}.store", tmp_path / f"{stem}.store")
+    os.rename(tmp_path / f"{name}.predictions.parquet", tmp_path / f"{stem}.predictions.parquet")
+    if not manifest:
+        (tmp_path / f"{stem}.store" / "manifest.json").unlink()
+    return (tmp_path / f"{stem}.store" / "journal.jsonl").read_bytes(), out
+
+
+@pytest.mark.parametrize("manifest", [True, False], ids=["manifest", "manifest-lost"])
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_a_store_under_the_earlier_name_is_resumed_and_moved(
+    tmp_path: Path, name: str, manifest: bool
+) -> None:
+    journal, out = _legacy(tmp_path, name, manifest=manifest)
+    if manifest:  # export reads it where it is, and moves nothing
+        assert Store(out).open(write=False).finished() == {"c0", "c1"}
+        assert (tmp_path / "r.store").is_dir()
+    store = Store(out).open()
+    assert store.finished() == {"c0", "c1"}  # nothing lost, nothing to measure again
+    assert store.dir == tmp_path / f"{name}.store"
+    assert any("moved to" in n for n in store.notes)
+    assert not (tmp_path / "r.store").exists()
+    assert not (tmp_path / "r.predictions.parquet").exists()
+    assert pl.read_parquet(tmp_path / f"{name}.predictions.parquet").height == 4
+    store.append(_record(2))
+    store.close()
+    assert (tmp_path / f"{name}.store" / "journal.jsonl").read_bytes().startswith(journal)
+    assert len(Store(out).open(write=False).records) == 3
+    # r.parquet now gets a store of its own beside it
+    assert Store(tmp_path / "r.parquet").open().finished() == set()
+
+
+def test_a_store_under_the_earlier_name_of_another_output_is_left_alone(tmp_path: Path) -> None:
+    journal, _ = _legacy(tmp_path, "r.csv")
+    # r.parquet's store is r.store/ (as before), which holds r.csv's sweep: refused, untouched
+    with pytest.raises(
+        StoreError, match=r"r\.parquet: the store r\.store/ holds the sweep written to r\.csv"
+    ):
+        Store(tmp_path / "r.parquet").open()
+    # r.jsonl does not take r.csv's store either: it starts its own
+    fresh = Store(tmp_path / "r.jsonl").open()
+    assert fresh.finished() == set()
+    fresh.close()
+    (tmp_path / "r.jsonl.store" / "manifest.json").unlink()
+    (tmp_path / "r.jsonl.store" / "journal.jsonl").unlink()
+    (tmp_path / "r.jsonl.store" / "lock").unlink()
+    (tmp_path / "r.jsonl.store").rmdir()
+    assert (tmp_path / "r.store" / "journal.jsonl").read_bytes() == journal
+    # a lost manifest with two tables of that stem is not guessed at: r.jsonl does not take it
+    (tmp_path / "r.store" / "manifest.json").unlink()
+    (tmp_path / "r.jsonl").write_text("")
+    with pytest.raises(StoreError, match=r"r\.jsonl: exists but has no store"):
+        Store(tmp_path / "r.jsonl").open()
+    assert (tmp_path / "r.store" / "journal.jsonl").read_bytes() == journal
+
+
+def test_a_store_under_the_earlier_name_is_not_moved_while_a_sweep_holds_it(
+    tmp_path: Path,
+) -> None:
+    journal, out = _legacy(tmp_path, "r.csv")
+    holder = Store(out).open(write=False)
+    holder.dir = tmp_path / "r.store"
+    holder._lock()  # an earlier version's sweep measuring into r.store/
+    try:
+        with pytest.raises(StoreError, match="another sweep is measuring into this store"):
+            Store(out).open()
+        assert (tmp_path / "r.store" / "journal.jsonl").read_bytes() == journal
+        assert not (tmp_path / "r.csv.store").exists()
+    finally:
+        holder.close()
