@@ -3,9 +3,7 @@
 Importing this package does not import PyMC; the Bayesian backend loads it when a fit runs.
 """
 
-from typing import Any
-
-from scalelaw.fits.catalog import get_card, get_law, is_card, law_names, resolve_law
+from scalelaw.fits.catalog import get_card, get_law, is_card, law_names, resolve_law, source
 from scalelaw.fits.expr import ExprError, parse
 from scalelaw.fits.fitting import (
     FitOptions,
@@ -27,16 +25,6 @@ from scalelaw.fits.result import FitFileError, FitResult, load_fit
 from scalelaw.fits.simulation import paper_grid, simulate
 from scalelaw.fits.stacking import StackedFit, stack
 from scalelaw.fits.validation import compare, holdout_scores
-
-
-def source(name: str) -> FitResult | Any:
-    """A fit file or stacked fit file (.nc), or a published card by name."""
-    from pathlib import Path
-
-    if name.endswith(".nc") or Path(name).exists():
-        return load_fit(name)
-    return get_card(name)
-
 
 __all__ = [
     "ExprError",

@@ -20,11 +20,20 @@ from typing import Any
 import numpy as np
 
 from scalelaw.errors import ScalelawError
-from scalelaw.fits import lack_of_fit
+from scalelaw.fits import lack_of_fit, lsq
+from scalelaw.fits.defaults import resolve_priors
 from scalelaw.fits.design import Design, linear_form
-from scalelaw.fits.law import Law, Param
+from scalelaw.fits.law import Law, Param, inverse_link
+from scalelaw.fits.likelihoods import (
+    NOISE_PARAMS,
+    POINTWISE_LOO,
+    log_likelihood,
+    noise_name,
+    pointwise_loo_group,
+    row_blocks,
+)
 from scalelaw.fits.priors import Prior
-from scalelaw.fits.result import FitResult, noise_name
+from scalelaw.fits.result import FitResult
 
 
 @dataclass
@@ -39,7 +48,7 @@ class SampleSettings:
 
 
 def _prior_logp(prior: Prior | None, value: Any) -> Any:
-    import pymc as pm
+    import pymc as pm  # deferred: heavy
 
     assert prior is not None, "priors are resolved before a model is built"
     return pm.logp(prior.pymc_dist(), value)
@@ -51,7 +60,7 @@ def _free_param(p: Param, shape: tuple[int, ...] = (), dims: str | None = None) 
     PyMC gives bounded variables an unconstrained transform (log for a positive support, an
     interval transform for truncation to two bounds), so NUTS never proposes outside them.
     """
-    import pymc as pm
+    import pymc as pm  # deferred: heavy
 
     assert p.prior is not None, f"parameter {p.name} has no prior (resolve_priors first)"
     natural = p.prior.support
@@ -68,8 +77,8 @@ def _free_param(p: Param, shape: tuple[int, ...] = (), dims: str | None = None) 
 
 def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooling: str) -> Any:
     """Per-level values of a group effect: fixed (one level pinned at 0) or partially pooled."""
-    import pymc as pm
-    import pytensor.tensor as pt
+    import pymc as pm  # deferred: heavy
+    import pytensor.tensor as pt  # deferred: heavy
 
     assert p.prior is not None
     if pooling == "partial":
@@ -86,8 +95,8 @@ def _group_vector(name: str, p: Param, levels: int, reference: int | None, pooli
 
 def build_model(law: Law, design: Design) -> Any:
     """The PyMC model of `law` on `design` (observations included)."""
-    import pymc as pm
-    import pytensor.tensor as pt
+    import pymc as pm  # deferred: heavy
+    import pytensor.tensor as pt  # deferred: heavy
 
     coords: dict[str, list[Any]] = {f"{p}_level": g.levels for p, g in design.groups.items()}
     coords["row"] = list(range(design.n))
@@ -121,8 +130,8 @@ def _has_bounds(law: Law, form: Any) -> bool:
 
 
 def _linear_eta(law: Law, form: Any, design: Design, env: dict[str, Any]) -> Any:
-    import pymc as pm
-    import pytensor.tensor as pt
+    import pymc as pm  # deferred: heavy
+    import pytensor.tensor as pt  # deferred: heavy
 
     cov_env = design.covariates
     eta: Any = 0.0
@@ -154,10 +163,8 @@ def _linear_eta(law: Law, form: Any, design: Design, env: dict[str, Any]) -> Any
 
 
 def _likelihood(law: Law, design: Design, eta: Any) -> None:
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    from scalelaw.fits.law import inverse_link
+    import pymc as pm  # deferred: heavy
+    import pytensor.tensor as pt  # deferred: heavy
 
     mu = inverse_link(law.link, eta, lib="pytensor")
     if law.likelihood == lack_of_fit.NAME:
@@ -214,8 +221,8 @@ def _likelihood(law: Law, design: Design, eta: Any) -> None:
 def _lack_of_fit(law: Law, design: Design, eta: Any, mu: Any) -> None:
     """Binomial counts around a law that misses each configuration by tau on the logit scale,
     the miss integrated out (`scalelaw.fits.lack_of_fit`); fractional successes are allowed."""
-    import pymc as pm
-    import pytensor.tensor as pt
+    import pymc as pm  # deferred: heavy
+    import pytensor.tensor as pt  # deferred: heavy
 
     if law.link == "logit":
         theta = eta
@@ -247,9 +254,9 @@ def _fractional_counts(law: Law, design: Design, eta: Any, mu: Any) -> None:
     row scoring 2.5 of 5 contributes between its neighbours 2 and 3. Predictive draws are whole
     counts from the ordinary distribution.
     """
-    import pymc as pm
-    import pytensor.tensor as pt
-    from pytensor.tensor.math import gammaln, softplus
+    import pymc as pm  # deferred: heavy
+    import pytensor.tensor as pt  # deferred: heavy
+    from pytensor.tensor.math import gammaln, softplus  # deferred: heavy
 
     def log_choose(k: Any, n: Any) -> Any:
         return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
@@ -282,7 +289,7 @@ def _fractional_counts(law: Law, design: Design, eta: Any, mu: Any) -> None:
     p = pt.clip(mu, 1e-9, 1 - 1e-9)
 
     def beta_binomial_logp(value: Any, n: Any, a: Any, b: Any) -> Any:
-        from pytensor.tensor.special import betaln
+        from pytensor.tensor.special import betaln  # deferred: heavy
 
         return log_choose(value, n) + betaln(value + a, n - value + b) - betaln(a, b)
 
@@ -311,7 +318,7 @@ def sample(
 ) -> Any:
     """Sample the posterior with nutpie; return an ArviZ DataTree (with the pointwise
     log-likelihood unless `log_likelihood` is False: it is rows x draws, see `loglik_fits`)."""
-    import pymc as pm
+    import pymc as pm  # deferred: heavy
 
     model = build_model(law, design)
     compile_kwargs: dict[str, Any] = {}
@@ -397,8 +404,6 @@ def run(
     on_priors: Any = None,
 ) -> FitResult:
     """The Bayesian backend behind `scalelaw.fits.fit`: priors, starts, sampling, retry."""
-    from scalelaw.fits.defaults import resolve_priors
-
     needs_start = not is_centred(law)
     auto = any(p.prior is None for p in law.params)
     optimum: Any = None
@@ -492,8 +497,6 @@ class InitialisationError(ScalelawError):
 
 def _optimum(law: Law, design: Design, options: Any) -> tuple[Any, dict[str, float]]:
     """The multi-start least-squares optimum and its noise: where the chains start."""
-    from scalelaw.fits import lsq
-
     best = lsq.fit(
         law,
         design,
@@ -549,9 +552,7 @@ def retry_settings(settings: SampleSettings, diagnostics: dict[str, Any]) -> Sam
 
 def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
     """R-hat and bulk ESS per parameter (law and noise), divergences, chains and draws."""
-    import arviz as az
-
-    from scalelaw.fits.result import NOISE_PARAMS
+    import arviz as az  # deferred: heavy
 
     post = idata["posterior"]
     names = law.param_names + [
@@ -576,9 +577,6 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
 #: density, ArviZ's smoothed weights and sorting temporaries (a default fit of 201,600 rows
 #: peaks at 2.9 GB with blocks sized for 20, 9.2 GB for 4: docs/fitting.md, "Large tables")
 LOO_COPIES = 20
-#: the group of a fit file that holds each row's ELPD-LOO and Pareto k when the pointwise
-#: log-likelihood was too large to keep
-POINTWISE_LOO = "loo_pointwise"
 
 
 def loglik_fits(rows: int, draws: int, budget: float) -> bool:
@@ -596,11 +594,8 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
     """
     import warnings
 
-    import arviz as az
-    import xarray as xr
-
-    from scalelaw.fits.stacking import log_likelihood
-    from scalelaw.fits.validation import row_blocks
+    import arviz as az  # deferred: heavy
+    import xarray as xr  # deferred: heavy
 
     post = idata["posterior"]
     chains, per_chain = post.sizes["chain"], post.sizes["draw"]
@@ -654,19 +649,11 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
     return out, pointwise_loo_group(elpd, k)
 
 
-def pointwise_loo_group(elpd: np.ndarray, pareto_k: np.ndarray) -> Any:
-    """The DataTree group (`POINTWISE_LOO`) that stands in for a log-likelihood not kept: each
-    row's ELPD-LOO and Pareto k, what `compare` and stacking read."""
-    import xarray as xr
-
-    return xr.DataTree(xr.Dataset({"elpd_i": ("row", elpd), "pareto_k": ("row", pareto_k)}))
-
-
 def loo_diagnostics(idata: Any) -> dict[str, Any]:
     """PSIS-LOO: expected log predictive density and Pareto k, or why it failed."""
     import warnings
 
-    import arviz as az
+    import arviz as az  # deferred: heavy
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -698,8 +685,6 @@ def posterior_draws(idata: Any, law: Law) -> dict[str, np.ndarray]:
 
 def noise_draws(idata: Any) -> dict[str, np.ndarray]:
     """Posterior draws of the likelihood's own parameters (sigma, nu, kappa)."""
-    from scalelaw.fits.result import NOISE_PARAMS
-
     post = idata["posterior"]
     return {
         n: np.asarray(post[noise_name(n)].values, dtype=float).reshape(-1)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from scalelaw.fits.expr import ExprError
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.priors import Prior
-from scalelaw.fits.result import FitResult
+from scalelaw.fits.result import FitResult, load_fit
 
 SPARSE_FRONTIER_CITATION = (
     "Nawrot, Li, Huang, Ruder, Marchisio, Ponti. The Sparse Frontier: Sparse Attention "
@@ -413,3 +415,10 @@ def resolve_law(spec: str, **options: object) -> Law:
 
 
 __all__ = ["Prior", "get_card", "get_law", "is_card", "law_names", "resolve_law"]
+
+
+def source(name: str) -> FitResult | Any:
+    """A fit file or stacked fit file (.nc), or a published card by name."""
+    if name.endswith(".nc") or Path(name).exists():
+        return load_fit(name)
+    return get_card(name)

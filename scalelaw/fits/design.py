@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 
 from scalelaw.data import DataError
-from scalelaw.fits.expr import BinOp, Call, Expr, Group, Name, Neg, Num
-from scalelaw.fits.law import Law
+from scalelaw.fits.expr import BinOp, Expr, Group, Name, Neg, Num
+from scalelaw.fits.law import Law, additive_groups
 
 
 @dataclass
@@ -71,41 +71,6 @@ def group_levels(law: Law, frame: pl.DataFrame, source: str = "<table>") -> dict
         if column not in frame.columns:
             raise DataError(f"{source}: law '{law.name}' needs a '{column}' column")
         out[column] = sorted(frame[column].cast(pl.String).unique().to_list())
-    return out
-
-
-def additive_groups(law: Law) -> list[str]:
-    """Group effects that are offsets: a ``+ delta[task]`` term of a sum (anywhere in the
-    expression, e.g. inside a sigmoid) that also holds other parameters, so that one level must
-    be pinned for the sum to be identified. ``ceiling[task] - 0.25`` is not an offset."""
-    covs = set(law.covariates)
-    out: list[str] = []
-
-    def flatten(e: Expr) -> list[Expr]:
-        if isinstance(e, BinOp) and e.op in "+-":
-            return flatten(e.left) + flatten(e.right)
-        if isinstance(e, Neg):
-            return flatten(e.operand)
-        return [e]
-
-    def walk(e: Expr) -> None:
-        if (isinstance(e, BinOp) and e.op in "+-") or isinstance(e, Neg):
-            terms = flatten(e)
-            for t in terms:
-                if isinstance(t, Group):
-                    others = [u for u in terms if u is not t and (u.names() - covs)]
-                    if others and t.param not in out:
-                        out.append(t.param)
-                else:
-                    walk(t)
-        elif isinstance(e, BinOp):
-            walk(e.left)
-            walk(e.right)
-        elif isinstance(e, Call):
-            for a in e.args:
-                walk(a)
-
-    walk(law.expr)
     return out
 
 

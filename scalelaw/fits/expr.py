@@ -296,7 +296,7 @@ class Call(Expr):
         values = [a.evaluate(env, lib) for a in self.args]
         if lib == "numpy":
             return FUNCTIONS[self.func][0](*values)
-        import pytensor.tensor as pt
+        import pytensor.tensor as pt  # deferred: heavy
 
         if self.func == "softplus":
             return pt.softplus(values[0])

@@ -44,7 +44,10 @@ from scalelaw.data import load_table
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import lack_of_fit
 from scalelaw.fits.catalog import SPARSE_FRONTIER_CITATION, SPARSE_PRIORS, TOLERANCE_PRIORS
+from scalelaw.fits.catalog import source as load_source
+from scalelaw.fits.fitting import FitOptions, FitWarning, fit
 from scalelaw.fits.law import Law
+from scalelaw.fits.stacking import StackedFit, announce, messages_only, stack
 
 #: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``),
 #: and the family's default weighting (PSIS-LOO inside the ranges, held out per axis beyond).
@@ -240,9 +243,6 @@ def fit_family(
     without N=max (1 of 6)"); one with an `expect` method is told how many steps are to come
     (`scalelaw.fits.stacking.announce`).
     """
-    from scalelaw.fits.fitting import FitOptions, FitWarning, fit
-    from scalelaw.fits.stacking import announce, messages_only, stack
-
     progress = progress or _REPORTING.get()
 
     opts = options or FitOptions()
@@ -316,8 +316,6 @@ def extrapolation_stack(
 ) -> Any:
     """PSIS-LOO weights inside the ranges, held-out weights per axis beyond them. `progress`
     is called before each refit; the caller announces them (one per fit and held axis)."""
-    from scalelaw.fits.stacking import StackedFit, messages_only, stack
-
     axes = _held_axes(frame)
     if not axes:
         raise FamilyError(
@@ -389,8 +387,6 @@ def load_or_fit(source: Any, options: Any = None, progress: Progress | None = No
     """What `decide`, `plan` and their commands predict with: a fit, a stacked fit or a card as
     given (or by file or card name), and a data table fitted with the whole family (`progress`
     as `fit_family`'s)."""
-    from scalelaw.fits import source as load_source
-
     if is_table(source):
         return fit_family(source, options, progress=progress)
     return load_source(str(source)) if isinstance(source, str | Path) else source

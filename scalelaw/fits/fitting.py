@@ -20,10 +20,11 @@ from scalelaw.data import Where, load_table, table_hash, to_conditions
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import misfit
 from scalelaw.fits.design import bind, group_levels
-from scalelaw.fits.evaluate import insensitive
+from scalelaw.fits.evaluate import insensitive, mean_response
+from scalelaw.fits.holdout import holdout_scores, r_squared, split_holdout
 from scalelaw.fits.law import Law
+from scalelaw.fits.likelihoods import row_blocks, thin
 from scalelaw.fits.result import FitResult, package_versions
-from scalelaw.fits.validation import holdout_scores, r_squared, row_blocks, split_holdout
 
 #: Called with the law whose priors are all concrete, and the names set from the data.
 PriorHook = Callable[[Law, list[str]], None]
@@ -228,6 +229,7 @@ def convergence_problems(result: FitResult) -> list[str]:
         if bad:
             out.append(f"R-hat {max(rhat[n] for n in bad):.3f} ({', '.join(bad)})")
         ess = d.get("ess_bulk", {})
+        # deferred: heavy (the backends load on demand, see `backend`: bayes loads lmfit)
         from scalelaw.fits.bayes import ess_needed
 
         needed = ess_needed(d.get("chains", 4), d.get("draws", 1000))
@@ -301,9 +303,6 @@ def _mean_outside_unit_interval(result: FitResult, frame: pl.DataFrame) -> str |
     law = result.law
     if not (law.is_count or law.likelihood == "beta") or law.link == "logit":
         return None
-    from scalelaw.fits.evaluate import mean_response
-    from scalelaw.fits.prediction import thin
-
     # the rows were validated and bound when the table was loaded: bind once, thin once
     design = bind(law, frame, result.levels, observed=False)
     draws = thin(result.draws, 500)

@@ -76,8 +76,8 @@ def log_likelihood(k: np.ndarray, n: np.ndarray, theta: np.ndarray, tau: np.ndar
 
 def pytensor_logp(value: Any, n: Any, theta: Any, tau: Any) -> Any:
     """The same log density in PyTensor (whole or fractional successes), for PyMC."""
-    import pytensor.tensor as pt
-    from pytensor.tensor.math import gammaln, softplus
+    import pytensor.tensor as pt  # deferred: heavy
+    from pytensor.tensor.math import gammaln, softplus  # deferred: heavy
 
     x, logw = quadrature()
     m, s = _centre(value, n, theta, tau, pt)

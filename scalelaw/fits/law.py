@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from scalelaw.data import canonical
-from scalelaw.fits.expr import Expr, ExprError, parse, trace
+from scalelaw.fits.expr import BinOp, Call, Expr, ExprError, Group, Neg, parse, trace
 from scalelaw.fits.priors import Prior
 
 Link = Literal["identity", "logit", "log"]
@@ -99,7 +99,7 @@ def inverse_link(link: str, eta: Any, lib: str = "numpy") -> Any:
         return eta
     if lib == "numpy":
         return 1.0 / (1.0 + np.exp(-eta)) if link == "logit" else np.exp(eta)
-    import pytensor.tensor as pt
+    import pytensor.tensor as pt  # deferred: heavy
 
     return pt.sigmoid(eta) if link == "logit" else pt.exp(eta)
 
@@ -173,8 +173,6 @@ class Law:
                     f"{param}[{col}]; give the per-{col} parameter another name"
                 )
         if self.pooling == "partial":
-            from scalelaw.fits.design import additive_groups
-
             other = set(self.groups) - set(additive_groups(self))
             if other:
                 raise ExprError(
@@ -393,3 +391,38 @@ class Law:
             formula=formula,
             **options,
         )
+
+
+def additive_groups(law: Law) -> list[str]:
+    """Group effects that are offsets: a ``+ delta[task]`` term of a sum (anywhere in the
+    expression, e.g. inside a sigmoid) that also holds other parameters, so that one level must
+    be pinned for the sum to be identified. ``ceiling[task] - 0.25`` is not an offset."""
+    covs = set(law.covariates)
+    out: list[str] = []
+
+    def flatten(e: Expr) -> list[Expr]:
+        if isinstance(e, BinOp) and e.op in "+-":
+            return flatten(e.left) + flatten(e.right)
+        if isinstance(e, Neg):
+            return flatten(e.operand)
+        return [e]
+
+    def walk(e: Expr) -> None:
+        if (isinstance(e, BinOp) and e.op in "+-") or isinstance(e, Neg):
+            terms = flatten(e)
+            for t in terms:
+                if isinstance(t, Group):
+                    others = [u for u in terms if u is not t and (u.names() - covs)]
+                    if others and t.param not in out:
+                        out.append(t.param)
+                else:
+                    walk(t)
+        elif isinstance(e, BinOp):
+            walk(e.left)
+            walk(e.right)
+        elif isinstance(e, Call):
+            for a in e.args:
+                walk(a)
+
+    walk(law.expr)
+    return out

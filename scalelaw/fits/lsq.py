@@ -27,6 +27,7 @@ from scipy.stats import qmc
 from scalelaw.fits import lack_of_fit
 from scalelaw.fits.defaults import (
     exponent_params,
+    resolve_priors,
     response_on_link_scale,
     rule_widths,
     start_mapper,
@@ -528,8 +529,6 @@ def run(
     on_priors: Any = None,
 ) -> FitResult:
     """The least-squares backend behind `scalelaw.fits.fit`."""
-    from scalelaw.fits.defaults import resolve_priors
-
     delta = options.huber_delta
     if delta is None:
         delta = 1e-3 if law.transform == "log" else 0.05

@@ -25,7 +25,8 @@ import polars as pl
 from scipy import stats
 
 from scalelaw.fits.design import bind
-from scalelaw.fits.prediction import noise_draws, observe, thin
+from scalelaw.fits.evaluate import mean_response
+from scalelaw.fits.likelihoods import noise_draws, observe, thin
 from scalelaw.fits.result import FitResult
 
 PIT_P = 1e-3
@@ -39,8 +40,6 @@ DRAWS = 1000
 
 def predictive_sample(result: FitResult, frame: pl.DataFrame, draws: int, seed: int = 0) -> Any:
     """(draws, rows) new observations of the fitted rows, on the response's scale."""
-    from scalelaw.fits.evaluate import mean_response
-
     design = bind(result.law, frame, result.levels, observed=False)
     d = thin(result.draws, draws)
     n = next(iter(d.values())).shape[0]
@@ -59,8 +58,8 @@ def _loo_pit(
     idata = result.idata
     if idata is None or "log_likelihood" not in getattr(idata, "children", {}):
         return None
-    import xarray as xr
-    from arviz_stats import loo_pit
+    import xarray as xr  # deferred: heavy
+    from arviz_stats import loo_pit  # deferred: heavy
 
     ll = idata["log_likelihood"]["obs"]
     chains, per_chain = ll.sizes["chain"], ll.sizes["draw"]

@@ -127,13 +127,13 @@ class Prior:
 
     def pymc_dist(self) -> Any:
         """An unnamed PyMC distribution (for ``pm.logp`` and ``pm.Truncated``)."""
-        import pymc as pm
+        import pymc as pm  # deferred: heavy
 
         return getattr(pm, self.family.pymc).dist(**self.kwargs)
 
     def pymc_variable(self, name: str, **extra: Any) -> Any:
         """A named PyMC random variable; PyMC transforms bounded supports (log, interval)."""
-        import pymc as pm
+        import pymc as pm  # deferred: heavy
 
         return getattr(pm, self.family.pymc)(name, **self.kwargs, **extra)
 

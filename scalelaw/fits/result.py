@@ -1,58 +1,50 @@
-"""A fitted law: parameter draws, diagnostics and provenance, saved as one NetCDF file.
+"""What a fit is: a fitted law's parameter draws, diagnostics and provenance (`FitResult`), or
+several fits of one table with their stacking weights (`StackedFit`), and `load_fit` for either.
 
-The file is the ArviZ DataTree of the fit (posterior, sample stats, log-likelihood; for least
-squares the bootstrap replicates stand in for the posterior) with the law definition, a hash of
-the data, the seed and package versions as JSON in the root attributes. Loading parses that JSON
-and the law's expression string; it never unpickles or runs anything from the file.
+Their file format (reading, writing and checking a fit file) is `scalelaw.fits.fitfile`'s; the
+names it had here are still importable from this module.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import platform
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scalelaw.errors import ScalelawError
+from scalelaw.fits.evaluate import card_draws, card_levels
+from scalelaw.fits.expr import ExprError
+from scalelaw.fits.fitfile import (
+    AUXILIARIES,
+    FILE_LOGLIK_BYTES,
+    FORMAT_VERSION,
+    FitFileError,
+    fit_parts,
+    fit_tree,
+    is_stack,
+    package_versions,
+    read_tree,
+    save_fit,
+    save_stack,
+    stack_parts,
+    write_atomically,
+)
 from scalelaw.fits.law import Law
+from scalelaw.fits.likelihoods import (
+    LIKELIHOOD_NOISE,
+    NOISE_PARAMS,
+    NOISE_PREFIX,
+    noise_draws,
+    noise_name,
+    observe,
+    require_noise,
+)
+from scalelaw.fits.points import Points, expected_draws
 
 if TYPE_CHECKING:
-    import polars
-
-FORMAT_VERSION = 1
-#: The likelihood's own parameters (sigma, nu, kappa, and tau for the lack of fit), stored beside
-#: the law's in the posterior under prefixed names, so a law may have a parameter called sigma.
-NOISE_PARAMS = ("sigma", "nu", "kappa", "tau")
-NOISE_PREFIX = "obs_"
-#: Which of them each likelihood has, as the backends draw them (`bayes._likelihood`,
-#: `lsq.noise_at`); a binomial's spread is fixed by its counts.
-LIKELIHOOD_NOISE: dict[str, tuple[str, ...]] = {
-    "normal": ("sigma",),
-    "student_t": ("sigma", "nu"),
-    "binomial": (),
-    "beta_binomial": ("kappa",),
-    "logit_normal_binomial": ("tau",),
-    "beta": ("kappa",),
-}
-#: Suffixes of what the Bayesian backend samples in place of a law parameter and keeps in the
-#: posterior beside it (`scalelaw.fits.bayes`): a fixed group effect's levels other than the
-#: pinned reference (`_free`); a partially pooled one's scale and standard offsets (`_sd`, `_z`);
-#: a single value's standardised slope (`_std`) or centred intercept (`_centred`) in a linear law.
-AUXILIARIES = {"fixed": ("_free",), "partial": ("_sd", "_z"), "single": ("_std", "_centred")}
-
-
-def noise_name(name: str) -> str:
-    """The stored (and PyMC) name of a likelihood parameter."""
-    return NOISE_PREFIX + name
-
+    import polars  # deferred: heavy
 
 #: What a MISFIT headline suggests trying.
 MISFIT_SUGGESTION = (
@@ -72,16 +64,8 @@ def misfit_line(misfit: dict[str, Any]) -> str:
     )
 
 
-class FitFileError(ScalelawError):
-    """A fit file is missing, unreadable or not a scalelaw fit."""
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("scalelaw", "pymc", "nutpie", "arviz", "numpy", "scipy", "lmfit", "polars"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out
+#: Below this weight a law of a stack adds (almost) no draws; its diagnostics do not taint it.
+MIN_WEIGHT = 0.01
 
 
 @dataclass
@@ -135,12 +119,8 @@ class FitResult:
 
         Group values are mappings from level to value, e.g. ``{"delta": {"QuALITY": 0.0, ...}}``.
         """
-        from scalelaw.fits.evaluate import card_draws, card_levels
-
         missing = set(law.param_names) - set(values)
         if missing:
-            from scalelaw.fits.expr import ExprError
-
             raise ExprError(f"card '{law.name}' has no values for {sorted(missing)}")
         levels = card_levels(law, values)
         draws = card_draws(law, values, levels)
@@ -216,7 +196,7 @@ class FitResult:
         of the bootstrap refits; null with fewer than two) and the central `prob` interval of
         the refits as ``lower`` and ``upper``.
         """
-        import polars as pl
+        import polars as pl  # deferred: heavy
 
         if not 0 < prob < 1:
             raise ValueError(f"prob={prob!r}; give a probability between 0 and 1")
@@ -262,7 +242,7 @@ class FitResult:
 
     def _arviz_summary(self, names: list[str], prob: float, ci_kind: str) -> Any:
         """`arviz.summary` of the law's parameters, unrounded, in the order of `names`."""
-        import arviz as az
+        import arviz as az  # deferred: heavy
 
         with warnings.catch_warnings():
             # a pinned reference level has no variance: R-hat divides zero by zero
@@ -280,7 +260,7 @@ class FitResult:
     def to_datatree(self) -> Any:
         """The fit as the ArviZ DataTree its file holds: the sampler's output (or the bootstrap
         refits as a posterior of one chain), for any `arviz` function."""
-        return self.idata if self.idata is not None else self._tree()
+        return self.idata if self.idata is not None else fit_tree(self, FILE_LOGLIK_BYTES)
 
     def fit_report(self, prob: float = 0.9, width: int = 100) -> str:
         """What ``scalelaw fit`` prints for this fit, as plain text: the NOT CONVERGED or MISFIT
@@ -306,468 +286,219 @@ class FitResult:
 
         return figure(self, kind, ax=ax, data=data, **kw)
 
-    # --- persistence -----------------------------------------------------------------------
+    # --- persistence (`scalelaw.fits.fitfile`) ------------------------------------------------
     def _tree(self) -> Any:
-        import arviz as az
-        import xarray as xr
-
-        if self.idata is not None:
-            tree = self.idata.copy()
-        else:
-            posterior = {}
-            for k, v in self.draws.items():
-                posterior[k] = v[None, ...]
-            for k, v in self.noise.items():
-                posterior[noise_name(k)] = np.broadcast_to(np.asarray(v, float), (self.n_draws,))[
-                    None, :
-                ]
-            dims = {name: [f"{name}_level"] for name in self.law.groups if name in self.draws}
-            coords = {f"{name}_level": self.levels[col] for name, col in self.law.groups.items()}
-            tree = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
-        if self.point is not None:
-            point = {}
-            for k, v in self.point.items():
-                arr = np.asarray(v)[0]
-                point[k] = xr.DataArray(arr, dims=[f"{k}_level"] if arr.ndim else [])
-            tree["point_estimate"] = xr.DataTree(xr.Dataset(point))
-        diagnostics = dict(self.diagnostics)
-        if _loglik_bytes(tree) > FILE_LOGLIK_BYTES and "elpd_loo" in diagnostics:
-            tree, diagnostics["loo_note"] = _pointwise_loo_instead(tree)
-        info = {
-            "format": FORMAT_VERSION,
-            "backend": self.backend,
-            "law": self.law.to_dict(),
-            "levels": self.levels,
-            "diagnostics": _plain(diagnostics),
-            "meta": _plain(self.meta),
-        }
-        tree.attrs = {**tree.attrs, "scalelaw": json.dumps(info)}
-        return tree
+        return fit_tree(self, FILE_LOGLIK_BYTES)
 
     def save(self, path: str | Path) -> Path:
         """Write the fit to `path` (NetCDF), atomically: a crash leaves the old file intact."""
-        from scalelaw.fits.expr import ExprError, check_length
-
-        path = Path(path)
-        try:
-            # the file stores the printed law, which must read back under the parser's limit
-            check_length(self.law.expr)
-        except ExprError as exc:
-            raise FitFileError(f"{path}: cannot save law '{self.law.name}': {exc}") from None
-        write_atomically(self._tree(), path)
-        return path
+        return save_fit(self, path, FILE_LOGLIK_BYTES)
 
 
-#: Above this many bytes of pointwise log-likelihood a fit file keeps each row's ELPD-LOO and
-#: Pareto k instead (what `compare` and stacking read), so that files stay small: the
-#: quickstart's table (1584 rows x 4000 draws) held 51 MB of it.
-FILE_LOGLIK_BYTES = 4 * 2**20
+@dataclass
+class StackedFit:
+    """Several fits of one table and their stacking weights; predicts with the mixture."""
+
+    fits: list[FitResult]
+    weights: np.ndarray
+    method: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    #: column -> (largest fitted value, weights held out on that axis): a point beyond the
+    #: largest value is predicted with the weights of how each law extrapolates that axis
+    extrapolation: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
+
+    backend = "stack"
+
+    @property
+    def laws(self) -> list[Law]:
+        return [f.law for f in self.fits]
+
+    @property
+    def law(self) -> Law:
+        """The first law: response, link and likelihood family are shared by the stack."""
+        return self.fits[0].law
+
+    @property
+    def levels(self) -> dict[str, list[str]]:
+        return self.fits[0].levels
+
+    @property
+    def convergence(self) -> list[str]:
+        """What failed in the laws that predict: a law weighted below 1% (inside the ranges
+        and beyond every axis) draws no predictions."""
+        largest = np.max([self.weights, *(w for _, w in self.extrapolation.values())], axis=0)
+        return [
+            f"{f.law.name}: {c}"
+            for f, w in zip(self.fits, largest, strict=True)
+            if w >= MIN_WEIGHT
+            for c in f.convergence
+        ]
+
+    @property
+    def converged(self) -> bool:
+        return not self.convergence
+
+    @property
+    def misfit_share(self) -> float:
+        """The stacking weight carried by laws whose predictive checks failed."""
+        return float(sum(w for f, w in zip(self.fits, self.weights, strict=True) if f.misfit))
+
+    def headline(self) -> str | None:
+        """NOT CONVERGED (any law) and MISFIT when laws carrying most of the weight misfit."""
+        parts = []
+        if not self.converged:
+            parts.append("NOT CONVERGED: " + "; ".join(self.convergence))
+        if self.misfit_share > 0.5:
+            bad = [f for f in self.fits if f.misfit]
+            which = (
+                "no candidate law fits the table"
+                if len(bad) == len(self.fits)
+                else f"laws carrying {self.misfit_share:.0%} of the weight misfit"
+            )
+            best = max(bad, key=lambda f: self.weights[self.fits.index(f)])
+            line = misfit_line(best.diagnostics["misfit"]).removeprefix("MISFIT: ")
+            parts.append(f"MISFIT: {which}; {best.law.name}: {line}")
+        return " | ".join(parts) or None
+
+    def _counts(self, total: int) -> list[int]:
+        # largest-remainder allocation: draws per law proportional to its weight
+        raw = self.weights * total
+        counts = np.floor(raw).astype(int)
+        for i in np.argsort(-(raw - counts))[: total - counts.sum()]:
+            counts[i] += 1
+        return [int(c) for c in counts]
+
+    def point_weights(self, points: Points, *, joint: bool = False) -> np.ndarray | None:
+        """Per point (rows) and law (columns): the held-out weights of every axis the point
+        extrapolates, averaged; PSIS-LOO (`weights`) inside the fitted ranges. None when no
+        point leaves them, so that the stack predicts as one mixture. With `joint`, every point
+        takes the weights of every axis that any point extrapolates: points compared with one
+        another (a decision) are then predicted by the same law in each draw."""
+        import polars as pl  # deferred: heavy
+
+        if not self.extrapolation:
+            return None
+        frame = points if isinstance(points, pl.DataFrame) else pl.DataFrame(dict(points))
+        total = np.zeros((frame.height, len(self.fits)))
+        count = np.zeros(frame.height)
+        for column, (largest, weights) in self.extrapolation.items():
+            if column not in frame.columns:
+                continue
+            beyond = frame[column].cast(pl.Float64).to_numpy() > largest * (1 + 1e-9)
+            if joint and beyond.any():
+                beyond[:] = True
+            total[beyond] += weights
+            count += beyond
+        if not count.any():
+            return None
+        inside = count == 0
+        total[inside] = self.weights
+        return total / np.maximum(count, 1)[:, None]
+
+    def _mixture(self, weights: np.ndarray, total: int, draw: Any) -> np.ndarray:
+        # Draw i of every point comes from the law whose cumulative weight first passes
+        # (i + 1/2) / total at that point: points with equal weights share their laws draw by
+        # draw, so a comparison of two points (a decision) compares like with like.
+        u = (np.arange(total) + 0.5) / total
+        choice = np.stack([np.searchsorted(np.cumsum(w), u) for w in weights], axis=1)
+        choice = np.minimum(choice, len(self.fits) - 1)
+        out = np.empty(choice.shape)
+        for k, f in enumerate(self.fits):
+            if (choice == k).any():
+                block = draw(f, total)
+                out[choice == k] = block[choice == k]
+        return out
+
+    def predict_draws(
+        self, points: Points, max_draws: int = 2000, *, joint: bool = False
+    ) -> np.ndarray:
+        per_point = self.point_weights(points, joint=joint)
+        if per_point is not None:
+            return self._mixture(per_point, max_draws, lambda f, n: _resample(f, points, n))
+        parts = [
+            _resample(f, points, n)
+            for f, n in zip(self.fits, self._counts(max_draws), strict=True)
+            if n > 0
+        ]
+        return np.concatenate(parts, axis=0)
+
+    def predictive_draws(
+        self,
+        points: Points,
+        *,
+        samples: Any = None,
+        rng: np.random.Generator,
+        max_draws: int = 2000,
+    ) -> np.ndarray:
+        total = max(max_draws, 4000)
+        for f in self.fits:
+            require_noise(f)
+        per_point = self.point_weights(points)
+        if per_point is not None:
+
+            def draw(f: FitResult, n: int) -> np.ndarray:
+                mu = _resample(f, points, n)
+                return np.asarray(observe(f.law, mu, noise_draws(f, n), samples, rng))
+
+            return self._mixture(per_point, total, draw)
+        parts = []
+        for f, n in zip(self.fits, self._counts(total), strict=True):
+            if n == 0:
+                continue
+            mu = _resample(f, points, n)
+            parts.append(observe(f.law, mu, noise_draws(f, n), samples, rng))
+        return np.concatenate(parts, axis=0)
+
+    def save(self, path: str | Path) -> Path:
+        """One NetCDF file: each law's fit as a group, weights and method in the root."""
+        return save_stack(self, path, FILE_LOGLIK_BYTES)
 
 
-def _loglik_bytes(tree: Any) -> int:
-    if "log_likelihood" not in tree.children:
-        return 0
-    return int(sum(v.size * v.dtype.itemsize for v in tree["log_likelihood"].data_vars.values()))
-
-
-def _pointwise_loo_instead(tree: Any) -> tuple[Any, str]:
-    """The tree with its log-likelihood replaced by each row's PSIS-LOO (the group a fit too
-    large to keep the log-likelihood in memory has), and the note that says so."""
-    import arviz as az
-
-    # deferred: the group is the Bayesian backend's, which imports PyMC
-    from scalelaw.fits.bayes import POINTWISE_LOO, pointwise_loo_group
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loo = az.loo(tree, var_name="obs", pointwise=True)
-    elpd, k = np.asarray(loo.elpd_i).ravel(), np.asarray(loo.pareto_k).ravel()
-    rows, size = elpd.size, _loglik_bytes(tree)
-    tree = tree.copy()
-    del tree["log_likelihood"]
-    tree[POINTWISE_LOO] = pointwise_loo_group(elpd, k)
-    note = (
-        f"pointwise log-likelihood not stored in the file ({rows} rows, {size / 2**20:.0f} MB): "
-        "each row's ELPD-LOO and Pareto k are kept instead"
-    )
-    return tree, note
-
-
-def write_atomically(tree: Any, path: Path) -> None:
-    """Write a DataTree to `path` through a temporary file that never outlives a failure."""
-    if path.is_dir():
-        raise FitFileError(f"{path}: is a directory; give a file name such as fit.nc")
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tree.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise FitFileError(f"{path}: cannot write the fit ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+def _resample(f: FitResult, points: Points, n: int) -> np.ndarray:
+    """n draws of the expected response from one fit, repeating draws when it has fewer."""
+    mu = expected_draws(f, points, max(n, 1))
+    idx = np.linspace(0, mu.shape[0] - 1, n).round().astype(int)
+    return mu[idx]
 
 
 def load_fit(path: str | Path) -> Any:
     """Read a fit file written by `FitResult.save` (or a stacked fit by `StackedFit.save`)."""
-    import xarray as xr
-
-    p = Path(path)
-    if not p.exists():
-        raise FitFileError(f"{p}: fit file not found")
-    if not p.is_file():  # a FIFO or a device would block or never end
-        raise FitFileError(f"{p}: not a regular file (a fit file is a NetCDF file)")
-    try:
-        # a plain HDF5 file makes xarray warn before it fails: the one error line says it all
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = xr.open_datatree(p, engine="h5netcdf")
-            tree.load()
-    except Exception as exc:
-        raise FitFileError(f"{p}: not a readable NetCDF fit file ({type(exc).__name__})") from None
-    info = _info(tree, p)
-    if info.get("kind") == "stack":
-        from scalelaw.fits.stacking import stacked_from_tree
-
+    tree, info, p = read_tree(path)
+    if is_stack(info):
         return stacked_from_tree(tree, info, p)
     return fit_from_tree(tree, p)
 
 
-def _info(tree: Any, p: Path) -> dict[str, Any]:
-    raw = tree.attrs.get("scalelaw")
-    if raw is None:
-        raise FitFileError(f"{p}: not a scalelaw fit (no 'scalelaw' attribute)")
-    if not isinstance(raw, str):
-        raise FitFileError(f"{p}: damaged scalelaw metadata (not a JSON text)")
-    try:
-        info = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise FitFileError(f"{p}: damaged scalelaw metadata ({exc})") from None
-    except RecursionError:
-        raise FitFileError(f"{p}: damaged scalelaw metadata (nested too deeply)") from None
-    if not isinstance(info, dict):
-        raise FitFileError(
-            f"{p}: damaged scalelaw metadata (a JSON {type(info).__name__}, not an object)"
-        )
-    if info.get("format") != FORMAT_VERSION:
-        raise FitFileError(f"{p}: unsupported fit format {info.get('format')!r}")
-    problem = _schema_problem(info, _STACK if info.get("kind") == "stack" else _FIT)
-    if problem:
-        raise FitFileError(f"{p}: damaged scalelaw metadata ({problem})")
-    return info
-
-
 def fit_from_tree(tree: Any, p: Path) -> FitResult:
-    """One fit from its DataTree (a whole file, or one group of a stacked file).
-
-    The metadata is checked against its schema, the levels it names against the coordinates
-    of the posterior, and its law against the posterior's variables, so a file edited by hand
-    (or given another fit's metadata) is refused rather than predicting with its group effects
-    shifted onto the wrong levels or with parameters left out.
-    """
-    info = _info(tree, p)
-    if info.get("kind") == "stack":
-        raise FitFileError(f"{p}: damaged scalelaw metadata (a stacked fit inside a stacked fit)")
-    try:
-        law = Law.from_dict(info["law"])
-    except (ScalelawError, KeyError, TypeError, ValueError) as exc:
-        raise FitFileError(f"{p}: damaged scalelaw metadata (law: {exc})") from None
-    levels = {str(k): [str(x) for x in v] for k, v in info["levels"].items()}
-    if "posterior" not in tree.children:
-        raise FitFileError(f"{p}: damaged fit (no posterior group)")
-    post = tree["posterior"]
-    draws = {name: _draws(post, name, law, levels, p) for name in law.param_names}
-    unused = sorted(set(levels) - set(law.groups.values()))
-    if unused:
-        raise FitFileError(
-            f"{p}: damaged scalelaw metadata (levels of '{unused[0]}', which no group effect uses)"
-        )
-    stored_noise = _stored_noise(post, law)
-    extra = _undeclared(post, law, set(stored_noise.values()))
-    if extra is not None:
-        raise FitFileError(
-            f"{p}: damaged fit (the posterior has '{extra}', which law '{law.name}' "
-            "does not declare)"
-        )
-    noise = {k: _noise(post, stored, p) for k, stored in stored_noise.items()}
-    point = _point(tree, law, draws, p) if "point_estimate" in tree.children else None
-    return FitResult(
-        law=law,
-        backend=info["backend"],
-        draws=draws,
-        levels=levels,
-        diagnostics=info.get("diagnostics", {}),
-        meta=info.get("meta", {}),
-        point=point,
-        idata=tree,
-        noise=noise,
-    )
+    """One fit from its DataTree (a whole file, or one group of a stacked file), checked by
+    `fitfile.fit_parts`."""
+    return FitResult(**fit_parts(tree, p))
 
 
-def _draws(post: Any, name: str, law: Law, levels: dict[str, list[str]], p: Path) -> np.ndarray:
-    """One parameter's draws (n_draws leading), checked against the levels of its group."""
-    if name not in post.data_vars:
-        raise FitFileError(f"{p}: damaged fit (no draws of '{name}' in the posterior)")
-    var = post[name]
-    column = law.groups.get(name)
-    level = f"{name}_level"
-    dims = ("chain", "draw") if column is None else ("chain", "draw", level)
-    if tuple(var.dims) != dims:
-        raise FitFileError(
-            f"{p}: damaged fit ('{name}' has dimensions {tuple(var.dims)}, expected {dims})"
-        )
-    try:
-        values = np.asarray(var.values, dtype=float)
-    except (TypeError, ValueError):
-        raise FitFileError(f"{p}: damaged fit ('{name}' holds no numbers)") from None
-    if not np.all(np.isfinite(values)):
-        raise FitFileError(f"{p}: damaged fit ('{name}' holds NaN or infinite draws)")
-    param = next(q for q in law.params if q.name == name)
-    if (param.lower is not None and values.min() < param.lower) or (
-        param.upper is not None and values.max() > param.upper
-    ):
-        raise FitFileError(
-            f"{p}: damaged fit ('{name}' has draws outside its bounds "
-            f"[{param.lower}, {param.upper}])"
-        )
-    if column is not None:
-        known = levels.get(column)
-        if known is None:
-            raise FitFileError(f"{p}: damaged scalelaw metadata (no levels of '{column}')")
-        # without the coordinate, the order of the metadata's levels could not be checked
-        stored = [str(x) for x in post[level].values] if level in post.coords else None
-        if values.shape[2] != len(known) or stored != known:
-            raise FitFileError(
-                f"{p}: damaged scalelaw metadata (levels of '{column}' do not match the "
-                f"posterior's {level} coordinate)"
-            )
-    return values.reshape(-1, *values.shape[2:])
+def stacked_from_tree(tree: Any, info: dict[str, Any], path: Path) -> StackedFit:
+    """Rebuild a stacked fit from its file (see `load_fit`)."""
+    parts = stack_parts(tree, info, path)
+    fits = [FitResult(**f) for f in parts.pop("fits")]
+    return StackedFit(fits, **parts)
 
 
-def _stored_noise(post: Any, law: Law) -> dict[str, str]:
-    """Where the posterior holds each of the likelihood's own parameters: its prefixed name,
-    or in files written before the prefix its plain name (no law parameter could have it then).
-    """
-    out = {}
-    for k in LIKELIHOOD_NOISE.get(law.likelihood, NOISE_PARAMS):
-        candidates = (noise_name(k), k)
-        stored = next((s for s in candidates if s in post.data_vars), None)
-        if stored is not None and stored not in law.param_names:
-            out[k] = stored
-    return out
-
-
-def _undeclared(post: Any, law: Law, noise: set[str]) -> str | None:
-    """The first posterior variable that is neither the law's, its likelihood's, nor one the
-    sampler keeps beside a parameter of the law: such a variable means the metadata describes
-    another law than the one drawn (another fit's metadata), which predicts nonsense."""
-    known = set(law.param_names) | noise
-    for name in law.param_names:
-        kind = law.pooling if name in law.groups else "single"
-        known.update(name + suffix for suffix in AUXILIARIES[kind])
-    return next((v for v in sorted(map(str, post.data_vars)) if v not in known), None)
-
-
-def _noise(post: Any, stored: str, p: Path) -> np.ndarray:
-    var = post[stored]
-    if tuple(var.dims) != ("chain", "draw"):
-        raise FitFileError(f"{p}: damaged fit ('{stored}' has dimensions {tuple(var.dims)})")
-    values = np.asarray(var.values, dtype=float).reshape(-1)
-    if not np.all(np.isfinite(values)) or values.min() < 0:
-        raise FitFileError(f"{p}: damaged fit ('{stored}' holds negative or non-finite draws)")
-    return values
-
-
-def _point(tree: Any, law: Law, draws: dict[str, np.ndarray], p: Path) -> dict[str, np.ndarray]:
-    """The least-squares optimum, one value (or one per level) for each parameter."""
-    pe = tree["point_estimate"]
-    point = {}
-    for name in law.param_names:
-        if name not in pe.data_vars:
-            raise FitFileError(f"{p}: damaged fit (no point estimate of '{name}')")
-        values = np.asarray(pe[name].values, dtype=float)
-        if values.shape != draws[name].shape[1:]:
-            raise FitFileError(
-                f"{p}: damaged fit (point estimate of '{name}' has shape {values.shape}, "
-                f"expected {draws[name].shape[1:]})"
-            )
-        point[name] = values[None, ...]
-    return point
-
-
-# --- metadata schema ---------------------------------------------------------------------------
-# What each field of the JSON metadata must hold. Values are read by code that formats, indexes
-# and compares them, so a wrong type would surface later as a traceback or a wrong number.
-Check = tuple[Callable[[Any], bool], str]
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _texts(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-def _levels(v: Any) -> bool:
-    return isinstance(v, dict) and all(_texts(x) and len(set(x)) == len(x) for x in v.values())
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def _mapping_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, dict) and all(check(x) for x in v.values())
-
-
-TEXT: Check = (lambda v: isinstance(v, str), "a text")
-OPTIONAL_TEXT: Check = (_optional(lambda v: isinstance(v, str)), "a text or null")
-NUMBER: Check = (_optional(_number), "a number or null")
-WHOLE: Check = (_optional(_whole), "a whole number or null")
-TEXTS: Check = (_texts, "a list of texts")
-OBJECT: Check = (lambda v: isinstance(v, dict), "an object")
-#: field -> (check, description, required)
-Schema = dict[str, tuple[Callable[[Any], bool], str, bool]]
-
-
-def _fields(required: dict[str, Check], optional: dict[str, Check]) -> Schema:
-    return {
-        **{k: (c, d, True) for k, (c, d) in required.items()},
-        **{k: (c, d, False) for k, (c, d) in optional.items()},
-    }
-
-
-_PARAM = _fields(
-    {"name": TEXT},
-    {
-        "prior": TEXT,
-        "lower": NUMBER,
-        "upper": NUMBER,
-        "starts": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
-    },
-)
-_LAW = _fields(
-    {
-        "name": TEXT,
-        "expr": TEXT,
-        "covariates": TEXTS,
-        "params": (
-            lambda v: isinstance(v, list) and all(not _schema_problem(x, _PARAM) for x in v),
-            "a list of parameters (name, prior, lower, upper, starts)",
-        ),
-    },
-    {
-        **dict.fromkeys(
-            ("link", "likelihood", "response", "pooling", "formula", "citation", "description"),
-            TEXT,
-        ),
-        "transform": OPTIONAL_TEXT,
-        "reference": (_mapping_of(lambda v: isinstance(v, str)), "an object of texts"),
-    },
-)
-_DIAGNOSTICS = _fields(
-    {},
-    {
-        **dict.fromkeys(
-            ("not_converged", "auto_priors", "warnings", "problems", "at_bounds"), TEXTS
-        ),
-        **dict.fromkeys(("r2", "rhat_max", "ess_bulk_min", "cost", "huber_delta"), NUMBER),
-        **dict.fromkeys(
-            (
-                "divergences",
-                "chains",
-                "draws",
-                "tune",
-                "starts",
-                "refined",
-                "reached_best",
-                "bootstrap",
-                "pareto_k_bad",
-            ),
-            WHOLE,
-        ),
-        **dict.fromkeys(
-            ("rhat", "ess_bulk"), (_mapping_of(_optional(_number)), "an object of numbers")
-        ),
-        "retry": (_optional(lambda v: isinstance(v, dict)), "an object or null"),
-        "loo_error": TEXT,
-    },
-)
-_META = _fields(
-    {},
-    {
-        **dict.fromkeys(("source", "data_hash", "counts", "phase", "aggregate"), OPTIONAL_TEXT),
-        **dict.fromkeys(("seed", "rows"), WHOLE),
-        "where": TEXTS,
-        "laws": TEXTS,
-        "replicates": (lambda v: isinstance(v, bool), "true or false"),
-        "column_map": (_mapping_of(lambda v: isinstance(v, str)), "an object of texts"),
-        # a fit's held-out scores, or the slice a stack was weighted on
-        "holdout": (_optional(lambda v: isinstance(v, dict | str)), "an object, a text or null"),
-        "values": OBJECT,
-        "scores": (_mapping_of(_optional(_number)), "an object of numbers"),
-        "ranges": (
-            _mapping_of(lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
-            "an object of [smallest, largest] pairs",
-        ),
-    },
-)
-_FIT = _fields(
-    {
-        "backend": TEXT,
-        "law": (lambda v: isinstance(v, dict) and not _schema_problem(v, _LAW), "an object"),
-        "levels": (_levels, "an object of lists of distinct texts"),
-    },
-    {
-        "diagnostics": (lambda v: isinstance(v, dict), "an object"),
-        "meta": (lambda v: isinstance(v, dict), "an object"),
-    },
-)
-_STACK = _fields(
-    {
-        "weights": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
-    },
-    {"method": TEXT, "meta": OBJECT},
-)
-#: Nested objects whose own fields are checked, so a problem names the field inside them.
-_NESTED: dict[str, Schema] = {"law": _LAW, "diagnostics": _DIAGNOSTICS, "meta": _META}
-
-
-def _schema_problem(doc: Any, schema: Schema, where: str = "") -> str | None:
-    """What is wrong with `doc` under `schema` (the first problem), or None."""
-    if not isinstance(doc, dict):
-        return f"{where or 'metadata'} is not an object"
-    for key, (check, description, required) in schema.items():
-        name = f"{where}.{key}" if where else key
-        if key not in doc:
-            if required:
-                return f"'{name}' is missing"
-            continue
-        nested = _NESTED.get(key) if not where else None
-        if nested is not None and isinstance(doc[key], dict):
-            problem = _schema_problem(doc[key], nested, name)
-            if problem:
-                return problem
-        if not check(doc[key]):
-            return f"'{name}' must be {description}"
-    return None
-
-
-def _plain(x: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN to None."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+__all__ = [
+    "AUXILIARIES",
+    "FILE_LOGLIK_BYTES",
+    "FORMAT_VERSION",
+    "LIKELIHOOD_NOISE",
+    "MIN_WEIGHT",
+    "NOISE_PARAMS",
+    "NOISE_PREFIX",
+    "FitFileError",
+    "FitResult",
+    "StackedFit",
+    "fit_from_tree",
+    "load_fit",
+    "misfit_line",
+    "noise_name",
+    "package_versions",
+    "stacked_from_tree",
+    "write_atomically",
+]

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaw.data import read_frame
+from scalelaw.errors import ScalelawError
+from scalelaw.fits.catalog import get_card, get_law
 from scalelaw.fits.prediction import as_fit, points_frame, predict_draws
 from scalelaw.fits.result import FitResult
 from scalelaw.study import STUDY_COMPRESSIONS
@@ -45,8 +48,6 @@ def length_slope_card(
     that moves with length, gamma + kappa ln L (law ``sparse-frontier-lc``), equal to the
     card's gamma at `pivot`, so the two agree there and part with L. `tasks` keeps those
     tasks' offsets only (default: all nine)."""
-    from scalelaw.fits.catalog import get_card, get_law
-
     values = dict(get_card("sparse-frontier-v1:prefill").meta["values"])
     if tasks is not None:
         values["delta"] = {t: values["delta"][t] for t in tasks}
@@ -69,16 +70,12 @@ def simulate(
     """
     src = as_fit(src)
     if not isinstance(src, FitResult):
-        from scalelaw.errors import ScalelawError
-
         raise ScalelawError(
             "simulate from one fit or a published card; a stacked fit mixes several laws"
         )
     law = src.law
     if isinstance(grid, str):
         if grid != "paper":
-            from scalelaw.data import read_frame
-
             frame = read_frame(grid)
         else:
             frame = paper_grid(src.levels.get("task") or ["all"])

@@ -11,287 +11,31 @@ grid, the mixture's intervals widen instead of inheriting one law's false certai
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
-from scalelaw.data import load_table, table_hash
+from scalelaw.data import ALIASES, load_table, table_hash
 from scalelaw.errors import ScalelawError
-from scalelaw.fits import lack_of_fit
-from scalelaw.fits.design import Design, bind
-from scalelaw.fits.evaluate import mean_response
+from scalelaw.fits.fitting import FitOptions, FitWarning, fit
+from scalelaw.fits.holdout import split_holdout
 from scalelaw.fits.law import Law, unique_names
-from scalelaw.fits.prediction import (
-    Points,
-    noise_draws,
-    observe,
-    predict_draws,
-    require_noise,
-    thin,
+from scalelaw.fits.likelihoods import (
+    _has_log_likelihood,
+    _has_pointwise_loo,
+    log_likelihood,
+    pointwise_loo,
+    pointwise_lpd,
 )
-from scalelaw.fits.result import FORMAT_VERSION, FitResult, misfit_line, write_atomically
-
-#: Below this weight a law of a stack adds (almost) no draws; its diagnostics do not taint it.
-MIN_WEIGHT = 0.01
+from scalelaw.fits.result import MIN_WEIGHT, FitResult, StackedFit, stacked_from_tree
 
 
 class StackError(ScalelawError):
     """Fits that cannot be stacked (different data, no log-likelihood, one law)."""
-
-
-@dataclass
-class StackedFit:
-    """Several fits of one table and their stacking weights; predicts with the mixture."""
-
-    fits: list[FitResult]
-    weights: np.ndarray
-    method: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    #: column -> (largest fitted value, weights held out on that axis): a point beyond the
-    #: largest value is predicted with the weights of how each law extrapolates that axis
-    extrapolation: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
-
-    backend = "stack"
-
-    @property
-    def laws(self) -> list[Law]:
-        return [f.law for f in self.fits]
-
-    @property
-    def law(self) -> Law:
-        """The first law: response, link and likelihood family are shared by the stack."""
-        return self.fits[0].law
-
-    @property
-    def levels(self) -> dict[str, list[str]]:
-        return self.fits[0].levels
-
-    @property
-    def convergence(self) -> list[str]:
-        """What failed in the laws that predict: a law weighted below 1% (inside the ranges
-        and beyond every axis) draws no predictions."""
-        largest = np.max([self.weights, *(w for _, w in self.extrapolation.values())], axis=0)
-        return [
-            f"{f.law.name}: {c}"
-            for f, w in zip(self.fits, largest, strict=True)
-            if w >= MIN_WEIGHT
-            for c in f.convergence
-        ]
-
-    @property
-    def converged(self) -> bool:
-        return not self.convergence
-
-    @property
-    def misfit_share(self) -> float:
-        """The stacking weight carried by laws whose predictive checks failed."""
-        return float(sum(w for f, w in zip(self.fits, self.weights, strict=True) if f.misfit))
-
-    def headline(self) -> str | None:
-        """NOT CONVERGED (any law) and MISFIT when laws carrying most of the weight misfit."""
-        parts = []
-        if not self.converged:
-            parts.append("NOT CONVERGED: " + "; ".join(self.convergence))
-        if self.misfit_share > 0.5:
-            bad = [f for f in self.fits if f.misfit]
-            which = (
-                "no candidate law fits the table"
-                if len(bad) == len(self.fits)
-                else f"laws carrying {self.misfit_share:.0%} of the weight misfit"
-            )
-            best = max(bad, key=lambda f: self.weights[self.fits.index(f)])
-            line = misfit_line(best.diagnostics["misfit"]).removeprefix("MISFIT: ")
-            parts.append(f"MISFIT: {which}; {best.law.name}: {line}")
-        return " | ".join(parts) or None
-
-    def _counts(self, total: int) -> list[int]:
-        # largest-remainder allocation: draws per law proportional to its weight
-        raw = self.weights * total
-        counts = np.floor(raw).astype(int)
-        for i in np.argsort(-(raw - counts))[: total - counts.sum()]:
-            counts[i] += 1
-        return [int(c) for c in counts]
-
-    def point_weights(self, points: Points, *, joint: bool = False) -> np.ndarray | None:
-        """Per point (rows) and law (columns): the held-out weights of every axis the point
-        extrapolates, averaged; PSIS-LOO (`weights`) inside the fitted ranges. None when no
-        point leaves them, so that the stack predicts as one mixture. With `joint`, every point
-        takes the weights of every axis that any point extrapolates: points compared with one
-        another (a decision) are then predicted by the same law in each draw."""
-        import polars as pl
-
-        if not self.extrapolation:
-            return None
-        frame = points if isinstance(points, pl.DataFrame) else pl.DataFrame(dict(points))
-        total = np.zeros((frame.height, len(self.fits)))
-        count = np.zeros(frame.height)
-        for column, (largest, weights) in self.extrapolation.items():
-            if column not in frame.columns:
-                continue
-            beyond = frame[column].cast(pl.Float64).to_numpy() > largest * (1 + 1e-9)
-            if joint and beyond.any():
-                beyond[:] = True
-            total[beyond] += weights
-            count += beyond
-        if not count.any():
-            return None
-        inside = count == 0
-        total[inside] = self.weights
-        return total / np.maximum(count, 1)[:, None]
-
-    def _mixture(self, weights: np.ndarray, total: int, draw: Any) -> np.ndarray:
-        # Draw i of every point comes from the law whose cumulative weight first passes
-        # (i + 1/2) / total at that point: points with equal weights share their laws draw by
-        # draw, so a comparison of two points (a decision) compares like with like.
-        u = (np.arange(total) + 0.5) / total
-        choice = np.stack([np.searchsorted(np.cumsum(w), u) for w in weights], axis=1)
-        choice = np.minimum(choice, len(self.fits) - 1)
-        out = np.empty(choice.shape)
-        for k, f in enumerate(self.fits):
-            if (choice == k).any():
-                block = draw(f, total)
-                out[choice == k] = block[choice == k]
-        return out
-
-    def predict_draws(
-        self, points: Points, max_draws: int = 2000, *, joint: bool = False
-    ) -> np.ndarray:
-        per_point = self.point_weights(points, joint=joint)
-        if per_point is not None:
-            return self._mixture(per_point, max_draws, lambda f, n: _resample(f, points, n))
-        parts = [
-            _resample(f, points, n)
-            for f, n in zip(self.fits, self._counts(max_draws), strict=True)
-            if n > 0
-        ]
-        return np.concatenate(parts, axis=0)
-
-    def predictive_draws(
-        self,
-        points: Points,
-        *,
-        samples: Any = None,
-        rng: np.random.Generator,
-        max_draws: int = 2000,
-    ) -> np.ndarray:
-        total = max(max_draws, 4000)
-        for f in self.fits:
-            require_noise(f)
-        per_point = self.point_weights(points)
-        if per_point is not None:
-
-            def draw(f: FitResult, n: int) -> np.ndarray:
-                mu = _resample(f, points, n)
-                return np.asarray(observe(f.law, mu, noise_draws(f, n), samples, rng))
-
-            return self._mixture(per_point, total, draw)
-        parts = []
-        for f, n in zip(self.fits, self._counts(total), strict=True):
-            if n == 0:
-                continue
-            mu = _resample(f, points, n)
-            parts.append(observe(f.law, mu, noise_draws(f, n), samples, rng))
-        return np.concatenate(parts, axis=0)
-
-    def save(self, path: str | Path) -> Path:
-        """One NetCDF file: each law's fit as a group, weights and method in the root."""
-        import xarray as xr
-
-        path = Path(path)
-        tree = xr.DataTree()
-        for i, f in enumerate(self.fits):
-            tree[f"fit_{i}"] = f._tree()
-        tree.attrs = {
-            "scalelaw": json.dumps(
-                {
-                    "format": FORMAT_VERSION,
-                    "kind": "stack",
-                    "weights": [float(w) for w in self.weights],
-                    "method": self.method,
-                    "meta": self.meta,
-                    "extrapolation": {
-                        c: {"beyond": largest, "weights": [float(w) for w in ws]}
-                        for c, (largest, ws) in self.extrapolation.items()
-                    },
-                }
-            )
-        }
-        write_atomically(tree, path)
-        return path
-
-
-def _resample(f: FitResult, points: Points, n: int) -> np.ndarray:
-    """n draws of the expected response from one fit, repeating draws when it has fewer."""
-    mu = predict_draws(f, points, max_draws=max(n, 1))
-    idx = np.linspace(0, mu.shape[0] - 1, n).round().astype(int)
-    return mu[idx]
-
-
-# --- log predictive density ------------------------------------------------------------------
-def log_likelihood(
-    law: Law, design: Design, draws: dict[str, np.ndarray], noise: dict[str, np.ndarray]
-) -> np.ndarray:
-    """Log density of each observed row under each draw: shape (n_draws, n_rows).
-
-    Densities are of the observed response on its own scale (a log-transformed law carries the
-    Jacobian), so laws fitted on different scales are scored alike.
-    """
-    mu = mean_response(law, design, draws)
-    s = mu.shape[0]
-
-    def noise_col(name: str, default: float) -> np.ndarray:
-        v = noise.get(name)
-        return np.full((s, 1), default) if v is None else np.asarray(v, float)[:s, None]
-
-    assert design.y is not None
-    with np.errstate(all="ignore"):
-        if law.is_count:
-            assert design.correct is not None and design.samples is not None
-            k = np.asarray(design.correct, float)[None, :]
-            n = np.asarray(design.samples, float)[None, :]
-            if law.likelihood == lack_of_fit.NAME:
-                theta = lack_of_fit.logit_of(mu, "identity")
-                return lack_of_fit.log_likelihood(k, n, theta, noise_col("tau", 0.0))
-            p = np.clip(mu, 1e-12, 1 - 1e-12)
-            log_choose = (
-                special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
-            )
-            if law.likelihood == "beta_binomial" and "kappa" in noise:
-                kappa = noise_col("kappa", 1e6)
-                a, b = p * kappa, (1 - p) * kappa
-                return log_choose + special.betaln(k + a, n - k + b) - special.betaln(a, b)
-            return log_choose + k * np.log(p) + (n - k) * np.log1p(-p)
-        y = np.asarray(design.y, float)[None, :]
-        if law.likelihood == "beta":
-            q = np.clip(mu, 1e-9, 1 - 1e-9)
-            kappa = noise_col("kappa", 10.0)
-            yy = np.clip(y, 1e-6, 1 - 1e-6)
-            return stats.beta.logpdf(yy, q * kappa, (1 - q) * kappa)
-        loc = np.log(mu) if law.transform == "log" else mu
-        obs = np.log(y) if law.transform == "log" else y
-        jac = -np.log(y) if law.transform == "log" else 0.0
-        sigma = noise_col("sigma", float(np.std(obs)) or 1.0)
-        if law.likelihood == "student_t":
-            nu = noise_col("nu", 1e6)
-            return stats.t.logpdf(obs, nu, loc, sigma) + jac
-        return stats.norm.logpdf(obs, loc, sigma) + jac
-
-
-def pointwise_lpd(fit: FitResult, frame: Any, max_draws: int = 1000) -> np.ndarray:
-    """log mean_s p(y_i | draw s) for each row of `frame`: the held-out predictive density."""
-    design = bind(fit.law, frame, fit.levels, source="held-out rows")
-    draws = thin(fit.draws, max_draws)
-    n = next(iter(draws.values())).shape[0]
-    ll = log_likelihood(fit.law, design, draws, noise_draws(fit, n))
-    ll = np.where(np.isfinite(ll), ll, -1e10)
-    return special.logsumexp(ll, axis=0) - np.log(ll.shape[0])
 
 
 def stacking_weights(lpd: np.ndarray) -> np.ndarray:
@@ -347,14 +91,11 @@ def stack(
     `progress`, if given, is called with a message before each refit ("refitting NAME without
     N=max (2 of 5)"); see `announce` for a callback that counts.
     """
-    from scalelaw.fits.fitting import FitWarning, fit
-    from scalelaw.fits.validation import split_holdout
-
     fits = list(fits)
     _check_same_data(fits)
     names = unique_names([f.law.name for f in fits])
     if holdout is None:
-        import arviz as az
+        import arviz as az  # deferred: heavy
 
         missing = [
             n
@@ -427,8 +168,6 @@ def stack(
 
 def options_of(f: FitResult) -> Any:
     """The settings a fit was made with, for refitting it on part of its table."""
-    from scalelaw.fits.fitting import FitOptions
-
     d = f.diagnostics
     if f.backend == "lsq":
         return FitOptions(
@@ -452,30 +191,6 @@ def options_of(f: FitResult) -> Any:
     )
 
 
-def _has_pointwise_loo(f: FitResult) -> bool:
-    from scalelaw.fits.bayes import POINTWISE_LOO
-
-    return f.idata is not None and POINTWISE_LOO in getattr(f.idata, "children", {})
-
-
-def pointwise_loo(f: FitResult) -> np.ndarray:
-    """Each row's ELPD-LOO: from the kept values, or PSIS-LOO of the log-likelihood."""
-    from scalelaw.fits.bayes import POINTWISE_LOO
-
-    assert f.idata is not None
-    if POINTWISE_LOO in f.idata.children:
-        return np.asarray(f.idata[POINTWISE_LOO]["elpd_i"].values, dtype=float).ravel()
-    import arviz as az
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return np.asarray(az.loo(f.idata, var_name="obs", pointwise=True).elpd_i).ravel()
-
-
-def _has_log_likelihood(f: FitResult) -> bool:
-    return f.idata is not None and "log_likelihood" in getattr(f.idata, "children", {})
-
-
 def table_of(f: FitResult, source: Any) -> Any:
     return load_table(
         source,
@@ -486,42 +201,6 @@ def table_of(f: FitResult, source: Any) -> Any:
         where=f.meta.get("where"),
         replicates=bool(f.meta.get("replicates", False)),
         aggregate=f.meta.get("aggregate"),
-    )
-
-
-def stacked_from_tree(tree: Any, info: dict[str, Any], path: Path) -> StackedFit:
-    """Rebuild a stacked fit from its file (see `scalelaw.fits.result.load_fit`)."""
-    from scalelaw.fits.result import FitFileError, fit_from_tree
-
-    try:
-        weights = np.asarray(info["weights"], dtype=float)
-        fits = [fit_from_tree(tree[f"fit_{i}"], path) for i in range(len(weights))]
-    except KeyError as exc:
-        raise FitFileError(f"{path}: damaged stacked fit ({exc})") from None
-    if len(fits) < 2 or not _is_simplex(weights):
-        raise FitFileError(f"{path}: damaged stacked fit (weights {weights.tolist()})")
-    extrapolation: dict[str, tuple[float, np.ndarray]] = {}
-    for column, spec in dict(info.get("extrapolation") or {}).items():
-        try:
-            largest = float(spec["beyond"])
-            ws = np.asarray(spec["weights"], dtype=float)
-        except (KeyError, TypeError, ValueError):
-            raise FitFileError(f"{path}: damaged stacked fit (extrapolation '{column}')") from None
-        if ws.shape != weights.shape or not _is_simplex(ws) or not np.isfinite(largest):
-            raise FitFileError(f"{path}: damaged stacked fit (extrapolation weights of '{column}')")
-        extrapolation[str(column)] = (largest, ws)
-    return StackedFit(
-        fits,
-        weights,
-        str(info.get("method", "")),
-        dict(info.get("meta", {})),
-        extrapolation=extrapolation,
-    )
-
-
-def _is_simplex(weights: np.ndarray) -> bool:
-    return bool(
-        np.all(np.isfinite(weights)) and np.isclose(weights.sum(), 1.0) and (weights >= 0).all()
     )
 
 
@@ -536,8 +215,6 @@ def stack_laws(
 ) -> StackedFit:
     """Fit each law to all rows of `data`, then stack them (see `stack`). `progress` is
     called with a message before each fit and each refit ("fitting NAME (1 of 3)")."""
-    from scalelaw.fits.fitting import FitWarning, fit
-
     fits = []
     announce(progress, len(laws) * (2 if holdout else 1))
     for i, law in enumerate(laws, 1):
@@ -577,13 +254,11 @@ def messages_only(progress: Any) -> Callable[[str], None] | None:
 
 def weights_table(stacked: StackedFit) -> Any:
     """Law, weight and score (ELPD or held-out log density) as a polars frame."""
-    import polars as pl
-
-    from scalelaw.fits.family import AXES
+    import polars as pl  # deferred: heavy
 
     names = stacked.meta.get("laws") or [f.law.name for f in stacked.fits]
     scores = stacked.meta.get("scores", {})
-    symbol = {c: a for a, c in AXES.items()}
+    symbol = {c: a for a, c in ALIASES.items()}
     beyond = {
         f"weight beyond {symbol.get(c, c)}={largest:g}": [float(w) for w in ws]
         for c, (largest, ws) in stacked.extrapolation.items()
@@ -598,3 +273,24 @@ def weights_table(stacked: StackedFit) -> Any:
             "converged": [f.converged for f in stacked.fits],
         }
     )
+
+
+__all__ = [
+    "MIN_WEIGHT",
+    "StackError",
+    "StackedFit",
+    "_has_log_likelihood",
+    "_has_pointwise_loo",
+    "announce",
+    "log_likelihood",
+    "messages_only",
+    "options_of",
+    "pointwise_loo",
+    "pointwise_lpd",
+    "stack",
+    "stack_laws",
+    "stacked_from_tree",
+    "stacking_weights",
+    "table_of",
+    "weights_table",
+]

@@ -17,125 +17,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaw.data import DataError, canonical
-from scalelaw.fits.design import bind
-from scalelaw.fits.evaluate import mean_response
+from scalelaw.fits.fitting import FitWarning, fit
+from scalelaw.fits.holdout import holdout_scores, r_squared, split_holdout
 from scalelaw.fits.law import Law, unique_names
-from scalelaw.fits.prediction import predict_draws, predictive_draws, thin
-from scalelaw.fits.result import FitResult
-from scalelaw.fits.stacking import MIN_WEIGHT, _has_log_likelihood, _has_pointwise_loo
-
-
-def r_squared(result: FitResult, frame: pl.DataFrame) -> float:
-    """R^2 of the observed response against the fitted mean (posterior mean or optimum)."""
-    design = bind(result.law, frame, result.levels)
-    if result.point:
-        mu = mean_response(result.law, design, result.estimates())[0]
-    else:
-        draws = thin(result.draws, 500)
-        mu = np.concatenate(
-            [
-                mean_response(result.law, design.rows(a, b), draws).mean(axis=0)
-                for a, b in row_blocks(design.n, 500)
-            ]
-        )
-    assert design.y is not None
-    y = design.y
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    return 1.0 - float(((y - mu) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
-
-
-#: a (draws x rows) array a block of rows may take; evaluating a law makes a few of them
-BLOCK_BYTES = 2e8
-
-
-def row_blocks(rows: int, draws: int, budget: float = BLOCK_BYTES) -> list[tuple[int, int]]:
-    """(start, stop) of blocks of rows whose (draws x rows) float arrays stay within budget."""
-    step = max(1, int(budget / (8.0 * max(draws, 1))))
-    return [(a, min(a + step, rows)) for a in range(0, rows, step)] or [(0, 0)]
-
-
-def split_holdout(
-    frame: pl.DataFrame, spec: str | None, source: str = "<table>"
-) -> tuple[pl.DataFrame, pl.DataFrame | None, str | None]:
-    """Split off the rows where an axis takes its largest (or smallest, or a given) value."""
-    if not spec:
-        return frame, None, None
-    axis, sep, which = spec.partition("=")
-    if not sep:
-        raise DataError(f"--holdout '{spec}' is not of the form AXIS=max|min|VALUE")
-    column = canonical(axis.strip())
-    if column not in frame.columns:
-        raise DataError(f"{source}: cannot hold out '{axis}': no column '{column}'")
-    which = which.strip()
-    values = frame[column]
-    target: float
-    if which == "max":
-        target = float(values.max())  # type: ignore[arg-type]
-    elif which == "min":
-        target = float(values.min())  # type: ignore[arg-type]
-    else:
-        try:
-            target = float(which)
-        except ValueError:
-            raise DataError(f"--holdout '{spec}': '{which}' is not max, min or a number") from None
-    mask = values == target
-    test, train = frame.filter(mask), frame.filter(~mask)
-    if test.height == 0 or train.height == 0:
-        raise DataError(f"--holdout '{spec}' leaves no rows to fit or none to test")
-    return train, test, f"{axis.strip()}={target:g}"
-
-
-def _samples(test: pl.DataFrame) -> np.ndarray | None:
-    return test["samples"].cast(pl.Int64).to_numpy() if "samples" in test.columns else None
-
-
-def holdout_scores(src: Any, test: pl.DataFrame, prob: float = 0.9) -> dict[str, Any]:
-    """Held-out error, Spearman rho and interval coverage, overall and per task.
-
-    `mae` and `coverage` compare the observed response with the predicted mean and with the
-    central `prob` predictive interval of a new measurement (same number of samples per row).
-    With a ``truth`` column (simulated tables), `mae_truth` and `coverage_truth` compare the
-    true expectation with the predicted mean and the expectation interval.
-    """
-    from scipy.stats import spearmanr
-
-    law = src.law if hasattr(src, "law") else src.laws[0]
-    mu = predict_draws(src, test)
-    obs_draws = predictive_draws(src, test, samples=_samples(test), seed=0)
-    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
-    pred = mu.mean(axis=0)
-    p_lo, p_hi = np.quantile(obs_draws, [lo_q, hi_q], axis=0)
-    e_lo, e_hi = np.quantile(mu, [lo_q, hi_q], axis=0)
-    observed = test[law.response].to_numpy().astype(float)
-    truth = test["truth"].to_numpy().astype(float) if "truth" in test.columns else None
-    by = "task" if "task" in test.columns else None
-    groups = sorted(set(test[by].to_list())) if by else ["all"]
-
-    def scores(m: np.ndarray) -> dict[str, Any]:
-        rho = None
-        if m.sum() > 2 and np.ptp(observed[m]) > 0 and np.ptp(pred[m]) > 0:
-            rho = float(spearmanr(observed[m], pred[m]).statistic)
-        out: dict[str, Any] = {
-            "mae": float(np.abs(observed[m] - pred[m]).mean()),
-            "coverage": float(((observed[m] >= p_lo[m]) & (observed[m] <= p_hi[m])).mean()),
-            "spearman": rho,
-            "n": int(m.sum()),
-        }
-        if truth is not None:
-            out["mae_truth"] = float(np.abs(truth[m] - pred[m]).mean())
-            out["coverage_truth"] = float(((truth[m] >= e_lo[m]) & (truth[m] <= e_hi[m])).mean())
-        return out
-
-    per = {
-        str(g): scores((test[by] == g).to_numpy() if by else np.ones(test.height, bool))
-        for g in groups
-    }
-    overall = scores(np.ones(test.height, bool))
-    overall.pop("spearman")
-    overall.pop("n")
-    return {**overall, "prob": prob, "rows": test.height, "per_task": per}
-
+from scalelaw.fits.likelihoods import (
+    BLOCK_BYTES,
+    POINTWISE_LOO,
+    _has_log_likelihood,
+    _has_pointwise_loo,
+    row_blocks,
+)
+from scalelaw.fits.result import MIN_WEIGHT, FitResult
 
 #: What ArviZ's `compare` gives, under the names `compare` prints them (its `diag_elpd`, the
 #: count of rows whose Pareto k is above ArviZ's threshold, becomes `warning`).
@@ -170,8 +62,6 @@ def compare(
     columns and is ranked by held-out MAE (with `holdout`). `compare_notes(table)` says in
     words what the table leaves to the reader (near-tie weights, no ELPD).
     """
-    from scalelaw.fits.fitting import FitWarning, fit
-
     names = unique_names([law.name for law in laws])
     rows, fits = [], {}
     for name, law in zip(names, laws, strict=True):
@@ -226,10 +116,8 @@ def _ignore_arviz_nan() -> None:
 def _elpd_input(f: FitResult) -> Any:
     """What `arviz.compare` takes for a fit: its DataTree, or (a table too large to keep the
     log-likelihood) ArviZ's result built from the PSIS-LOO that the fit ran in blocks of rows."""
-    import arviz as az
-    import xarray as xr
-
-    from scalelaw.fits.bayes import POINTWISE_LOO
+    import arviz as az  # deferred: heavy
+    import xarray as xr  # deferred: heavy
 
     assert f.idata is not None
     if "log_likelihood" in f.idata.children:
@@ -270,7 +158,7 @@ def _pareto_words(diag: Any) -> str:
 
 def _with_elpd(table: pl.DataFrame, fits: Mapping[str, FitResult]) -> pl.DataFrame:
     """The ELPD columns of `arviz.compare` in front of the table, ranked as ArviZ ranks."""
-    import arviz as az
+    import arviz as az  # deferred: heavy
 
     scored = {n: f for n, f in fits.items() if _has_elpd(f)}
     missing = [n for n in fits if n not in scored]
@@ -349,3 +237,14 @@ def compare_notes(table: pl.DataFrame) -> list[str]:
         "of laws that predict alike, stacking keeps the one that adds most to the mixture and "
         "may give the other almost nothing."
     ]
+
+
+__all__ = [
+    "BLOCK_BYTES",
+    "compare",
+    "compare_notes",
+    "holdout_scores",
+    "r_squared",
+    "row_blocks",
+    "split_holdout",
+]
