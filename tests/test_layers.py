@@ -84,3 +84,17 @@ def test_planted_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "scalelaw.errors -> scalelaw.commands.common" in output, output
+
+
+def test_planted_upward_import_inside_fits_breaks_its_layers(tmp_path: Path) -> None:
+    """The fits-layers contract: the floor (likelihoods) may not reach up to stacking."""
+    lint_imports()
+    root = copy_tree(tmp_path)
+    plant(
+        root / "scalelaw" / "fits" / "likelihoods.py",
+        "from scalelaw.fits import stacking  # planted upward import\n",
+    )
+    result = run_contract(root)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "scalelaw.fits.likelihoods -> scalelaw.fits.stacking" in output, output
