@@ -197,7 +197,12 @@ def read_tree(path: str | Path) -> tuple[Any, dict[str, Any], Path]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = xr.open_datatree(p, engine="h5netcdf")
-            tree.load()
+            # everything is read into memory, then the file is let go: a fit refused below
+            # (or loaded) must not hold it open against being rewritten or removed
+            try:
+                tree.load()
+            finally:
+                tree.close()
     except Exception as exc:
         raise FitFileError(f"{p}: not a readable NetCDF fit file ({type(exc).__name__})") from None
     return tree, _info(tree, p), p
@@ -339,6 +344,13 @@ def _draws(post: Any, name: str, law: Law, levels: dict[str, list[str]], p: Path
         raise FitFileError(
             f"{p}: damaged fit ('{name}' has draws outside its bounds "
             f"[{param.lower}, {param.upper}])"
+        )
+    if param.prior is not None and not _near_prior(values, param.prior):
+        # sampling cannot put a draw a thousand prior widths out: the file was altered (a draw
+        # of 1e12 on the logit scale would predict 1.0 everywhere, silently)
+        raise FitFileError(
+            f"{p}: damaged fit ('{name}' has draws more than 1000 times its prior's width from "
+            f"the prior's centre: {float(np.abs(values).max()):.3g})"
         )
     if column is not None:
         known = levels.get(column)
@@ -581,3 +593,12 @@ def _plain(x: Any) -> Any:
     if isinstance(x, float) and not np.isfinite(x):
         return None
     return x
+
+
+def _near_prior(values: np.ndarray, prior: Any) -> bool:
+    """Whether every draw lies within 1000 widths (the prior's 1%-99% span) of its median."""
+    lo, mid, hi = prior.quantiles([0.01, 0.5, 0.99])
+    width = float(hi - lo)
+    if not np.isfinite(width) or width <= 0:
+        return True
+    return bool(np.max(np.abs(values - mid)) <= 1000.0 * width)

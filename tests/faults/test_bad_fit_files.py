@@ -246,6 +246,18 @@ def test_draws_outside_a_parameters_bounds_are_refused(tmp_path: Path) -> None:
     refused(damaged(path, tmp_path, tree=_set_draws("ceiling", 1e12)), "'ceiling'", "bounds")
 
 
+def test_draws_a_thousand_prior_widths_out_are_refused(tmp_path: Path) -> None:
+    """eps has no bounds; 1e12 on the logit scale predicts 1.0 everywhere, so it is refused as
+    far beyond anything its prior (normal(0, 50)) lets a sampler reach; 1e3 still loads."""
+    from scalelaw.fits import FitResult
+
+    card = get_card("sparse-frontier-v1:prefill")
+    path = FitResult.card(get_law("sparse-frontier"), card.meta["values"]).save(tmp_path / "f.nc")
+    refused(damaged(path, tmp_path, tree=_set_draws("eps", 1e12)), "'eps'", "prior")
+    plausible = damaged(path, tmp_path, tree=_set_draws("eps", 1e3))
+    assert float(load_fit(plausible).draws["eps"].max()) == pytest.approx(1e3)
+
+
 def test_a_plain_hdf5_file_is_one_line_without_warnings(tmp_path: Path) -> None:
     import warnings
 
