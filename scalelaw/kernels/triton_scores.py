@@ -41,6 +41,18 @@ def _load_rows(base, rows, ok, offs_d, d_ok, stride_l, stride_d):
 
 
 @triton.jit
+def _head(Q, K, STATS, sqb, sqh, skb, skh, H, G, W):
+    """This program's query head and its KV head (GQA: H / G query heads share one), and the
+    two halves of the row stats: (B x H, W) running maxima, then sums of exp2."""
+    bh = tl.program_id(0)
+    b = bh // H
+    h = bh % H
+    stats_m = STATS
+    stats_s = STATS + tl.num_programs(0) * W
+    return bh, Q + b * sqb + h * sqh, K + b * skb + (h // G) * skh, stats_m, stats_s
+
+
+@triton.jit
 def _row_stats_kernel(
     Q, K, STATS,
     sqb, sqh, sql, sqd,
@@ -49,14 +61,8 @@ def _row_stats_kernel(
     HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
     FP32: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(0)
-    M = STATS  # (B x H, W) running maxima, then sums of exp2
-    S = STATS + tl.num_programs(0) * W
+    bh, q_base, k_base, M, S = _head(Q, K, STATS, sqb, sqh, skb, skh, H, G, W)
     rb = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    q_base = Q + b * sqb + h * sqh
-    k_base = K + b * skb + (h // G) * skh
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < HEAD_D
     offs_r = rb * BM + tl.arange(0, BM)
@@ -87,14 +93,8 @@ def _column_sums_kernel(
     HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
     FP32: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(0)
-    M = STATS  # (B x H, W) running maxima, then sums of exp2
-    S = STATS + tl.num_programs(0) * W
+    bh, q_base, k_base, M, S = _head(Q, K, STATS, sqb, sqh, skb, skh, H, G, W)
     jb = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    q_base = Q + b * sqb + h * sqh
-    k_base = K + b * skb + (h // G) * skh
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < HEAD_D
     offs_n = jb * BN + tl.arange(0, BN)
@@ -126,14 +126,8 @@ def _diagonal_sums_kernel(
     HEAD_D: tl.constexpr, BLOCK_D: tl.constexpr, BM: tl.constexpr, BO: tl.constexpr,
     FP32: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(0)
-    M = STATS  # (B x H, W) running maxima, then sums of exp2
-    S = STATS + tl.num_programs(0) * W
+    bh, q_base, k_base, M, S = _head(Q, K, STATS, sqb, sqh, skb, skh, H, G, W)
     ob = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    q_base = Q + b * sqb + h * sqh
-    k_base = K + b * skb + (h // G) * skh
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < HEAD_D
     offs_t = tl.arange(0, BO)
