@@ -599,6 +599,8 @@ class Profiler:
             knobs["block_size"] = self.args.block_size
         if name in LINE_METHODS and self.args.budget_rule is not None:
             knobs["budget_rule"] = self.args.budget_rule
+        if name == "flexprefill" and self.args.min_budget is not None:
+            knobs["min_budget"] = self.args.min_budget
         return get_method(name, **knobs)
 
     def row(self, method: str, call: str, phase: str, length: int, **kw: Any) -> dict[str, Any]:
@@ -989,6 +991,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="vertical-slash and flexprefill budget rule (default: the methods' own, study); "
         "exact profiles the per-layer count search",
     )  # fmt: skip
+    p.add_argument(
+        "--min-budget", type=int, default=None,
+        help="flexprefill's min_budget under the exact rule (default: its own); a small one "
+        "makes the alpha search run where min_budget lines alone would be denser than C",
+    )  # fmt: skip
     p.add_argument("--inputs", default="synthetic", choices=["synthetic", "random"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "triton"])
@@ -1033,7 +1040,9 @@ def main(argv: list[str] | None = None) -> int:
         f"# estimation profile: {args.heads} query heads, {args.kv_heads} KV heads, d "
         f"{args.head_dim}, {args.dtype}, batch 1, C = {args.compression:g}, {args.inputs} "
         f"inputs, {where} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
-        f"{args.scores} window scores, {args.budget_rule or 'default'} budget rule\n"
+        f"{args.scores} window scores, {args.budget_rule or 'default'} budget rule"
+        + (f", flexprefill min_budget {args.min_budget}" if args.min_budget is not None else "")
+        + "\n"
         f"# memory cap {args.max_gb:.1f} GB; peak temp = {MEMORY_TRACKING}; MB = 2^20 bytes; "
         "CPU s = wall seconds of one call without the counting modes",
         flush=True,

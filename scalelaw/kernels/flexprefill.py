@@ -23,6 +23,7 @@ does at C.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,6 +46,72 @@ from scalelaw.kernels.vertical_slash import (
 
 # Bisection steps for a solved alpha: 2^-20 is far below any change of one line.
 ALPHA_STEPS = 20
+# Steps of that bisection decided together from one read of a ladder of 2^LADDER_STEPS + 1
+# levels; the rest run on the device.
+LADDER_STEPS = 4
+
+Counts = tuple[torch.Tensor, torch.Tensor]
+
+
+def _solve_alpha(
+    counts_at: Callable[[float | torch.Tensor, int], Counts],
+    cells_at: Callable[[torch.Tensor, torch.Tensor, LineBounds], torch.Tensor],
+    target: float,
+    floor: int,
+    least: LineBounds,
+    length: int,
+) -> tuple[torch.Tensor, LineBounds] | None:
+    """The coverage alpha whose mean cells come closest to `target` in log ratio, as
+    ALPHA_STEPS of bisection on [0, 1] find it (a 0-d tensor, not read), with bounds on the
+    counts it gives; None when alpha = 0 is already denser than the target. `least`: the
+    counts at alpha = 0 when each head's top line holds some mass (the floor, or the
+    mandatory lines).
+
+    Two reads of the device however many steps. The first reads the widest counts at the
+    ladder's levels j / 2^LADDER_STEPS, which size the index walks, and the cells at alpha = 0
+    (sized by `least`, used when the counts there turn out no wider): denser than C ends the
+    search there. The second reads the cells at the other levels, which decides the
+    bisection's first LADDER_STEPS steps at once (cells grow with alpha, so the bracket is the
+    first level that reaches the target and the one below it). The remaining steps run on the
+    device inside the bracket, as wide as its top level's counts. Every level visited is one
+    the host's loop, a read per step, would visit, so the alpha chosen is the same.
+    """
+    rungs = 2**LADDER_STEPS
+    levels = [j / rungs for j in range(rungs + 1)]
+    counts = [counts_at(a, floor) for a in levels]
+    widest = [torch.stack([c.max(), d.max(), d.min()]).double() for c, d in counts]
+    read = torch.cat([*widest, cells_at(*counts[0], least)[None]]).tolist()
+    bounds = [
+        LineBounds(max(1, int(c)), max(1, int(d)), int(m) >= length)
+        for c, d, m in zip(read[0:-1:3], read[1:-1:3], read[2:-1:3], strict=True)
+    ]
+    exact_at_zero = bounds[0].columns <= least.columns and bounds[0].diagonals <= least.diagonals
+    if exact_at_zero and read[-1] > target:
+        return None
+    # the host's bisection never evaluates alpha = 1 (the densest counts): when every interior
+    # level stays below the target, the bracket's top is 1 whatever its cells
+    inner = zip(counts[:rungs], bounds[:rungs], strict=True)
+    cells = torch.stack([cells_at(c, d, b) for (c, d), b in inner])
+    at_level = cells.tolist()
+    if at_level[0] > target:
+        return None
+    top = next((j for j in range(1, rungs) if at_level[j] >= target), rungs)
+    # the bracket's top bounds every count inside it; none of them is known to keep every
+    # diagonal, so the walk runs (the causal shortcut needs every head to keep them all)
+    wide = LineBounds(bounds[top].columns, bounds[top].diagonals, False)
+    dev = cells.device
+    # filled on the device: a tensor made from a host number would be a copy to it
+    lo = torch.full((), levels[top - 1], dtype=torch.float64, device=dev)
+    hi = torch.full((), levels[top], dtype=torch.float64, device=dev)
+    for _ in range(ALPHA_STEPS - LADDER_STEPS):
+        mid = (lo + hi) / 2
+        below = cells_at(*counts_at(mid, floor), wide) < target
+        lo = torch.where(below, mid, lo)
+        hi = torch.where(below, hi, mid)
+    # the side whose cells are closer to the target in log ratio
+    ratio = torch.stack([cells_at(*counts_at(x, floor), wide) for x in (lo, hi)]) / target
+    closer_low = ratio[0].log().abs() < ratio[1].log().abs()
+    return torch.where(closer_low, lo, hi), wide
 
 
 def js_distance(q: torch.Tensor, k: torch.Tensor, window: int, bs: int) -> torch.Tensor:
@@ -77,9 +144,13 @@ def cumulative_mass(scores: torch.Tensor) -> torch.Tensor:
     return top.cumsum(-1) / top.sum(-1, keepdim=True).clamp_min(1e-30)
 
 
-def cover_count(mass: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(B, H) lines whose cumulative mass stays within alpha, plus the one that crosses it."""
-    level = torch.full_like(mass[..., :1], alpha)
+def cover_count(mass: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """(B, H) lines whose cumulative mass stays within alpha, plus the one that crosses it
+    (alpha a number, or a 0-d tensor on the device that is not read)."""
+    if isinstance(alpha, torch.Tensor):
+        level = alpha.to(mass.dtype).expand_as(mass[..., :1]).contiguous()
+    else:
+        level = torch.full_like(mass[..., :1], alpha)
     n = torch.searchsorted(mass.contiguous(), level, right=True).squeeze(-1) + 1
     return n.clamp(max=mass.shape[-1])
 
@@ -109,15 +180,15 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
         lines = ~block_mode
         target = causal_entries(length) / compression
 
-        def counts_at(alpha: float, floor: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def counts_at(alpha: float | torch.Tensor, floor: int) -> tuple[torch.Tensor, torch.Tensor]:
             n_col = cover_count(col_mass, alpha).clamp(max(floor, kn["sink_columns"]), length)
             n_diag = cover_count(diag_mass, alpha).clamp(max(floor, kn["local_diagonals"]), length)
             return n_col, n_diag
 
-        def mean_cells(n_col: torch.Tensor, n_diag: torch.Tensor) -> float:
-            cells = lines_cells(col_order, diag_order, n_col, n_diag, length, bs)
-            # over the line heads without a boolean mask: one read of the device, not two
-            return float(torch.where(lines, cells, 0.0).sum() / lines.sum())
+        def cells_at(n_col: torch.Tensor, n_diag: torch.Tensor, bounds: LineBounds) -> torch.Tensor:
+            """Mean cells over the line heads, a 0-d tensor: nothing is read."""
+            cells = lines_cells(col_order, diag_order, n_col, n_diag, length, bs, bounds)
+            return torch.where(lines, cells, 0.0).sum() / lines.sum()
 
         bounds: LineBounds | None = None  # None: read from the counts, once
         floor = kn["min_budget"]
@@ -137,24 +208,32 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
             # without block mode every head is a line head: the host knows it without a read
             alpha = 0.0
             n_col, n_diag = counts_at(alpha, floor)
-        elif mean_cells(*counts_at(0.0, floor)) > target:
-            # min_budget lines alone are denser than C: the study's alpha = 0 rows
-            alpha = 0.0
-            n_min = max(kn["sink_columns"], kn["local_diagonals"])
-            floor = uniform_count(col_order, diag_order, length, compression, n_min, bs)
-            n_col, n_diag = counts_at(alpha, floor)
         else:
-            lo, hi = 0.0, 1.0
-            for _ in range(ALPHA_STEPS):
-                mid = (lo + hi) / 2
-                if mean_cells(*counts_at(mid, floor)) < target:
-                    lo = mid
-                else:
-                    hi = mid
-            # the side whose cells are closer to the target in log ratio
-            below, above = mean_cells(*counts_at(lo, floor)), mean_cells(*counts_at(hi, floor))
-            alpha = lo if abs(math.log(below / target)) < abs(math.log(above / target)) else hi
-            n_col, n_diag = counts_at(alpha, floor)
+            # alpha = 0 covers one line (a head's top line holds some mass), so every head
+            # keeps the floor or its mandatory lines
+            least = LineBounds(
+                min(length, max(floor, kn["sink_columns"])),
+                min(length, max(floor, kn["local_diagonals"])),
+                False,
+            )
+            found = _solve_alpha(counts_at, cells_at, target, floor, least, length)
+            if found is None:
+                # min_budget lines alone are denser than C: the study's alpha = 0 rows
+                alpha = 0.0
+                n_min = max(kn["sink_columns"], kn["local_diagonals"])
+                floor = uniform_count(col_order, diag_order, length, compression, n_min, bs)
+                n_col, n_diag = counts_at(alpha, floor)
+                # alpha = 0 covers one line (a head's top line holds some mass), so every head
+                # keeps the floor: the index's widths are known without a read
+                bounds = LineBounds(
+                    min(length, max(floor, kn["sink_columns"])),
+                    min(length, max(floor, kn["local_diagonals"])),
+                    False,
+                )
+            else:
+                solved, bounds = found
+                alpha = Deferred(lambda: float(solved))
+                n_col, n_diag = counts_at(solved, floor)
         vs = lines_pattern(col_order, diag_order, n_col, n_diag, length, bs, bounds)
         blocks = None
         block_heads: int | Deferred = 0
@@ -174,7 +253,9 @@ class FlexPrefill(PatternPrefill[FlexPattern]):
             return Deferred(read)
 
         stats = DeferredStats(
-            alpha=float(alpha if alpha is not None else 1.0),
+            alpha=alpha
+            if isinstance(alpha, Deferred)
+            else float(alpha if alpha is not None else 1.0),
             min_budget=int(floor),
             block_heads=block_heads,
             blocks_per_row=per_row,
