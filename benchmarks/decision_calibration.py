@@ -184,6 +184,43 @@ def print_forms(rows: list[dict[str, Any]]) -> None:
     print(f"| stack (default) | {stack['confident_wrong']} | {stack['brier']:.4f} | |")
 
 
+def true_margins(name: str) -> list[tuple[int, str, float]]:
+    """(length, sparse configuration, true score of sparse minus dense) at every decision
+    point of the truth, in the order of `probabilities`."""
+    qwen = [get_architecture("qwen2.5", s) for s in ("7B", "14B", "32B", "72B")]
+    out: list[tuple[int, str, float]] = []
+    for length in LENGTHS:
+        frame = decide(
+            truth(name), qwen, FlopsCost(), seq_len=length, lengths=None, budgets=6, draws=1
+        ).to_frame()
+        for r in frame.iter_rows(named=True):
+            label = f"{r['sparse_size']} C={r['sparse_compression']:g} vs {r['dense_size']}"
+            out.append((length, label, float(r["diff_mean"])))
+    return out
+
+
+def print_points(name: str, rows: list[dict[str, Any]]) -> None:
+    """Where the Brier score comes from: each decision point's true margin (sparse minus dense
+    score under the truth), mean P and share of the score. Points whose margin is a point or
+    two of accuracy, 4-16x beyond the longest length measured, are where an honest P sits
+    near 0.5 and costs about 0.25 each."""
+    p = np.array([r["stack"] for r in rows], float)
+    y = np.array([r["true"] for r in rows], float)
+    per_point = np.nanmean((p - y) ** 2, axis=0)
+    total = float(np.nanmean((p - y) ** 2))
+    print("\n| L | sparse vs dense | true margin | mean P | Brier at the point | share of Brier |")
+    print("|---|---|---|---|---|---|")
+    for i, (length, label, margin) in enumerate(true_margins(name)):
+        if per_point[i] < 0.005:
+            continue
+        share = per_point[i] / per_point.size / total if total else 0.0
+        print(
+            f"| {length // 1024}K | {label} | {margin:+.3f} | {np.nanmean(p[:, i]):.2f} | "
+            f"{per_point[i]:.3f} | {share:.0%} |"
+        )
+    print("(points with Brier below 0.005 left out)")
+
+
 def _joint_weights(row: dict[str, Any]) -> dict[str, float]:
     """The weights a decision beyond the grid used: those held out on the axes it leaves (N and
     L for these decisions), averaged, as `StackedFit.point_weights(joint=True)` takes them."""
@@ -270,6 +307,8 @@ def main(argv: list[str] | None = None) -> None:
                             print(f"- {law} alone: P = {', '.join(f'{x:.2f}' for x in at)}")
         if rows and rows[0].get("forms"):
             print_forms(rows)
+        if rows:
+            print_points(name, rows)
         if rows:
             flagged = sum(1 for r in rows if r["headline"])
             mean_w: dict[str, float] = {}
