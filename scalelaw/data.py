@@ -22,7 +22,8 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from scalelaw.errors import ScalelawError
+from scalelaw.datasets import dataset_path
+from scalelaw.errors import DataError
 
 #: Short names accepted for the canonical columns.
 ALIASES: dict[str, str] = {"N": "params", "L": "seq_len", "C": "compression"}
@@ -59,10 +60,6 @@ RATIO_COLUMNS = ("prefill_compression", "decode_compression")
 RUN_COLUMNS = ("run", "replicate")
 #: How `aggregate` may pool repeated configurations.
 AGGREGATES = ("mean",)
-
-
-class DataError(ScalelawError):
-    """A table failed validation; the message names file, row and column."""
 
 
 def canonical(name: str) -> str:
@@ -719,8 +716,6 @@ def resolve_path(name: str | Path) -> Path:
     """A file path, or a packaged dataset given as ``measured:NAME``."""
     text = str(name)
     if text.startswith("measured:"):
-        from scalelaw.datasets import dataset_path
-
         return dataset_path(text.split(":", 1)[1])
     return Path(text)
 

@@ -8,6 +8,13 @@ class ScalelawError(ValueError):
     """A failure the user can fix; its message names what is wrong and where."""
 
 
+class DataError(ScalelawError):
+    """A table failed validation; the message names file, row and column.
+
+    Raised by `scalelaw.data` (and importable from there) and by `scalelaw.datasets`, which
+    `data` reads packaged tables through."""
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """What a command reports as one line and exit status 2 rather than a traceback.
 

@@ -9,6 +9,7 @@ arguments.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from scalelaw.data import load_table
-from scalelaw.fits.prediction import predict_draws
+from scalelaw.data import DataError, load_table
+from scalelaw.fits.prediction import predict_draws, predictive_draws
 from scalelaw.fits.result import FitResult
 
 KINDS = ("posterior", "trace", "ppc", "fit")
@@ -172,6 +176,7 @@ def _axes(ax: Any, need: int, what: str) -> list[Any]:
 
 def _collection(data: Any, axes: Sequence[Any]) -> Any:
     """An ArviZ PlotCollection that draws each variable of `data` into one of `axes`."""
+    # deferred: xarray and arviz_plots, loaded for the ArviZ kinds only
     import xarray as xr
     from arviz_plots import PlotCollection
 
@@ -251,9 +256,7 @@ def _titled(fig: Figure, title: str) -> Figure:
 def _arviz_plot(
     result: FitResult, kind: str, ax: Any, var_names: Sequence[str] | None, say: _Say
 ) -> Figure:
-    import warnings
-
-    import arviz as az
+    import arviz as az  # deferred: ArviZ (about 1 s), for the posterior and trace kinds
 
     if result.n_draws < 2:
         raise ValueError(
@@ -329,7 +332,7 @@ def _arviz_plot(
 
 def _ppc(result: FitResult, frame: pl.DataFrame, ax: Any, n_draws: int = 200) -> Figure:
     """Observed score distribution against replicated datasets from the posterior."""
-    import arviz as az
+    import arviz as az  # deferred: ArviZ (about 1 s)
 
     law = result.law
     mu = predict_draws(result, frame, max_draws=n_draws)
@@ -357,8 +360,6 @@ def _ppc(result: FitResult, frame: pl.DataFrame, ax: Any, n_draws: int = 200) ->
         pc = _collection(tree["posterior_predictive"].to_dataset(), axes[:1])
         az.plot_ppc_dist(tree, backend="matplotlib", num_samples=samples, plot_collection=pc)
         panel, fig = axes[0], axes[0].figure
-    from matplotlib.lines import Line2D
-
     replicated = "bootstrap refits" if result.backend == "lsq" else "posterior draws"
     panel.legend(
         [Line2D([], [], color="black", lw=1.5), Line2D([], [], color="C0", lw=1.5, alpha=0.5)],
@@ -406,8 +407,6 @@ def palette(n: int) -> list[Any]:
 
 def _human_log_axis(axis: Any, symbol: str) -> None:
     """Log ticks at 1, 2 and 5 times each power of ten, labelled in `human` units."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: human(symbol, v)))
     axis.set_minor_formatter(NullFormatter())
@@ -543,8 +542,6 @@ def _fit_curves(
             panel.xaxis.set_tick_params(labelbottom=True)
     handles, labels = axes[0].get_legend_handles_labels()
     handles, labels = list(handles), list(labels)
-    from matplotlib.patches import Patch
-
     handles.append(Patch(color="0.35", alpha=0.45, lw=0))
     labels.append(f"{prob:.0%} band of the expected score")
     if predictive_drawn:
@@ -579,15 +576,12 @@ def _predictive_band(
 
     Binomial counts: the exact quantiles of the mixture over draws (smooth curves); other
     likelihoods: quantiles of `predictive_draws`."""
-    from scalelaw.data import DataError
-    from scalelaw.fits.prediction import predictive_draws
-
     samples = None
     if "samples" in rows.columns and rows.height:
         samples = int(np.median(rows["samples"].to_numpy()))
     law = result.law
     if getattr(law, "likelihood", None) == "binomial" and law.is_count:
-        from scipy.stats import binom
+        from scipy.stats import binom  # deferred: scipy.stats (about 0.8 s)
 
         n = samples or 100
         p = np.clip(mu[:: max(1, mu.shape[0] // 200)], 0.0, 1.0)  # at most ~200 draws

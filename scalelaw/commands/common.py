@@ -2,7 +2,8 @@
 
 Errors are printed as plain text (no markup interpretation, so a file called `[v2].csv` is
 named as it is; no wrapping, so one error is one line in a log) with exit status 2; `--strict`
-fit failures use 3.
+fit failures use 3. Helpers that call the API (polars, fits, frontier) import it inside
+themselves, so that `scalelaw --help` stays fast.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 from typer.exceptions import Abort, TyperException
 
-# wide enough for the frontier table when the output is a pipe or a file
-console = Console(width=shutil.get_terminal_size((150, 24)).columns, emoji=False)
-err = Console(stderr=True, emoji=False)
+from scalelaw.commands.consoles import console, err
+from scalelaw.commands.progress import track
+from scalelaw.errors import ScalelawError, user_errors
 
 
 def one_line(text: str) -> str:
@@ -51,15 +50,12 @@ def warn(message: str) -> None:
 
 
 def errors() -> tuple[type[BaseException], ...]:
-    from scalelaw.errors import user_errors
-
     return user_errors()
 
 
 def number(text: str, what: str, *, at_least: float | None = None) -> float:
     """A number such as ``7e9`` or ``128K``, at least `at_least` when given."""
     from scalelaw.data import as_float
-    from scalelaw.errors import ScalelawError
 
     value = as_float(text, what)
     if at_least is not None and value < at_least:
@@ -69,8 +65,6 @@ def number(text: str, what: str, *, at_least: float | None = None) -> float:
 
 def numbers(text: str, what: str, *, at_least: float | None = None) -> list[float]:
     """Comma-separated numbers (see `number`)."""
-    from scalelaw.errors import ScalelawError
-
     values = [number(t, what, at_least=at_least) for t in text.split(",") if t.strip()]
     if not values:
         raise ScalelawError(f"{what}: no values in '{text}'")
@@ -121,7 +115,6 @@ def fitting_status(source: str, quiet: bool = False) -> Iterator[None]:
     """Progress (fit i of n, ETA) while a data table is fitted with the law family, also when
     that happens inside the API (`decide`); a fit file or a published law is only read, so it
     gets none."""
-    from scalelaw.commands.progress import track
     from scalelaw.fits.family import is_table, reporting
 
     if not is_table(source):

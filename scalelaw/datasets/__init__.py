@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scalelaw.errors import DataError
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -14,8 +16,6 @@ def available() -> list[str]:
 
 def dataset_path(name: str) -> Path:
     """The table file of dataset `name` (a folder holding ``NAME.parquet`` or ``NAME.csv``)."""
-    from scalelaw.data import DataError
-
     folder = HERE / name
     for suffix in (".parquet", ".csv", ".jsonl"):
         candidate = folder / f"{name}{suffix}"

@@ -49,6 +49,7 @@ class HoldoutCheck:
 
     def plot(self, path: str | Path | None = None, ax: Any = None) -> Any:
         """Predicted (with its predictive interval) against observed, held-out rows marked."""
+        # deferred: matplotlib (about 1 s); plots sits above fits, a declared hand-over
         from scalelaw.plots import holdout_figure
 
         return holdout_figure(self, path, ax=ax)

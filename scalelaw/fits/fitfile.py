@@ -15,12 +15,12 @@ import json
 import os
 import platform
 import warnings
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.expr import ExprError, check_length
@@ -32,6 +32,8 @@ from scalelaw.fits.likelihoods import (
     noise_name,
     pointwise_loo_group,
 )
+from scalelaw.fits.metadata import FitMeta, StackMeta
+from scalelaw.schema import described
 
 FORMAT_VERSION = 1
 #: Suffixes of what the Bayesian backend samples in place of a law parameter and keeps in the
@@ -230,9 +232,11 @@ def _info(tree: Any, p: Path) -> dict[str, Any]:
         )
     if info.get("format") != FORMAT_VERSION:
         raise FitFileError(f"{p}: unsupported fit format {info.get('format')!r}")
-    problem = _schema_problem(info, _STACK if info.get("kind") == "stack" else _FIT)
-    if problem:
-        raise FitFileError(f"{p}: damaged scalelaw metadata ({problem})")
+    schema = StackMeta if is_stack(info) else FitMeta
+    try:
+        schema.model_validate(info)
+    except ValidationError as exc:
+        raise FitFileError(f"{p}: damaged scalelaw metadata ({described(exc, schema)})") from None
     return info
 
 
@@ -415,169 +419,6 @@ def _point(tree: Any, law: Law, draws: dict[str, np.ndarray], p: Path) -> dict[s
             )
         point[name] = values[None, ...]
     return point
-
-
-# --- metadata schema ---------------------------------------------------------------------------
-# What each field of the JSON metadata must hold. Values are read by code that formats, indexes
-# and compares them, so a wrong type would surface later as a traceback or a wrong number.
-Check = tuple[Callable[[Any], bool], str]
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _texts(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-def _levels(v: Any) -> bool:
-    return isinstance(v, dict) and all(_texts(x) and len(set(x)) == len(x) for x in v.values())
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def _mapping_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, dict) and all(check(x) for x in v.values())
-
-
-TEXT: Check = (lambda v: isinstance(v, str), "a text")
-OPTIONAL_TEXT: Check = (_optional(lambda v: isinstance(v, str)), "a text or null")
-NUMBER: Check = (_optional(_number), "a number or null")
-WHOLE: Check = (_optional(_whole), "a whole number or null")
-TEXTS: Check = (_texts, "a list of texts")
-OBJECT: Check = (lambda v: isinstance(v, dict), "an object")
-#: field -> (check, description, required)
-Schema = dict[str, tuple[Callable[[Any], bool], str, bool]]
-
-
-def _fields(required: dict[str, Check], optional: dict[str, Check]) -> Schema:
-    return {
-        **{k: (c, d, True) for k, (c, d) in required.items()},
-        **{k: (c, d, False) for k, (c, d) in optional.items()},
-    }
-
-
-_PARAM = _fields(
-    {"name": TEXT},
-    {
-        "prior": TEXT,
-        "lower": NUMBER,
-        "upper": NUMBER,
-        "starts": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
-    },
-)
-_LAW = _fields(
-    {
-        "name": TEXT,
-        "expr": TEXT,
-        "covariates": TEXTS,
-        "params": (
-            lambda v: isinstance(v, list) and all(not _schema_problem(x, _PARAM) for x in v),
-            "a list of parameters (name, prior, lower, upper, starts)",
-        ),
-    },
-    {
-        **dict.fromkeys(
-            ("link", "likelihood", "response", "pooling", "formula", "citation", "description"),
-            TEXT,
-        ),
-        "transform": OPTIONAL_TEXT,
-        "reference": (_mapping_of(lambda v: isinstance(v, str)), "an object of texts"),
-    },
-)
-_DIAGNOSTICS = _fields(
-    {},
-    {
-        **dict.fromkeys(
-            ("not_converged", "auto_priors", "warnings", "problems", "at_bounds"), TEXTS
-        ),
-        **dict.fromkeys(("r2", "rhat_max", "ess_bulk_min", "cost", "huber_delta"), NUMBER),
-        **dict.fromkeys(
-            (
-                "divergences",
-                "chains",
-                "draws",
-                "tune",
-                "starts",
-                "refined",
-                "reached_best",
-                "bootstrap",
-                "pareto_k_bad",
-            ),
-            WHOLE,
-        ),
-        **dict.fromkeys(
-            ("rhat", "ess_bulk"), (_mapping_of(_optional(_number)), "an object of numbers")
-        ),
-        "retry": (_optional(lambda v: isinstance(v, dict)), "an object or null"),
-        "loo_error": TEXT,
-    },
-)
-_META = _fields(
-    {},
-    {
-        **dict.fromkeys(("source", "data_hash", "counts", "phase", "aggregate"), OPTIONAL_TEXT),
-        **dict.fromkeys(("seed", "rows"), WHOLE),
-        "where": TEXTS,
-        "laws": TEXTS,
-        "replicates": (lambda v: isinstance(v, bool), "true or false"),
-        "column_map": (_mapping_of(lambda v: isinstance(v, str)), "an object of texts"),
-        # a fit's held-out scores, or the slice a stack was weighted on
-        "holdout": (_optional(lambda v: isinstance(v, dict | str)), "an object, a text or null"),
-        "values": OBJECT,
-        "scores": (_mapping_of(_optional(_number)), "an object of numbers"),
-        "ranges": (
-            _mapping_of(lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v))),
-            "an object of [smallest, largest] pairs",
-        ),
-    },
-)
-_FIT = _fields(
-    {
-        "backend": TEXT,
-        "law": (lambda v: isinstance(v, dict) and not _schema_problem(v, _LAW), "an object"),
-        "levels": (_levels, "an object of lists of distinct texts"),
-    },
-    {
-        "diagnostics": (lambda v: isinstance(v, dict), "an object"),
-        "meta": (lambda v: isinstance(v, dict), "an object"),
-    },
-)
-_STACK = _fields(
-    {
-        "weights": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers"),
-    },
-    {"method": TEXT, "meta": OBJECT},
-)
-#: Nested objects whose own fields are checked, so a problem names the field inside them.
-_NESTED: dict[str, Schema] = {"law": _LAW, "diagnostics": _DIAGNOSTICS, "meta": _META}
-
-
-def _schema_problem(doc: Any, schema: Schema, where: str = "") -> str | None:
-    """What is wrong with `doc` under `schema` (the first problem), or None."""
-    if not isinstance(doc, dict):
-        return f"{where or 'metadata'} is not an object"
-    for key, (check, description, required) in schema.items():
-        name = f"{where}.{key}" if where else key
-        if key not in doc:
-            if required:
-                return f"'{name}' is missing"
-            continue
-        nested = _NESTED.get(key) if not where else None
-        if nested is not None and isinstance(doc[key], dict):
-            problem = _schema_problem(doc[key], nested, name)
-            if problem:
-                return problem
-        if not check(doc[key]):
-            return f"'{name}' must be {description}"
-    return None
 
 
 def _plain(x: Any) -> Any:

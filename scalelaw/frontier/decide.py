@@ -20,6 +20,7 @@ import polars as pl
 
 from scalelaw.frontier.architectures import Architecture
 from scalelaw.frontier.cost import cost as cost_of
+from scalelaw.frontier.figures import frontier_figure
 from scalelaw.frontier.isocost import (
     STUDY_COMPRESSIONS,
     CriticalLength,
@@ -30,6 +31,7 @@ from scalelaw.frontier.isocost import (
     critical_length,
     isocost_frontier,
 )
+from scalelaw.frontier.latency import Timings, latency_ms
 
 #: Lengths scanned for the critical length by default (4K to 1M tokens).
 DEFAULT_LENGTHS = tuple(float(2**k) for k in range(12, 21))
@@ -73,7 +75,7 @@ class FlopsCost:
 class LatencyCost:
     """Cost as measured time: attention from a timings table, the rest at a throughput."""
 
-    timings: Any  # scalelaw.frontier.latency.Timings
+    timings: Timings
     phase: str = "prefill"
     batch: int = 1
     bytes_per_element: float = 2.0
@@ -91,8 +93,6 @@ class LatencyCost:
         bytes_per_element: float = 2.0,
         throughput: float | None = None,
     ) -> LatencyCost:
-        from scalelaw.frontier.latency import Timings
-
         table = Timings.read(Path(path), method, phase, device=device)
         return cls(table, phase, batch, bytes_per_element, throughput)
 
@@ -101,8 +101,6 @@ class LatencyCost:
         return "prefill latency (ms)" if self.phase == "prefill" else "decode step latency (ms)"
 
     def __call__(self, arch: Architecture, length: float, compression: float) -> float:
-        from scalelaw.frontier.latency import latency_ms
-
         return latency_ms(
             self.timings,
             arch,
@@ -209,8 +207,6 @@ class Decision:
 
     def plot(self, path: str | Path, *, title: str | None = None, budgets: int = 200) -> Path:
         """The frontier figure; a fine budget grid draws the frontiers as the steps they are."""
-        from scalelaw.frontier.figures import frontier_figure
-
         if self.draws_fn is None:
             raise FrontierError("this decision keeps no predictions to draw")
         fine = isocost_frontier(
@@ -280,6 +276,8 @@ def decide(
     (default: every task the source knows). Each probability is computed per draw; its Monte
     Carlo error is in the budget table (`p_mc_error`). `lengths=None` skips the critical length.
     """
+    # deferred: `scalelaw.fits` loads the fitting code and scipy (about 0.8 s), which costing
+    # a method or listing architectures does not need
     from scalelaw.fits import levels, predict_draws
     from scalelaw.fits.family import is_table, load_or_fit
 
@@ -354,7 +352,7 @@ def fitted_lengths(src: Any) -> tuple[float, float] | None:
     before fits recorded their spans, or a law without a length)."""
     first = src.fits[0] if hasattr(src, "fits") else src
     if getattr(first, "is_card", False):
-        from scalelaw.fits.simulation import PAPER_LENGTHS
+        from scalelaw.fits.simulation import PAPER_LENGTHS  # deferred: scalelaw.fits (0.8 s)
 
         return float(min(PAPER_LENGTHS)), float(max(PAPER_LENGTHS))
     column = first.law.columns.get("L")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (about 0.5 s), for figures only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -23,7 +23,7 @@ def _pyplot():  # type: ignore[no-untyped-def]
 
 
 def _log_x(ax) -> None:  # type: ignore[no-untyped-def]
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # deferred: matplotlib
 
     # budgets often span less than a decade: label 1, 2 and 5 times each power of ten
     ax.set_xscale("log")
@@ -39,7 +39,7 @@ EXTRAPOLATED = "0.85"
 
 
 def _palette(n: int) -> list:  # type: ignore[type-arg]
-    from scalelaw.plots import palette
+    from scalelaw.plots import palette  # deferred: matplotlib and ArviZ (about 1.4 s)
 
     return palette(n)
 
@@ -282,7 +282,7 @@ def tolerance_figure(result: pl.DataFrame, path: str | Path, *, title: str = "")
         ax.grid(alpha=0.3, axis="y")
         handles, labels = ax.get_legend_handles_labels()
         if censored_any:
-            from matplotlib.lines import Line2D
+            from matplotlib.lines import Line2D  # deferred: matplotlib
 
             handles.append(Line2D([], [], color="0.3", marker="^", ls="", markersize=6))
             labels.append(">= : every ratio tested passed")

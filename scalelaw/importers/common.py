@@ -24,8 +24,17 @@ from typing import Any
 
 import polars as pl
 
-from scalelaw.data import CONFIG_COLUMNS, RUN_COLUMNS, DataError, validate
+from scalelaw.data import (
+    CONFIG_COLUMNS,
+    RUN_COLUMNS,
+    DataError,
+    as_float,
+    parse_assignments,
+    validate,
+)
 from scalelaw.errors import ScalelawError
+from scalelaw.measure.store import atomic_write
+from scalelaw.schema import shown
 
 #: Output formats, by file extension.
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
@@ -212,12 +221,6 @@ def _json_int(text: str) -> int | float:
     return int(text) if len(text) <= 4300 else float(text)
 
 
-def shown(value: Any) -> str:
-    """`value` for a one-line message: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def number(
     value: Any,
     where: str,
@@ -269,8 +272,6 @@ def compression_from_removed(fraction: float) -> float:
 
 def parse_params(items: Iterable[str]) -> dict[str, float]:
     """``MODEL=7.6e9`` assignments (repeatable, or comma-separated) into parameter counts."""
-    from scalelaw.data import as_float, parse_assignments
-
     out: dict[str, float] = {}
     for model, text in parse_assignments(items, "--params").items():
         value = as_float(text, f"--params {model}")
@@ -347,8 +348,6 @@ def _repeats(frame: pl.DataFrame, variants: Sequence[str]) -> list[str]:
 
 def write_table(frame: pl.DataFrame, out: str | Path) -> Path:
     """Write `frame` by extension (.parquet, .csv, .jsonl), all at once or not at all."""
-    from scalelaw.measure.store import atomic_write
-
     path = Path(out)
     check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)

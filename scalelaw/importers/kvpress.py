@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 import yaml
+from pydantic import ValidationError
 
 from scalelaw.data import first_nul_byte, nul_byte_message
 from scalelaw.importers.common import (
@@ -44,6 +45,8 @@ from scalelaw.importers.common import (
     walk,
 )
 from scalelaw.importers.models import known_models, model_size
+from scalelaw.importers.records import KvpressConfig
+from scalelaw.schema import field_problem
 
 #: Datasets whose metrics.json shapes this importer reads.
 DATASETS = (
@@ -393,52 +396,10 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict):
         raise ResultFolderError(f"{path}: expected a mapping of settings")
-
-    def text(key: str) -> str | None:
-        value = doc.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ResultFolderError(f"{path}: field '{key}': {shown(value)} is not text")
-        return str(value)
-
-    def num(key: str, **checks: Any) -> float | None:
-        value = doc.get(key)
-        return None if value is None else number(value, f"{path}: field '{key}'", **checks)
-
-    def flag(*keys: str) -> bool | None:
-        for key in keys:
-            value = doc.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, bool):
-                raise ResultFolderError(
-                    f"{path}: field '{key}': {shown(value)} is not true or false"
-                )
-            return value
-        return None
-
-    depth = doc.get("needle_depth")
-    if isinstance(depth, list):
-        depth = ",".join(str(d) for d in depth)
-    out: dict[str, Any] = {
-        "dataset": text("dataset"),
-        "data_dir": text("data_dir"),
-        "model": text("model"),
-        "press": text("press_name"),
-        "ratio": num("compression_ratio", low=0),
-        "threshold": num("threshold"),
-        "head_compression_ratio": num("head_compression_ratio", low=0, high=1),
-        "key_channel_compression_ratio": num("key_channel_compression_ratio", low=0, high=1),
-        "fraction": num("fraction", low=0, high=1),
-        "max_context_length": num("max_context_length", low=1, integer=True),
-        # older KVPress wrote `compress_questions` for what is now `query_aware`
-        "query_aware": flag("query_aware", "compress_questions"),
-        "needle_depth": None if depth is None else str(depth),
-    }
-    if out["max_context_length"] is not None:
-        out["max_context_length"] = int(out["max_context_length"])
-    return {k: v for k, v in out.items() if v is not None}
+    try:
+        return KvpressConfig.model_validate(doc).settings()
+    except ValidationError as exc:
+        raise ResultFolderError(f"{path}: {field_problem(exc)}") from None
 
 
 def _yaml_problem(path: Path, text: str, exc: yaml.YAMLError) -> str:

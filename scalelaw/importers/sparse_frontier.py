@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
 from scalelaw.errors import ScalelawError
 from scalelaw.frontier.architectures import get_architecture
@@ -31,16 +32,14 @@ from scalelaw.importers.common import (
     ResultFolderError,
     Skip,
     compression_from_removed,
-    field_of,
     finish,
     load_json,
     number,
     walk,
 )
 from scalelaw.importers.models import ModelSize, known_models, model_size
-
-#: The metrics the study's tasks report, one per file.
-METRICS = ("accuracy", "f1", "iou")
+from scalelaw.importers.records import SparseFrontierMetrics
+from scalelaw.schema import field_problem
 
 #: The study's attention names -> (our method name, phase); dense serves both phases.
 METHODS: dict[str, tuple[str, str | None]] = {
@@ -223,35 +222,11 @@ def _rows(
     attn_args = parse_arguments(attn_dir, path)
     size = _study_model_size(model, overrides, path)
 
-    doc = load_json(path)
-    if not isinstance(doc, dict):
-        raise ResultFolderError(f"{path}: expected a JSON object of metrics")
-    present = [m for m in METRICS if m in doc]
-    if not present:
-        raise ResultFolderError(
-            f"{path}: no metric field (expected one of {', '.join(map(repr, METRICS))})"
-        )
-    if len(present) > 1:
-        raise ResultFolderError(
-            f"{path}: fields {' and '.join(map(repr, present))} are both present (a mix of "
-            "question types); the file does not say how many samples each covers"
-        )
-    metric = present[0]
-    score = number(doc[metric], f"{path}: field '{metric}'", low=0, high=1)
-    variance_field = f"{metric}_variance"
-    # scores lie in [0, 1], so their variance (ddof 1) is at most 1/2
-    score_var = number(
-        field_of(doc, variance_field, path), f"{path}: field '{variance_field}'", low=0, high=1
-    )
-    samples = number(
-        field_of(doc, "total_samples", path), f"{path}: field 'total_samples'", low=1, integer=True
-    )
-    sparsity = number(
-        field_of(doc, "average_attention_sparsity", path),
-        f"{path}: field 'average_attention_sparsity'",
-        low=0,
-        below=1,
-    )
+    try:
+        metrics = SparseFrontierMetrics.model_validate(load_json(path))
+    except ValidationError as exc:
+        raise ResultFolderError(f"{path}: {field_problem(exc)}") from None
+    sparsity = metrics.average_attention_sparsity
     compression = compression_from_removed(sparsity)
     row = {
         "task": TASKS.get(task, task),
@@ -263,29 +238,20 @@ def _rows(
         "compression": compression,
         "requested_compression": requested_compression(attention, attn_args, seq_len, path),
         "achieved_compression": compression,
-        "score": score,
-        "score_var": score_var,
-        "samples": samples,
-        "metric": metric,
+        "score": metrics.score,
+        "score_var": metrics.score_var,
+        "samples": metrics.total_samples,
+        "metric": metrics.metric,
         "study_task": task,
         "attention": attention,
         "method_params": json.dumps(attn_args, sort_keys=True),
         "task_params": json.dumps(task_args, sort_keys=True),
-        "mean_output_tokens": _optional(doc, "average_output_tokens", path),
-        "max_output_tokens": _optional(doc, "max_output_tokens", path, integer=True),
+        "mean_output_tokens": metrics.average_output_tokens,
+        "max_output_tokens": metrics.max_output_tokens,
         "source": _relative(path, root),
     }
     phases = dense_phases if phase is None else (phase,)
     return [{**row, "phase": p} for p in phases]
-
-
-def _optional(
-    doc: Mapping[str, Any], name: str, path: Path, *, integer: bool = False
-) -> float | None:
-    # Written only when the pipeline recorded output lengths.
-    if name not in doc:
-        return None
-    return number(doc[name], f"{path}: field '{name}'", low=0, integer=integer)
 
 
 def _study_model_size(name: str, overrides: Mapping[str, float], path: Path) -> ModelSize:

@@ -20,6 +20,7 @@ import torch
 
 from scalelaw.kernels.budgets import causal_entries
 from scalelaw.kernels.reference import dense_causal
+from scalelaw.kernels.sparse_torch import tile_attention_torch
 from scalelaw.kernels.specs import (
     BACKENDS,
     COMPRESSION_TOLERANCE,
@@ -315,12 +316,10 @@ def run_tiles(
     """The tile list run by the Triton kernel or by the PyTorch path (the same cells)."""
     tensors = (index.starts, index.counts, index.cols, index.col_counts)
     if backend == "triton":
-        # imported here: the PyTorch path must not need triton
+        # deferred: triton (absent off Linux; the PyTorch path must not need it)
         from scalelaw.kernels.triton_prefill import tile_attention
 
         return tile_attention(q, k, v, *tensors, index.block)
-    from scalelaw.kernels.sparse_torch import tile_attention_torch
-
     return tile_attention_torch(q, k, v, *tensors, index.block)
 
 

@@ -20,6 +20,10 @@ KeepFn = Callable[[int, int, int], torch.Tensor]
 # Upper bound on the fp32 score elements of one chunk (B * H * rows * keys), about 256 MB.
 CHUNK_ELEMENTS = 1 << 26
 
+# Slot value past every real tile start or column of a tile index (`tiles`, and its Triton build
+# in `triton_scores`): sorts last and covers nothing.
+FAR = torch.iinfo(torch.int32).max
+
 
 def dense_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Dense causal attention; queries are the last `L_q` positions of the `L_k` keys."""

@@ -142,7 +142,7 @@ class RaggedKVCache(SnapKVCache):
 def ragged_attention(q_step: torch.Tensor, state: RaggedKVCache, backend: str) -> torch.Tensor:
     """One decode step over each KV head's own tokens, with no mask."""
     if backend == "triton":
-        from scalelaw.kernels.triton_decode import ragged_decode_attention
+        from scalelaw.kernels.triton_decode import ragged_decode_attention  # deferred: triton
 
         return ragged_decode_attention(q_step, state.k, state.v, state.lengths, state.length)
     g = q_step.shape[1] // state.k.shape[1]

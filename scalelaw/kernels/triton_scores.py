@@ -22,6 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
+from scalelaw.kernels.reference import FAR
+
 LOG2E = 1.4426950408889634
 BLOCK_M = 64  # query rows per tile
 BLOCK_N = 64  # keys per column program, diagonals per diagonal program
@@ -270,17 +272,15 @@ def lines_index_triton(
     `x` (R, n) minus the kept offsets, ascending, pads 2 bs after them (`tiles._top_x`); `cols`
     (R, V) int32 kept columns, ascending, pads past every key. Returns `_tiles`'s starts (R, nb,
     W) and counts (R, nb), and `_single_columns`'s lists (R, nb, V) and counts (R, nb), the
-    lists padded with `tiles._FAR` as theirs are."""
-    from scalelaw.kernels.tiles import _FAR
-
+    lists padded with `reference.FAR` as theirs are."""
     r, n = x.shape
     v = cols.shape[1]
     nb = math.ceil(length / bs)
     w = max(1, min(n - 1, nb))
     dev = x.device
-    starts = torch.full((r, nb, w), _FAR, dtype=torch.int32, device=dev)
+    starts = torch.full((r, nb, w), FAR, dtype=torch.int32, device=dev)
     counts = torch.empty(r, nb, dtype=torch.int32, device=dev)
-    lists = torch.full((r, nb, v), _FAR, dtype=torch.int32, device=dev)
+    lists = torch.full((r, nb, v), FAR, dtype=torch.int32, device=dev)
     col_counts = torch.empty(r, nb, dtype=torch.int32, device=dev)
     _index_tiles_kernel[(r, nb)](
         x, starts, counts, n, nb, w, BS=bs, LOG_N=n.bit_length() - 1, num_warps=1

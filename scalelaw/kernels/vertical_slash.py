@@ -38,7 +38,7 @@ def window_scores(
     by the Triton kernels on CUDA (`scalelaw.kernels.triton_scores`), else by
     `window_scores_torch`."""
     if q.is_cuda and _triton_scores():
-        from scalelaw.kernels.triton_scores import window_scores_triton
+        from scalelaw.kernels.triton_scores import window_scores_triton  # deferred: triton
 
         return window_scores_triton(q, k, window)
     return window_scores_torch(q, k, window)

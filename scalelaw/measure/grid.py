@@ -87,6 +87,7 @@ from scalelaw.kernels.specs import (
     is_dense,
     unreachable_reason,
 )
+from scalelaw.schema import first_error, unknown_keys
 
 DENSE = "dense"
 #: The `phase` label of a combined run's rows.
@@ -408,12 +409,10 @@ def _rank(err: ErrorDetails) -> tuple[Any, ...]:
 
 def _schema_error(exc: ValidationError) -> str:
     """The first of pydantic's errors in the grid's own words: one line naming the key."""
-    errors = sorted(exc.errors(), key=_rank)
-    err = errors[0]
+    err, errors = first_error(exc, _rank)
     loc, kind, got = err["loc"], err["type"], err["input"]
     if kind == "extra_forbidden":  # every unknown key of that table at once
-        same = [e["loc"][-1] for e in errors if e["type"] == kind and e["loc"][:-1] == loc[:-1]]
-        unknown = ", ".join(sorted(map(str, same)))
+        unknown = unknown_keys(err, errors)
         if len(loc) == 1:
             return f"unknown key(s) {unknown}; known: {', '.join(sorted(KNOWN_KEYS))}"
         return f"combine[{loc[1]}]: unknown key(s) {unknown}; an entry has 'prefill' and 'decode'"

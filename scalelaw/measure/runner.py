@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from scalelaw.errors import ScalelawError
+from scalelaw.kernels.registry import get_method
 from scalelaw.kernels.specs import (
     COMPRESSION_TOLERANCE,
     get_spec,
@@ -54,7 +55,7 @@ from scalelaw.kernels.specs import (
 from scalelaw.kernels.study_budgets import flexprefill_budget, vertical_slash_budget
 from scalelaw.measure.generate import greedy
 from scalelaw.measure.grid import COMBINED_PHASE, DENSE, Configuration
-from scalelaw.measure.models import LoadedModel, load_model
+from scalelaw.measure.models import LoadedModel, load_model, model_context
 from scalelaw.measure.sparse import Routing, combined_attention
 from scalelaw.measure.store import Record
 from scalelaw.measure.tasks import Task, get_task
@@ -152,8 +153,6 @@ class Setup:
 
 
 def _method(config: Configuration, name: str, params: str) -> Any:
-    from scalelaw.kernels import get_method
-
     # the study's per-task values (vertical-slash's window on retrieval) and its budget for the
     # grid's nominal length (prompts are 95-100% of it), unless the grid sets them
     knobs = {**task_knobs(name, config.task), **json.loads(params)}
@@ -189,8 +188,6 @@ def setup_for(config: Configuration) -> Setup:
 def check_grid(configs: list[Configuration]) -> None:
     """Fail before measuring anything when a method, knob or task of the grid is wrong, or a
     prompt and its answer would not fit in the model's context."""
-    from scalelaw.measure.models import model_context
-
     methods: set[tuple[str | None, ...]] = set()
     tasks: dict[tuple[str, str], Task] = {}
     contexts: dict[str, int | None] = {}

@@ -39,6 +39,7 @@ def _corpus() -> list[str]:
 @lru_cache(maxsize=4)
 def local_tokenizer(vocab_size: int = 512):  # type: ignore[no-untyped-def]
     """A `PreTrainedTokenizerFast` over a BPE of `vocab_size` trained on our own word lists."""
+    # deferred: tokenizers and transformers (about 1 s), for a model without its own tokenizer
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
