@@ -122,7 +122,7 @@ def page_scores(
 ) -> torch.Tensor:
     """(B, H_kv, pages) fp32: upper bound of q . k per page, summed over each GQA group."""
     if backend == "triton":
-        from scalelaw.kernels.triton_decode import page_scores_triton
+        from scalelaw.kernels.triton_decode import page_scores_triton  # deferred: triton
 
         return page_scores_triton(q_step, page_min, page_max)
     b, hkv, n, d = page_min.shape
@@ -153,13 +153,21 @@ def select_pages(q_step: torch.Tensor, state: QuestCache, backend: str = "auto")
         # every page is read: no scores needed
         return torch.arange(n_pages, device=dev).expand(b, hkv, n_pages).contiguous()
     pages = torch.empty(b, hkv, earlier + 1, dtype=torch.long, device=dev)
-    pages[..., earlier] = newest
     if earlier:
         meta = state.page_min[:, :, :newest], state.page_max[:, :, :newest]
         be = resolve_backend("quest", backend, dev)
         scores = page_scores(q_step, *meta, backend=be)
-        top = torch.topk(scores, earlier, dim=-1).indices
-        pages[..., :earlier] = top.sort(dim=-1).values
+        # The order comes from the page numbers, not from topk: unsorted top-k skips its own
+        # sort on a GPU, and the chosen set (ties included) is the same either way.
+        top = torch.topk(scores, earlier, dim=-1, sorted=False).indices
+        chosen = torch.zeros(b, hkv, newest, dtype=torch.bool, device=dev)
+        chosen.scatter_(-1, top, True)
+        # A chosen page's rank among the chosen is its slot; the pages not chosen all land in
+        # the newest page's slot, which is written after them.
+        slot = chosen.cumsum(-1).sub_(1).masked_fill_(chosen.logical_not(), earlier)
+        order = torch.arange(newest, device=dev).expand(b, hkv, newest)
+        pages.scatter_(-1, slot, order)
+    pages[..., earlier] = newest
     return pages
 
 
@@ -237,7 +245,7 @@ class Quest(SparseMethod):
             )
         pages = select_pages(q_step, state, backend=be)
         if be == "triton":
-            from scalelaw.kernels.triton_decode import paged_decode_attention
+            from scalelaw.kernels.triton_decode import paged_decode_attention  # deferred: triton
 
             out = paged_decode_attention(
                 q_step, state.k, state.v, pages, state.page_size, state.length

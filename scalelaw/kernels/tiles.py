@@ -33,9 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from scalelaw.kernels.reference import CHUNK_ELEMENTS
-
-# Slot value past every real tile start: sorts last and covers nothing.
-_FAR = torch.iinfo(torch.int32).max
+from scalelaw.kernels.reference import FAR as _FAR
 
 
 @dataclass
@@ -228,8 +226,10 @@ def _walk(offsets: torch.Tensor, n_real: torch.Tensor, length: int, bs: int, jum
         brk |= (k_idx[1:] >= n_real[s:e, None])[:, None, :]
         # first break after each element, as a suffix minimum over reversed positions
         pos = torch.where(brk, k_idx[1:].int(), n).flip(-1)
+        # sized from the shape, not from a slice of pos: with one diagonal pos is empty
         nxt = torch.cat(
-            [pos.cummin(-1).values.flip(-1).long(), torch.full_like(pos[..., :1], n).long()], -1
+            [pos.cummin(-1).values.flip(-1).long(), pos.new_full((*pos.shape[:-1], 1), n).long()],
+            -1,
         )
         phi = torch.remainder(x[s:e], bs)
         end[s:e] = nxt.gather(1, phi[:, None, :]).squeeze(1)
@@ -520,6 +520,7 @@ def lines_index(
     x = _top_x(diag_order, n_diag, bounds.diagonals, bs)
     cols = _top_lines(col_order, n_col, False, bounds.columns, fill=_FAR).int().flatten(0, 1)
     if _triton_index(x):
+        # deferred: triton (absent off CUDA; the PyTorch build below must not need it)
         from scalelaw.kernels.triton_scores import lines_index_triton
 
         starts, counts, col_lists, col_counts = lines_index_triton(x, cols, length, bs)

@@ -221,12 +221,12 @@ def test_lengths_beyond_the_model_context_are_refused_before_anything_runs(
     tmp_path: Path,
 ) -> None:
     grid = tmp_path / "long.toml"
-    grid.write_text(GRID.format(samples=1).replace("lengths = [256]", "lengths = [256, 17000]"))
+    grid.write_text(GRID.format(samples=1).replace("lengths = [256]", "lengths = [256, 33000]"))
     done = subprocess.run(_cli("measure", str(grid), "--out", str(tmp_path / "r.parquet")),
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert "L=17000" in line and "context of 16384 tokens" in line
+    assert "L=33000" in line and "context of 32768 tokens" in line
     assert not (tmp_path / "r.parquet").exists()
 
 

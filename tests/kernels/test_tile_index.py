@@ -67,6 +67,22 @@ def test_one_kept_diagonal_per_head(minference):
     assert_walked(index, c, d, n_col, n_diag, length, bs, walk)
 
 
+def test_cells_of_one_kept_diagonal_and_one_column(minference):
+    # the count searches ask for the cells of the floor, which can be one line per head: the
+    # walk's break table was then built empty and the cells failed
+    walk, _ = minference
+    length, bs = 300, 16
+    ones = torch.ones(1, 2, dtype=torch.long)
+    c, d, _, _ = random_lines(3, 1, 2, length, n_diag=ones)
+    cells = tiles.lines_cells(c, d, ones, ones, length, bs, LineBounds.uniform(1, length))
+    for h in range(2):
+        want = walk(d[0, h, :1].tolist(), c[0, h, :1].tolist(), length, bs)
+        # lines_cells counts a column in every query block past its own (an upper bound)
+        tiles_only = sum(bs * bs * len(t) for t, _ in want)
+        column_blocks = -(-length // bs) - 1 - c[0, h, 0].item() // bs
+        assert cells[0, h].item() == tiles_only + bs * column_blocks
+
+
 def test_padded_widths_read_trimmed_on_the_host(minference):
     walk, _ = minference
     length, bs = 200, 16

@@ -89,14 +89,22 @@ def test_flexprefill_kernel_with_mixed_heads(qkv):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_quest_kernel_with_splits(qkv, dtype):
+@pytest.mark.parametrize(
+    ("b", "h", "hkv", "length"),
+    [
+        (1, 6, 2, 250),  # 257 after the append
+        (2, 14, 2, 299),  # batch 2, GQA 7:1, 306 after the append
+    ],
+)
+def test_quest_kernel_with_splits(qkv, dtype, b, h, hkv, length):
     from scalelaw.kernels.quest import select_pages
     from scalelaw.kernels.triton_decode import paged_decode_attention
 
-    q, k, v = qkv(h=6, hkv=2, length=250, d=32, dtype=dtype)
+    q, k, v = qkv(b=b, h=h, hkv=hkv, length=length, d=32, dtype=dtype)
     m = get_method("quest")
     state = m.prepare_cache(q, k, v, compression=3.0)
     state.append(k[:, :, :7], v[:, :, :7])  # last page partly filled
+    assert state.length % 16 and state.n_pages > state.budget + 1
     qs = q[:, :, -1:]
     want = m.decode(qs, state, backend="torch")
     got = m.decode(qs, state, backend="triton")

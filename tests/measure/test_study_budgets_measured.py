@@ -44,9 +44,8 @@ def _run(tmp_path: Path, length: int, knobs: str = "", task: str = "variable-tra
 def test_16k_level_10_runs_the_studys_315_lines_and_records_what_it_achieved(
     tmp_path: Path,
 ) -> None:
-    # the random test model's context is 16K, too short for a 16K prompt and its answer: the
-    # 16K budget is asked for by name on a 4K prompt
-    summary, table = _run(tmp_path, 4096, knobs="budget_length = 16384")
+    # default settings on a 16K prompt: the budget is the study's for the grid's own length
+    summary, table = _run(tmp_path, 16384)
     assert not summary.failed
     (row,) = table.iter_rows(named=True)
     assert row["study_budget"] == "315 lines at L=16384 (published)"
@@ -57,6 +56,14 @@ def test_16k_level_10_runs_the_studys_315_lines_and_records_what_it_achieved(
     assert row["level"] == 10.0
     assert row["compression"] == row["achieved_compression"] != 10.0
     assert 1.0 < row["compression"] < 20.0
+
+
+def test_a_budget_length_asks_for_another_lengths_budget(tmp_path: Path) -> None:
+    summary, table = _run(tmp_path, 4096, knobs="budget_length = 16384")
+    assert not summary.failed
+    (row,) = table.iter_rows(named=True)
+    assert row["study_budget"] == "315 lines at L=16384 (published)"
+    assert json.loads(row["method_params"])["budget_length"] == 16384
 
 
 def test_exact_rule_keeps_todays_behaviour(tmp_path: Path) -> None:
