@@ -6,14 +6,29 @@ imports (PyMC, torch) happen inside the commands, so `scalelaw --help` stays fas
 
 from __future__ import annotations
 
-from typing import Annotated
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import typer
 
+from scalelaw import __version__
 from scalelaw.commands import checking, deciding, fitting, importing, kernels, measuring
 from scalelaw.commands import planning as planning_commands
 from scalelaw.commands.common import PlainErrors
+from scalelaw.commands.helptext import plain_types
 from scalelaw.commands.progress import install_log_handler
+
+HELP_NAMES = ["-h", "--help"]
+
+
+class _Root(PlainErrors):
+    """The root command (one plain line per error), whose help and every command's name no
+    Python type (`scalelaw.commands.helptext`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_types(self, HELP_NAMES)
+
 
 app = typer.Typer(
     name="scalelaw",
@@ -21,19 +36,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
-    cls=PlainErrors,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    cls=_Root,
+    context_settings={"help_option_names": HELP_NAMES},
 )
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             number = version("scalelaw")
         except PackageNotFoundError:  # run from a source tree that is not installed
-            from scalelaw import __version__ as number
+            number = __version__
         typer.echo(f"scalelaw {number}")
         raise typer.Exit()
 

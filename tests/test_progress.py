@@ -43,6 +43,43 @@ def test_the_eta_is_the_measured_rate_times_the_steps_left() -> None:
     assert eta.eta() == "ETA 0 s"
 
 
+def test_a_predicted_duration_gives_an_eta_before_any_step_ends() -> None:
+    # one long step (a Bayesian fit's sampling): without a prediction no ETA until it ends
+    clock = Clock()
+    eta = Eta(3, clock)
+    eta.guess = 60.0
+    clock.now += 5
+    assert eta.remaining() == pytest.approx(55.0)
+    assert eta.eta() == "ETA about 55 s"
+    clock.now += 100  # slower than predicted: the ETA stops at 0, never negative
+    assert eta.remaining() == 0.0
+    eta.finish(1)  # then the measured rate takes over
+    assert eta.remaining() == pytest.approx(210.0)
+    assert eta.eta() == "ETA 3 min 30 s"
+
+
+def test_a_long_first_step_is_logged_with_an_eta_within_ten_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    tracker = Tracker("fitting x (bayes)", unit="steps", clock=clock)
+    with caplog.at_level(logging.INFO, logger="scalelaw"):
+        tracker.guess(40.0)
+        tracker.expect(3)
+        tracker("sampling: 4 chains x 2000 steps")  # the start line, at once
+        clock.now += 2
+        tracker.tick()
+        clock.now += 9  # the step still runs: a line every 10 s, with the ETA
+        tracker.tick()
+    lines = [r.getMessage() for r in caplog.records if r.name == "scalelaw"]
+    assert lines[0].startswith("fitting x (bayes): started;")
+    assert "ETA about 40 s" in lines[0]
+    assert lines[-1] == (
+        "fitting x (bayes): 0 of 3 steps done, 11 s elapsed, ETA about 29 s "
+        "(now sampling: 4 chains x 2000 steps)"
+    )
+
+
 def test_durations_read_as_a_person_writes_them() -> None:
     assert duration(8.4) == "8 s"
     assert duration(125) == "2 min 05 s"

@@ -1,4 +1,7 @@
-"""Command: check, a held-out refit scored per law and for the stack."""
+"""Command: check, a held-out refit scored per law and for the stack.
+
+The command imports the API it calls inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from typing import Annotated, Literal
 
 import typer
 
-from scalelaw.commands.common import check_output, console, emit, fail, probability
+from scalelaw.commands.common import console, emit, fail, probability
 from scalelaw.commands.common import errors as _errors
-from scalelaw.commands.options import FIGURE_FILES, FormatOpt, QuietOpt
+from scalelaw.commands.options import FIGURE_FILES, ForceOpt, FormatOpt, QuietOpt, new_output
 from scalelaw.commands.progress import track
 
 SourceArg = Annotated[
@@ -48,6 +51,7 @@ def check(
     prob: ProbOpt = 0.9,
     out: FigureOpt = None,
     fmt: FormatOpt = "table",
+    force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Refit without a held-out slice and score every law and the stack on it.
@@ -65,7 +69,7 @@ def check(
     from scalelaw.fits.family import is_table, load_or_fit
 
     if out is not None:
-        check_output(out, "--out", FIGURE_FILES)
+        new_output(out, force, FIGURE_FILES)
     try:
         src = source if is_table(source) else load_or_fit(source)
         options = FitOptions(backend=backend, seed=seed) if is_table(source) else None

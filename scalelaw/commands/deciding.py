@@ -1,4 +1,7 @@
-"""Commands: architectures, cost, frontier, tolerance."""
+"""Commands: architectures, cost, frontier, tolerance.
+
+Each command imports the API it calls inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from rich.table import Table
 
 from scalelaw.commands.common import architectures as _architectures
 from scalelaw.commands.common import (
-    check_output,
     console,
     err,
     fail,
@@ -32,12 +34,14 @@ from scalelaw.commands.options import (
     BytesOpt,
     FamilyOpt,
     FigureOutOpt,
+    ForceOpt,
     FormatOpt,
     IntervalProbOpt,
     MaxDrawsOpt,
     PhaseOpt,
     QuietOpt,
     SizesOpt,
+    new_output,
 )
 from scalelaw.study import STUDY_COMPRESSIONS_TEXT
 
@@ -299,6 +303,7 @@ def frontier(
     show: ShowOpt = "budgets",
     fmt: FormatOpt = "table",
     out: FigureOutOpt = None,
+    force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """isoCost frontier: best dense vs best sparse per budget, P(sparse wins), critical length.
@@ -308,15 +313,14 @@ def frontier(
     draw, with its Monte Carlo error); then the critical length beyond which larger-sparser
     beats smaller-dense. SOURCE may be a stacked fit (`scalelaw stack`), or a data table, which
     is fitted with the law family (`fit --law auto`) so that P carries the doubt about the
-    law's form (with progress: fit i of n and an ETA on standard error; none with --quiet).
-    Python: `scalelaw.frontier.decide`.
+    law's form (progress: fit i of n, ETA; see --quiet). Python: `scalelaw.frontier.decide`.
 
     Example: scalelaw frontier sparse-frontier-v1:prefill --sizes 7B,14B,32B,72B --seq-len 128K --out frontier.png
     """
     if cost_kind == "flops":
         _check_method(method, phase)
     if out is not None:
-        check_output(out, "--out", FIGURE_FILES)
+        new_output(out, force, FIGURE_FILES)
     from scalelaw.frontier import decide
 
     try:
@@ -477,6 +481,7 @@ def tolerance(
     summary: SummaryOpt = True,
     fmt: FormatOpt = "table",
     out: FigureOutOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Largest tolerable compression per (model, length, method, task), error rate controlled.
 
@@ -486,7 +491,7 @@ def tolerance(
     Example: scalelaw tolerance results.csv --margin 0.05 --alpha 0.05 --out tolerance.png
     """
     if out is not None:
-        check_output(out, "--out", FIGURE_FILES)
+        new_output(out, force, FIGURE_FILES)
     from scalelaw.data import load_table
     from scalelaw.frontier import tolerance_summary, tolerance_table
 

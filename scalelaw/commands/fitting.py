@@ -1,10 +1,17 @@
-"""Commands: laws, fit, predict, simulate, compare, stack, plot, quickstart."""
+"""Commands: laws, fit, predict, simulate, compare, stack, plot, quickstart.
+
+Each command imports the API it calls inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +27,7 @@ from scalelaw.commands.common import (
     err,
     fail,
     in_range,
+    one_line,
     positive,
     probability,
     refuse_overwrite,
@@ -33,12 +41,14 @@ from scalelaw.commands.options import (
     Backend,
     ChainsOpt,
     DrawsOpt,
+    ForceOpt,
     FormatOpt,
     IntervalProbOpt,
     QuietOpt,
     SeedOpt,
     TableOrJsonOpt,
     TuneOpt,
+    new_output,
 )
 from scalelaw.commands.progress import track
 
@@ -262,7 +272,28 @@ TargetAcceptOpt = Annotated[
     float,
     typer.Option(callback=in_range(0.5, 0.999), help="NUTS target acceptance (bayes)."),
 ]
-BootstrapOpt = Annotated[int, typer.Option(min=0, help="Bootstrap refits for intervals (lsq).")]
+#: Most bootstrap refits `fit` takes (`scalelaw.fits.fitting.MAX_BOOTSTRAP`, which the Python
+#: API checks too; repeated here so that the command line need not import the fits to check).
+MAX_BOOTSTRAP = 10_000
+
+
+def _bootstrap_count(value: int) -> int:
+    if value > MAX_BOOTSTRAP:
+        raise typer.BadParameter(
+            f"{value} refits: at most {MAX_BOOTSTRAP} (each refits the law; a 90% interval "
+            "from a few hundred is already steady to two digits)"
+        )
+    return value
+
+
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        callback=_bootstrap_count,
+        help=f"Bootstrap refits for intervals (lsq), at most {MAX_BOOTSTRAP}.",
+    ),
+]
 HuberDeltaOpt = Annotated[
     float | None,
     typer.Option(
@@ -295,6 +326,9 @@ FIT_HELP = """Fit a scaling law to an accuracy table and report parameters and d
     out (each form refitted without the largest value and scored there). --holdout loo keeps
     PSIS-LOO everywhere; --holdout N=max uses that held-out slice everywhere. Progress (fit i
     of n, ETA) goes to standard error: a bar on a terminal, else a log line every ~10 s.
+    One law shows its steps the same way (least squares: starts, refinements, bootstrap
+    refits; bayes: nutpie's bar on a terminal, else a line when sampling starts and ends).
+    Work predicted to take 20 s or more is announced first ("about 2 min: ...").
 
     A fit that fails its diagnostics says NOT CONVERGED (or MISFIT) on its first line; with
     --strict it is still reported and written to --out, then the command exits 3. Priors not
@@ -333,12 +367,12 @@ def fit(
     fmt: TableOrJsonOpt = "table",
     max_memory: MaxMemoryOpt = "2GB",
     quiet: QuietOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     from scalelaw.fits import FitOptions
 
-    if out is not None:
-        # before the fit, which may take minutes: an unwritable --out would lose it
-        check_output(out, "--out", FIT_FILES)
+    if out is not None:  # before the fit, which may take minutes: a bad --out would lose it
+        new_output(out, force, FIT_FILES)
     # with --format json, standard output carries the JSON alone; messages go to stderr
     shown = err if fmt == "json" else console
     specs = law or ["sparse-frontier"]
@@ -354,9 +388,10 @@ def fit(
         the_law = _build_law(
             specs[0], covariates, prior, bounds, link, likelihood, response, transform, pooling
         )
+        guess = _say_estimate(data, the_law, options, map_, where, replicates, aggregate, quiet)
         result = _run_fit(
             data, the_law, options, map_, where, holdout=holdout, replicates=replicates,
-            aggregate=aggregate, prob=prob,
+            aggregate=aggregate, prob=prob, quiet=quiet, guess=guess,
             on_priors=(lambda law, auto: _print_priors(law, auto, shown)) if show_priors else None,
         )  # fmt: skip
     except _errors() as exc:
@@ -373,33 +408,49 @@ def _is_family(specs: list[str], holdout: str | None) -> bool:
 
 
 def _run_fit(
-    data: str, law: Any, options: Any, map_: list[str] | None, where: list[str] | None, **how: Any
+    data: str,
+    law: Any,
+    options: Any,
+    map_: list[str] | None,
+    where: list[str] | None,
+    *,
+    quiet: bool = False,
+    guess: float | None = None,
+    **how: Any,
 ) -> Any:
     """One law fitted, its warnings printed after it as one line each: NOT CONVERGED and MISFIT
-    in bold red, the rest as warnings. Bayes fits show the sampler's own progress bar; least
-    squares a spinner."""
+    in bold red, the rest as warnings. Its progress (`scalelaw.commands.progress`): the steps
+    of the fit (least squares: starts, refinements, bootstrap refits; bayes: the start, the
+    sampling, PSIS-LOO) as a bar on a terminal or log lines elsewhere; a Bayesian fit on a
+    terminal shows the sampler's own bar instead. `guess`: the fit's predicted seconds, the
+    ETA until measured rates give one (sampling is one long step)."""
+    from dataclasses import replace
+
     from scalelaw.data import parse_assignments, parse_where
     from scalelaw.fits import FitWarning, NotConvergedWarning
     from scalelaw.fits import fit as run_fit
     from scalelaw.fits.fitting import MisfitWarning
 
-    spinner = err.status(f"fitting {escape(law.name)} ({options.backend})", spinner="dots")
+    sampler_bar = options.backend == "bayes" and options.progressbar
+    what = f"fitting {law.name} ({options.backend})"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")
         warnings.simplefilter("always", FitWarning)
-        if options.backend != "bayes" or not options.progressbar:
-            spinner.start()
-        try:
-            result = run_fit(
-                data,
-                law,
-                options,
-                column_map=parse_assignments(map_ or [], "--map"),
-                where=parse_where(where or []),
-                **how,
-            )
-        finally:
-            spinner.stop()
+        with track(what, quiet=quiet or sampler_bar, unit="steps") as tracker:
+            if guess is not None:
+                tracker.guess(guess)
+            steps = _HeldBack(tracker)
+            try:
+                result = run_fit(
+                    data,
+                    law,
+                    replace(options, progress=steps),
+                    column_map=parse_assignments(map_ or [], "--map"),
+                    where=parse_where(where or []),
+                    **how,
+                )
+            finally:
+                steps.close()
     for w in caught:
         if issubclass(w.category, NotConvergedWarning | MisfitWarning):
             err.print(
@@ -408,6 +459,92 @@ def _run_fit(
         elif issubclass(w.category, FitWarning):
             warn(str(w.message))
     return result
+
+
+class _HeldBack:
+    """A fit's steps for `tracker`, held back off a terminal for the tracker's first `FIRST`
+    seconds: a fit done by then writes no log line (its report, NOT CONVERGED or MISFIT first,
+    is all it prints); a longer one is logged from then on, the steps held back counted.
+    `close()` when the fit ends."""
+
+    def __init__(self, tracker: Any) -> None:
+        from scalelaw.commands import progress
+
+        self.tracker = tracker
+        self.held: list[str] = []
+        self.lock = threading.Lock()
+        hold = progress.FIRST if tracker.mode == "log" else 0.0
+        self.released = hold <= 0
+        self.timer = threading.Timer(hold, self.release)
+        self.timer.daemon = True
+        if not self.released:
+            self.timer.start()
+
+    def release(self) -> None:
+        with self.lock:
+            if self.released:
+                return
+            self.released = True
+            for message in self.held:
+                self.tracker(message)
+            self.held.clear()
+
+    def close(self) -> None:
+        self.timer.cancel()
+        with self.lock:
+            self.released = True  # a quick fit's held steps are dropped: nothing to show
+
+    def expect(self, n: int) -> None:
+        self.tracker.expect(n)
+
+    def __call__(self, message: str) -> None:
+        with self.lock:
+            if not self.released:
+                self.held.append(message)
+                return
+        self.tracker(message)
+
+
+def _say_estimate(
+    data: str,
+    law: Any,
+    options: Any,
+    map_: list[str] | None,
+    where: list[str] | None,
+    replicates: bool,
+    aggregate: str | None,
+    quiet: bool,
+) -> float | None:
+    """Before a Bayesian fit predicted to be long, one line on standard error: how long and
+    why (`scalelaw.fits.fitting.estimate`); the seconds predicted (None: no prediction). The
+    table is read as the fit reads it, for its number of rows; a table it cannot read is left
+    to the fit to refuse."""
+    if options.backend != "bayes" or quiet:
+        return None
+    from scalelaw.data import load_table, parse_assignments, parse_where
+    from scalelaw.fits.fitting import estimate
+
+    try:
+        rows = load_table(
+            data,
+            require=list(law.columns.values()),
+            labels=list(law.groups.values()),
+            response=law.response,
+            column_map=parse_assignments(map_ or [], "--map"),
+            where=parse_where(where or []),
+            replicates=replicates,
+            aggregate=aggregate,
+        ).height
+    except _errors():
+        return None
+    guess = estimate(rows, options)
+    _say(guess)
+    return guess.seconds
+
+
+def _say(guess: Any) -> None:
+    if guess.long:
+        err.print(str(guess), markup=False, highlight=False, soft_wrap=True)
 
 
 def _save_and_report(
@@ -462,7 +599,12 @@ def _fit_family(
 
     try:
         extra = [resolve_law(s) for s in specs if s != AUTO]
-        with track("fitting the law family", quiet=quiet, unit="fits") as tracker:
+        if not quiet:
+            _say_family_estimate(data, specs, extra, options, holdout, where)
+        with (
+            _stacking_warnings(),
+            track("fitting the law family", quiet=quiet, unit="fits") as tracker,
+        ):
             stacked = fit_family(
                 data,
                 options,
@@ -493,6 +635,53 @@ def _fit_family(
     headline = stacked.headline()
     if strict and headline:
         fail(f"diagnostics failed under --strict: {headline}", code=3)
+
+
+def _say_family_estimate(
+    data: str,
+    specs: list[str],
+    extra: list[Any],
+    options: Any,
+    holdout: str | None,
+    where: list[str] | None,
+) -> None:
+    """Before `fit --law auto` predicted to be long: how long, from the forms the table gets,
+    the fits of each (all rows, then once per held-out axis: `fit_family`'s weighting) and
+    its rows."""
+    from scalelaw.data import load_table, parse_where
+    from scalelaw.fits.family import AUTO, AXES, LOO, candidates
+    from scalelaw.fits.fitting import estimate
+
+    try:
+        frame = load_table(data, where=parse_where(where or []))
+    except _errors():
+        return
+    forms = (len(candidates(frame)) if AUTO in specs else 0) + len(extra)
+    held = [c for c in AXES.values() if c in frame.columns and frame[c].n_unique() >= 3]
+    weighting = holdout or AUTO
+    if weighting == AUTO:
+        rounds = len(held) or (0 if options.backend == "bayes" else 1)
+    else:
+        rounds = 0 if weighting == LOO else 1
+    _say(estimate(frame.height, options, forms=forms, fits=1 + rounds))
+
+
+@contextmanager
+def _stacking_warnings() -> Iterator[None]:
+    """A fit's warning raised by the stacking itself (its optimiser stopped early), printed
+    as one `warning:` line once the work is done; other warnings pass as they would."""
+    from scalelaw.fits import FitWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FitWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, FitWarning):
+                    warn(one_line(str(w.message)))
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _print_priors(law: Any, auto: list[str], to: Any) -> None:
@@ -570,7 +759,7 @@ def _points(items: list[str]) -> Any:
     """
     import polars as pl
 
-    from scalelaw.data import DataError, as_float, parse_assignments
+    from scalelaw.data import DataError, as_float, canonical, parse_assignments
 
     rows = [parse_assignments([item], "--at") for item in items]
     columns: dict[str, list[str | None]] = {k: [] for row in rows for k in row}
@@ -587,7 +776,10 @@ def _points(items: list[str]) -> Any:
             frame[k] = pl.Series(k, [number(v) for v in values], dtype=pl.Float64)
         except DataError:
             frame[k] = pl.Series(k, values, dtype=pl.String)
-    return pl.DataFrame(frame)
+    # the table's column names (N -> params): `predict` prints and writes those, whichever
+    # name a point used; N and params both given are left for the points' check to refuse
+    long = {k: canonical(k) for k in frame if canonical(k) != k and canonical(k) not in frame}
+    return pl.DataFrame(frame).rename(long)
 
 
 def simulate(
@@ -598,8 +790,9 @@ def simulate(
     samples: Annotated[int, typer.Option(min=1, help="Trials per configuration.")] = 100,
     seed: SeedOpt = 0,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl).")
-    ] = Path("sim.csv"),
+        Path | None,
+        typer.Option("--out", "-o", help="Output table (.csv, .parquet, .jsonl); required."),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite the output table if it exists.")
     ] = False,
@@ -608,11 +801,14 @@ def simulate(
 
     Example: scalelaw simulate --law sparse-frontier-v1:prefill --grid paper --samples 100 --seed 0 --out sim.csv
 
-    An existing output table is kept (exit 2) unless --force is given.
+    The table is written to --out only (without it, --force writes sim.csv); an existing
+    table is kept (exit 2) unless --force is given.
     """
     from scalelaw.fits import simulate as run_simulate
     from scalelaw.fits import source as load_source
 
+    if out is None:
+        out = _default_table(force)
     check_output(out, "--out", TABLE_FILES)
     refuse_overwrite(out, force)
     try:
@@ -624,6 +820,25 @@ def simulate(
     write_table(table, out)
     console.print(
         f"wrote {table.height} simulated rows from {law} to {out}", markup=False, highlight=False
+    )
+
+
+#: The table `simulate --force` writes without --out.
+DEFAULT_TABLE = Path("sim.csv")
+
+
+def _default_table(force: bool) -> Path:
+    """No --out: no file the user did not name, unless --force consents to sim.csv."""
+    if force:
+        return DEFAULT_TABLE
+    if DEFAULT_TABLE.exists():
+        fail(
+            f"no --out given and {DEFAULT_TABLE} exists: name the table to write with --out, "
+            f"or give --force to overwrite {DEFAULT_TABLE}"
+        )
+    fail(
+        f"no --out given: name the table to write, e.g. --out {DEFAULT_TABLE} (or give "
+        f"--force to write {DEFAULT_TABLE})"
     )
 
 
@@ -672,6 +887,7 @@ def compare(
     draws: CompareDrawsOpt = 1000,
     fmt: FormatOpt = "table",
     quiet: QuietOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Rank several laws on the same data by ELPD-LOO and held-out error, or stack them.
 
@@ -692,13 +908,16 @@ def compare(
     if out is not None:
         if not stack_:
             fail("--out writes the stacked fit: give --stack with it")
-        check_output(out, "--out", FIT_FILES)
+        new_output(out, force, FIT_FILES)
     options = FitOptions(backend=backend, seed=seed, draws=draws, tune=draws)
     try:
         laws_ = [resolve_law(s) for s in law]
         conditions = parse_where(where or [])
         total = None if stack_ else len(laws_)  # stack_laws counts its fits and refits
-        with track("comparing laws", total, quiet=quiet, unit="fits") as tracker:
+        with (
+            _stacking_warnings(),
+            track("comparing laws", total, quiet=quiet, unit="fits") as tracker,
+        ):
             if stack_:
                 stacked = stack_laws(
                     data, laws_, options, holdout=holdout, where=conditions, progress=tracker
@@ -762,6 +981,7 @@ def stack(
     ] = None,
     fmt: FormatOpt = "table",
     quiet: QuietOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Stack fits of one table into one fit whose predictions mix the laws by weight.
 
@@ -777,11 +997,14 @@ def stack(
 
     if data is not None and holdout is None:
         fail("--data is read only with --holdout (PSIS-LOO weights need no refit)")
-    check_output(out, "--out", FIT_FILES)
+    new_output(out, force, FIT_FILES)
     try:
         loaded = [load_fit(f) for f in fits]
         # PSIS-LOO weights refit nothing: progress only for held-out refits
-        with track("stacking", quiet=quiet or holdout is None, unit="refits") as tracker:
+        with (
+            _stacking_warnings(),
+            track("stacking", quiet=quiet or holdout is None, unit="refits") as tracker,
+        ):
             stacked = run_stack(loaded, data=data, holdout=holdout, progress=tracker)
     except _errors() as exc:
         fail(str(exc))
@@ -799,6 +1022,7 @@ def plot(
     data: Annotated[
         str | None, typer.Option(help="Table for --kind fit/ppc (default: the fitted file).")
     ] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Draw a fit: posterior densities, traces, posterior predictive check, or data with curves.
 
@@ -807,7 +1031,7 @@ def plot(
     from scalelaw import plots
     from scalelaw.fits import load_fit
 
-    check_output(out, "--out", FIGURE_FILES)
+    new_output(out, force, FIGURE_FILES)
     try:
         result = load_fit(fit_file)
         warn_if_not_converged(result)
@@ -822,17 +1046,29 @@ def quickstart(
         "quickstart-out"
     ),
     seed: SeedOpt = 0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite earlier outputs in a folder other than quickstart-out."
+        ),
+    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the main job end to end on the embedded default data: simulate, fit, predict, plot.
 
     Example: scalelaw quickstart --out quickstart-out
+
+    It rewrites its own files in quickstart-out (so it can be rerun); in another folder an
+    existing output stops it unless --force. Progress of the fit and the figures goes to
+    standard error (a bar on a terminal, log lines elsewhere); see --quiet.
     """
     from scalelaw.quickstart import run
 
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; give a folder for the outputs")
     try:
-        run(out, seed=seed, console=console)
+        progress = partial(track, quiet=quiet)
+        run(out, seed=seed, console=console, progress=progress, overwrite=force)
     except _errors() as exc:
         fail(str(exc))
 

@@ -1,4 +1,7 @@
-"""`scalelaw import`: result folders of the reference study and of KVPress as accuracy tables."""
+"""`scalelaw import`: result folders of the reference study and of KVPress as accuracy tables.
+
+Each command imports the API it calls inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from scalelaw.commands.options import TableOutOpt
+from scalelaw.commands.common import fail, refuse_overwrite, warn
+from scalelaw.commands.options import ForceOpt, TableOutOpt
+from scalelaw.errors import user_errors
 
 import_app = typer.Typer(
     name="import",
@@ -31,7 +36,6 @@ VerboseOpt = Annotated[
 
 def _write(result: Any, out: Path, verbose: bool) -> None:
     """Write the table and report: notes as warnings, then one summary line."""
-    from scalelaw.commands.common import warn
     from scalelaw.importers import write_table
 
     write_table(result.table, out)
@@ -58,6 +62,7 @@ def sparse_frontier(
         ),
     ] = "both",
     verbose: VerboseOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Import the reference study's result tree (evaluation_results_N.json files).
 
@@ -68,13 +73,12 @@ def sparse_frontier(
     names mapped to ours (vertical_and_slash -> vertical-slash, ...), N from the built-in
     model table (Qwen2.5, Llama 3.1, Gemma 3).
     """
-    from scalelaw.commands.common import fail
-    from scalelaw.errors import user_errors
     from scalelaw.importers import import_sparse_frontier
     from scalelaw.importers.common import check_output, parse_params
 
     try:
         check_output(out)
+        refuse_overwrite(out, force)
         result = import_sparse_frontier(
             folder, params=parse_params(params or []), dense_phase=dense_phase
         )
@@ -101,6 +105,7 @@ def kvpress(
         typer.Option(help="Needle-in-a-haystack score: ROUGE variant and part, e.g. rouge-l:f."),
     ] = "rouge-l:f",
     verbose: VerboseOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Import KVPress evaluation folders (metrics.json, predictions.csv, config.yaml).
 
@@ -110,13 +115,12 @@ def kvpress(
     counted in predictions.csv, settings from config.yaml (plain YAML only) or the folder name.
     Unfinished runs, decoding presses and datasets without a reader are skipped and counted.
     """
-    from scalelaw.commands.common import fail
-    from scalelaw.errors import user_errors
     from scalelaw.importers import import_kvpress
     from scalelaw.importers.common import check_output, parse_params
 
     try:
         check_output(out)
+        refuse_overwrite(out, force)
         result = import_kvpress(
             folder,
             params=parse_params(params or []),

@@ -1,4 +1,7 @@
-"""Commands: kernels list, kernels check (sparse attention methods and their self-checks)."""
+"""Commands: kernels list, kernels check (sparse attention methods and their self-checks).
+
+Each command imports the API it calls (and torch) inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import typer
 from rich.table import Table
 
 from scalelaw.commands.common import console, fail
-from scalelaw.kernels.specs import BUDGET_RULES, get_spec
+from scalelaw.kernels.specs import BUDGET_RULES, KernelInputError, get_spec, method_names
+from scalelaw.study import STUDY_LEVELS
 
 Format = Literal["table", "json"]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table or json.")]
@@ -41,8 +45,6 @@ def list_cmd(
 
     Example: scalelaw kernels list --phase decode --seq-len 4096
     """
-    from scalelaw.kernels.specs import KernelInputError
-
     try:
         info = _method_info(phase, seq_len)
     except KernelInputError as e:
@@ -55,9 +57,6 @@ def list_cmd(
 
 def _method_info(phase: str | None, seq_len: int) -> list[dict[str, Any]]:
     """Every method's spec at `seq_len`, JSON-ready (what `kernels list --format json` prints)."""
-    from scalelaw.kernels.specs import KernelInputError, method_names
-    from scalelaw.study import STUDY_LEVELS
-
     names = method_names(phase)
     if seq_len < 1:
         raise KernelInputError(f"--seq-len must be >= 1, got {seq_len}")
@@ -239,8 +238,6 @@ def check_cmd(
         if not torch.cuda.is_available():
             # Triton kernels then run in the interpreter on the CPU (slow: keep --length small).
             os.environ.setdefault("TRITON_INTERPRET", "1")
-    from scalelaw.kernels import KernelInputError
-
     try:
         rows = _check_rows(length, heads, kv_heads, head_dim, cs, backend, seed, budget_rule)
     except KernelInputError as e:

@@ -1,4 +1,7 @@
-"""`scalelaw measure`: run a sweep grid into an accuracy-point table (torch imported lazily)."""
+"""`scalelaw measure`: run a sweep grid into an accuracy-point table.
+
+The command imports the sweep (and torch) inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ from typing import Annotated, Literal
 
 import typer
 
+from scalelaw.commands.common import fail, one_line, warn
 from scalelaw.commands.options import QuietOpt, TableOutOpt
+from scalelaw.commands.progress import sweep_progress
+from scalelaw.errors import user_errors
 
 
 def measure(
@@ -37,9 +43,6 @@ def measure(
     Per-sample predictions go beside the table (results.predictions.parquet); the journal lives
     in results.store/.
     """
-    from scalelaw.commands.common import fail
-    from scalelaw.commands.progress import sweep_progress
-    from scalelaw.errors import user_errors
     from scalelaw.measure.sweep import run_sweep
 
     if threads:
@@ -59,8 +62,6 @@ def measure(
         f"(C = 1 of every method shares one dense run) in {summary.seconds:.1f} s"
     )
     if summary.failed:
-        from scalelaw.commands.common import one_line, warn
-
         for error in summary.failed.values():
             # one line per failure, whatever a library put in its message (transformers'
             # errors run over several lines)

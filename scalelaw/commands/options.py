@@ -1,6 +1,7 @@
 """Options that several commands share, each declared once as an `Annotated` type typer reads.
 
-One block per family: output (--format, the file types an --out takes), sampler (--seed,
+One block per family: output (--format, the file types an --out takes, --force and the check
+every --out gets before any work), sampler (--seed,
 --chains, --draws, --tune), architectures (--family, --sizes), cost model (--phase, --batch,
 --bytes) and posterior summaries (--prob, --max-draws). An option whose help differs from one
 command to another is declared beside its command, since its help says what it does there.
@@ -8,12 +9,13 @@ command to another is declared beside its command, since its help says what it d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from scalelaw.commands.common import positive, probability
+from scalelaw.commands.common import check_output, positive, probability, refuse_overwrite
 
 Format = Literal["table", "csv", "json"]
 Phase = Literal["prefill", "decode"]
@@ -36,12 +38,24 @@ TableOutOpt = Annotated[
     Path,
     typer.Option("--out", "-o", help="Output table (.parquet, .csv or .jsonl)."),
 ]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Overwrite --out if it exists (else exit 2, keeping it).")
+]
 QuietOpt = Annotated[
     bool,
     typer.Option(
         "--quiet", "-q", help="No progress (a bar on a terminal, log lines on standard error else)."
     ),
 ]
+
+
+def new_output(path: Path, force: bool, suffixes: Sequence[str], option: str = "--out") -> Path:
+    """`path` checked before any work: writable and of a type the command writes
+    (`check_output`), and not an existing file unless `force` (one line, exit 2)."""
+    check_output(path, option, suffixes)
+    refuse_overwrite(path, force)
+    return path
+
 
 # --- sampler -----------------------------------------------------------------------------------
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]

@@ -1,10 +1,14 @@
-"""Command: plan (which measurements to run next, per GPU-hour, for a decision)."""
+"""Command: plan (which measurements to run next, per GPU-hour, for a decision).
+
+Each command imports the API it calls inside itself, so that `scalelaw --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,7 +17,6 @@ from rich.table import Table
 
 from scalelaw.commands.common import architectures as _architectures
 from scalelaw.commands.common import (
-    check_output,
     console,
     err,
     fail,
@@ -25,11 +28,14 @@ from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.common import numbers as _numbers
 from scalelaw.commands.options import (
     FamilyOpt,
+    ForceOpt,
     FormatOpt,
     MaxDrawsOpt,
     QuietOpt,
     SizesOpt,
+    new_output,
 )
+from scalelaw.commands.progress import track
 from scalelaw.study import STUDY_COMPRESSIONS_TEXT
 
 
@@ -172,6 +178,7 @@ def plan(
     grid_seed: GridSeedOpt = None,
     top: TopOpt = 20,
     fmt: FormatOpt = "table",
+    force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Choose the next measurements: expected drop in P(wrong decision) per GPU-hour.
@@ -182,12 +189,13 @@ def plan(
     averaged over the outcomes. Divided by the candidate's GPU-hours (prefill FLOPs at
     --throughput plus answer decoding at --bandwidth, per sample), it ranks them; with --out,
     the best batch within --gpu-hours is written as a grid that `scalelaw measure` runs
-    (without it, nothing is written). Python: `scalelaw.frontier.planning.plan`.
+    (without it, nothing is written; an existing file only with --force). Progress of each
+    stage goes to standard error; see --quiet. Python: `scalelaw.frontier.planning.plan`.
 
     Example: scalelaw plan fit.nc --candidates grid.toml --target 'L=128K,budget=4e16' --sizes 7B,14B,32B,72B --gpu-hours 4 --out next.toml
     """
     if out is not None:
-        check_output(out, "--out", (".toml",))
+        new_output(out, force, (".toml",))
     from scalelaw.fits.family import load_or_fit
     from scalelaw.frontier import FlopsCost
     from scalelaw.frontier.planning import parse_target
@@ -239,24 +247,18 @@ def _candidates(
 
 
 def _plan(quiet: bool, *args: Any, **how: Any) -> Any:
-    """`scalelaw.frontier.planning.plan` with one transient bar per stage on standard error;
-    none under --quiet or when standard error is not a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
+    """`scalelaw.frontier.planning.plan` with the progress of each stage (`track`: a bar on a
+    terminal, log lines elsewhere, none under --quiet); a stage that begins ends the one
+    before it."""
     from scalelaw.frontier.planning import plan as make_plan
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=quiet or not err.is_terminal,
-    ) as bar:
+    with ExitStack() as stages:
 
         def progress(description: str, total: int | None) -> Callable[[int], Any]:
-            task_id = bar.add_task(description, total=total)
-            return lambda n: bar.advance(task_id, n)
+            stages.close()
+            what = f"plan: {description}"
+            tracker = stages.enter_context(track(what, total, quiet=quiet, unit="candidates"))
+            return tracker.advance
 
         return make_plan(*args, progress=progress, **how)
 

@@ -36,6 +36,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from scalelaw.commands.consoles import err
+
 logger = logging.getLogger("scalelaw")
 
 #: seconds between two log lines, at most (about: the clock is looked at twice a second)
@@ -59,8 +61,11 @@ def duration(seconds: float) -> str:
 class Eta:
     """Seconds left, from the rate of finished steps (`clock` is injectable for tests).
 
-    Before a step has finished there is no rate and no ETA (None, never nan). Between two
-    finished steps the ETA counts down, but not below what the unstarted steps will take."""
+    Before a step has finished there is no rate and no ETA (None, never nan), unless the work
+    was predicted (`guess`, seconds in all, e.g. from a fit's size): then what is left of the
+    prediction, so that one long step (sampling) has an ETA from its start. Between two
+    finished steps the ETA counts down, but not below what the unstarted steps will take; a
+    prediction keeps it from falling below what is left of that."""
 
     def __init__(self, total: int | None = None, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
@@ -68,6 +73,7 @@ class Eta:
         self.started = clock()
         self.done = 0
         self.last = self.started  # when the last step finished
+        self.guess: float | None = None
 
     def finish(self, n: int = 1) -> None:
         if n:
@@ -78,17 +84,23 @@ class Eta:
         return self.clock() - self.started
 
     def remaining(self) -> float | None:
+        guessed = None if self.guess is None else max(self.guess - self.elapsed(), 0.0)
         if self.total is None or self.done <= 0:
-            return None
+            return guessed
         left = max(self.total - self.done, 0)
         if left == 0:
             return 0.0
         per = (self.last - self.started) / self.done
-        return max(per * left - (self.clock() - self.last), per * (left - 1))
+        measured = max(per * left - (self.clock() - self.last), per * (left - 1))
+        return measured if guessed is None else max(measured, guessed)
 
     def eta(self) -> str:
         left = self.remaining()
-        return "no ETA yet" if left is None else f"ETA {duration(left)}"
+        if left is None:
+            return "no ETA yet"
+        # a prediction not yet overtaken by measured rates says so
+        rough = self.guess is not None and (self.done <= 0 or left == self.guess - self.elapsed())
+        return f"ETA {'about ' if rough else ''}{duration(left)}"
 
 
 class _EtaColumn(ProgressColumn):
@@ -124,6 +136,12 @@ class Tracker:
         self.lock = threading.RLock()
 
     # --- counting ------------------------------------------------------------------------------
+    def guess(self, seconds: float) -> None:
+        """The whole work is predicted to take about `seconds`: an ETA before a step ends."""
+        with self.lock:
+            self.eta.guess = float(seconds)
+        self._show()
+
     def expect(self, n: int) -> None:
         """`n` more steps are to come (negative: fewer than announced)."""
         with self.lock:
@@ -204,8 +222,6 @@ def track(
 ) -> Iterator[Tracker]:
     """Progress of `total` steps (None: told later through `expect`), shown as the module's
     text says: a bar on a terminal, log lines otherwise, nothing when `quiet`."""
-    from scalelaw.commands.common import err
-
     out = console or err
     mode = "off" if quiet else ("bar" if out.is_terminal else "log")
     tracker = Tracker(what, total, unit=unit, mode=mode)

@@ -14,6 +14,9 @@ far from its mode), and priors the user did not give are set on the data's scale
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -326,7 +329,7 @@ def sample(
         free = {v.name for v in model.free_RVs}
         initvals = {k: v for k, v in initvals.items() if k in free}
         compile_kwargs["jitter_rvs"] = set()
-    with model:
+    with model, quiet_sampler():
         idata = pm.sample(
             draws=settings.draws,
             tune=settings.tune,
@@ -342,6 +345,19 @@ def sample(
     if log_likelihood and "log_likelihood" not in idata.children:
         pm.compute_log_likelihood(idata, model=model, progressbar=False)
     return idata
+
+
+@contextlib.contextmanager
+def quiet_sampler() -> Iterator[None]:
+    """Drop PyMC's INFO line naming the sampled variables (``NUTS[nutpie]: [delta_free, ...]``):
+    the backend's internal names, not the user's. Its warnings still show."""
+    logger = logging.getLogger("pymc.sampling.mcmc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def start_values(
@@ -403,7 +419,12 @@ def run(
     options: Any,
     on_priors: Any = None,
 ) -> FitResult:
-    """The Bayesian backend behind `scalelaw.fits.fit`: priors, starts, sampling, retry."""
+    """The Bayesian backend behind `scalelaw.fits.fit`: priors, starts, sampling, retry.
+
+    `options.progress` hears each step: the least-squares start's (when the law needs one),
+    the sampling, a retry and PSIS-LOO."""
+    progress = getattr(options, "progress", None)
+    lsq.expect(progress, 1 + bool(options.loo))
     needs_start = not is_centred(law)
     auto = any(p.prior is None for p in law.params)
     optimum: Any = None
@@ -432,7 +453,13 @@ def run(
     )
     budget = float(options.max_memory)
 
-    def draw(settings: SampleSettings) -> Any:
+    def draw(settings: SampleSettings, what: str = "sampling") -> Any:
+        if progress:
+            progress(
+                f"{what}: {settings.chains} chain{'s' if settings.chains != 1 else ''} x "
+                f"{settings.tune + settings.draws} steps ({settings.tune} tuning), "
+                f"{design.n} rows"
+            )
         whole = options.loo and loglik_fits(design.n, settings.chains * settings.draws, budget)
         try:
             return sample(law, design, settings, initvals=initvals, log_likelihood=whole)
@@ -462,7 +489,8 @@ def run(
     reasons = retry_reasons(diagnostics, settings)
     if reasons and options.retry:
         settings = retry_settings(settings, diagnostics)
-        idata = draw(settings)
+        lsq.expect(progress, 1)
+        idata = draw(settings, f"retry ({', '.join(reasons)})")
         diagnostics = sampling_diagnostics(idata, law)
         diagnostics["retry"] = {
             "reason": ", ".join(reasons),
@@ -472,6 +500,8 @@ def run(
             "first_tune": options.tune,
             "first_draws": options.draws,
         }
+    if options.loo and progress:
+        progress("PSIS-LOO")
     if options.loo and "log_likelihood" in idata.children:
         diagnostics.update(loo_diagnostics(idata))
     elif options.loo:
@@ -506,6 +536,7 @@ def _optimum(law: Law, design: Design, options: Any) -> tuple[Any, dict[str, flo
             refine=options.refine,
             starts=options.starts,
             huber_delta=1e-3 if law.transform == "log" else 0.05,
+            progress=getattr(options, "progress", None),
         ),
     )
     return best.point, best.noise

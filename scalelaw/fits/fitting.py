@@ -24,6 +24,7 @@ from scalelaw.fits.evaluate import insensitive, mean_response
 from scalelaw.fits.holdout import holdout_scores, r_squared, split_holdout
 from scalelaw.fits.law import Law
 from scalelaw.fits.likelihoods import row_blocks, thin
+from scalelaw.fits.points import as_frame
 from scalelaw.fits.result import FitResult, package_versions
 
 #: Called with the law whose priors are all concrete, and the names set from the data.
@@ -36,6 +37,8 @@ EXACT_COLUMNS = ("chance",)
 COMBINED_PHASE = "prefill+decode"
 #: The built-in law that reads both ratios (`prefill_compression`, `decode_compression`).
 COMBINED_LAW = "sparse-frontier-pd"
+#: Most bootstrap refits a least-squares fit may ask for (each is a whole refit).
+MAX_BOOTSTRAP = 10_000
 
 
 class Backend(Protocol):
@@ -90,6 +93,18 @@ class FitOptions:
     #: not kept and PSIS-LOO runs over blocks of rows (bayes)
     max_memory: float = 2e9
     progressbar: bool = False
+    #: Called with a message as each step of the fit begins (least squares: scoring the
+    #: starts, each refinement, each bootstrap refit; bayes: the least-squares start, the
+    #: sampling, a retry, PSIS-LOO). One with an `expect(n)` method (the command line's
+    #: tracker, `scalelaw.commands.progress`) is told first how many steps are to come.
+    progress: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.bootstrap > MAX_BOOTSTRAP:
+            raise ScalelawError(
+                f"bootstrap={self.bootstrap}: at most {MAX_BOOTSTRAP} refits (each refits the "
+                "law; a 90% interval from a few hundred is already steady to two digits)"
+            )
 
 
 def fit(
@@ -105,7 +120,8 @@ def fit(
     on_priors: PriorHook | None = None,
     prob: float = 0.9,
 ) -> FitResult:
-    """Fit `law` to a table (path, dataset name or polars frame).
+    """Fit `law` to a table: a path, a dataset name, a polars or pandas frame, or a dict of
+    columns.
 
     With `holdout` such as ``"N=max"`` the largest model size is left out of the fit and the
     result carries held-out error, Spearman rho and interval coverage per task in
@@ -116,6 +132,7 @@ def fit(
         raise ScalelawError(f"law '{law.name}' has no parameters to fit")
     if opts.backend not in BACKENDS:
         raise ScalelawError(f"unknown backend '{opts.backend}' (choose bayes or lsq)")
+    data = as_frame(data)
     source = data if isinstance(data, str) else "<table>"
 
     frame = load_table(
@@ -268,6 +285,16 @@ def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
             "evaluations and stopped there, near their optimum (a flat ridge in the law: its "
             "interval may be slightly too narrow)"
         )
+    if d.get("refine_capped"):
+        best = (
+            "the optimum is one of them: it may not be converged"
+            if d.get("refine_best_capped")
+            else "the optimum came from a refinement that converged"
+        )
+        out.append(
+            f"{d['refine_capped']} of {d.get('refined')} refinements hit the cap of "
+            f"{d.get('refine_cap')} evaluations and stopped there; {best}"
+        )
     if d.get("at_bounds"):
         out.append(f"parameters at their bounds: {', '.join(d['at_bounds'])}")
     if d.get("pareto_k_bad"):
@@ -323,3 +350,65 @@ def _mean_outside_unit_interval(result: FitResult, frame: pl.DataFrame) -> str |
         f"{high:.3g}); the likelihood clips it, so bound the parameters that scale it "
         "(for example --bounds 'top=0:1')"
     )
+
+
+# --- how long a fit will take ------------------------------------------------------------------
+#: Rough rates of the fitting work, for saying before long work how long it will take. NUTS:
+#: seconds per step of one chain, plus seconds per row of such a step; seconds per Bayesian
+#: model built, compiled and checked (PSIS-LOO, predictive checks). Least squares: seconds per
+#: row and optimiser run (a refinement or a bootstrap refit). From fits of the sparse-frontier
+#: law on 2 CPU cores, 48 to 201,600 rows (docs/fitting.md, "Progress, and how long a fit
+#: takes"). Rough: a law with more parameters, another machine or a busy one moves them by a
+#: factor of a few.
+SECONDS_PER_STEP = 5e-4
+SECONDS_PER_ROW_STEP = 6.3e-7
+SECONDS_PER_MODEL = 12.0
+SECONDS_PER_ROW_RUN = 3e-5
+#: Work predicted to take at least this many seconds is announced before it starts.
+LONG_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A rough prediction of a fit's duration (`estimate`), and what it is made of."""
+
+    seconds: float
+    why: str
+
+    @property
+    def long(self) -> bool:
+        return self.seconds >= LONG_SECONDS
+
+    def __str__(self) -> str:
+        return f"about {rough_duration(self.seconds)}: {self.why}"
+
+
+def rough_duration(seconds: float) -> str:
+    """'40 s', '2 min', '1.5 h': as precise as a rough rate allows."""
+    if seconds < 60:
+        return f"{max(1, round(seconds, -1) if seconds >= 10 else round(seconds)):.0f} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60):.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate(rows: int, options: FitOptions, *, forms: int = 1, fits: int = 1) -> Estimate:
+    """How long fitting `forms` laws `fits` times each (a family: each form on all rows, then
+    once per held-out slice) to a table of `rows` rows will take, from the rough rates above:
+    steps x chains (each step costing a constant and a rate per row) per Bayesian fit, rows x
+    optimiser runs per least-squares fit."""
+    count = forms * fits
+    shape = (
+        (f"{forms} forms x " if forms > 1 else "")
+        + (f"{fits} fits x " if fits > 1 else "")
+        + f"{rows} rows"
+    )
+    if options.backend == "bayes":
+        steps = options.tune + options.draws
+        per_step = SECONDS_PER_STEP + SECONDS_PER_ROW_STEP * rows
+        per_fit = SECONDS_PER_MODEL + per_step * steps * options.chains
+        chains = f"{options.chains} chain{'s' if options.chains != 1 else ''}"
+        return Estimate(count * per_fit, f"{shape}, {chains} x {steps} steps")
+    runs = options.refine + 1 + max(options.bootstrap, 0)
+    what = f"{options.refine + 1} refinements + {max(options.bootstrap, 0)} bootstrap refits"
+    return Estimate(count * SECONDS_PER_ROW_RUN * rows * runs, f"{shape}, {what}")

@@ -35,6 +35,7 @@ from scalelaw.fits.defaults import (
 from scalelaw.fits.design import Design, additive_groups
 from scalelaw.fits.evaluate import insensitive, linear_predictor, mean_response
 from scalelaw.fits.law import Law, Param
+from scalelaw.fits.likelihoods import noise_name
 from scalelaw.fits.result import FitResult
 
 #: Weight of the ridge that keeps group effects finite (relative to one residual).
@@ -43,6 +44,9 @@ RIDGE = 1e-3
 RUNAWAY_LINK = 30.0
 #: Evaluations a bootstrap refit may take from the optimum before it is dropped and counted.
 BOOTSTRAP_NFEV = 200
+#: Evaluations a refinement from a start may take, per free parameter plus one (lmfit's own
+#: default, made explicit so that a refinement stopped by it is counted and said).
+REFINE_NFEV = 2000
 #: Any other parameter has run off beyond this many times its data-scale width (coefficients
 #: of power laws are legitimately large: Chinchilla's B reaches 1e6 on small models).
 RUNAWAY = 1e8
@@ -57,6 +61,9 @@ class LsqSettings:
     seed: int = 0
     #: Sobol starts (a power of two); None: 2^13, or 2^14 with more than six free parameters.
     starts: int | None = None
+    #: Called with a message as each step begins (scoring the starts, each refinement, each
+    #: bootstrap refit); one with an `expect(n)` method is told how many steps are to come.
+    progress: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -76,6 +83,11 @@ class LsqResult:
     not_identified: list[str] = field(default_factory=list)
     #: Bootstrap refits dropped for hitting BOOTSTRAP_NFEV evaluations.
     capped: int = 0
+    #: Refinements stopped by their cap of evaluations (`refine_cap`), and whether the best
+    #: objective came from one of them.
+    refine_capped: int = 0
+    best_capped: bool = False
+    refine_cap: int = 0
 
 
 class _Layout:
@@ -320,12 +332,24 @@ def _project_linear(
     return out
 
 
+def expect(progress: Any, steps: int) -> None:
+    """Tell a `progress` callback that counts (one with an `expect(n)` method) that `steps`
+    more steps are to come; a plain function is only called with messages."""
+    told = getattr(progress, "expect", None)
+    if callable(told) and steps:
+        told(steps)
+
+
 def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     """Fit by robust least squares from many starts; bootstrap draws give the intervals."""
+    progress = settings.progress
     layout = _Layout(law, design)
     widths = rule_widths(law, design)
     ridge = _ridge_weights(law, layout, widths)
     residuals = _residual_fn(law, design, layout, ridge)
+    expect(progress, 1)
+    if progress:
+        progress("choosing starts")
     candidates = starts(law, design, layout, settings)
     costs = np.concatenate(
         [
@@ -337,10 +361,17 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     order = np.argsort(costs, kind="stable")[: settings.refine]
     if 0 not in order:
         order = np.append(order, 0)  # the centre start
-    refined = [_refine(layout, residuals, candidates[i], settings)[:2] for i in order]
-    best_theta, best_cost = min(refined, key=lambda tc: tc[1])
+    expect(progress, len(order) + max(settings.bootstrap, 0))
+    cap = REFINE_NFEV * (len(layout.slots) + 1)
+    refined = []
+    for i, start in enumerate(order, 1):
+        if progress:
+            progress(f"refining start {i} of {len(order)} (of {len(candidates)} scored)")
+        theta, cost, _, stopped = _refine(layout, residuals, candidates[start], settings, cap)
+        refined.append((theta, cost, stopped))
+    best_theta, best_cost, best_capped = min(refined, key=lambda tc: tc[1])
     tol = 1e-6 * max(abs(best_cost), 1e-12)
-    n_best = sum(1 for _, c in refined if c - best_cost <= tol)
+    n_best = sum(1 for _, c, _ in refined if c - best_cost <= tol)
     point = layout.unpack(best_theta)
     draws, boot, capped = _bootstrap(layout, law, design, best_theta, ridge, settings)
     at_bounds = [
@@ -362,6 +393,9 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
         problems=problems,
         not_identified=flat,
         capped=capped,
+        refine_capped=sum(1 for _, _, c in refined if c),
+        best_capped=bool(best_capped),
+        refine_cap=cap,
     )
 
 
@@ -469,9 +503,10 @@ def _refine(
     residuals: Callable[[np.ndarray], np.ndarray],
     start: np.ndarray,
     settings: LsqSettings,
-    max_nfev: int | None = None,
-) -> tuple[np.ndarray, float, int]:
-    """The optimum from `start`, its objective and the evaluations it took."""
+    max_nfev: int,
+) -> tuple[np.ndarray, float, int, bool]:
+    """The optimum from `start`, its objective, the evaluations it took and whether it was
+    stopped by `max_nfev` (then the best point it reached)."""
     params = lmfit.Parameters()
     for k, (_, _, p) in enumerate(layout.slots):
         lo = -np.inf if p.lower is None else p.lower
@@ -491,7 +526,9 @@ def _refine(
         warnings.simplefilter("ignore")
         out = lmfit.minimize(fcn, params, method="least_squares", max_nfev=max_nfev, **kws)
     theta = np.array([out.params[f"p{k}"].value for k in range(len(layout.slots))])
-    return theta, float(_objective(residuals(theta), settings)[0]), int(out.nfev)
+    # lmfit stops a run at its cap by aborting it: `aborted`, or a count at the cap
+    capped = bool(getattr(out, "aborted", False)) or int(out.nfev) >= max_nfev
+    return theta, float(_objective(residuals(theta), settings)[0]), int(out.nfev), capped
 
 
 def _bootstrap(
@@ -507,16 +544,18 @@ def _bootstrap(
         return layout.unpack(theta[None, :]), None, 0
     rng = np.random.default_rng(settings.seed)
     thetas, capped = [], 0
-    for _ in range(settings.bootstrap):
+    for i in range(settings.bootstrap):
+        if settings.progress:
+            settings.progress(f"bootstrap refit {i + 1} of {settings.bootstrap}")
         rows = rng.integers(0, design.n, design.n)
         sub = design.take(rows)
         res = _residual_fn(law, sub, _Layout(law, sub), ridge)
         # a resample starts at the optimum, next to its own: a refit still moving after
         # BOOTSTRAP_NFEV evaluations crawls along a flat ridge (a ceiling against its bound,
         # say); it stops there, close to its optimum, and is counted
-        t, _, nfev = _refine(layout, res, theta, settings, max_nfev=BOOTSTRAP_NFEV)
+        t, _, _, hit = _refine(layout, res, theta, settings, max_nfev=BOOTSTRAP_NFEV)
         thetas.append(t)
-        capped += nfev >= BOOTSTRAP_NFEV
+        capped += hit
     boot = np.array(thetas)
     return layout.unpack(boot), boot, capped
 
@@ -533,7 +572,13 @@ def run(
     if delta is None:
         delta = 1e-3 if law.transform == "log" else 0.05
     settings = LsqSettings(
-        options.loss, delta, options.refine, options.bootstrap, options.seed, options.starts
+        options.loss,
+        delta,
+        options.refine,
+        options.bootstrap,
+        options.seed,
+        options.starts,
+        getattr(options, "progress", None),
     )
     res = fit(law, design, settings)
     # the fitted law records concrete priors, so a Bayesian refit or a reader sees the same
@@ -541,7 +586,7 @@ def run(
     if on_priors is not None:
         on_priors(law, auto)
     n = next(iter(res.draws.values())).shape[0]
-    return FitResult(
+    result = FitResult(
         law=law,
         backend="lsq",
         draws=res.draws,
@@ -557,9 +602,40 @@ def run(
             "problems": res.problems,
             "not_identified": res.not_identified,
             "bootstrap_capped": res.capped,
+            "refine_capped": res.refine_capped,
+            "refine_best_capped": res.best_capped,
+            "refine_cap": res.refine_cap,
             "loss": options.loss,
             "huber_delta": delta,
             "bootstrap": options.bootstrap,
             "auto_priors": auto,
         },
     )
+    result.idata = bootstrap_tree(result)
+    return result
+
+
+def bootstrap_tree(result: FitResult) -> Any:
+    """The bootstrap refits as an ArviZ DataTree (one chain of `bootstrap` draws, the noise
+    at the optimum beside them, group levels as coordinates) and the optimum as its
+    ``point_estimate`` group: what the fit's file holds, so that a fit in memory and one read
+    back give `arviz` the same object. Built with `arviz_base` (ArviZ's data layer), which
+    imports in a tenth of the time the whole of ArviZ takes."""
+    from arviz_base import from_dict  # deferred: heavy
+
+    posterior: dict[str, np.ndarray] = {k: v[None, ...] for k, v in result.draws.items()}
+    for k, v in result.noise.items():
+        posterior[noise_name(k)] = np.broadcast_to(np.asarray(v, float), (result.n_draws,))[None]
+    law = result.law
+    dims = {name: [f"{name}_level"] for name in law.groups if name in result.draws}
+    coords = {f"{name}_level": result.levels[col] for name, col in law.groups.items()}
+    tree = from_dict({"posterior": posterior}, dims=dims, coords=coords)
+    if result.point is not None:
+        import xarray as xr  # deferred: heavy
+
+        point = {}
+        for k, v in result.point.items():
+            value = np.asarray(v)[0]
+            point[k] = xr.DataArray(value, dims=[f"{k}_level"] if value.ndim else [])
+        tree["point_estimate"] = xr.DataTree(xr.Dataset(point))
+    return tree

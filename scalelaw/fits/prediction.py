@@ -16,7 +16,17 @@ import polars as pl
 
 from scalelaw.data import DataError
 from scalelaw.fits.likelihoods import noise_draws, observe, require_noise, thin
-from scalelaw.fits.points import Points, _fits, as_fit, checked_points, fit_draws, points_frame
+from scalelaw.fits.points import (
+    Points,
+    _fits,
+    as_fit,
+    as_frame,
+    checked_points,
+    column_maps,
+    fit_draws,
+    points_frame,
+    renames,
+)
 from scalelaw.fits.result import FitResult
 
 
@@ -61,7 +71,8 @@ def predictive_draws(
     src = as_fit(src)
     rng = np.random.default_rng(seed)
     if not isinstance(src, FitResult):
-        return src.predictive_draws(points, samples=samples, rng=rng, max_draws=max_draws)
+        frame = checked_points(src, points)
+        return src.predictive_draws(frame, samples=samples, rng=rng, max_draws=max_draws)
     require_noise(src)
     mu = predict_draws(src, points, max_draws)
     # few draws (a card, a point fit) are repeated so the noise is well sampled
@@ -87,10 +98,15 @@ def predict_table(
     With `samples`, adds the posterior predictive interval (`pred_lower`, `pred_upper`) of a new
     measurement: a score over that many trials for count laws, a draw with the fitted noise
     for normal, Student-t and beta laws.
+
+    `points` is a polars or pandas frame or a dict of columns. The table keeps the columns
+    under the names they were given: ``N``, ``L`` and ``C`` (or ``params``, ``seq_len`` and
+    ``compression``), or the user's own columns of a fit made with a `column_map`.
     """
     if not 0 < prob < 1:
         raise DataError(f"interval probability must lie in (0, 1), got {prob}")
-    frame = checked_points(src, points, source)
+    given = as_frame(points, source)
+    frame = checked_points(src, given, source)
     mu = predict_draws(src, frame, max_draws, source=source)
     lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
     out = frame.with_columns(
@@ -105,6 +121,9 @@ def predict_table(
             pl.Series("pred_lower", np.quantile(obs, lo_q, axis=0)),
             pl.Series("pred_upper", np.quantile(obs, hi_q, axis=0)),
         )
+    if isinstance(given, pl.DataFrame):
+        back = {name: column for column, name in renames(given.columns, column_maps(src)).items()}
+        out = out.rename({k: v for k, v in back.items() if k in out.columns})
     return out
 
 
@@ -112,6 +131,7 @@ __all__ = [
     "Points",
     "_fits",
     "as_fit",
+    "as_frame",
     "checked_points",
     "levels",
     "noise_draws",

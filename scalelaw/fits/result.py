@@ -42,6 +42,13 @@ from scalelaw.fits.likelihoods import (
     require_noise,
 )
 from scalelaw.fits.points import Points, expected_draws
+from scalelaw.fits.text import (
+    fit_text,
+    stack_params,
+    stack_report,
+    stack_repr,
+    stack_summary,
+)
 
 if TYPE_CHECKING:
     import polars  # deferred: heavy
@@ -265,10 +272,6 @@ class FitResult:
     def fit_report(self, prob: float = 0.9, width: int = 100) -> str:
         """What ``scalelaw fit`` prints for this fit, as plain text: the NOT CONVERGED or MISFIT
         headline, the parameter table and the diagnostics line. ``print(fit.fit_report())``."""
-        # Deferred on purpose: the text is the CLI's own (`scalelaw.report`, a layer above
-        # fits); declared in pyproject.toml [tool.importlinter] ignore_imports.
-        from scalelaw.report import fit_text
-
         return fit_text(self, prob, width=width)
 
     def plot(self, kind: str = "fit", ax: Any = None, *, data: Any = None, **kw: Any) -> Any:
@@ -309,6 +312,30 @@ class StackedFit:
     extrapolation: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)
 
     backend = "stack"
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
+
+    def summary(self) -> Any:
+        """One row per law, heaviest first: weight (and held-out weights beyond the table),
+        score, and each law's headline numbers; a polars frame (`scalelaw.fits.text`)."""
+        return stack_summary(self)
+
+    def fit_report(self, prob: float = 0.9, width: int = 100) -> str:
+        """The weights and each law's numbers, then each law's own report, heaviest first."""
+        return stack_report(self, prob, width)
+
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        """Each law's estimates (`FitResult.params`), by the law's name in the stack."""
+        return stack_params(self)
+
+    def plot(self, kind: str = "fit", ax: Any = None, *, data: Any = None, **kw: Any) -> Any:
+        """Draw the mixture (kind ``fit``: the data, the mixture's mean and bands) and return
+        the matplotlib Figure: the figures and keywords of `FitResult.plot`, whose hand-over
+        to `scalelaw.plots` draws fits and stacks alike."""
+        draw: Any = FitResult.plot
+        return draw(self, kind, ax, data=data, **kw)
 
     @property
     def laws(self) -> list[Law]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from scalelaw.data import ALIASES, load_table, table_hash
+from scalelaw.data import load_table, table_hash
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.fitting import FitOptions, FitWarning, fit
 from scalelaw.fits.holdout import split_holdout
@@ -31,15 +31,26 @@ from scalelaw.fits.likelihoods import (
     pointwise_loo,
     pointwise_lpd,
 )
+from scalelaw.fits.points import as_frame
 from scalelaw.fits.result import MIN_WEIGHT, FitResult, StackedFit, stacked_from_tree
+from scalelaw.fits.text import weights_table
 
 
 class StackError(ScalelawError):
     """Fits that cannot be stacked (different data, no log-likelihood, one law)."""
 
 
+#: Iterations the stacking weights' optimiser (BFGS) may take; a handful of laws converge in
+#: tens.
+STACK_MAXITER = 1000
+
+
 def stacking_weights(lpd: np.ndarray) -> np.ndarray:
-    """Weights on the simplex maximising sum_i log sum_k w_k exp(lpd_ik) (Yao et al. 2018)."""
+    """Weights on the simplex maximising sum_i log sum_k w_k exp(lpd_ik) (Yao et al. 2018).
+
+    The optimiser stops after `STACK_MAXITER` iterations; when it does, or fails another way
+    before its gradient is small, a `FitWarning` says so in one line (the weights it reached
+    are returned)."""
     k = lpd.shape[1]
     if k == 1:
         return np.ones(1)
@@ -49,8 +60,29 @@ def stacking_weights(lpd: np.ndarray) -> np.ndarray:
         w = special.softmax(np.append(z, 0.0))
         return -float(np.sum(np.log(dens @ w + 1e-300)))
 
-    best = optimize.minimize(loss, np.zeros(k - 1), method="BFGS")
+    best = optimize.minimize(
+        loss, np.zeros(k - 1), method="BFGS", options={"maxiter": STACK_MAXITER}
+    )
+    if not best.success and _stopped_early(best, lpd.shape[0]):
+        warnings.warn(
+            f"stacking weights: the optimiser stopped after {best.nit} iterations "
+            f"({' '.join(str(best.message).split())}) before converging; the weights are "
+            "where it stopped",
+            FitWarning,
+            stacklevel=2,
+        )
     return special.softmax(np.append(best.x, 0.0))
+
+
+def _stopped_early(best: Any, rows: int) -> bool:
+    """The cap of iterations, or a stop with a gradient still large. BFGS also reports a
+    "precision loss" at an optimum whose objective is flat to rounding: that one is no stop."""
+    if best.status == 1 or best.nit >= STACK_MAXITER:
+        return True
+    jac = np.asarray(getattr(best, "jac", np.zeros(1)), dtype=float)
+    # the loss sums over rows: its gradient at an optimum flat to rounding is ~1e-5 per row
+    steep = float(np.max(np.abs(jac), initial=0.0)) > 1e-3 * max(rows, 1)
+    return steep or not np.all(np.isfinite(jac))
 
 
 # --- building stacks -------------------------------------------------------------------------
@@ -193,7 +225,7 @@ def options_of(f: FitResult) -> Any:
 
 def table_of(f: FitResult, source: Any) -> Any:
     return load_table(
-        source,
+        as_frame(source),
         require=list(f.law.columns.values()),
         labels=list(f.law.groups.values()),
         response=f.law.response,
@@ -215,6 +247,7 @@ def stack_laws(
 ) -> StackedFit:
     """Fit each law to all rows of `data`, then stack them (see `stack`). `progress` is
     called with a message before each fit and each refit ("fitting NAME (1 of 3)")."""
+    data = as_frame(data)
     fits = []
     announce(progress, len(laws) * (2 if holdout else 1))
     for i, law in enumerate(laws, 1):
@@ -250,29 +283,6 @@ def messages_only(progress: Any) -> Callable[[str], None] | None:
     if progress is None:
         return None
     return lambda message: progress(message)
-
-
-def weights_table(stacked: StackedFit) -> Any:
-    """Law, weight and score (ELPD or held-out log density) as a polars frame."""
-    import polars as pl  # deferred: heavy
-
-    names = stacked.meta.get("laws") or [f.law.name for f in stacked.fits]
-    scores = stacked.meta.get("scores", {})
-    symbol = {c: a for a, c in ALIASES.items()}
-    beyond = {
-        f"weight beyond {symbol.get(c, c)}={largest:g}": [float(w) for w in ws]
-        for c, (largest, ws) in stacked.extrapolation.items()
-    }
-    score = [scores.get(n) for n in names]
-    return pl.DataFrame(
-        {
-            "law": names,
-            "weight": [float(w) for w in stacked.weights],
-            **beyond,
-            **({"score": score} if any(v is not None for v in score) else {}),
-            "converged": [f.converged for f in stacked.fits],
-        }
-    )
 
 
 __all__ = [

@@ -8,7 +8,6 @@ rank correlation and the coverage of the nominal predictive interval.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -94,15 +93,13 @@ def compare(
 
 @contextlib.contextmanager
 def _quiet_sampler() -> Iterator[None]:
-    """Drop PyMC's INFO line naming the sampled variables (``NUTS[nutpie]: [delta_free, ...]``):
-    the backend's internal names, not the user's. Its warnings still show."""
-    logger = logging.getLogger("pymc.sampling.mcmc")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
+    """PyMC's line naming the sampled variables dropped (`scalelaw.fits.bayes.quiet_sampler`,
+    which every Bayesian fit uses itself)."""
+    # deferred: the Bayesian backend loads lmfit, which `import scalelaw.fits` does not
+    from scalelaw.fits.bayes import quiet_sampler
+
+    with quiet_sampler():
         yield
-    finally:
-        logger.setLevel(level)
 
 
 def _ignore_arviz_nan() -> None:

@@ -12,15 +12,21 @@ hub revision) and a token counter that applies the chat template when the model 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.utils import logging as hub_logging
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -28,10 +34,13 @@ from transformers import (
     PreTrainedModel,
     Qwen2Config,
 )
+from transformers.utils import logging as hf_logging
 
 from scalelaw.errors import ScalelawError
 from scalelaw.measure.sparse import ATTN_IMPLEMENTATION, install
 from scalelaw.measure.tokenizer import local_tokenizer
+
+logger = logging.getLogger(__name__)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY = ("tiny-llama", "tiny-qwen2")
@@ -116,8 +125,9 @@ def dir_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-#: the context length of the random test models
-TINY_CONTEXT = 16384
+#: the context length of the random test models: room for a 16K prompt and its answer, the
+#: shortest length the reference study measured
+TINY_CONTEXT = 32768
 
 
 def tiny_config(kind: str, vocab_size: int) -> LlamaConfig | Qwen2Config:
@@ -173,7 +183,7 @@ def model_context(spec: str) -> int | None:
 
 @lru_cache(maxsize=8)
 def _gguf_context(path: str, mtime: float) -> int | None:
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # deferred: gguf, read only for a local GGUF file
 
     fields = GGUFReader(path).fields
     arch = fields.get("general.architecture")
@@ -187,7 +197,55 @@ def _gguf_context(path: str, mtime: float) -> int | None:
 def load_model(
     spec: str, *, dtype: str = "auto", device: str | None = None, seed: int = 0
 ) -> LoadedModel:
-    """Load `spec` for greedy evaluation, with sparse attention plumbing installed."""
+    """Load `spec` for greedy evaluation, with sparse attention plumbing installed; nothing
+    written on standard error while it loads (`quiet_loading`)."""
+    with quiet_loading():
+        return _load_model(spec, dtype=dtype, device=device, seed=seed)
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Loading without transformers' and huggingface_hub's progress bars ("Loading weights",
+    the GGUF conversion) and warnings on standard error, where they break into the sweep's own
+    progress and fill its log: the bars are off, the libraries' loggers pass ERROR records
+    only, and Python warnings raised meanwhile become DEBUG records of this module's logger.
+    The libraries' settings are restored after."""
+    bars = hf_logging.is_progress_bar_enabled()
+    levels = hf_logging.get_verbosity(), hub_logging.get_verbosity()
+    hf_logging.disable_progress_bar()  # huggingface_hub's bars as well
+    hf_logging.set_verbosity_error()
+    hub_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings(record=True) as caught, _no_gguf_bar():
+            warnings.simplefilter("always")
+            yield
+    finally:
+        hf_logging.set_verbosity(levels[0])
+        hub_logging.set_verbosity(levels[1])
+        if bars:
+            hf_logging.enable_progress_bar()
+    for w in caught:
+        logger.debug("while loading a model: %s: %s", w.category.__name__, w.message)
+
+
+@contextmanager
+def _no_gguf_bar() -> Iterator[None]:
+    """transformers' GGUF conversion draws its tqdm bar itself, outside the switch of its
+    other bars: that bar is made disabled for the block."""
+    try:  # deferred: transformers' GGUF support, needed only around a model load
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # no gguf package: no GGUF conversion to quiet
+        yield
+        return
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
+def _load_model(spec: str, *, dtype: str, device: str | None, seed: int) -> LoadedModel:
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     if spec in TINY:

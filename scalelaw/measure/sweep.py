@@ -33,7 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from scalelaw.errors import ScalelawError
+from scalelaw.errors import ScalelawError, user_errors
 from scalelaw.measure.grid import Configuration, Grid, load_grid
 from scalelaw.measure.store import Record, Store
 
@@ -80,7 +80,7 @@ class Summary:
 
 def plan(grid: Grid, store: Store) -> Plan:
     """Group unfinished configurations by compute id; reuse measured compute ids."""
-    from scalelaw.measure.runner import Unit
+    from scalelaw.measure.runner import Unit  # deferred: torch and transformers (about 5 s)
 
     configs = grid.configurations()
     finished = store.finished()
@@ -100,7 +100,10 @@ def plan(grid: Grid, store: Store) -> Plan:
 
 
 @contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+def _progress(total: int, quiet: bool) -> Iterator[Callable[..., None]]:
+    """The API's own progress: a rich bar on a terminal, nothing elsewhere or when `quiet`.
+    (The command line passes `scalelaw.commands.progress.sweep_progress`, its one progress
+    style, which writes log lines off a terminal.)"""
     console = Console(stderr=True, quiet=quiet, emoji=False)
     columns = (
         TextColumn("[bold]measure"),
@@ -114,34 +117,18 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
         # rich markup in them (`[/]`, `QA [v2]`) must not be interpreted
         TextColumn("{task.description}", markup=False),
     )
-    plain = not console.is_terminal and not quiet
-    with Progress(*columns, console=console, transient=False, disable=quiet or plain) as bar:
+    shown = console.is_terminal and not quiet
+    with Progress(*columns, console=console, transient=False, disable=not shown) as bar:
         job = bar.add_task("", total=total)
-
-        start = time.perf_counter()
 
         def advance(n: int, description: str | None = None) -> None:
             bar.update(job, advance=n, description=description)
-            if plain and description:
-                # no live bar in a log file: one line per unit, with a linear ETA once a
-                # sample has finished (the command line logs every ~10 s instead)
-                done = bar.tasks[0].completed
-                spent = time.perf_counter() - start
-                eta = f"ETA {spent / done * (total - done):.0f} s" if done else "no ETA yet"
-                console.print(
-                    f"[{done:.0f}/{total} samples, {spent:.0f} s, {eta}] {description}",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
 
         yield advance
 
 
 def failure(unit: Any, exc: BaseException) -> Record:
     """The journal record of a unit that raised `exc`: its message, no rows."""
-    from scalelaw.errors import user_errors
-
     if isinstance(exc, user_errors()):
         message = str(exc)
     else:  # an unexpected error: keep where it happened
@@ -155,7 +142,7 @@ def failure(unit: Any, exc: BaseException) -> Record:
 
 
 def _run_local(units: list[Any], store: Store, advance: Callable[..., None]) -> None:
-    from scalelaw.measure.runner import run_unit
+    from scalelaw.measure.runner import run_unit  # deferred: torch and transformers
 
     for unit in units:
         advance(0, unit.head.label())
@@ -167,6 +154,7 @@ def _run_local(units: list[Any], store: Store, advance: Callable[..., None]) -> 
 
 
 def _ray_unit(unit: Any) -> Record:
+    # deferred: ray (an optional extra), torch and transformers, in the Ray worker
     import ray
     import torch
 
@@ -265,7 +253,7 @@ def _run_ray(
     address: str | None,
     cpus: int | None,
 ) -> None:
-    import ray
+    import ray  # deferred: ray, an optional extra
 
     started_here = not ray.is_initialized()
     if started_here:
@@ -316,7 +304,8 @@ def run_sweep(
     `progress(samples)`, if given, is a context manager for the samples to run, yielding
     `advance(n, description=None)`: called with each sample finished (n = 1; a Ray unit: all
     its samples at once) and, with n = 0, each run's label as it starts. Without it a rich bar
-    is drawn on standard error (nothing when `quiet`)."""
+    is drawn on standard error when that is a terminal (nothing when `quiet`)."""
+    # deferred: torch and transformers (about 5 s), not loaded for a grid refused on sight
     from scalelaw.measure.runner import alias_record, check_grid
 
     if executor not in EXECUTORS:

@@ -203,14 +203,20 @@ def test_strict_family_fit_writes_the_stack_then_exits_3(
 
 # --- 4. help without Python type names --------------------------------------------------------
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "scalelaw")
-def test_option_help_names_no_python_types(path: list[str]) -> None:
-    """A repeatable option shows what it takes (`--where <condition>`), not `<list[str]>`.
-
-    (An argument's type column cannot be renamed in Typer: `stack`'s `fits...` keeps it.)
-    """
+def test_help_names_no_python_types(path: list[str]) -> None:
+    """An option or argument shows what it takes (`--where <condition>`, `fits... <path>`), not
+    `<list[str]>`; a flag, which takes no value, shows no type (not `<bool>`)."""
     result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     rows = [line.strip("│ ").removeprefix("* ") for line in result.stdout.splitlines()]
-    options = [row for row in rows if row.startswith("-")]
-    assert options, result.stdout
-    assert not [row for row in options if "list[" in row]
+    params = [row for row in rows if row.startswith("-") or "..." in row.split("  ")[0]]
+    assert any(row.startswith("--help") for row in params), result.stdout
+    assert not [row for row in params if "list[" in row or "<bool>" in row]
+
+
+def test_a_repeated_argument_shows_the_type_of_one_value() -> None:
+    result = runner.invoke(app, ["stack", "-h"], env={"COLUMNS": "200"})
+    (row,) = [line for line in result.stdout.splitlines() if "fits..." in line and "│" in line]
+    assert "<path>" in row and "list[" not in row
+    flags = [line for line in result.stdout.splitlines() if "--quiet" in line or "--help" in line]
+    assert len(flags) == 2 and not any("<" in line for line in flags), flags

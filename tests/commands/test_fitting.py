@@ -142,7 +142,7 @@ def test_not_converged_is_loud_and_strict_exits_3(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "NOT CONVERGED:" in result.output
     assert "NOT CONVERGED" in load_fit(tmp_path / "bad.nc").headline()
-    strict = CliRunner().invoke(app, [*args, "--strict"])
+    strict = CliRunner().invoke(app, [*args, "--strict", "--force"])
     assert strict.exit_code == 3
     assert "NOT CONVERGED" in strict.output
     predicted = CliRunner().invoke(
@@ -278,7 +278,8 @@ def test_plot_and_frontier_read_a_stacked_file(saturating: Path, tmp_path: Path)
     plotted = CliRunner().invoke(app, ["plot", str(path), "--kind", "fit", "--out", str(png)])
     assert plotted.exit_code == 0, plotted.output
     assert png.stat().st_size > 10_000
-    refused = CliRunner().invoke(app, ["plot", str(path), "--kind", "trace", "--out", str(png)])
+    trace = tmp_path / "trace.png"
+    refused = CliRunner().invoke(app, ["plot", str(path), "--kind", "trace", "--out", str(trace)])
     assert refused.exit_code == 2 and "stacked fit draws --kind fit only" in refused.output
     frontier = CliRunner().invoke(
         app, ["frontier", str(path), "--sizes", "7B,14B,32B", "--seq-len", "32K"]

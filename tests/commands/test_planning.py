@@ -31,9 +31,9 @@ def test_plan_command_writes_a_grid_measure_accepts(
     first = out.read_text()
     grid = load_grid(out)
     assert grid.configurations() and grid.lengths and grid.models
-    _run(*args)
+    _run(*args, "--force")
     assert out.read_text() == first  # same command, same grid
-    doc = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    doc = json.loads(runner.invoke(app, [*args, "--format", "json", "--force"]).stdout)
     assert doc["batch_gpu_hours"] <= 2 and doc["p_wrong_after_batch"] <= doc["p_wrong"]
     assert "--candidates" in _run("plan", "--help")
 
