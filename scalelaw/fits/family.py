@@ -47,6 +47,7 @@ from scalelaw.fits.catalog import SPARSE_FRONTIER_CITATION, SPARSE_PRIORS, TOLER
 from scalelaw.fits.catalog import source as load_source
 from scalelaw.fits.fitting import FitOptions, FitWarning, fit
 from scalelaw.fits.law import Law
+from scalelaw.fits.points import as_frame
 from scalelaw.fits.stacking import StackedFit, announce, messages_only, stack
 
 #: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``),
@@ -246,7 +247,7 @@ def fit_family(
     progress = progress or _REPORTING.get()
 
     opts = options or FitOptions()
-    frame = load_table(data, where=where)
+    frame = load_table(as_frame(data), where=where)  # a pandas frame or a dict of columns too
     forms = list(laws) if laws is not None else candidates(frame, expand=expand)
     forms += list(extra)
     if holdout == LOO:

@@ -226,6 +226,19 @@ def test_a_pandas_table_and_a_dict_of_columns_fit(table: pl.DataFrame) -> None:
         assert other.params["alpha"] == pytest.approx(ours.params["alpha"])
 
 
+def test_a_family_fits_a_pandas_table(table: pl.DataFrame) -> None:
+    # fit_family read a pandas frame as a path ("File name too long")
+    from scalelaw.fits.family import candidates, fit_family
+
+    opts = FitOptions(backend="lsq", bootstrap=0)
+    laws = candidates(table)[:2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = fit_family(table, opts, laws=laws, holdout="N=max")
+        given = fit_family(table.to_pandas(), opts, laws=laws, holdout="N=max")
+    np.testing.assert_allclose(given.weights, ours.weights)
+
+
 def test_pandas_points_and_names_as_given(table: pl.DataFrame) -> None:
     res = quiet_fit(table, get_law("sparse-frontier"), FitOptions(backend="lsq", bootstrap=5))
     short = {"N": [7e9, 3e10], "L": [16384.0, 32768.0], "C": [2.0, 2.0], "task": ["SQuAD"] * 2}
