@@ -155,6 +155,34 @@ PLANNING_GRID: dict[str, Any] = {
 }
 
 
+@pytest.fixture(scope="module")
+def check_doc_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/check.md's worked example: a floor of 0.25 and a ceiling of 0.85 around a
+    log-linear trend, 960 trials a row, one task; laws that differ when held out."""
+    import numpy as np
+    import polars as pl
+    from scipy.special import expit
+
+    rng = np.random.default_rng(0)
+    grid = pl.DataFrame(
+        {
+            "params": np.repeat([5e8, 1.5e9, 4e9, 1.2e10, 3.6e10], 12),
+            "seq_len": np.tile(np.repeat([4096.0, 16384.0], 6), 5),
+            "compression": np.tile([1.0, 2.0, 4.0, 8.0, 16.0, 32.0], 10),
+        }
+    )
+    eta = (
+        3.0
+        + 1.2 * np.log(grid["params"] / 3.6e10)
+        - 0.3 * np.log(grid["seq_len"] / 4096)
+        - 0.5 * np.log(grid["compression"])
+    )
+    k = rng.binomial(960, 0.25 + 0.6 * expit(eta.to_numpy()))
+    path = tmp_path_factory.mktemp("check-doc") / "sat.csv"
+    grid.with_columns(score=k / 960, samples=960, task=pl.lit("all")).write_csv(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def planning_fit() -> Any:
     """A least-squares fit (bootstrap draws stand in for the posterior) on data simulated from

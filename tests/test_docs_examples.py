@@ -4,10 +4,12 @@ run and its printed output compared with the page, line by line.
 A checked example is the fenced block right after the marker; its first line is the command
 after `$ `, the rest is what the command prints (standard output, then standard error). The
 marker may set the terminal width that the page was rendered at (`<!-- docs-check COLUMNS=120
--->`, default 100). The examples of one page run in page order in a scratch folder of their
-own, where `benchmarks/`, `docs/`, `examples/` and `scalelaw/` are the repository's: an example
-may read what an earlier one on its page wrote (`--out sim.csv`, then `fit sim.csv`), and
-nothing is written into the repository. `make docs-check` runs this file alone.
+-->`, default 100). A command may end in a here-document (`$ python - <<'PY'`): the lines up to
+the closing `PY` are its standard input, and what follows them is what it prints. The examples
+of one page run in page order in a scratch folder of their own, where `benchmarks/`, `docs/`,
+`examples/` and `scalelaw/` are the repository's: an example may read what an earlier one on its
+page wrote (`--out sim.csv`, then `fit sim.csv`), and nothing is written into the repository.
+`make docs-check` runs this file alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What a page's scratch folder holds of the repository (as links).
 SHARED = ("benchmarks", "docs", "examples", "scalelaw")
 MARKER = re.compile(r"^<!-- docs-check(?: COLUMNS=(\d+))? -->$")
+#: A here-document at the end of a command: `<<'PY'`, `<<"PY"` or `<<PY`.
+HEREDOC = re.compile(r"\s*<<\s*(['\"]?)(\w+)\1\s*$")
 #: Commands a checked example may run: the CLI, or a script of the repository.
 PROGRAMS = {"scalelaw": [sys.executable, "-m", "scalelaw"], "python": [sys.executable]}
 
@@ -37,6 +41,7 @@ class Example:
     command: str
     expected: list[str]
     columns: int
+    stdin: str | None = None
 
     def __str__(self) -> str:
         return f"{self.page}:{self.line}"
@@ -57,13 +62,22 @@ def examples(paths: list[Path]) -> list[Example]:
             body = lines[start + 1 : end]
             if not body or not body[0].startswith("$ "):
                 raise AssertionError(f"{path.name}:{start + 2}: a checked block starts with '$ '")
+            command, expected, stdin = body[0][2:], body[1:], None
+            if heredoc := HEREDOC.search(command):
+                tag = heredoc.group(2)
+                if tag not in expected:
+                    raise AssertionError(f"{path.name}:{start + 2}: here-document without '{tag}'")
+                close = expected.index(tag)
+                stdin = "".join(f"{t}\n" for t in expected[:close])
+                command, expected = command[: heredoc.start()], expected[close + 1 :]
             found.append(
                 Example(
                     page=str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
                     line=start + 2,
-                    command=body[0][2:],
-                    expected=body[1:],
+                    command=command,
+                    expected=expected,
                     columns=int(m.group(1) or 100),
+                    stdin=stdin,
                 )
             )
     return found
@@ -88,6 +102,7 @@ def run(example: Example, cwd: Path = ROOT) -> list[str]:
         [*PROGRAMS[argv[0]], *argv[1:]],
         cwd=cwd,
         env=env,
+        input=example.stdin,
         capture_output=True,
         text=True,
         timeout=300,
@@ -144,6 +159,18 @@ def test_a_page_runs_in_a_scratch_folder_of_its_own(tmp_path: Path) -> None:
     assert run(first, folder) == []
     assert run(second, folder) == ["here True"]  # the first's file, the repository's examples
     assert (folder / "made.txt").is_file() and not (ROOT / "made.txt").exists()
+
+
+def test_a_here_document_is_the_command_input(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- docs-check -->\n```\n$ python - <<'PY'\nprint('from', 'stdin')\nprint(2 + 2)\nPY\n"
+        "from stdin\n4\n```\n"
+    )
+    (example,) = examples([page])
+    assert example.command == "python -" and example.expected == ["from stdin", "4"]
+    assert example.stdin == "print('from', 'stdin')\nprint(2 + 2)\n"
+    assert run(example, scratch(tmp_path / "scratch")) == example.expected
 
 
 def test_the_shipped_chinchilla_table_is_what_its_script_writes(tmp_path: Path) -> None:

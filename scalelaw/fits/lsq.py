@@ -34,8 +34,8 @@ from scalelaw.fits.defaults import (
 )
 from scalelaw.fits.design import Design, additive_groups
 from scalelaw.fits.evaluate import insensitive, linear_predictor, mean_response
+from scalelaw.fits.fitfile import draws_tree
 from scalelaw.fits.law import Law, Param
-from scalelaw.fits.likelihoods import noise_name
 from scalelaw.fits.result import FitResult
 
 #: Weight of the ridge that keeps group effects finite (relative to one residual).
@@ -611,31 +611,6 @@ def run(
             "auto_priors": auto,
         },
     )
-    result.idata = bootstrap_tree(result)
+    # the tree its file holds (`fitfile.draws_tree`), so in memory and read back are alike
+    result.idata = draws_tree(result)
     return result
-
-
-def bootstrap_tree(result: FitResult) -> Any:
-    """The bootstrap refits as an ArviZ DataTree (one chain of `bootstrap` draws, the noise
-    at the optimum beside them, group levels as coordinates) and the optimum as its
-    ``point_estimate`` group: what the fit's file holds, so that a fit in memory and one read
-    back give `arviz` the same object. Built with `arviz_base` (ArviZ's data layer), which
-    imports in a tenth of the time the whole of ArviZ takes."""
-    from arviz_base import from_dict  # deferred: heavy
-
-    posterior: dict[str, np.ndarray] = {k: v[None, ...] for k, v in result.draws.items()}
-    for k, v in result.noise.items():
-        posterior[noise_name(k)] = np.broadcast_to(np.asarray(v, float), (result.n_draws,))[None]
-    law = result.law
-    dims = {name: [f"{name}_level"] for name in law.groups if name in result.draws}
-    coords = {f"{name}_level": result.levels[col] for name, col in law.groups.items()}
-    tree = from_dict({"posterior": posterior}, dims=dims, coords=coords)
-    if result.point is not None:
-        import xarray as xr  # deferred: heavy
-
-        point = {}
-        for k, v in result.point.items():
-            value = np.asarray(v)[0]
-            point[k] = xr.DataArray(value, dims=[f"{k}_level"] if value.ndim else [])
-        tree["point_estimate"] = xr.DataTree(xr.Dataset(point))
-    return tree

@@ -58,11 +58,10 @@ def fit_report(result: Any, prob: float = 0.9) -> dict[str, Any]:
     }
 
 
-def fit_text(result: Any, prob: float = 0.9, *, width: int = 100) -> str:
-    """What `print_fit` shows (the CLI's report of a fit) as plain text: no colour, no markup,
-    tables `width` characters wide at most. `FitResult.fit_report` returns it."""
-    buffer = io.StringIO()
-    console = Console(
+def plain_console(buffer: io.StringIO, width: int) -> Console:
+    """A rich console that writes plain text into `buffer`: no colour, markup or emoji, tables
+    `width` characters wide at most, long lines left for the reader to wrap."""
+    return Console(
         file=buffer,
         width=width,
         color_system=None,
@@ -73,6 +72,13 @@ def fit_text(result: Any, prob: float = 0.9, *, width: int = 100) -> str:
         highlight=False,
         soft_wrap=True,  # a notebook wraps long lines itself
     )
+
+
+def fit_text(result: Any, prob: float = 0.9, *, width: int = 100) -> str:
+    """What `print_fit` shows (the CLI's report of a fit) as plain text: no colour, no markup,
+    tables `width` characters wide at most. `FitResult.fit_report` returns it."""
+    buffer = io.StringIO()
+    console = plain_console(buffer, width)
     print_fit(result, console, prob)
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
@@ -233,23 +239,8 @@ def stack_report(stacked: Any, prob: float = 0.9, width: int = 100) -> str:
     """The stack as plain text: its headline (NOT CONVERGED, MISFIT) if any, the weights and
     each law's numbers (`summary`), then each law's own report (`FitResult.fit_report`),
     heaviest law first."""
-    import io
-
-    from rich.console import Console  # deferred: heavy
-    from rich.table import Table  # deferred: heavy
-
     buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=width,
-        color_system=None,
-        force_terminal=False,
-        force_jupyter=False,  # in a notebook rich would display instead of writing the text
-        force_interactive=False,
-        emoji=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    console = plain_console(buffer, width)
     headline = stacked.headline()
     if headline:
         console.print(headline, markup=False)

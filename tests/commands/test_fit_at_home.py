@@ -8,10 +8,8 @@ import logging
 import re
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
-from scipy.special import expit
 from typer.testing import CliRunner, Result
 
 from scalelaw.cli import app
@@ -40,26 +38,8 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def saturating(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A floor and a ceiling (docs/check.md's worked example): laws that differ held out."""
-    rng = np.random.default_rng(0)
-    grid = pl.DataFrame(
-        {
-            "params": np.repeat([5e8, 1.5e9, 4e9, 1.2e10, 3.6e10], 12),
-            "seq_len": np.tile(np.repeat([4096.0, 16384.0], 6), 5),
-            "compression": np.tile([1.0, 2.0, 4.0, 8.0, 16.0, 32.0], 10),
-        }
-    )
-    eta = (
-        3.0
-        + 1.2 * np.log(grid["params"] / 3.6e10)
-        - 0.3 * np.log(grid["seq_len"] / 4096)
-        - 0.5 * np.log(grid["compression"])
-    )
-    k = rng.binomial(960, 0.25 + 0.6 * expit(eta.to_numpy()))
-    path = tmp_path_factory.mktemp("home") / "sat.csv"
-    grid.with_columns(score=k / 960, samples=960, task=pl.lit("all")).write_csv(path)
-    return path
+def saturating(check_doc_table: Path) -> Path:
+    return check_doc_table
 
 
 def _one_error_line(result: Result) -> str:
