@@ -516,7 +516,7 @@ def _say_estimate(
     quiet: bool,
 ) -> float | None:
     """Before a Bayesian fit predicted to be long, one line on standard error: how long and
-    why (`scalelaw.fits.fitting.estimate`); the seconds predicted (None: no prediction). The
+    why (`scalelaw.fits.fitting.estimate`); the seconds predicted when said (else None). The
     table is read as the fit reads it, for its number of rows; a table it cannot read is left
     to the fit to refuse."""
     if options.backend != "bayes" or quiet:
@@ -539,7 +539,7 @@ def _say_estimate(
         return None
     guess = estimate(rows, options)
     _say(guess)
-    return guess.seconds
+    return guess.seconds if guess.long else None  # a short run's rates come soon
 
 
 def _say(guess: Any) -> None:
@@ -599,12 +599,13 @@ def _fit_family(
 
     try:
         extra = [resolve_law(s) for s in specs if s != AUTO]
-        if not quiet:
-            _say_family_estimate(data, specs, extra, options, holdout, where)
+        guess = None if quiet else _say_family_estimate(data, specs, extra, options, holdout, where)
         with (
             _stacking_warnings(),
             track("fitting the law family", quiet=quiet, unit="fits") as tracker,
         ):
+            if guess is not None:  # the ETA before the first of the fits ends
+                tracker.guess(guess)
             stacked = fit_family(
                 data,
                 options,
@@ -644,10 +645,10 @@ def _say_family_estimate(
     options: Any,
     holdout: str | None,
     where: list[str] | None,
-) -> None:
+) -> float | None:
     """Before `fit --law auto` predicted to be long: how long, from the forms the table gets,
     the fits of each (all rows, then once per held-out axis: `fit_family`'s weighting) and
-    its rows."""
+    its rows; the seconds predicted when said (else None)."""
     from scalelaw.data import load_table, parse_where
     from scalelaw.fits.family import AUTO, AXES, LOO, candidates
     from scalelaw.fits.fitting import estimate
@@ -655,7 +656,7 @@ def _say_family_estimate(
     try:
         frame = load_table(data, where=parse_where(where or []))
     except _errors():
-        return
+        return None
     forms = (len(candidates(frame)) if AUTO in specs else 0) + len(extra)
     held = [c for c in AXES.values() if c in frame.columns and frame[c].n_unique() >= 3]
     weighting = holdout or AUTO
@@ -663,7 +664,9 @@ def _say_family_estimate(
         rounds = len(held) or (0 if options.backend == "bayes" else 1)
     else:
         rounds = 0 if weighting == LOO else 1
-    _say(estimate(frame.height, options, forms=forms, fits=1 + rounds))
+    guess = estimate(frame.height, options, forms=forms, fits=1 + rounds)
+    _say(guess)
+    return guess.seconds if guess.long else None  # a short run's rates come soon
 
 
 @contextmanager
