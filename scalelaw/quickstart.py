@@ -22,6 +22,7 @@ from rich.console import Console
 
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import FitOptions, fit, get_card, get_law, predict_table, simulate
+from scalelaw.fits.fitting import estimate
 from scalelaw.report import print_fit
 
 CARD = "sparse-frontier-v1:prefill"
@@ -92,15 +93,18 @@ def run(
 
     console.rule("2. fit (PyMC + nutpie, binomial likelihood)")
     options = FitOptions(seed=seed)
+    guess = estimate(table.height, options)
     console.print(
         f"{options.chains} chains x {options.draws} draws after {options.tune} tuning steps on "
-        f"{table.height} rows: about half a minute on two CPU cores, longer on a busy machine."
+        f"{table.height} rows: {guess} (a rough rate: longer on a busy machine)."
     )
     with (
         step("quickstart: fitting", 1, unit="fits") as begin,
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore")
+        if hasattr(begin, "guess"):  # the ETA of the one long step, before it ends
+            begin.guess(guess.seconds)
         begin(f"sparse-frontier on {data.name}")
         result = fit(str(data), get_law("sparse-frontier"), options)
     fit_path = result.save(out / "fit.nc")
