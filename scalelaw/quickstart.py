@@ -22,7 +22,7 @@ from rich.console import Console
 
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import FitOptions, fit, get_card, get_law, predict_table, simulate
-from scalelaw.fits.fitting import estimate
+from scalelaw.fits.fitting import estimate, rough_duration
 from scalelaw.report import print_fit
 
 CARD = "sparse-frontier-v1:prefill"
@@ -96,7 +96,8 @@ def run(
     guess = estimate(table.height, options)
     console.print(
         f"{options.chains} chains x {options.draws} draws after {options.tune} tuning steps on "
-        f"{table.height} rows: {guess} (a rough rate: longer on a busy machine)."
+        f"{table.height} rows: about {rough_duration(guess.seconds)} (a rough rate: longer on a "
+        "busy machine)."
     )
     with (
         step("quickstart: fitting", 1, unit="fits") as begin,
