@@ -9,7 +9,7 @@ when the work starts, then at most every `EVERY` seconds and one at the end, eac
 
 The tracker is also the `progress=` callback of the fitting API: called with a message, a step
 begins (and the one before it is finished); its `expect(n)` is told how many steps are to come
-(`scalelaw.fits.stacking.announce`). `advance(n, description)` counts steps done directly
+(`scalelaw.fits.progress.announce`). `advance(n, description)` counts steps done directly
 (`measure` counts samples).
 """
 

@@ -36,6 +36,7 @@ from scalelaw.fits.likelihoods import (
     row_blocks,
 )
 from scalelaw.fits.priors import Prior
+from scalelaw.fits.progress import announce
 from scalelaw.fits.result import FitResult
 
 
@@ -424,7 +425,7 @@ def run(
     `options.progress` hears each step: the least-squares start's (when the law needs one),
     the sampling, a retry and PSIS-LOO."""
     progress = getattr(options, "progress", None)
-    lsq.expect(progress, 1 + bool(options.loo))
+    announce(progress, 1 + bool(options.loo))
     needs_start = not is_centred(law)
     auto = any(p.prior is None for p in law.params)
     optimum: Any = None
@@ -489,7 +490,7 @@ def run(
     reasons = retry_reasons(diagnostics, settings)
     if reasons and options.retry:
         settings = retry_settings(settings, diagnostics)
-        lsq.expect(progress, 1)
+        announce(progress, 1)
         idata = draw(settings, f"retry ({', '.join(reasons)})")
         diagnostics = sampling_diagnostics(idata, law)
         diagnostics["retry"] = {

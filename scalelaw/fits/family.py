@@ -48,7 +48,8 @@ from scalelaw.fits.catalog import source as load_source
 from scalelaw.fits.fitting import FitOptions, FitWarning, fit
 from scalelaw.fits.law import Law
 from scalelaw.fits.points import as_frame
-from scalelaw.fits.stacking import StackedFit, announce, messages_only, stack
+from scalelaw.fits.progress import announce
+from scalelaw.fits.stacking import StackedFit, messages_only, stack
 
 #: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``),
 #: and the family's default weighting (PSIS-LOO inside the ranges, held out per axis beyond).

@@ -36,6 +36,7 @@ from scalelaw.fits.design import Design, additive_groups
 from scalelaw.fits.evaluate import insensitive, linear_predictor, mean_response
 from scalelaw.fits.fitfile import draws_tree
 from scalelaw.fits.law import Law, Param
+from scalelaw.fits.progress import announce
 from scalelaw.fits.result import FitResult
 
 #: Weight of the ridge that keeps group effects finite (relative to one residual).
@@ -332,14 +333,6 @@ def _project_linear(
     return out
 
 
-def expect(progress: Any, steps: int) -> None:
-    """Tell a `progress` callback that counts (one with an `expect(n)` method) that `steps`
-    more steps are to come; a plain function is only called with messages."""
-    told = getattr(progress, "expect", None)
-    if callable(told) and steps:
-        told(steps)
-
-
 def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     """Fit by robust least squares from many starts; bootstrap draws give the intervals."""
     progress = settings.progress
@@ -347,7 +340,7 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     widths = rule_widths(law, design)
     ridge = _ridge_weights(law, layout, widths)
     residuals = _residual_fn(law, design, layout, ridge)
-    expect(progress, 1)
+    announce(progress, 1)
     if progress:
         progress("choosing starts")
     candidates = starts(law, design, layout, settings)
@@ -361,7 +354,7 @@ def fit(law: Law, design: Design, settings: LsqSettings) -> LsqResult:
     order = np.argsort(costs, kind="stable")[: settings.refine]
     if 0 not in order:
         order = np.append(order, 0)  # the centre start
-    expect(progress, len(order) + max(settings.bootstrap, 0))
+    announce(progress, len(order) + max(settings.bootstrap, 0))
     cap = REFINE_NFEV * (len(layout.slots) + 1)
     refined = []
     for i, start in enumerate(order, 1):

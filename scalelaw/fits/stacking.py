@@ -32,6 +32,7 @@ from scalelaw.fits.likelihoods import (
     pointwise_lpd,
 )
 from scalelaw.fits.points import as_frame
+from scalelaw.fits.progress import announce
 from scalelaw.fits.result import MIN_WEIGHT, FitResult, StackedFit, stacked_from_tree
 from scalelaw.fits.text import weights_table
 
@@ -264,17 +265,6 @@ def stack_laws(
         options=options,
         progress=messages_only(progress),
     )
-
-
-def announce(progress: Any, steps: int) -> None:
-    """Tell a `progress` callback that counts how many steps (fits, refits) are to come.
-
-    A `progress=` callback of the fitting API is called with a message before each step. One
-    that also has an `expect(n)` method (the command line's tracker) is told the number of
-    steps first, so that it can show "i of n" and an ETA; a plain function is only called."""
-    expect = getattr(progress, "expect", None)
-    if callable(expect) and steps:
-        expect(steps)
 
 
 def messages_only(progress: Any) -> Callable[[str], None] | None:
