@@ -7,10 +7,9 @@ rank correlation and the coverage of the nominal predictive interval.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,7 +65,7 @@ def compare(
     for name, law in zip(names, laws, strict=True):
         if progress:
             progress(law.name)
-        with warnings.catch_warnings(), _quiet_sampler():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
             _ignore_arviz_nan()
             res = fit(data, law, options, where=where)
@@ -89,17 +88,6 @@ def compare(
     if any(f.backend == "lsq" for f in fits.values()):
         return table.sort("holdout_mae") if "holdout_mae" in table.columns else table
     return _with_elpd(table, fits)
-
-
-@contextlib.contextmanager
-def _quiet_sampler() -> Iterator[None]:
-    """PyMC's line naming the sampled variables dropped (`scalelaw.fits.bayes.quiet_sampler`,
-    which every Bayesian fit uses itself)."""
-    # deferred: the Bayesian backend loads lmfit, which `import scalelaw.fits` does not
-    from scalelaw.fits.bayes import quiet_sampler
-
-    with quiet_sampler():
-        yield
 
 
 def _ignore_arviz_nan() -> None:
