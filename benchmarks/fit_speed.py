@@ -74,6 +74,7 @@ def main() -> None:
                         "sparse-frontier",
                         "--out",
                         str(Path(tmp) / "fit.nc"),
+                        "--force",  # the previous repeat's file
                     ]
                 )
             )

@@ -675,16 +675,20 @@ def _stacking_warnings() -> Iterator[None]:
     as one `warning:` line once the work is done; other warnings pass as they would."""
     from scalelaw.fits import FitWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FitWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FitWarning)
             yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, FitWarning):
-                    warn(one_line(str(w.message)))
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:
+        # after the block, where warnings are shown again rather than recorded into `caught`;
+        # the others go back through the filters, so a repeated one is shown once
+        seen: dict[Any, Any] = {}
+        for w in caught:
+            if issubclass(w.category, FitWarning):
+                warn(one_line(str(w.message)))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=seen)
 
 
 def _print_priors(law: Any, auto: list[str], to: Any) -> None:

@@ -15,6 +15,7 @@ far from its mode), and priors the user did not give are set on the data's scale
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -619,8 +620,12 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
     names = law.param_names + [
         noise_name(n) for n in NOISE_PARAMS if noise_name(n) in post.data_vars
     ]
-    rhat = az.rhat(idata, var_names=names)
-    ess = az.ess(idata, var_names=names, method="bulk")
+    with warnings.catch_warnings():
+        # a group effect's pinned reference level is a constant draw: its R-hat and ESS divide
+        # zero by zero (NaN, which the maxima below skip), not a problem to warn about
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        rhat = az.rhat(idata, var_names=names)
+        ess = az.ess(idata, var_names=names, method="bulk")
     rhat_by = {n: float(rhat[n].max()) for n in names}
     ess_by = {n: float(ess[n].min()) for n in names}
     return {
@@ -653,7 +658,6 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
     block; the relative efficiency is computed once from the whole posterior, as ArviZ does).
     Returns the diagnostics and a DataTree group with each row's ELPD-LOO and Pareto k.
     """
-    import warnings
 
     import arviz as az  # deferred: heavy
     import xarray as xr  # deferred: heavy
@@ -712,8 +716,6 @@ def chunked_loo(idata: Any, law: Law, design: Design, budget: float) -> tuple[di
 
 def loo_diagnostics(idata: Any) -> dict[str, Any]:
     """PSIS-LOO: expected log predictive density and Pareto k, or why it failed."""
-    import warnings
-
     import arviz as az  # deferred: heavy
 
     with warnings.catch_warnings():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from scalelaw.cli import app
@@ -77,3 +79,31 @@ def test_check_scores_each_law_and_the_stack(tmp_path: Path) -> None:
     assert rows["stack"]["width"] < rows["auto:log-linear"]["width"]
     assert rows["stack"]["coverage"] >= 0.75 and rows["stack"]["rows"] == 12
     assert fig.stat().st_size > 10_000
+
+
+@pytest.mark.timeout(120)
+def test_warnings_raised_during_the_family_fit_are_shown_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A warning that is not the fit's own (ArviZ's, NumPy's) used to be re-recorded while the
+    recorded ones were shown: the command never ended and its memory grew without bound."""
+    import warnings
+
+    from scalelaw.fits import FitWarning, family, get_law
+
+    real = family.fit_family
+
+    def noisy(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+        warnings.warn("the stacking optimiser stopped early", FitWarning, stacklevel=1)
+        # one law, so nothing is stacked: the test is of the warnings, not of the family
+        return real(*args, **{**kwargs, "laws": [], "extra": [get_law("sparse-frontier")]})
+
+    monkeypatch.setattr(family, "fit_family", noisy)
+    table = tmp_path / "sat.csv"
+    cases.saturating().write_csv(table)
+    result = runner.invoke(app, ["fit", str(table), "--law", "auto", "--backend", "lsq"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: the stacking optimiser stopped early") == 1
+    # the library's warning goes back through the filters (here pytest's recorder), once
+    assert [str(w.message) for w in recwarn.list].count("a library's warning") == 1
