@@ -114,6 +114,33 @@ def test_log_lines_start_then_at_most_every_ten_seconds_with_counts_and_eta(
     ]
 
 
+def test_a_held_tracker_logs_nothing_for_quick_work_and_counts_held_steps_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`hold`: steps in the first `FIRST` seconds write no line (a quick fit's report is all it
+    prints); the first line, once due, counts them."""
+    clock, later = Clock(), Clock()
+    quick = Tracker("fitting q (lsq)", clock=clock, hold=True)
+    held = Tracker("fitting h (lsq)", clock=later, hold=True)
+    with caplog.at_level(logging.INFO, logger="scalelaw"):
+        quick.expect(3)
+        for step in "abc":
+            quick(step)
+            clock.now += 0.4
+        quick.close()
+        quick.finished(failed=False)
+        held.expect(5)
+        held("a")
+        later.now += 0.5
+        held("b")
+        later.now += progress.FIRST  # the next step is past FIRST: the first line, counted
+        held("c")
+    lines = [r.getMessage() for r in caplog.records if r.name == "scalelaw"]
+    assert lines == [
+        "fitting h (lsq): started; 2 of 5 steps done, 2 s elapsed, ETA 3 s (now c)",
+    ]
+
+
 def test_a_quick_run_that_logged_nothing_ends_silently(caplog: pytest.LogCaptureFixture) -> None:
     # an error in the first second (a bad table) is one error line, no progress around it
     with (

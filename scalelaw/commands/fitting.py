@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -436,21 +435,17 @@ def _run_fit(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")
         warnings.simplefilter("always", FitWarning)
-        with track(what, quiet=quiet or sampler_bar, unit="steps") as tracker:
+        with track(what, quiet=quiet or sampler_bar, unit="steps", hold=True) as tracker:
             if guess is not None:
                 tracker.guess(guess)
-            steps = _HeldBack(tracker)
-            try:
-                result = run_fit(
-                    data,
-                    law,
-                    replace(options, progress=steps),
-                    column_map=parse_assignments(map_ or [], "--map"),
-                    where=parse_where(where or []),
-                    **how,
-                )
-            finally:
-                steps.close()
+            result = run_fit(
+                data,
+                law,
+                replace(options, progress=tracker),
+                column_map=parse_assignments(map_ or [], "--map"),
+                where=parse_where(where or []),
+                **how,
+            )
     for w in caught:
         if issubclass(w.category, NotConvergedWarning | MisfitWarning):
             err.print(
@@ -459,50 +454,6 @@ def _run_fit(
         elif issubclass(w.category, FitWarning):
             warn(str(w.message))
     return result
-
-
-class _HeldBack:
-    """A fit's steps for `tracker`, held back off a terminal for the tracker's first `FIRST`
-    seconds: a fit done by then writes no log line (its report, NOT CONVERGED or MISFIT first,
-    is all it prints); a longer one is logged from then on, the steps held back counted.
-    `close()` when the fit ends."""
-
-    def __init__(self, tracker: Any) -> None:
-        from scalelaw.commands import progress
-
-        self.tracker = tracker
-        self.held: list[str] = []
-        self.lock = threading.Lock()
-        hold = progress.FIRST if tracker.mode == "log" else 0.0
-        self.released = hold <= 0
-        self.timer = threading.Timer(hold, self.release)
-        self.timer.daemon = True
-        if not self.released:
-            self.timer.start()
-
-    def release(self) -> None:
-        with self.lock:
-            if self.released:
-                return
-            self.released = True
-            for message in self.held:
-                self.tracker(message)
-            self.held.clear()
-
-    def close(self) -> None:
-        self.timer.cancel()
-        with self.lock:
-            self.released = True  # a quick fit's held steps are dropped: nothing to show
-
-    def expect(self, n: int) -> None:
-        self.tracker.expect(n)
-
-    def __call__(self, message: str) -> None:
-        with self.lock:
-            if not self.released:
-                self.held.append(message)
-                return
-        self.tracker(message)
 
 
 def _say_estimate(

@@ -123,9 +123,14 @@ class Tracker:
         *,
         unit: str = "steps",
         mode: str = "log",
+        hold: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what, self.unit, self.mode = what, unit, mode
+        # the first log line waits `FIRST` seconds even when a step begins before: work done
+        # by then writes none (a quick fit's report is all it prints), longer work is logged
+        # from then on with the steps it has done counted
+        self.hold = hold
         self.eta = Eta(total, clock)
         self.message = ""
         self.running = False  # a step has begun and not finished
@@ -189,7 +194,8 @@ class Tracker:
             )
         elif self.mode == "log" and step:
             with self.lock:
-                self.tick(force=self.logged is None)
+                due = not self.hold or self.eta.elapsed() >= FIRST
+                self.tick(force=self.logged is None and due)
 
     def tick(self, force: bool = False) -> None:
         """A log line when one is due: the first, one `EVERY` seconds after the last, and one
@@ -219,12 +225,14 @@ def track(
     unit: str = "steps",
     console: Console | None = None,
     transient: bool = True,
+    hold: bool = False,
 ) -> Iterator[Tracker]:
     """Progress of `total` steps (None: told later through `expect`), shown as the module's
-    text says: a bar on a terminal, log lines otherwise, nothing when `quiet`."""
+    text says: a bar on a terminal, log lines otherwise, nothing when `quiet`. `hold`: no log
+    line before `FIRST` seconds, so work done by then logs nothing."""
     out = console or err
     mode = "off" if quiet else ("bar" if out.is_terminal else "log")
-    tracker = Tracker(what, total, unit=unit, mode=mode)
+    tracker = Tracker(what, total, unit=unit, mode=mode, hold=hold)
     failed = True
     with _drawn(tracker, out, transient), _logged(tracker):
         try:
