@@ -16,8 +16,10 @@ and the reliability table (bins of P against the fraction where sparse is really
                                               [--chains 2] [--truths card,kappa,floor]
                                               [--holdout auto|loo] [--family expanded|one-slope]
                                               [--single] [--out FILE] [--compare FILE ...]
+                                              [--score-only]
 
-`--compare FILE` (repeatable) scores the same sets, truth and seed, from another results file
+`--score-only` runs nothing: it scores the sets among `--seeds` that the results file holds
+(each truth its own number of sets while a long run is under way). `--compare FILE` (repeatable) scores the same sets, truth and seed, from another results file
 beside this run's: one family or weighting against another on identical simulated tables.
 `--family one-slope` fits the family as it was before every form's compression slope could move
 with length (`fit_family(..., expand=False)`), for comparison. `--single` also scores the study's
@@ -26,9 +28,11 @@ before. Each finished set is appended to `--out` (default
 benchmarks/results/decisions-HOLDOUT.jsonl, -one-slope before the suffix for that family) as a
 JSON line (a rerun resumes; `--seeds` runs and scores those sets, in that order), progress goes
 to stderr, the tables to stdout. Seeds: set s simulates and fits with seed s. Sampling uses 2
-chains of 500 draws (after 500 tuning steps), the fits' own default is 4 chains of 1000: on 2
-cores a set takes about 3 minutes with `--holdout loo` and 8-14 with `--holdout auto` (three
-more refits of every form, one per held-out axis).
+chains of 500 draws (after 500 tuning steps), the fits' own default is 4 chains of 1000. With
+`--holdout auto` (three more refits of every form, one per held-out axis) a set took 8-14
+minutes on 2 cores before the backend compiled each model once; now about 5 alone, 10-13 for
+each of two runs side by side (different `--truths` and `--out` files, merged after: compiling
+is one core's work, so two runs nearly double what the machine does in an hour).
 """
 
 from __future__ import annotations
@@ -253,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--single", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--compare", type=Path, action="append", default=[])
+    parser.add_argument("--score-only", action="store_true")
     args = parser.parse_args(argv)
     suffix = "" if args.family == "expanded" else "-one-slope"
     args.out = args.out or Path(f"benchmarks/results/decisions-{args.holdout}{suffix}.jsonl")
@@ -266,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     # sets outer, truths inner: an interrupted run has scored every truth on its first sets
     for seed in seeds:
         for name in names:
-            if any(r["truth"] == name and r["seed"] == seed for r in done):
+            if args.score_only or any(r["truth"] == name and r["seed"] == seed for r in done):
                 continue
             row = one_set(
                 name,
