@@ -315,8 +315,8 @@ def _fractional_counts(law: Law, design: Design, eta: Any, mu: Any) -> None:
 class Compiled:
     """A law's PyMC model on one design and nutpie's compiled sampler of it.
 
-    Compiling is most of a small fit's time (about 70% of a 297-row fit of 2 chains x 1000
-    steps), so a retry samples the compiled model again instead of building a new one."""
+    Compiling is most of a small fit's time (`benchmarks/sampling_compile.py`), so a retry
+    samples the compiled model again instead of building a new one."""
 
     model: Any
     sampler: Any
@@ -473,9 +473,10 @@ def run(
         {"adaptation": "low_rank"} if needs_start else {},
     )
     budget = float(options.max_memory)
-    compiled: list[Compiled] = []
+    compiled: Compiled | None = None  # the first run's, which a retry samples again
 
     def draw(settings: SampleSettings, what: str = "sampling") -> Any:
+        nonlocal optimum, noise, compiled
         if progress:
             progress(
                 f"{what}: {settings.chains} chain{'s' if settings.chains != 1 else ''} x "
@@ -484,19 +485,12 @@ def run(
             )
         whole = options.loo and loglik_fits(design.n, settings.chains * settings.draws, budget)
         try:
-            if not compiled:  # a retry samples the first run's compiled model
-                compiled.append(compile_model(law, design, initvals))
+            compiled = compiled or compile_model(law, design, initvals)
             return sample(
-                law,
-                design,
-                settings,
-                initvals=initvals,
-                log_likelihood=whole,
-                compiled=compiled[0],
+                law, design, settings, initvals=initvals, log_likelihood=whole, compiled=compiled
             )
         except RuntimeError as first:  # PyMC's SamplingError, nutpie's failed initialisation
             # once more from the least-squares optimum (or, for a centred law, another seed)
-            nonlocal optimum, noise
             if optimum is None and not is_centred(law):
                 optimum, noise = _optimum(law, design, options)
             start = (
@@ -623,7 +617,9 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
     with warnings.catch_warnings():
         # a group effect's pinned reference level is a constant draw: its R-hat and ESS divide
         # zero by zero (NaN, which the maxima below skip), not a problem to warn about
-        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", "invalid value encountered", RuntimeWarning, module=r"arviz_stats\."
+        )
         rhat = az.rhat(idata, var_names=names)
         ess = az.ess(idata, var_names=names, method="bulk")
     rhat_by = {n: float(rhat[n].max()) for n in names}
