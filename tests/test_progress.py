@@ -153,7 +153,7 @@ def test_a_quick_run_that_logged_nothing_ends_silently(caplog: pytest.LogCapture
 
 
 def test_counting_callbacks_are_told_the_steps_and_plain_ones_are_only_called() -> None:
-    from scalelaw.fits.stacking import announce, messages_only
+    from scalelaw.fits.progress import announce, messages_only
 
     tracker = Tracker("x", mode="off")
     announce(tracker, 6)

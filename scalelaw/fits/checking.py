@@ -24,11 +24,10 @@ from scalelaw.errors import ScalelawError
 from scalelaw.fits.family import AUTO, _held_axes, extrapolation_stack, fit_family
 from scalelaw.fits.fitting import FitWarning, fit
 from scalelaw.fits.prediction import predictive_draws
+from scalelaw.fits.progress import announce, messages_only
 from scalelaw.fits.result import FitResult
 from scalelaw.fits.stacking import (
     StackedFit,
-    announce,
-    messages_only,
     options_of,
     stack,
     table_of,
@@ -90,7 +89,7 @@ def check_holdout(
     `source` is a table (polars frame or path: the law family), a `FitResult` or a
     `StackedFit` (refitted on `data`, default the table it was made on). `progress` is called
     with a message before each fit and refit ("refitting NAME without N=max (2 of 6)"); one
-    that counts is told how many there are (`scalelaw.fits.stacking.announce`).
+    that counts is told how many there are (`scalelaw.fits.progress.announce`).
     """
     if isinstance(source, FitResult | StackedFit):
         fits = [source] if isinstance(source, FitResult) else list(source.fits)

@@ -48,8 +48,8 @@ from scalelaw.fits.catalog import source as load_source
 from scalelaw.fits.fitting import FitOptions, FitWarning, fit
 from scalelaw.fits.law import Law
 from scalelaw.fits.points import as_frame
-from scalelaw.fits.progress import announce
-from scalelaw.fits.stacking import StackedFit, messages_only, stack
+from scalelaw.fits.progress import announce, messages_only
+from scalelaw.fits.stacking import StackedFit, stack
 
 #: The name that asks for the family instead of one law (``scalelaw fit TABLE --law auto``),
 #: and the family's default weighting (PSIS-LOO inside the ranges, held out per axis beyond).
@@ -243,7 +243,7 @@ def fit_family(
     `progress` (default: the one set by `reporting`) is called with a message before each fit
     and each held-out refit ("fitting auto:tolerance (6 of 6)", "refitting auto:log-linear
     without N=max (1 of 6)"); one with an `expect` method is told how many steps are to come
-    (`scalelaw.fits.stacking.announce`).
+    (`scalelaw.fits.progress.announce`).
     """
     progress = progress or _REPORTING.get()
 

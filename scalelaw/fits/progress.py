@@ -8,6 +8,7 @@ function is only called with messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -17,3 +18,11 @@ def announce(progress: Any, steps: int) -> None:
     expect = getattr(progress, "expect", None)
     if callable(expect) and steps:
         expect(steps)
+
+
+def messages_only(progress: Any) -> Callable[[str], None] | None:
+    """`progress` for a nested call whose steps the caller has announced already: the
+    messages pass, the nested `announce` does not count them twice."""
+    if progress is None:
+        return None
+    return lambda message: progress(message)

@@ -12,7 +12,7 @@ grid, the mixture's intervals widen instead of inheriting one law's false certai
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from scalelaw.fits.likelihoods import (
     pointwise_lpd,
 )
 from scalelaw.fits.points import as_frame
-from scalelaw.fits.progress import announce
+from scalelaw.fits.progress import announce, messages_only
 from scalelaw.fits.result import MIN_WEIGHT, FitResult, StackedFit, stacked_from_tree
 from scalelaw.fits.text import weights_table
 
@@ -265,14 +265,6 @@ def stack_laws(
         options=options,
         progress=messages_only(progress),
     )
-
-
-def messages_only(progress: Any) -> Callable[[str], None] | None:
-    """`progress` for a nested call whose steps the caller has announced already: the
-    messages pass, the nested `announce` does not count them twice."""
-    if progress is None:
-        return None
-    return lambda message: progress(message)
 
 
 __all__ = [
