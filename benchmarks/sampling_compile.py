@@ -41,7 +41,7 @@ def prepared(name: str, rows: int, seed: int) -> tuple[Any, Any, dict[str, Any] 
     law = get_law(name)
     design = bind(law, frame, group_levels(law, frame))
     options = FitOptions(backend="bayes", seed=seed)
-    optimum, noise = bayes._optimum(law, design, options)
+    optimum, noise = bayes.least_squares_start(law, design, options)
     law, _ = resolve_priors(law, design, optimum)
     start = (
         None

@@ -451,7 +451,7 @@ def run(
     optimum: Any = None
     noise: dict[str, float] = {}
     if needs_start or auto:
-        optimum, noise = _optimum(law, design, options)
+        optimum, noise = least_squares_start(law, design, options)
     law, auto_names = resolve_priors(law, design, optimum)
     if on_priors is not None:
         on_priors(law, auto_names)
@@ -492,7 +492,7 @@ def run(
         except RuntimeError as first:  # PyMC's SamplingError, nutpie's failed initialisation
             # once more from the least-squares optimum (or, for a centred law, another seed)
             if optimum is None and not is_centred(law):
-                optimum, noise = _optimum(law, design, options)
+                optimum, noise = least_squares_start(law, design, options)
             start = (
                 start_values(law, design, optimum, noise, options.seed + 1)
                 if optimum is not None and not is_centred(law)
@@ -550,7 +550,7 @@ class InitialisationError(ScalelawError):
     """The sampler could not start, from its own start or from the least-squares optimum."""
 
 
-def _optimum(law: Law, design: Design, options: Any) -> tuple[Any, dict[str, float]]:
+def least_squares_start(law: Law, design: Design, options: Any) -> tuple[Any, dict[str, float]]:
     """The multi-start least-squares optimum and its noise: where the chains start."""
     best = lsq.fit(
         law,
