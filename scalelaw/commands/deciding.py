@@ -391,7 +391,12 @@ def _report_decision(
 
 
 def _print_decision(decision: Any) -> None:
-    _frontier_table(decision.frontier, decision.cost_label, decision.score_label)
+    _frontier_table(
+        decision.frontier,
+        decision.cost_label,
+        decision.score_label,
+        set(decision.extrapolated_sizes()),
+    )
     crit = decision.critical
     if crit is None:
         return
@@ -409,7 +414,12 @@ def _print_decision(decision: Any) -> None:
     console.print(crit.describe(), highlight=False)
 
 
-def _frontier_table(front: Any, label: str, what: str) -> None:
+#: The two sides of a budget row.
+TAGS = ("dense", "sparse")
+
+
+def _frontier_table(front: Any, label: str, what: str, extrapolated: set[str]) -> None:
+    """The budget table; a size outside those the law was fitted on is marked `*`."""
     t = Table(
         f"budget: {label}", "best dense", "score [interval]", "best sparse", "score [interval]",
         "sparse - dense", "P(sparse better)",
@@ -423,7 +433,8 @@ def _frontier_table(front: Any, label: str, what: str) -> None:
             if r[f"{tag}_size"] is None:
                 return "-", "-"
             return (
-                f"{r[f'{tag}_size']} C={r[f'{tag}_compression']:g}",
+                f"{r[f'{tag}_size']}{'*' if r[f'{tag}_size'] in extrapolated else ''} "
+                f"C={r[f'{tag}_compression']:g}",
                 f"{r[f'{tag}_mean']:.3f} [{r[f'{tag}_lower']:.3f}, {r[f'{tag}_upper']:.3f}]",
             )
 
@@ -439,6 +450,9 @@ def _frontier_table(front: Any, label: str, what: str) -> None:
             + ("" if r["p_mc_error"] is None else f" ± {r['p_mc_error']:.2f}")
         )
         t.add_row(f"{r['budget']:.3g}", *cell("dense"), *cell("sparse"), diff, p)
+    chosen = {r[f"{tag}_size"] for r in front.budgets.iter_rows(named=True) for tag in TAGS}
+    if extrapolated & chosen:
+        t.caption = "* a model size outside those the law was fitted on: extrapolated"
     console.print(t)
 
 

@@ -140,6 +140,9 @@ class Decision:
     #: the shortest and longest length the law was fitted on (None: not known); the figure
     #: shades the lengths outside as extrapolated
     fitted_lengths: tuple[float, float] | None = field(default=None, repr=False)
+    #: the smallest and largest model size (parameters) the law was fitted on (None: not
+    #: known); the table marks a best choice outside as extrapolated
+    fitted_sizes: tuple[float, float] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         """One line: ``Decision('card', prefill at 128K tokens, NIAH: P(sparse better) > 0.5
@@ -170,6 +173,10 @@ class Decision:
         """Budgets where neither answer is likely: low < P(sparse better) < high."""
         p = pl.col("p_sparse_better")
         return self.frontier.budgets.filter(p.is_not_null() & (p > low) & (p < high))
+
+    def extrapolated_sizes(self) -> list[str]:
+        """The model sizes compared here that lie outside those the law was fitted on."""
+        return [a.size for a in self.archs if outside(float(a.params()), self.fitted_sizes)]
 
     def to_frame(self, show: str = "budgets") -> pl.DataFrame:
         """The budget table (best dense, best sparse, P(sparse better)) or every configuration."""
@@ -328,6 +335,8 @@ def decide(
     headline = src.headline() if hasattr(src, "headline") else None
     if headline:
         warnings.append(f"this fit is {headline}")
+    spans = {axis: fitted_span(src, axis) for axis in ("N", "L")}
+    warnings += extrapolation_warnings(front, archs, seq_len, spans["N"], spans["L"])
     return Decision(
         frontier=front,
         critical=crit,
@@ -342,19 +351,78 @@ def decide(
         cost=cost,
         compressions=list(compressions),
         warnings=warnings,
-        fitted_lengths=fitted_lengths(src),
+        fitted_lengths=spans["L"],
+        fitted_sizes=spans["N"],
     )
 
 
-def fitted_lengths(src: Any) -> tuple[float, float] | None:
-    """The shortest and longest sequence length `src` was fitted on: the study's grid for a
-    published card, the span its fit file records for a fit or a stack (None for a fit saved
-    before fits recorded their spans, or a law without a length)."""
+def fitted_span(src: Any, axis: str) -> tuple[float, float] | None:
+    """The smallest and largest value of covariate `axis` ("N" or "L") that `src` was fitted
+    on: the study's grid for a published card, the span its fit file records for a fit or a
+    stack (None for a fit saved before fits recorded their spans, or a law without `axis`)."""
     first = src.fits[0] if hasattr(src, "fits") else src
     if getattr(first, "is_card", False):
-        from scalelaw.fits.simulation import PAPER_LENGTHS  # deferred: scalelaw.fits (0.8 s)
+        # deferred: scalelaw.fits (0.8 s)
+        from scalelaw.fits.simulation import PAPER_LENGTHS, PAPER_MODELS
 
-        return float(min(PAPER_LENGTHS)), float(max(PAPER_LENGTHS))
-    column = first.law.columns.get("L")
+        grid = PAPER_LENGTHS if axis == "L" else tuple(PAPER_MODELS.values())
+        return float(min(grid)), float(max(grid))
+    column = first.law.columns.get(axis)
     span = (first.meta.get("ranges") or {}).get(column) if column else None
     return (float(span[0]), float(span[1])) if span else None
+
+
+#: How far outside a fitted span a value may lie and still count as inside: tables give
+#: rounded parameter counts (7.62e9 for Qwen2.5-7B, whose decoder has 7.6156e9).
+SPAN_SLACK = 0.02
+
+
+def outside(value: float, span: tuple[float, float] | None) -> bool:
+    """Whether `value` lies outside `span` by more than `SPAN_SLACK` (never when `span` is
+    unknown)."""
+    return span is not None and not (
+        span[0] * (1 - SPAN_SLACK) <= value <= span[1] * (1 + SPAN_SLACK)
+    )
+
+
+def extrapolation_warnings(
+    front: Frontier,
+    archs: Sequence[Architecture],
+    seq_len: float,
+    sizes: tuple[float, float] | None,
+    lengths: tuple[float, float] | None,
+) -> list[str]:
+    """One line when the decision's length lies outside the lengths the law was fitted on,
+    one when the best choice at some budgets is a model size outside those it was fitted on:
+    there the scores, and P(sparse better) with them, come from the law's form alone, and a
+    wrong form is not caught by any interval."""
+    said = []
+    if outside(seq_len, lengths) and lengths is not None:
+        said.append(
+            f"L={_tokens(seq_len)} is outside the lengths the law was fitted on "
+            f"({_tokens(lengths[0])} to {_tokens(lengths[1])}): every score is extrapolated"
+        )
+    params = {a.size: float(a.params()) for a in archs}
+    budgets = front.budgets
+    far: list[str] = []
+    hit = 0
+    for row in budgets.iter_rows(named=True):
+        chosen = [row[f"{tag}_size"] for tag in ("dense", "sparse") if row[f"{tag}_size"]]
+        strays = [s for s in chosen if outside(params[s], sizes)]
+        hit += bool(strays)
+        far += [s for s in strays if s not in far]
+    if hit and sizes is not None:
+        said.append(
+            f"at {hit} of {budgets.height} budgets the best choice is a model size outside "
+            f"those the law was fitted on ({_params(sizes[0])} to {_params(sizes[1])}): "
+            f"{', '.join(far)}; those scores and P(sparse better) are extrapolated"
+        )
+    return said
+
+
+def _tokens(x: float) -> str:
+    return f"{x / 1024:,.0f}K" if x >= 1024 else f"{x:g}"
+
+
+def _params(x: float) -> str:
+    return f"{x / 1e9:.3g}B" if x >= 1e9 else f"{x / 1e6:.3g}M"

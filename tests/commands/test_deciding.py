@@ -172,3 +172,18 @@ def test_frontier_prints_what_decide_returns() -> None:
     assert printed["critical_length"]["median"] == pytest.approx(decision.critical.median)
     # the published card's critical length (docs/frontier.md)
     assert 35_000 < decision.critical.median < 45_000
+
+
+def test_frontier_marks_sizes_outside_the_fitted_ones() -> None:
+    result = runner.invoke(
+        app, ["frontier", "sparse-frontier-v1:prefill", "--sizes", "0.5B,7B,72B", "--budgets", "4",
+              "--lengths", "128K,256K"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "model size outside those the law was fitted on (7.62B to 72.7B): 0.5B" in result.stderr
+    assert "0.5B* C=1" in result.stdout and "7B* " not in result.stdout
+    assert "* a model size outside those the law was fitted on" in result.stdout
+    inside = _run("frontier", "sparse-frontier-v1:prefill", "--sizes", "7B,72B", "--budgets", "4",
+                  "--lengths", "128K,256K")  # fmt: skip
+    assert "*" not in inside

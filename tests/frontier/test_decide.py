@@ -3,6 +3,8 @@ stacked fits carry law doubt."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,29 @@ def test_nan_zero_and_negative_inputs_are_refused(kwargs: dict, what: str) -> No
     args = {"seq_len": 131072.0, **kwargs}
     with pytest.raises(ValueError, match=f"decide: {what}"):
         decide("sparse-frontier-v1:prefill", QWEN, **args)
+
+
+def test_a_choice_outside_the_fitted_sizes_or_lengths_is_called_extrapolated() -> None:
+    card = get_card("sparse-frontier-v1:prefill")  # fitted on Qwen2.5 7B-72B, 16K-128K
+    inside = decide(card, QWEN, FlopsCost(), seq_len=131072, lengths=None, budgets=6)
+    assert inside.warnings == [] and inside.extrapolated_sizes() == []
+    small = [get_architecture("qwen2.5", s) for s in ("0.5B", "3B")]
+    wide = decide(card, small + QWEN, FlopsCost(), seq_len=131072, lengths=None, budgets=6)
+    assert wide.extrapolated_sizes() == ["0.5B", "3B"]
+    (said,) = wide.warnings
+    # the cheapest budgets can only buy the small models
+    assert said.startswith("at ") and "(7.62B to 72.7B): 0.5B" in said, said
+    long = decide(card, QWEN, FlopsCost(), seq_len=524288, lengths=None, budgets=6)
+    assert long.warnings == [
+        "L=512K is outside the lengths the law was fitted on (16K to 128K): every score is "
+        "extrapolated"
+    ]
+
+
+def test_a_fit_without_recorded_spans_is_not_called_extrapolated() -> None:
+    card = get_card("sparse-frontier-v1:prefill")
+    # a fit saved before fits recorded the spans of their covariates
+    bare = dataclasses.replace(FitResult.card(card.law, dict(card.meta["values"])), backend="lsq")
+    small = [get_architecture("qwen2.5", "0.5B"), *QWEN]
+    d = decide(bare, small, FlopsCost(), seq_len=524288, lengths=None, budgets=6)
+    assert d.warnings == [] and d.extrapolated_sizes() == []
