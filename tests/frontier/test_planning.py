@@ -158,6 +158,13 @@ def test_candidate_at_the_decision_beats_one_far_from_it(
         "7B", "variable-tracking", 16384, 1.0
     )
     assert result.batch_loss < result.loss
+    # fitted on 7B-14B at 16K-32K: the 128K target and the 32B and 72B models are beyond it
+    assert [w for w in result.warnings if "outside" in w] == [
+        "target L=128K outside the lengths the fit saw (16K to 32K): P(wrong) there rests on "
+        "the law's form",
+        "model sizes 32B, 72B outside those the fit saw (7.62B to 14.8B): their scores rest on "
+        "the law's form",
+    ]
 
 
 # --- the batch and its grid ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.frontier.architectures import Architecture
-from scalelaw.frontier.decide import FlopsCost
+from scalelaw.frontier.decide import FlopsCost, fitted_span, outside
 from scalelaw.frontier.planning.batches import ProgressFn, _greedy
 from scalelaw.frontier.planning.candidates import Candidates
 from scalelaw.frontier.planning.decision import (
@@ -125,6 +125,7 @@ def plan(
     headline = src.headline() if hasattr(src, "headline") else None
     if headline:
         notes.append(f"this fit is {headline}")
+    notes += _beyond_the_fit(src, targets, architectures)
     if loss_now == 0:
         said = "; ".join(
             f"{t.label}: P(sparse better) = {p:.2f}" for t, p in zip(targets, p_now, strict=True)
@@ -209,3 +210,27 @@ def plan(
         notes,
         grid_seed,
     )
+
+
+def _beyond_the_fit(
+    src: Any, targets: Sequence[Target], archs: Sequence[Architecture]
+) -> list[str]:
+    """A note for target lengths, and one for compared model sizes, outside those the fit saw:
+    there P(wrong) rests on the law's form, which measuring near them tests as well."""
+    said = []
+    lengths, sizes = fitted_span(src, "L"), fitted_span(src, "N")
+    far = [t.label.split(",")[0] for t in targets if outside(t.seq_len, lengths)]
+    if far and lengths is not None:
+        said.append(
+            f"target {', '.join(far)} outside the lengths the fit saw "
+            f"({lengths[0] / 1024:g}K to {lengths[1] / 1024:g}K): P(wrong) there rests on "
+            "the law's form"
+        )
+    strays = [a.size for a in archs if outside(float(a.params()), sizes)]
+    if strays and sizes is not None:
+        said.append(
+            f"model sizes {', '.join(strays)} outside those the fit saw "
+            f"({sizes[0] / 1e9:.3g}B to {sizes[1] / 1e9:.3g}B): their scores rest on the "
+            "law's form"
+        )
+    return said
