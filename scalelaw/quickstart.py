@@ -21,7 +21,15 @@ import numpy as np
 from rich.console import Console
 
 from scalelaw.errors import ScalelawError
-from scalelaw.fits import FitOptions, fit, get_card, get_law, predict_table, simulate
+from scalelaw.fits import (
+    FitOptions,
+    beyond_fitted,
+    fit,
+    get_card,
+    get_law,
+    predict_table,
+    simulate,
+)
 from scalelaw.fits.fitting import estimate, rough_duration
 from scalelaw.report import print_fit
 
@@ -129,6 +137,9 @@ def run(
     }
     pred = predict_table(result, points, prob=0.9, samples=100)
     console.print(pred)
+    far = beyond_fitted(result, points)
+    if far:  # every point is, by design: the intervals hold the parameters' doubt, not the form's
+        console.print(f"note: {far}", markup=False, highlight=False)
 
     console.rule("4. plot")
     from scalelaw import plots  # deferred: matplotlib and ArviZ (about 1.4 s)

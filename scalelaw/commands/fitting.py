@@ -684,7 +684,7 @@ def predict(
     mixture of its laws.
     """
     from scalelaw.data import read_frame
-    from scalelaw.fits import predict_table
+    from scalelaw.fits import beyond_fitted, predict_table
     from scalelaw.fits import source as load_source
 
     if grid is not None and at:
@@ -703,9 +703,12 @@ def predict(
             seed=seed,
             source=str(grid) if grid is not None else "--at",
         )
+        far = beyond_fitted(src, points, str(grid) if grid is not None else "--at")
     except _errors() as exc:
         fail(str(exc))
         return
+    if far:
+        warn(far)
     emit(table, fmt, f"expected score, {prob:.0%} interval")
 
 

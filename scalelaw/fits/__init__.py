@@ -15,6 +15,8 @@ from scalelaw.fits.fitting import (
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.prediction import (
     as_fit,
+    beyond_fitted,
+    fitted_spans,
     levels,
     predict_draws,
     predict_table,
@@ -40,8 +42,10 @@ __all__ = [
     "StackedFit",
     "StrictFitError",
     "as_fit",
+    "beyond_fitted",
     "compare",
     "fit",
+    "fitted_spans",
     "get_card",
     "get_law",
     "holdout_scores",

@@ -127,15 +127,88 @@ def predict_table(
     return out
 
 
+#: How far outside a fitted span a value may lie and still count as inside: tables give
+#: rounded parameter counts (7.62e9 for Qwen2.5-7B, whose decoder has 7.6156e9).
+SPAN_SLACK = 0.02
+
+
+def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
+    """Per covariate (by its symbol: ``N``, ``L``, ``C``, ...) the smallest and largest value
+    `src` was fitted on: the study's grid for a published card, the spans its fit file records
+    for a fit or a stack (none for a fit saved before fits recorded them)."""
+    first = as_fit(src.fits[0]) if hasattr(src, "fits") else as_fit(src)
+    if first.is_card:
+        # deferred: simulation imports this module
+        from scalelaw.fits.simulation import PAPER_COMPRESSIONS, PAPER_LENGTHS, PAPER_MODELS
+
+        grid = {"N": PAPER_MODELS.values(), "L": PAPER_LENGTHS, "C": PAPER_COMPRESSIONS}
+        return {k: (float(min(v)), float(max(v))) for k, v in grid.items()}
+    ranges = first.meta.get("ranges") or {}
+    return {
+        symbol: (float(ranges[column][0]), float(ranges[column][1]))
+        for symbol, column in first.law.columns.items()
+        if column in ranges
+    }
+
+
+def outside(value: float, span: tuple[float, float] | None) -> bool:
+    """Whether `value` lies outside `span` by more than `SPAN_SLACK` (never when `span` is
+    unknown)."""
+    return span is not None and not (
+        span[0] * (1 - SPAN_SLACK) <= value <= span[1] * (1 + SPAN_SLACK)
+    )
+
+
+def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | None:
+    """One line when some of `points` lie outside the covariate spans `src` was fitted on
+    (how many, and which covariates, above or below); None when all lie inside or the spans
+    are unknown. There a prediction is the law's form carried beyond its data, and its
+    interval does not hold the doubt about that form."""
+    frame = checked_points(src, as_frame(points, source), source)
+    spans = fitted_spans(src)
+    columns = (as_fit(src.fits[0]) if hasattr(src, "fits") else as_fit(src)).law.columns
+    far = np.zeros(frame.height, dtype=bool)
+    parts = []
+    for symbol, (lo, hi) in spans.items():
+        values = frame[columns[symbol]].to_numpy().astype(float)
+        for side, mask, edge in (
+            ("below", values < lo * (1 - SPAN_SLACK), lo),
+            ("above", values > hi * (1 + SPAN_SLACK), hi),
+        ):
+            if mask.any():
+                far |= mask
+                parts.append(f"{symbol} {side} {_readable(symbol, edge)} ({int(mask.sum())})")
+    if not far.any():
+        return None
+    return (
+        f"{int(far.sum())} of {frame.height} point{'s' if frame.height > 1 else ''} "
+        f"{'lies' if far.sum() == 1 else 'lie'} outside what the fit saw: "
+        f"{', '.join(parts)}; there the prediction is the law's form carried beyond its data"
+    )
+
+
+def _readable(symbol: str, x: float) -> str:
+    """A model size in billions, a length in K tokens, anything else as it is."""
+    if symbol == "N" and x >= 1e9:
+        return f"{x / 1e9:.3g}B"
+    if symbol == "L" and x >= 1024:
+        return f"{x / 1024:,.0f}K"
+    return f"{x:g}"
+
+
 __all__ = [
+    "SPAN_SLACK",
     "Points",
     "_fits",
     "as_fit",
     "as_frame",
+    "beyond_fitted",
     "checked_points",
+    "fitted_spans",
     "levels",
     "noise_draws",
     "observe",
+    "outside",
     "points_frame",
     "predict_draws",
     "predict_table",

@@ -358,31 +358,17 @@ def decide(
 
 def fitted_span(src: Any, axis: str) -> tuple[float, float] | None:
     """The smallest and largest value of covariate `axis` ("N" or "L") that `src` was fitted
-    on: the study's grid for a published card, the span its fit file records for a fit or a
-    stack (None for a fit saved before fits recorded their spans, or a law without `axis`)."""
-    first = src.fits[0] if hasattr(src, "fits") else src
-    if getattr(first, "is_card", False):
-        # deferred: scalelaw.fits (0.8 s)
-        from scalelaw.fits.simulation import PAPER_LENGTHS, PAPER_MODELS
+    on (`scalelaw.fits.fitted_spans`; None when not recorded)."""
+    from scalelaw.fits.prediction import fitted_spans  # deferred: scalelaw.fits (0.8 s)
 
-        grid = PAPER_LENGTHS if axis == "L" else tuple(PAPER_MODELS.values())
-        return float(min(grid)), float(max(grid))
-    column = first.law.columns.get(axis)
-    span = (first.meta.get("ranges") or {}).get(column) if column else None
-    return (float(span[0]), float(span[1])) if span else None
-
-
-#: How far outside a fitted span a value may lie and still count as inside: tables give
-#: rounded parameter counts (7.62e9 for Qwen2.5-7B, whose decoder has 7.6156e9).
-SPAN_SLACK = 0.02
+    return fitted_spans(src).get(axis)
 
 
 def outside(value: float, span: tuple[float, float] | None) -> bool:
-    """Whether `value` lies outside `span` by more than `SPAN_SLACK` (never when `span` is
-    unknown)."""
-    return span is not None and not (
-        span[0] * (1 - SPAN_SLACK) <= value <= span[1] * (1 + SPAN_SLACK)
-    )
+    """Whether `value` lies outside `span` (`scalelaw.fits.prediction.outside`)."""
+    from scalelaw.fits.prediction import outside as beyond  # deferred: scalelaw.fits (0.8 s)
+
+    return beyond(value, span)
 
 
 def extrapolation_warnings(

@@ -66,7 +66,7 @@ def test_cli_predict_prints_published_value() -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    row = json.loads(result.output)[0]
+    row = json.loads(result.stdout)[0]
     eta = -16.92 + 1.31 * np.log(7e9) - 1.15 * np.log(16384)
     assert row["mean"] == pytest.approx(1 / (1 + np.exp(-eta)), rel=1e-9)
     assert row["lower"] == pytest.approx(row["upper"])
@@ -342,3 +342,12 @@ def test_report_prints_task_names_as_written(tmp_path) -> None:
     result = CliRunner().invoke(app, [*args, "--holdout", "N=max"])
     assert result.exit_code == 0, result.output
     assert "[b]VT[/b]" in result.stdout  # a task name is not markup
+
+
+def test_predict_warns_when_a_point_lies_beyond_the_fitted_spans() -> None:
+    card = ["predict", "sparse-frontier-v1:prefill"]
+    far = CliRunner().invoke(app, [*card, "--at", "N=7.6e9,L=512K,C=1,task=NIAH"])
+    assert far.exit_code == 0, far.output
+    assert "1 of 1 point lies outside what the fit saw: L above 128K (1)" in far.stderr
+    near = CliRunner().invoke(app, [*card, "--at", "N=7.6e9,L=128K,C=1,task=NIAH"])
+    assert near.exit_code == 0 and near.stderr == ""

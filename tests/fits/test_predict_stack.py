@@ -100,3 +100,25 @@ def test_priors_are_stored_exactly() -> None:
     law = Law.from_string("E + A * log(N)", priors={"E": "uniform(1.0000001, 1.0000002)"})
     again = Law.from_dict(law.to_dict())
     assert again.param("E").prior == law.param("E").prior
+
+
+def test_points_outside_the_fitted_spans_are_named(loss_table: pl.DataFrame) -> None:
+    from scalelaw.fits import beyond_fitted, fitted_spans
+
+    card = get_card("sparse-frontier-v1:prefill")
+    assert fitted_spans(card)["L"] == (16384.0, 131072.0)
+    inside = {"N": [7.6e9, 72e9], "L": [16384.0, 131072.0], "C": [1.0, 20.0], "task": ["NIAH"] * 2}
+    assert beyond_fitted(card, inside) is None  # 7.6e9 is Qwen2.5-7B rounded: inside
+    far = {"N": [5e9, 7.6e9], "L": [65536.0, 524288.0], "C": [1.0, 40.0], "task": ["NIAH"] * 2}
+    assert beyond_fitted(card, far) == (
+        "2 of 2 points lie outside what the fit saw: N below 7.62B (1), L above 128K (1), "
+        "C above 20 (1); there the prediction is the law's form carried beyond its data"
+    )
+    law = Law.from_string(LOSS_LAW, response="loss", bounds={"E": (0, None), "A": (0, None)})
+    res = fit(loss_table, law, FitOptions(backend="lsq", bootstrap=5), replicates=True)
+    lo, hi = float(loss_table["N"].min()), float(loss_table["N"].max())
+    assert fitted_spans(res) == {"N": (lo, hi)}
+    assert beyond_fitted(res, {"N": [hi]}) is None
+    assert "N above" in str(beyond_fitted(res, {"N": [hi * 1.5]}))
+    res.meta.pop("ranges")  # a fit saved before fits recorded their spans: nothing to say
+    assert beyond_fitted(res, {"N": [hi * 1.5]}) is None
