@@ -606,6 +606,15 @@ def retry_settings(settings: SampleSettings, diagnostics: dict[str, Any]) -> Sam
     return out
 
 
+def ignore_arviz_nan() -> None:
+    """Inside a `warnings.catch_warnings()` block: R-hat and ESS of a constant draw (a group
+    effect's pinned reference level) divide zero by zero inside ArviZ; the NaN is skipped by
+    every maximum and minimum taken of them, not a problem to warn about."""
+    warnings.filterwarnings(
+        "ignore", "invalid value encountered", RuntimeWarning, module=r"arviz_stats\."
+    )
+
+
 def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
     """R-hat and bulk ESS per parameter (law and noise), divergences, chains and draws."""
     import arviz as az  # deferred: heavy
@@ -615,11 +624,7 @@ def sampling_diagnostics(idata: Any, law: Law) -> dict[str, Any]:
         noise_name(n) for n in NOISE_PARAMS if noise_name(n) in post.data_vars
     ]
     with warnings.catch_warnings():
-        # a group effect's pinned reference level is a constant draw: its R-hat and ESS divide
-        # zero by zero (NaN, which the maxima below skip), not a problem to warn about
-        warnings.filterwarnings(
-            "ignore", "invalid value encountered", RuntimeWarning, module=r"arviz_stats\."
-        )
+        ignore_arviz_nan()
         rhat = az.rhat(idata, var_names=names)
         ess = az.ess(idata, var_names=names, method="bulk")
     rhat_by = {n: float(rhat[n].max()) for n in names}

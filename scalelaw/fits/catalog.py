@@ -16,6 +16,7 @@ from scalelaw.fits.expr import ExprError
 from scalelaw.fits.law import Law, Param
 from scalelaw.fits.priors import Prior
 from scalelaw.fits.result import FitResult, load_fit
+from scalelaw.study import STUDY_COMPRESSIONS, STUDY_LENGTHS, STUDY_MODELS
 
 SPARSE_FRONTIER_CITATION = (
     "Nawrot, Li, Huang, Ruder, Marchisio, Ponti. The Sparse Frontier: Sparse Attention "
@@ -107,7 +108,13 @@ def sparse_frontier_card(phase: str, held_out: str = "sequence_length") -> FitRe
         ),
     )
     values = {"eps": eps, "alpha": alpha, "beta": beta, "gamma": gamma, "delta": deltas}
-    return FitResult.card(law, values, phase=phase, r2=r2)
+    # the spans of the study's grid: predictions and decisions beyond them say they extrapolate
+    ranges = {
+        "params": [min(STUDY_MODELS.values()), max(STUDY_MODELS.values())],
+        "seq_len": [float(min(STUDY_LENGTHS)), float(max(STUDY_LENGTHS))],
+        "compression": [min(STUDY_COMPRESSIONS), max(STUDY_COMPRESSIONS)],
+    }
+    return FitResult.card(law, values, phase=phase, r2=r2, ranges=ranges)
 
 
 def chinchilla(name: str = "chinchilla-form") -> Law:

@@ -134,15 +134,10 @@ SPAN_SLACK = 0.02
 
 def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
     """Per covariate (by its symbol: ``N``, ``L``, ``C``, ...) the smallest and largest value
-    `src` was fitted on: the study's grid for a published card, the spans its fit file records
-    for a fit or a stack (none for a fit saved before fits recorded them)."""
+    `src` was fitted on: the study's grid for its published cards, the spans its file records
+    for a fit or a stack (none for a fit saved before fits recorded them, or a card made
+    from coefficients alone)."""
     first = as_fit(src.fits[0]) if hasattr(src, "fits") else as_fit(src)
-    if first.is_card:
-        # deferred: simulation imports this module
-        from scalelaw.fits.simulation import PAPER_COMPRESSIONS, PAPER_LENGTHS, PAPER_MODELS
-
-        grid = {"N": PAPER_MODELS.values(), "L": PAPER_LENGTHS, "C": PAPER_COMPRESSIONS}
-        return {k: (float(min(v)), float(max(v))) for k, v in grid.items()}
     ranges = first.meta.get("ranges") or {}
     return {
         symbol: (float(ranges[column][0]), float(ranges[column][1]))

@@ -17,15 +17,10 @@ from scalelaw.errors import ScalelawError
 from scalelaw.fits.catalog import get_card, get_law
 from scalelaw.fits.prediction import as_fit, points_frame, predict_draws
 from scalelaw.fits.result import FitResult
-from scalelaw.study import STUDY_COMPRESSIONS
+from scalelaw.study import STUDY_COMPRESSIONS, STUDY_LENGTHS, STUDY_MODELS
 
-PAPER_MODELS = {
-    "Qwen2.5-7B-Instruct": 7.62e9,
-    "Qwen2.5-14B-Instruct": 14.77e9,
-    "Qwen2.5-32B-Instruct": 32.76e9,
-    "Qwen2.5-72B-Instruct": 72.71e9,
-}
-PAPER_LENGTHS = (16384, 32768, 65536, 131072)
+PAPER_MODELS = STUDY_MODELS
+PAPER_LENGTHS = STUDY_LENGTHS
 PAPER_COMPRESSIONS = STUDY_COMPRESSIONS
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scalelaw.fits.bayes import ignore_arviz_nan
 from scalelaw.fits.fitting import FitWarning, fit
 from scalelaw.fits.holdout import holdout_scores, r_squared, split_holdout
 from scalelaw.fits.law import Law, unique_names
@@ -89,14 +90,6 @@ def compare(
     return _with_elpd(table, fits)
 
 
-def _ignore_arviz_nan() -> None:
-    """R-hat and ESS of a constant draw (a group effect's pinned reference level) divide zero
-    by zero inside ArviZ: NaN, which the fit's diagnostics skip."""
-    warnings.filterwarnings(
-        "ignore", "invalid value encountered", RuntimeWarning, module=r"arviz_stats\."
-    )
-
-
 def _elpd_input(f: FitResult) -> Any:
     """What `arviz.compare` takes for a fit: its DataTree, or (a table too large to keep the
     log-likelihood) ArviZ's result built from the PSIS-LOO that the fit ran in blocks of rows."""
@@ -164,7 +157,7 @@ def _with_elpd(table: pl.DataFrame, fits: Mapping[str, FitResult]) -> pl.DataFra
                 UserWarning,
                 module=r"arviz_stats\.",
             )
-            _ignore_arviz_nan()
+            ignore_arviz_nan()
             ranked = az.compare(
                 {n: _elpd_input(f) for n, f in scored.items()}, var_name="obs", round_to="none"
             )

@@ -3,8 +3,6 @@ stacked fits carry law doubt."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -78,8 +76,7 @@ def test_a_choice_outside_the_fitted_sizes_or_lengths_is_called_extrapolated() -
 
 def test_a_fit_without_recorded_spans_is_not_called_extrapolated() -> None:
     card = get_card("sparse-frontier-v1:prefill")
-    # a fit saved before fits recorded the spans of their covariates
-    bare = dataclasses.replace(FitResult.card(card.law, dict(card.meta["values"])), backend="lsq")
+    bare = FitResult.card(card.law, dict(card.meta["values"]))  # coefficients alone: no spans
     small = [get_architecture("qwen2.5", "0.5B"), *QWEN]
     d = decide(bare, small, FlopsCost(), seq_len=524288, lengths=None, budgets=6)
     assert d.warnings == [] and d.extrapolated_sizes() == []
