@@ -172,7 +172,7 @@ def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | Non
         ):
             if mask.any():
                 far |= mask
-                parts.append(f"{symbol} {side} {_readable(symbol, edge)} ({int(mask.sum())})")
+                parts.append(f"{symbol} {side} {readable(symbol, edge)} ({int(mask.sum())})")
     if not far.any():
         return None
     return (
@@ -182,10 +182,10 @@ def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | Non
     )
 
 
-def _readable(symbol: str, x: float) -> str:
-    """A model size in billions, a length in K tokens, anything else as it is."""
-    if symbol == "N" and x >= 1e9:
-        return f"{x / 1e9:.3g}B"
+def readable(symbol: str, x: float) -> str:
+    """A model size in billions (or millions), a length in K tokens, anything else as it is."""
+    if symbol == "N" and x >= 1e6:
+        return f"{x / 1e9:.3g}B" if x >= 1e9 else f"{x / 1e6:.3g}M"
     if symbol == "L" and x >= 1024:
         return f"{x / 1024:,.0f}K"
     return f"{x:g}"
@@ -208,6 +208,7 @@ __all__ = [
     "predict_draws",
     "predict_table",
     "predictive_draws",
+    "readable",
     "require_noise",
     "thin",
 ]

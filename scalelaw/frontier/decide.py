@@ -371,6 +371,13 @@ def outside(value: float, span: tuple[float, float] | None) -> bool:
     return beyond(value, span)
 
 
+def readable(symbol: str, x: float) -> str:
+    """`x` as a size (N) or a length (L) reads (`scalelaw.fits.prediction.readable`)."""
+    from scalelaw.fits.prediction import readable as said  # deferred: scalelaw.fits (0.8 s)
+
+    return said(symbol, x)
+
+
 def extrapolation_warnings(
     front: Frontier,
     archs: Sequence[Architecture],
@@ -385,8 +392,8 @@ def extrapolation_warnings(
     said = []
     if outside(seq_len, lengths) and lengths is not None:
         said.append(
-            f"L={_tokens(seq_len)} is outside the lengths the law was fitted on "
-            f"({_tokens(lengths[0])} to {_tokens(lengths[1])}): every score is extrapolated"
+            f"L={readable('L', seq_len)} is outside the lengths the law was fitted on "
+            f"({readable('L', lengths[0])} to {readable('L', lengths[1])}): every score is extrapolated"
         )
     params = {a.size: float(a.params()) for a in archs}
     budgets = front.budgets
@@ -400,15 +407,7 @@ def extrapolation_warnings(
     if hit and sizes is not None:
         said.append(
             f"at {hit} of {budgets.height} budgets the best choice is a model size outside "
-            f"those the law was fitted on ({_params(sizes[0])} to {_params(sizes[1])}): "
+            f"those the law was fitted on ({readable('N', sizes[0])} to {readable('N', sizes[1])}): "
             f"{', '.join(far)}; those scores and P(sparse better) are extrapolated"
         )
     return said
-
-
-def _tokens(x: float) -> str:
-    return f"{x / 1024:,.0f}K" if x >= 1024 else f"{x:g}"
-
-
-def _params(x: float) -> str:
-    return f"{x / 1e9:.3g}B" if x >= 1e9 else f"{x / 1e6:.3g}M"

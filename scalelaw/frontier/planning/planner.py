@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.frontier.architectures import Architecture
-from scalelaw.frontier.decide import FlopsCost, fitted_span, outside
+from scalelaw.frontier.decide import FlopsCost, fitted_span, outside, readable
 from scalelaw.frontier.planning.batches import ProgressFn, _greedy
 from scalelaw.frontier.planning.candidates import Candidates
 from scalelaw.frontier.planning.decision import (
@@ -223,14 +223,14 @@ def _beyond_the_fit(
     if far and lengths is not None:
         said.append(
             f"target {', '.join(far)} outside the lengths the fit saw "
-            f"({lengths[0] / 1024:g}K to {lengths[1] / 1024:g}K): P(wrong) there rests on "
+            f"({readable('L', lengths[0])} to {readable('L', lengths[1])}): P(wrong) there rests on "
             "the law's form"
         )
     strays = [a.size for a in archs if outside(float(a.params()), sizes)]
     if strays and sizes is not None:
         said.append(
             f"model sizes {', '.join(strays)} outside those the fit saw "
-            f"({sizes[0] / 1e9:.3g}B to {sizes[1] / 1e9:.3g}B): their scores rest on the "
+            f"({readable('N', sizes[0])} to {readable('N', sizes[1])}): their scores rest on the "
             "law's form"
         )
     return said
