@@ -232,6 +232,7 @@ class Decision:
             cost_label=self.cost_label,
             title=title or f"{self.source}: {self.phase}, {self.score_label}",
             fitted_lengths=self.fitted_lengths,
+            extrapolated_sizes=self.extrapolated_sizes(),
         )
 
 

@@ -3,6 +3,7 @@ PDF or SVG by the suffix)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,13 +63,15 @@ def frontier_figure(
     cost_label: str = "cost",
     title: str = "",
     fitted_lengths: tuple[float, float] | None = None,
+    extrapolated_sizes: Collection[str] = (),
 ) -> Path:
     """Scores of every configuration against cost, the dense and sparse frontiers with bands,
     the probability that sparse wins per budget, and (if given) the advantage over lengths.
 
     `fitted_lengths`: the shortest and longest length the law was fitted on; lengths outside
-    are shaded as extrapolated (and said so in the first panel's title). Bands and their
-    legend entries are drawn only when there is more than one draw.
+    are shaded as extrapolated (and said so in the first panel's title). `extrapolated_sizes`:
+    model sizes outside those the law was fitted on, drawn faded and marked `*` in the legend.
+    Bands and their legend entries are drawn only when there is more than one draw.
     """
     plt = _pyplot()
     panels = 3 if critical is not None else 2
@@ -78,14 +81,19 @@ def frontier_figure(
     sizes = list(dict.fromkeys(cfg.sort("params")["size"].to_list()))
     colours = _palette(len(sizes))
     for size, colour in zip(sizes, colours, strict=True):
+        far = size in extrapolated_sizes
+        fade = 0.45 if far else 1.0
         rows = cfg.filter(pl.col("size") == size).sort("compression")
-        ax.plot(rows["cost"], rows["mean"], color=colour, lw=0.8, alpha=0.5)
+        ax.plot(rows["cost"], rows["mean"], color=colour, lw=0.8, alpha=0.5 * fade)
         d = rows.filter(~pl.col("sparse"))
         s = rows.filter(pl.col("sparse"))
-        ax.scatter(d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, label=f"{size}")
+        ax.scatter(
+            d["cost"], d["mean"], color=colour, marker="o", s=46, zorder=3, alpha=fade,
+            label=f"{size}*" if far else f"{size}",
+        )  # fmt: skip
         ax.scatter(
             s["cost"], s["mean"], facecolor="none", edgecolor=colour, marker="o",
-            s=10 + 3 * s["compression"].to_numpy(), zorder=3,
+            s=10 + 3 * s["compression"].to_numpy(), zorder=3, alpha=fade,
         )  # fmt: skip
     b = front.budgets
     for tag, colour, style, label in (
@@ -126,8 +134,11 @@ def frontier_figure(
         fontsize=10,
     )
     band = f", {front.prob:.0%} band" if front.n_draws > 1 else ""
+    starred = (
+        "\n*: outside the fitted sizes (faded)" if set(extrapolated_sizes) & set(sizes) else ""
+    )
     ax.legend(
-        fontsize=7, loc="lower right", ncol=2, title=f"colour: model size{band}",
+        fontsize=7, loc="lower right", ncol=2, title=f"colour: model size{band}{starred}",
         title_fontsize=7,
     )  # fmt: skip
     ax.grid(alpha=0.3, which="both")

@@ -162,3 +162,16 @@ def test_a_decision_knows_the_lengths_its_law_was_fitted_on(tmp_path) -> None:
     assert d.fitted_lengths == (8192.0, 32768.0)
     from_card = decide(card, archs, FlopsCost(), seq_len=131072, lengths=None, budgets=3)
     assert from_card.fitted_lengths == (16384.0, 131072.0)
+
+
+def test_sizes_outside_the_fitted_ones_are_faded_and_starred(saved, tmp_path) -> None:
+    small = [get_architecture("qwen2.5", "0.5B"), *_qwen()]
+    d = decide("sparse-frontier-v1:prefill", small, seq_len=131072, lengths=None, draws=1)
+    d.plot(tmp_path / "f.png")
+    left = saved[-1].axes[0]
+    entries = _legend(left)
+    assert "0.5B*" in entries and "7B" in entries and "7B*" not in entries
+    assert "outside the fitted sizes" in left.get_legend().get_title().get_text()
+    inside = decide("sparse-frontier-v1:prefill", _qwen(), seq_len=131072, lengths=None, draws=1)
+    inside.plot(tmp_path / "g.png")
+    assert "outside" not in saved[-1].axes[0].get_legend().get_title().get_text()
