@@ -391,12 +391,7 @@ def _report_decision(
 
 
 def _print_decision(decision: Any) -> None:
-    _frontier_table(
-        decision.frontier,
-        decision.cost_label,
-        decision.score_label,
-        set(decision.extrapolated_sizes()),
-    )
+    _frontier_table(decision)
     crit = decision.critical
     if crit is None:
         return
@@ -404,37 +399,46 @@ def _print_decision(decision: Any) -> None:
         "length", "sparse - dense (mean over budgets)", f"{decision.prob:.0%} interval",
         "P(sparse better)", title="isoCost advantage of the best sparse choice by length",
     )  # fmt: skip
+    marked = False
     for r in crit.by_length.iter_rows(named=True):
+        far = decision.extrapolated_length(r["seq_len"])
+        marked |= far
         t.add_row(
-            f"{r['seq_len'] / 1024:,.0f}K", f"{r['advantage_mean']:+.3f}",
+            f"{r['seq_len'] / 1024:,.0f}K{'*' if far else ''}", f"{r['advantage_mean']:+.3f}",
             f"[{r['advantage_lower']:+.3f}, {r['advantage_upper']:+.3f}]",
             f"{r['p_sparse_better']:.2f}",
         )  # fmt: skip
+    if marked:
+        t.caption = "* a length outside those the fit saw: extrapolated"
     console.print(t)
     console.print(crit.describe(), highlight=False)
 
 
-#: The two sides of a budget row.
-TAGS = ("dense", "sparse")
-
-
-def _frontier_table(front: Any, label: str, what: str, extrapolated: set[str]) -> None:
-    """The budget table; a size outside those the law was fitted on is marked `*`."""
+def _frontier_table(decision: Any) -> None:
+    """The budget table; a model size or a compression outside those the fit saw is marked
+    `*`."""
+    front = decision.frontier
+    sizes = set(decision.extrapolated_sizes())
     t = Table(
-        f"budget: {label}", "best dense", "score [interval]", "best sparse", "score [interval]",
-        "sparse - dense", "P(sparse better)",
-        title=f"isoCost frontier at L={front.meta['seq_len']:,.0f} ({what}, {front.n_draws} draw"
-        f"{'s' if front.n_draws > 1 else ''}, "
+        f"budget: {decision.cost_label}", "best dense", "score [interval]", "best sparse",
+        "score [interval]", "sparse - dense", "P(sparse better)",
+        title=f"isoCost frontier at L={front.meta['seq_len']:,.0f} ({decision.score_label}, "
+        f"{front.n_draws} draw{'s' if front.n_draws > 1 else ''}, "
         f"{front.prob:.0%} intervals)",
     )  # fmt: skip
+    marked = {"size": False, "compression": False}
     for r in front.budgets.iter_rows(named=True):
 
         def cell(tag: str, r: dict[str, Any] = r) -> tuple[str, str]:
-            if r[f"{tag}_size"] is None:
+            size, ratio = r[f"{tag}_size"], r[f"{tag}_compression"]
+            if size is None:
                 return "-", "-"
+            far_size = size in sizes
+            far_ratio = tag == "sparse" and decision.extrapolated_compression(ratio)
+            marked["size"] |= far_size
+            marked["compression"] |= far_ratio
             return (
-                f"{r[f'{tag}_size']}{'*' if r[f'{tag}_size'] in extrapolated else ''} "
-                f"C={r[f'{tag}_compression']:g}",
+                f"{size}{'*' if far_size else ''} C={ratio:g}{'*' if far_ratio else ''}",
                 f"{r[f'{tag}_mean']:.3f} [{r[f'{tag}_lower']:.3f}, {r[f'{tag}_upper']:.3f}]",
             )
 
@@ -450,9 +454,11 @@ def _frontier_table(front: Any, label: str, what: str, extrapolated: set[str]) -
             + ("" if r["p_mc_error"] is None else f" ± {r['p_mc_error']:.2f}")
         )
         t.add_row(f"{r['budget']:.3g}", *cell("dense"), *cell("sparse"), diff, p)
-    chosen = {r[f"{tag}_size"] for r in front.budgets.iter_rows(named=True) for tag in TAGS}
-    if extrapolated & chosen:
-        t.caption = "* a model size outside those the law was fitted on: extrapolated"
+    what = " or ".join(
+        {"size": "model size", "compression": "compression"}[k] for k, v in marked.items() if v
+    )
+    if what:
+        t.caption = f"* a {what} outside those the fit saw: extrapolated"
     console.print(t)
 
 

@@ -92,6 +92,14 @@ def sparse_frontier(pooling: str = "fixed") -> Law:
     )
 
 
+#: The table column of each axis the study held out (its largest value) in one fit.
+HELD_OUT_COLUMN = {
+    "sequence_length": "seq_len",
+    "model_size": "params",
+    "compression_ratio": "compression",
+}
+
+
 def sparse_frontier_card(phase: str, held_out: str = "sequence_length") -> FitResult:
     """A published card: the study's fitted coefficients for one phase and held-out axis."""
     try:
@@ -108,12 +116,15 @@ def sparse_frontier_card(phase: str, held_out: str = "sequence_length") -> FitRe
         ),
     )
     values = {"eps": eps, "alpha": alpha, "beta": beta, "gamma": gamma, "delta": deltas}
-    # the spans of the study's grid: predictions and decisions beyond them say they extrapolate
-    ranges = {
-        "params": [min(STUDY_MODELS.values()), max(STUDY_MODELS.values())],
-        "seq_len": [float(min(STUDY_LENGTHS)), float(max(STUDY_LENGTHS))],
-        "compression": [min(STUDY_COMPRESSIONS), max(STUDY_COMPRESSIONS)],
+    # the spans the card was fitted on: the study's grid less the held-out axis's largest value
+    # (which the study predicted, not fitted); predictions and decisions beyond say so
+    grid = {
+        "params": sorted(STUDY_MODELS.values()),
+        "seq_len": [float(x) for x in sorted(STUDY_LENGTHS)],
+        "compression": sorted(STUDY_COMPRESSIONS),
     }
+    grid[HELD_OUT_COLUMN[held_out]].pop()
+    ranges = {column: [seen[0], seen[-1]] for column, seen in grid.items()}
     return FitResult.card(law, values, phase=phase, r2=r2, ranges=ranges)
 
 

@@ -146,12 +146,22 @@ def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
     }
 
 
+def edges(span: tuple[float, float]) -> tuple[float, float]:
+    """The values from which a point counts as outside `span`: its ends widened by
+    `SPAN_SLACK` of their size (outward for negative ends too), and not at all when the fit saw
+    one value only, where the law's dependence on that covariate was never measured."""
+    lo, hi = span
+    if lo == hi:
+        return lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi)
+    return lo - SPAN_SLACK * abs(lo), hi + SPAN_SLACK * abs(hi)
+
+
 def outside(value: float, span: tuple[float, float] | None) -> bool:
-    """Whether `value` lies outside `span` by more than `SPAN_SLACK` (never when `span` is
-    unknown)."""
-    return span is not None and not (
-        span[0] * (1 - SPAN_SLACK) <= value <= span[1] * (1 + SPAN_SLACK)
-    )
+    """Whether `value` lies outside `span` (`edges`; never when `span` is unknown)."""
+    if span is None:
+        return False
+    lo, hi = edges(span)
+    return not lo <= value <= hi
 
 
 def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | None:
@@ -166,10 +176,8 @@ def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | Non
     parts = []
     for symbol, (lo, hi) in spans.items():
         values = frame[columns[symbol]].to_numpy().astype(float)
-        for side, mask, edge in (
-            ("below", values < lo * (1 - SPAN_SLACK), lo),
-            ("above", values > hi * (1 + SPAN_SLACK), hi),
-        ):
+        low, high = edges((lo, hi))
+        for side, mask, edge in (("below", values < low, lo), ("above", values > high, hi)):
             if mask.any():
                 far |= mask
                 parts.append(f"{symbol} {side} {readable(symbol, edge)} ({int(mask.sum())})")
@@ -183,11 +191,13 @@ def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | Non
 
 
 def readable(symbol: str, x: float) -> str:
-    """A model size in billions (or millions), a length in K tokens, anything else as it is."""
+    """A model size in billions (or millions), a length in K tokens when it is a whole number
+    of them (else in tokens, so that 16,000 never reads as the 16K it differs from), anything
+    else as it is."""
     if symbol == "N" and x >= 1e6:
         return f"{x / 1e9:.3g}B" if x >= 1e9 else f"{x / 1e6:.3g}M"
     if symbol == "L" and x >= 1024:
-        return f"{x / 1024:,.0f}K"
+        return f"{x / 1024:,.0f}K" if x % 1024 == 0 else f"{x:,.0f}"
     return f"{x:g}"
 
 
@@ -199,6 +209,7 @@ __all__ = [
     "as_frame",
     "beyond_fitted",
     "checked_points",
+    "edges",
     "fitted_spans",
     "levels",
     "noise_draws",

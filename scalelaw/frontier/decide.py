@@ -143,6 +143,9 @@ class Decision:
     #: the smallest and largest model size (parameters) the law was fitted on (None: not
     #: known); the table marks a best choice outside as extrapolated
     fitted_sizes: tuple[float, float] | None = field(default=None, repr=False)
+    #: the smallest and largest compression the law was fitted on (None: not known); the
+    #: table marks a best sparse choice outside as extrapolated
+    fitted_compressions: tuple[float, float] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         """One line: ``Decision('card', prefill at 128K tokens, NIAH: P(sparse better) > 0.5
@@ -178,6 +181,14 @@ class Decision:
         """The model sizes compared here that lie outside those the law was fitted on."""
         return [a.size for a in self.archs if outside(float(a.params()), self.fitted_sizes)]
 
+    def extrapolated_compression(self, compression: float) -> bool:
+        """Whether `compression` lies outside those the law was fitted on."""
+        return outside(compression, self.fitted_compressions)
+
+    def extrapolated_length(self, seq_len: float) -> bool:
+        """Whether `seq_len` lies outside the lengths the law was fitted on."""
+        return outside(seq_len, self.fitted_lengths)
+
     def to_frame(self, show: str = "budgets") -> pl.DataFrame:
         """The budget table (best dense, best sparse, P(sparse better)) or every configuration."""
         if show == "budgets":
@@ -199,6 +210,16 @@ class Decision:
             "budgets": self.frontier.budgets.to_dicts(),
             "configs": self.frontier.configs.to_dicts(),
             "warnings": self.warnings,
+            "fitted_spans": {
+                axis: list(span)
+                for axis, span in (
+                    ("N", self.fitted_sizes),
+                    ("L", self.fitted_lengths),
+                    ("C", self.fitted_compressions),
+                )
+                if span is not None
+            },
+            "extrapolated_sizes": self.extrapolated_sizes(),
         }
         if self.critical is not None:
             c = self.critical
@@ -336,8 +357,8 @@ def decide(
     headline = src.headline() if hasattr(src, "headline") else None
     if headline:
         warnings.append(f"this fit is {headline}")
-    spans = {axis: fitted_span(src, axis) for axis in ("N", "L")}
-    warnings += extrapolation_warnings(front, archs, seq_len, spans["N"], spans["L"])
+    spans = {axis: fitted_span(src, axis) for axis in ("N", "L", "C")}
+    warnings += extrapolation_warnings(front, archs, seq_len, spans, crit)
     return Decision(
         frontier=front,
         critical=crit,
@@ -354,11 +375,12 @@ def decide(
         warnings=warnings,
         fitted_lengths=spans["L"],
         fitted_sizes=spans["N"],
+        fitted_compressions=spans["C"],
     )
 
 
 def fitted_span(src: Any, axis: str) -> tuple[float, float] | None:
-    """The smallest and largest value of covariate `axis` ("N" or "L") that `src` was fitted
+    """The smallest and largest value of covariate `axis` ("N", "L" or "C") that `src` was fitted
     on (`scalelaw.fits.fitted_spans`; None when not recorded)."""
     from scalelaw.fits.prediction import fitted_spans  # deferred: scalelaw.fits (0.8 s)
 
@@ -372,8 +394,16 @@ def outside(value: float, span: tuple[float, float] | None) -> bool:
     return beyond(value, span)
 
 
+def edges(span: tuple[float, float]) -> tuple[float, float]:
+    """Where outside `span` begins (`scalelaw.fits.prediction.edges`)."""
+    from scalelaw.fits.prediction import edges as ends  # deferred: scalelaw.fits (0.8 s)
+
+    return ends(span)
+
+
 def readable(symbol: str, x: float) -> str:
-    """`x` as a size (N) or a length (L) reads (`scalelaw.fits.prediction.readable`)."""
+    """`x` as a size (N), a length (L) or another covariate reads
+    (`scalelaw.fits.prediction.readable`)."""
     from scalelaw.fits.prediction import readable as said  # deferred: scalelaw.fits (0.8 s)
 
     return said(symbol, x)
@@ -383,32 +413,88 @@ def extrapolation_warnings(
     front: Frontier,
     archs: Sequence[Architecture],
     seq_len: float,
-    sizes: tuple[float, float] | None,
-    lengths: tuple[float, float] | None,
+    spans: dict[str, tuple[float, float] | None],
+    critical: CriticalLength | None = None,
 ) -> list[str]:
-    """One line when the decision's length lies outside the lengths the law was fitted on,
-    one when the best choice at some budgets is a model size outside those it was fitted on:
-    there the scores, and P(sparse better) with them, come from the law's form alone, and a
-    wrong form is not caught by any interval."""
+    """A line for each way the decision reaches beyond what the law was fitted on (`spans`,
+    by covariate N, L and C): the decision's length; the model sizes, and the compressions,
+    best at some budgets; the critical length. There the scores, and P(sparse better) with
+    them, come from the law's form alone, and a wrong form is not caught by any interval."""
     said = []
-    if outside(seq_len, lengths) and lengths is not None:
+    sizes, lengths, ratios = spans.get("N"), spans.get("L"), spans.get("C")
+    if lengths is not None and outside(seq_len, lengths):
         said.append(
-            f"L={readable('L', seq_len)} is outside the lengths the law was fitted on "
-            f"({readable('L', lengths[0])} to {readable('L', lengths[1])}): every score is extrapolated"
+            f"L={readable('L', seq_len)} is outside the lengths the fit saw "
+            f"({readable_span('L', lengths)}): every score is extrapolated"
         )
     params = {a.size: float(a.params()) for a in archs}
-    budgets = front.budgets
-    far: list[str] = []
-    hit = 0
-    for row in budgets.iter_rows(named=True):
-        chosen = [row[f"{tag}_size"] for tag in ("dense", "sparse") if row[f"{tag}_size"]]
-        strays = [s for s in chosen if outside(params[s], sizes)]
-        hit += bool(strays)
-        far += [s for s in strays if s not in far]
-    if hit and sizes is not None:
-        said.append(
-            f"at {hit} of {budgets.height} budgets the best choice is a model size outside "
-            f"those the law was fitted on ({readable('N', sizes[0])} to {readable('N', sizes[1])}): "
-            f"{', '.join(far)}; those scores and P(sparse better) are extrapolated"
-        )
+    rows = list(front.budgets.iter_rows(named=True))
+    if sizes is not None:
+        far: dict[str, None] = {}  # ordered, each size once
+        hit = 0
+        for row in rows:
+            strays = [
+                row[f"{tag}_size"]
+                for tag in ("dense", "sparse")
+                if row[f"{tag}_size"] and outside(params[row[f"{tag}_size"]], sizes)
+            ]
+            hit += bool(strays)
+            far.update(dict.fromkeys(strays))
+        if hit:
+            said.append(
+                f"at {hit} of {len(rows)} budgets the best choice is a model size outside "
+                f"those the fit saw ({readable_span('N', sizes)}): {', '.join(far)}; those scores "
+                "and P(sparse better) are extrapolated"
+            )
+    if ratios is not None:
+        picked = [
+            float(row["sparse_compression"])
+            for row in rows
+            if row["sparse_size"] and outside(float(row["sparse_compression"]), ratios)
+        ]
+        if picked:
+            said.append(
+                f"at {len(picked)} of {len(rows)} budgets the best sparse choice uses a "
+                f"compression outside those the fit saw ({readable_span('C', ratios)}): C="
+                f"{', '.join(f'{c:g}' for c in sorted(set(picked)))}; those scores and "
+                "P(sparse better) are extrapolated"
+            )
+    if critical is not None and lengths is not None:
+        said += _critical_beyond(critical, lengths)
     return said
+
+
+def _critical_beyond(critical: CriticalLength, lengths: tuple[float, float]) -> list[str]:
+    """A line when the critical length, or an end of its interval, lies outside the fitted
+    lengths (`describe`, printed with it, gives the numbers). A draw that crosses at or below
+    the first length scanned is known only to cross there or earlier: it counts as outside
+    only when that length is itself below the fitted ones."""
+    start = float(critical.by_length["seq_len"].min())  # type: ignore[arg-type]
+
+    def beyond(x: float) -> bool:
+        if not math.isfinite(x):
+            return False  # never crosses within the scan: `describe` says so
+        if critical.share_below > 0 and x <= start:
+            return x < edges(lengths)[0]
+        return outside(x, lengths)
+
+    if critical.share_beyond == 1.0:
+        return []
+    if beyond(critical.median):
+        what = "the critical length lies outside"
+    elif critical.n_draws > 1 and (beyond(critical.lower) or beyond(critical.upper)):
+        what = f"the critical length's {critical.prob:.0%} interval reaches outside"
+    else:
+        return []
+    return [
+        f"{what} the lengths the fit saw ({readable_span('L', lengths)}): there it is the law's "
+        "form carried beyond its data"
+    ]
+
+
+def readable_span(symbol: str, span: tuple[float, float]) -> str:
+    """'16K to 32K', or one value when the fit saw one."""
+    lo, hi = span
+    if lo == hi:
+        return readable(symbol, lo)
+    return f"{readable(symbol, lo)} to {readable(symbol, hi)}"

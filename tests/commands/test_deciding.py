@@ -166,24 +166,30 @@ def test_frontier_prints_what_decide_returns() -> None:
          "128K", "--format", "json"],
     )  # fmt: skip
     assert out.exit_code == 0, out.output
-    printed = json.loads(out.output)
+    printed = json.loads(out.stdout)  # the warnings (128K was held out of the card) on stderr
     assert printed["budgets"] == decision.to_dict()["budgets"]
+    assert printed["warnings"] == decision.warnings
+    assert printed["warnings"][0].startswith("L=128K is outside the lengths the fit saw")
+    assert printed["fitted_spans"]["L"] == [16384.0, 65536.0]
     assert decision.critical is not None
     assert printed["critical_length"]["median"] == pytest.approx(decision.critical.median)
     # the published card's critical length (docs/frontier.md)
     assert 35_000 < decision.critical.median < 45_000
 
 
-def test_frontier_marks_sizes_outside_the_fitted_ones() -> None:
+def test_frontier_marks_sizes_and_lengths_outside_the_fitted_ones() -> None:
     result = runner.invoke(
         app, ["frontier", "sparse-frontier-v1:prefill", "--sizes", "0.5B,7B,72B", "--budgets", "4",
-              "--lengths", "128K,256K"],
+              "--seq-len", "64K", "--lengths", "32K,128K"],
         env={"COLUMNS": "200"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "model size outside those the law was fitted on (7.62B to 72.7B): 0.5B" in result.stderr
+    assert "model size outside those the fit saw (7.62B to 72.7B): 0.5B;" in result.stderr
     assert "0.5B* C=1" in result.stdout and "7B* " not in result.stdout
-    assert "* a model size outside those the law was fitted on" in result.stdout
+    assert "* a model size outside those the fit saw: extrapolated" in result.stdout
+    # the card was fitted on 16K-64K: the advantage at 128K is extrapolated, at 32K not
+    assert "128K*" in result.stdout and "32K*" not in result.stdout
+    assert "* a length outside those the fit saw: extrapolated" in result.stdout
     inside = _run("frontier", "sparse-frontier-v1:prefill", "--sizes", "7B,72B", "--budgets", "4",
-                  "--lengths", "128K,256K")  # fmt: skip
+                  "--seq-len", "64K", "--lengths", "32K,64K")  # fmt: skip
     assert "*" not in inside

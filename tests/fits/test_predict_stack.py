@@ -106,12 +106,12 @@ def test_points_outside_the_fitted_spans_are_named(loss_table: pl.DataFrame) -> 
     from scalelaw.fits import beyond_fitted, fitted_spans
 
     card = get_card("sparse-frontier-v1:prefill")
-    assert fitted_spans(card)["L"] == (16384.0, 131072.0)
-    inside = {"N": [7.6e9, 72e9], "L": [16384.0, 131072.0], "C": [1.0, 20.0], "task": ["NIAH"] * 2}
+    assert fitted_spans(card)["L"] == (16384.0, 65536.0)  # the study held 128K out
+    inside = {"N": [7.6e9, 72e9], "L": [16384.0, 65536.0], "C": [1.0, 20.0], "task": ["NIAH"] * 2}
     assert beyond_fitted(card, inside) is None  # 7.6e9 is Qwen2.5-7B rounded: inside
-    far = {"N": [5e9, 7.6e9], "L": [65536.0, 524288.0], "C": [1.0, 40.0], "task": ["NIAH"] * 2}
+    far = {"N": [5e9, 7.6e9], "L": [65536.0, 131072.0], "C": [1.0, 40.0], "task": ["NIAH"] * 2}
     assert beyond_fitted(card, far) == (
-        "2 of 2 points lie outside what the fit saw: N below 7.62B (1), L above 128K (1), "
+        "2 of 2 points lie outside what the fit saw: N below 7.62B (1), L above 64K (1), "
         "C above 20 (1); there the prediction is the law's form carried beyond its data"
     )
     law = Law.from_string(LOSS_LAW, response="loss", bounds={"E": (0, None), "A": (0, None)})
@@ -122,3 +122,31 @@ def test_points_outside_the_fitted_spans_are_named(loss_table: pl.DataFrame) -> 
     assert "N above" in str(beyond_fitted(res, {"N": [hi * 1.5]}))
     res.meta.pop("ranges")  # a fit saved before fits recorded their spans: nothing to say
     assert beyond_fitted(res, {"N": [hi * 1.5]}) is None
+
+
+def test_each_published_card_leaves_out_the_slice_the_study_held_out() -> None:
+    from scalelaw.fits import fitted_spans
+
+    spans = {
+        held: fitted_spans(get_card(f"sparse-frontier-v1:prefill{held}"))
+        for held in ("", ":model_size", ":compression_ratio")
+    }
+    assert spans[""] == {"N": (7.62e9, 72.71e9), "L": (16384.0, 65536.0), "C": (1.0, 20.0)}
+    assert spans[":model_size"]["N"] == (7.62e9, 32.76e9)
+    assert spans[":model_size"]["L"] == (16384.0, 131072.0)
+    assert spans[":compression_ratio"]["C"] == (1.0, 15.0)
+
+
+def test_where_outside_begins() -> None:
+    from scalelaw.fits.prediction import outside, readable
+
+    assert not outside(72e9 * 1.02, (7.62e9, 72e9)) and outside(72e9 * 1.021, (7.62e9, 72e9))
+    # negative ends widen outward too
+    assert not outside(-5.0, (-5.0, -1.0)) and not outside(-1.0, (-5.0, -1.0))
+    assert outside(-5.2, (-5.0, -1.0)) and outside(-0.97, (-5.0, -1.0))
+    # one value seen: the law's dependence there was never measured, so no slack
+    assert not outside(7.62e9, (7.62e9, 7.62e9)) and outside(7.7e9, (7.62e9, 7.62e9))
+    assert outside(7.0, (7.62e9, 72e9)) and not outside(3.0, None)
+    # a length that is not a whole number of K reads in tokens, never as the K it is near
+    assert readable("L", 16000) == "16,000" and readable("L", 16384) == "16K"
+    assert readable("L", 2**30) == "1,048,576K" and readable("N", 7.62e9) == "7.62B"

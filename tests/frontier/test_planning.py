@@ -167,6 +167,21 @@ def test_candidate_at_the_decision_beats_one_far_from_it(
     ]
 
 
+def test_compressions_beyond_the_fit_are_noted_and_errors_keep_every_note(
+    fitted: FitResult, candidates: Candidates
+) -> None:
+    result = plan(fitted, candidates, [TARGET], archs(), gpu_hours=2.0, compressions=[1, 2, 40])
+    assert (
+        "compressions C=40 outside those the fit saw (1 to 20): their scores rest on the law's "
+        "form" in result.warnings
+    )
+    # a plan that fails still says every way its decision rests on the form
+    with pytest.raises(PlanError, match=r"no candidate within") as failed:
+        plan(fitted, candidates, [TARGET], archs(), gpu_hours=2.0, min_gain=0.99)
+    said = str(failed.value)
+    assert "; note: target L=128K outside" in said and "; note: model sizes 32B, 72B" in said
+
+
 # --- the batch and its grid ----------------------------------------------------------------------
 def test_written_grid_loads_and_holds_only_the_batch(
     fitted: FitResult, candidates: Candidates, tmp_path: Path, planning_grid: dict[str, Any]

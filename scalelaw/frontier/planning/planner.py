@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.frontier.architectures import Architecture
-from scalelaw.frontier.decide import FlopsCost, fitted_span, outside, readable
+from scalelaw.frontier.decide import FlopsCost, fitted_span, outside, readable_span
 from scalelaw.frontier.planning.batches import ProgressFn, _greedy
 from scalelaw.frontier.planning.candidates import Candidates
 from scalelaw.frontier.planning.decision import (
@@ -85,7 +85,8 @@ def plan(
         raise PlanError(f"task '{unknown[0]}' is not a task of the fit ({', '.join(task_levels)})")
     if cost_fn is None:
         cost_fn = FlopsCost()
-    configs = decision_configs(architectures, targets, cost_fn, compressions or STUDY_COMPRESSIONS)
+    ratios = list(compressions or STUDY_COMPRESSIONS)
+    configs = decision_configs(architectures, targets, cost_fn, ratios)
     base = configs.select("params", "seq_len", "compression")
     decision_rows = (
         pl.concat([base.with_columns(pl.lit(t).alias("task")) for t in chosen]) if chosen else base
@@ -125,14 +126,14 @@ def plan(
     headline = src.headline() if hasattr(src, "headline") else None
     if headline:
         notes.append(f"this fit is {headline}")
-    notes += _beyond_the_fit(src, targets, architectures)
+    notes += _beyond_the_fit(src, targets, architectures, ratios)
     if loss_now == 0:
         said = "; ".join(
             f"{t.label}: P(sparse better) = {p:.2f}" for t, p in zip(targets, p_now, strict=True)
         )
         raise PlanError(
             f"nothing to plan: every one of the {m} draws makes the same decision ({said})"
-            + (f"; note: {notes[0]}" if notes else "")
+            + "".join(f"; note: {n}" for n in notes)
         )
 
     values: list[Value] = []
@@ -161,7 +162,7 @@ def plan(
         raise PlanError(
             f"no candidate within {gpu_hours:g} GPU-hours lowers the expected P(wrong) by "
             f"{min_gain:g} or more (best: {gain[fits].max():.2g})"
-            + (f"; note: {notes[0]}" if notes else "")
+            + "".join(f"; note: {n}" for n in notes)
         )
     in_batch = set(batch_idx)
     rank = {k: r + 1 for r, k in enumerate(order)}
@@ -213,24 +214,32 @@ def plan(
 
 
 def _beyond_the_fit(
-    src: Any, targets: Sequence[Target], archs: Sequence[Architecture]
+    src: Any,
+    targets: Sequence[Target],
+    archs: Sequence[Architecture],
+    compressions: Sequence[float],
 ) -> list[str]:
-    """A note for target lengths, and one for compared model sizes, outside those the fit saw:
-    there P(wrong) rests on the law's form, which measuring near them tests as well."""
+    """A note for target lengths, one for compared model sizes and one for compared
+    compressions outside those the fit saw: there P(wrong) rests on the law's form, which
+    measuring near them tests as well."""
     said = []
-    lengths, sizes = fitted_span(src, "L"), fitted_span(src, "N")
+    lengths, sizes, ratios = (fitted_span(src, axis) for axis in ("L", "N", "C"))
     far = [t.label.split(",")[0] for t in targets if outside(t.seq_len, lengths)]
     if far and lengths is not None:
         said.append(
             f"target {', '.join(far)} outside the lengths the fit saw "
-            f"({readable('L', lengths[0])} to {readable('L', lengths[1])}): P(wrong) there rests on "
-            "the law's form"
+            f"({readable_span('L', lengths)}): P(wrong) there rests on the law's form"
         )
     strays = [a.size for a in archs if outside(float(a.params()), sizes)]
     if strays and sizes is not None:
         said.append(
             f"model sizes {', '.join(strays)} outside those the fit saw "
-            f"({readable('N', sizes[0])} to {readable('N', sizes[1])}): their scores rest on the "
-            "law's form"
+            f"({readable_span('N', sizes)}): their scores rest on the law's form"
+        )
+    beyond = [f"{c:g}" for c in compressions if outside(c, ratios)]
+    if beyond and ratios is not None:
+        said.append(
+            f"compressions C={', '.join(beyond)} outside those the fit saw "
+            f"({readable_span('C', ratios)}): their scores rest on the law's form"
         )
     return said
