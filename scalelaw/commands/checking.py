@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from scalelaw.commands.common import console, emit, fail, probability
+from scalelaw.commands.common import console, emit, err, fail, probability, warn
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.options import FIGURE_FILES, ForceOpt, FormatOpt, QuietOpt, new_output
 from scalelaw.commands.progress import track
@@ -80,6 +80,8 @@ def check(
     except _errors() as exc:
         fail(str(exc))
         return
+    for note in result.notes:
+        warn(note)
     emit(
         result.table,
         fmt,
@@ -88,7 +90,10 @@ def check(
     )
     if out is not None:
         result.plot(out)
-        console.print(f"figure written to {out}", markup=False, highlight=False)
+        # with --format json, standard output carries the JSON alone
+        (console if fmt == "table" else err).print(
+            f"figure written to {out}", markup=False, highlight=False
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -375,7 +375,7 @@ def fit(
     # with --format json, standard output carries the JSON alone; messages go to stderr
     shown = err if fmt == "json" else console
     specs = law or ["sparse-frontier"]
-    family = _is_family(specs, holdout)
+    family = _is_family(specs, holdout, locals())
     try:
         options = FitOptions(
             backend=backend, seed=seed, draws=draws, tune=tune, chains=chains,
@@ -398,12 +398,29 @@ def fit(
     _save_and_report(result, fmt, prob, out, shown, strict)
 
 
-def _is_family(specs: list[str], holdout: str | None) -> bool:
+#: `fit`'s options that shape one law; a family fits each form its own way on the table's own
+#: columns, so it refuses them rather than ignore them.
+ONE_LAW_OPTIONS = (
+    "covariates", "prior", "bounds", "link", "likelihood", "response", "transform", "pooling",
+    "map_", "replicates", "aggregate", "show_priors",
+)  # fmt: skip
+
+
+def _is_family(specs: list[str], holdout: str | None, given: dict[str, Any]) -> bool:
     """--law auto or several --law: the forms are fitted and stacked. --holdout auto and loo
-    weight such a stack, so they are refused for one law."""
+    weight such a stack, so they are refused for one law; the options of `given` (the
+    command's arguments) that shape one law are refused for a family."""
     if holdout in ("auto", "loo") and "auto" not in specs and len(specs) == 1:
         fail(f"--holdout {holdout} weights the laws of a family: give --law auto or several --law")
-    return "auto" in specs or len(specs) > 1
+    family = "auto" in specs or len(specs) > 1
+    named = [f"--{k.rstrip('_').replace('_', '-')}" for k in ONE_LAW_OPTIONS if given.get(k)]
+    if family and named:
+        fail(
+            f"{', '.join(named)} shape{'s' if len(named) == 1 else ''} one law, and a family "
+            "(--law auto or several --law) fits each form its own way on the table's own columns; "
+            "fit one law with them (--law NAME), or rename the table's columns for --map"
+        )
+    return family
 
 
 def _run_fit(
@@ -575,13 +592,8 @@ def _fit_family(
         if stacked.meta.get(key):
             warn(stacked.meta[key])
     if not hasattr(stacked, "fits"):  # one law fitted: nothing was stacked
-        from scalelaw.report import print_fit
-
         warn_if_not_converged(stacked)
-        print_fit(stacked, console)
-        if out:
-            stacked.save(out)
-            console.print(f"saved fit to {out}", markup=False, highlight=False)
+        _save_and_report(stacked, fmt, 0.9, out, err if fmt == "json" else console, False)
     else:
         _report_stack(stacked, out, fmt)
     headline = stacked.headline()
@@ -924,7 +936,10 @@ def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
             stacked.save(out)
         except _errors() as exc:
             fail(str(exc))
-        console.print(f"saved stacked fit to {out}", markup=False, highlight=False)
+        # with --format json, standard output carries the JSON alone
+        (console if fmt == "table" else err).print(
+            f"saved stacked fit to {out}", markup=False, highlight=False
+        )
 
 
 def stack(

@@ -427,7 +427,8 @@ def resolve_law(spec: str, **options: object) -> Law:
     """A built-in name, or an expression string parsed into a custom law."""
     if spec in _REGISTRY or spec in _CARDS:
         return get_law(spec)
-    if re.fullmatch(r"[A-Za-z][\w-]*(:[\w.-]+)*", spec) and ("-" in spec or ":" in spec):
+    named = "-" in spec or ":" in spec or len(spec) > 1  # one letter may be a covariate alone
+    if re.fullmatch(r"[A-Za-z][\w-]*(:[\w.-]+)*", spec) and named:
         return get_law(spec)  # looks like a name: report the unknown name, not a parse error
     return Law.from_string(spec, **options)  # type: ignore[arg-type]
 

@@ -10,16 +10,17 @@ the failure this makes visible; `HoldoutCheck.plot` draws predicted against obse
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from scalelaw.data import load_table
+from scalelaw.data import ALIASES, load_table
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.family import AUTO, _held_axes, extrapolation_stack, fit_family
 from scalelaw.fits.fitting import FitWarning, fit
@@ -45,6 +46,8 @@ class HoldoutCheck:
     table: pl.DataFrame
     points: pl.DataFrame
     prob: float
+    #: what makes the scores mean less than they seem (the command prints them as warnings)
+    notes: list[str] = field(default_factory=list)
 
     def plot(self, path: str | Path | None = None, ax: Any = None) -> Any:
         """Predicted (with its predictive interval) against observed, held-out rows marked."""
@@ -170,7 +173,24 @@ def check_holdout(
                 )
             )
     table = pl.DataFrame(rows).with_columns(pl.col("weight", "mae", "coverage", "width").round(3))
-    return HoldoutCheck(desc or holdout, table, pl.concat(points), prob)
+    return HoldoutCheck(
+        desc or holdout, table, pl.concat(points), prob, _one_value_left(train, holdout, desc)
+    )
+
+
+def _one_value_left(train: pl.DataFrame, holdout: str, desc: str | None) -> list[str]:
+    """A note when the rows left to fit hold one value of the held-out axis: no law can learn
+    how the score moves along it, so the held-out rows test a constant, not an extrapolation."""
+    axis = re.match(r"\s*(\w+)", holdout)
+    symbol = axis.group(1) if axis else ""
+    column = ALIASES.get(symbol, symbol)
+    if not symbol or column not in train.columns or train[column].n_unique() != 1:
+        return []
+    return [
+        f"holding out {desc or holdout} leaves one value of {symbol} to fit "
+        f"({train[column][0]:g}): no law can learn how the score moves with it, so these "
+        "scores test a constant, not an extrapolation; hold out less, or measure more values"
+    ]
 
 
 __all__ = ["HoldoutCheck", "check_holdout", "interval_scores"]

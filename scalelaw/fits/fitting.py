@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from scalelaw.data import Where, load_table, table_hash, to_conditions
+from scalelaw.data import ALIASES, Where, load_table, table_hash, to_conditions
 from scalelaw.errors import ScalelawError
 from scalelaw.fits import misfit
 from scalelaw.fits.design import bind, group_levels
@@ -161,10 +161,13 @@ def fit(
             "source": str(source),
         }
     )
-    # the covariates' fitted span: figures and reports mark what lies beyond it as extrapolated
+    # the covariates' fitted span: figures and reports mark what lies beyond it as extrapolated;
+    # the study's axes are kept even when the law has no term for them (a family drops an axis
+    # the table holds fixed), so that a prediction at another value of one is said to be beyond
+    seen = dict.fromkeys([*law.columns.values(), *ALIASES.values()])
     result.meta["ranges"] = {
         column: [float(train[column].min()), float(train[column].max())]  # type: ignore[arg-type]
-        for column in law.columns.values()
+        for column in seen
         if column in train.columns and train[column].dtype.is_numeric()
     }
     if column_map:

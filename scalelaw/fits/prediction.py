@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaw.data import DataError
+from scalelaw.data import ALIASES, DataError
 from scalelaw.fits.likelihoods import noise_draws, observe, require_noise, thin
 from scalelaw.fits.points import (
     Points,
@@ -134,16 +134,27 @@ SPAN_SLACK = 0.02
 
 def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
     """Per covariate (by its symbol: ``N``, ``L``, ``C``, ...) the smallest and largest value
-    `src` was fitted on: the study's grid for its published cards, the spans its file records
-    for a fit or a stack (none for a fit saved before fits recorded them, or a card made
-    from coefficients alone)."""
-    first = as_fit(src.fits[0]) if hasattr(src, "fits") else as_fit(src)
-    ranges = first.meta.get("ranges") or {}
+    `src` was fitted on: the spans its file records for a fit or a stack, the study's grid
+    less the held-out slice for its published cards (none for a fit saved before fits
+    recorded them, or a card made from coefficients alone). The study's axes are there even
+    where the law has no term for one (the table held it fixed): a prediction at another
+    value of it is the fit's answer at the value it saw."""
+    fits = list(src.fits) if hasattr(src, "fits") else [src]
+    ranges = as_fit(fits[0]).meta.get("ranges") or {}
+    columns = _span_columns(src)
     return {
         symbol: (float(ranges[column][0]), float(ranges[column][1]))
-        for symbol, column in first.law.columns.items()
+        for symbol, column in columns.items()
         if column in ranges
     }
+
+
+def _span_columns(src: Any) -> dict[str, str]:
+    """Symbol -> column of every covariate a span may be recorded for: the laws' own, and the
+    study's axes (N, L, C) where no law names their columns."""
+    fits = list(src.fits) if hasattr(src, "fits") else [src]
+    columns = {s: c for f in fits for s, c in as_fit(f).law.columns.items()}
+    return columns | {s: c for s, c in ALIASES.items() if c not in columns.values()}
 
 
 def edges(span: tuple[float, float]) -> tuple[float, float]:
@@ -171,10 +182,12 @@ def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | Non
     interval does not hold the doubt about that form."""
     frame = checked_points(src, as_frame(points, source), source)
     spans = fitted_spans(src)
-    columns = (as_fit(src.fits[0]) if hasattr(src, "fits") else as_fit(src)).law.columns
+    columns = _span_columns(src)
     far = np.zeros(frame.height, dtype=bool)
     parts = []
     for symbol, (lo, hi) in spans.items():
+        if columns[symbol] not in frame.columns:  # an axis the law has no term for, not given
+            continue
         values = frame[columns[symbol]].to_numpy().astype(float)
         low, high = edges((lo, hi))
         for side, mask, edge in (("below", values < low, lo), ("above", values > high, hi)):

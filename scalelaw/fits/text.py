@@ -50,7 +50,12 @@ def fit_report(result: Any, prob: float = 0.9) -> dict[str, Any]:
         "parameters": parameter_rows(result, prob),
         "diagnostics": {k: v for k, v in result.diagnostics.items() if k != "rhat"},
         "converged": result.converged,
-        "not_converged": result.headline(),
+        "not_converged": (
+            None if result.converged else "NOT CONVERGED: " + "; ".join(result.convergence)
+        ),
+        "misfit": bool(result.misfit),
+        # the report's first line: NOT CONVERGED and/or MISFIT, None when every check passed
+        "headline": result.headline(),
         "holdout": result.meta.get("holdout"),
         "rows": result.meta.get("rows"),
         "data_hash": result.meta.get("data_hash"),
@@ -85,8 +90,8 @@ def fit_text(result: Any, prob: float = 0.9, *, width: int = 100) -> str:
 
 def print_fit(result: Any, console: Console, prob: float = 0.9) -> None:
     rep = fit_report(result, prob)
-    if rep["not_converged"]:
-        console.print(f"[bold red]{escape(rep['not_converged'])}[/]", highlight=False)
+    if rep["headline"]:
+        console.print(f"[bold red]{escape(rep['headline'])}[/]", highlight=False)
     label = {"bayes": "median", "lsq": "optimum"}.get(result.backend, "value")
     spread = {"bayes": " posterior", "lsq": " bootstrap"}.get(result.backend, "")
     table = Table(

@@ -243,6 +243,21 @@ def test_stack_command_and_errors(saturating: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "stacking weights from held-out" in result.output
+    # with --format json standard output is the JSON alone, --out or not
+    as_json = CliRunner().invoke(
+        app, ["stack", *paths, "--holdout", "N=max", "--format", "json",
+              "--out", str(tmp_path / "j.nc")],
+    )  # fmt: skip
+    assert as_json.exit_code == 0, as_json.output
+    assert len(json.loads(as_json.stdout)) == 2  # a row per law
+    assert "saved stacked fit to" in as_json.stderr
+    checked = CliRunner().invoke(
+        app, ["check", paths[0], "--holdout", "N=max", "--format", "json",
+              "--out", str(tmp_path / "check.png"), "--quiet"],
+    )  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+    json.loads(checked.stdout)
+    assert "figure written to" in checked.stderr
     # PSIS-LOO needs log-likelihoods, which least squares has not
     loo = CliRunner().invoke(app, ["stack", *paths, "--out", str(tmp_path / "t.nc")])
     assert loo.exit_code == 2 and "PSIS-LOO" in loo.output
@@ -352,3 +367,53 @@ def test_predict_warns_when_a_point_lies_beyond_the_fitted_spans() -> None:
     assert "1 of 1 point lies outside what the fit saw: L above 64K (1)" in far.stderr
     near = CliRunner().invoke(app, [*card, "--at", "N=7.6e9,L=64K,C=1,task=NIAH"])
     assert near.exit_code == 0 and near.stderr == ""
+
+
+def test_a_family_refuses_the_options_that_shape_one_law(saturating: Path) -> None:
+    """They would be ignored: each form of a family has its own link, likelihood and priors."""
+    r = CliRunner().invoke(
+        app, ["fit", str(saturating), "--law", "auto", "--backend", "lsq",
+              "--likelihood", "beta", "--prior", "eps=normal(0, 1)"],
+    )  # fmt: skip
+    assert r.exit_code == 2
+    assert r.output.startswith("error: --prior, --likelihood shape one law"), r.output
+    mapped = CliRunner().invoke(
+        app, ["fit", str(saturating), "--law", "sparse-frontier", "--law", "floor-ceiling",
+              "--holdout", "N=max", "--backend", "lsq", "--map", "N=params"],
+    )  # fmt: skip
+    assert mapped.exit_code == 2 and "--map shapes one law" in mapped.output
+
+
+def test_a_mistyped_law_name_is_called_unknown(saturating: Path) -> None:
+    r = CliRunner().invoke(app, ["fit", str(saturating), "--law", "floorceiling"])
+    assert r.exit_code == 2 and r.output.startswith("error: unknown law 'floorceiling'")
+
+
+def test_fit_json_says_misfit_apart_from_convergence(saturating: Path) -> None:
+    # the study's log-linear law on a saturating table: it converges, and misfits
+    r = CliRunner().invoke(
+        app, ["fit", str(saturating), "--law", "sparse-frontier", "--backend", "lsq",
+              "--bootstrap", "20", "--format", "json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["converged"] is True and report["not_converged"] is None
+    assert report["misfit"] is True and report["headline"].startswith("MISFIT: ")
+
+
+def test_check_says_when_the_rows_left_hold_one_value_of_the_axis(
+    saturating: Path, tmp_path: Path
+) -> None:
+    two = tmp_path / "two.csv"
+    pl.read_csv(saturating).filter(pl.col("params") >= 1.2e10).write_csv(two)
+    fitted = tmp_path / "two.nc"
+    r = CliRunner().invoke(
+        app, ["fit", str(two), "--law", "sparse-frontier", "--backend", "lsq", "--bootstrap", "10",
+              "--out", str(fitted)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    one_left = CliRunner().invoke(app, ["check", str(fitted), "--holdout", "N=max", "--quiet"])
+    assert one_left.exit_code == 0, one_left.output
+    assert "leaves one value of N to fit (1.2e+10)" in one_left.stderr
+    more = CliRunner().invoke(app, ["check", str(fitted), "--holdout", "C=max", "--quiet"])
+    assert more.exit_code == 0 and "leaves one value" not in more.stderr  # five ratios left

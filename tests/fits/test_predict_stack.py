@@ -150,3 +150,28 @@ def test_where_outside_begins() -> None:
     # a length that is not a whole number of K reads in tokens, never as the K it is near
     assert readable("L", 16000) == "16,000" and readable("L", 16384) == "16K"
     assert readable("L", 2**30) == "1,048,576K" and readable("N", 7.62e9) == "7.62B"
+
+
+def test_an_axis_the_law_has_no_term_for_keeps_its_span(sim: pl.DataFrame) -> None:
+    """A family drops an axis the table holds fixed (C = 1 here): a prediction at another C is
+    the fit's answer at C = 1, so it is said to lie beyond, and a decision's sparse choices too."""
+    from scalelaw.fits import beyond_fitted, fitted_spans
+    from scalelaw.frontier import FlopsCost, decide, get_architecture
+
+    dense = sim.filter(pl.col("compression") == 1.0, pl.col("task") == "QuALITY")
+    law = Law.from_string(
+        "eps + alpha * log(N) + beta * log(L)", covariates=("N", "L"), link="logit",
+        likelihood="binomial",
+    )  # fmt: skip
+    res = fit(dense, law, FitOptions(backend="lsq", bootstrap=10))
+    assert "C" not in law.columns
+    assert fitted_spans(res)["C"] == (1.0, 1.0)
+    point = {"N": [7.62e9, 7.62e9], "L": [32768.0] * 2, "C": [1.0, 10.0]}
+    assert beyond_fitted(res, point) == (
+        "1 of 2 points lies outside what the fit saw: C above 1 (1); there the prediction is "
+        "the law's form carried beyond its data"
+    )
+    assert beyond_fitted(res, {"N": [7.62e9], "L": [32768.0]}) is None  # C not given
+    archs = [get_architecture("qwen2.5", s) for s in ("7B", "32B")]
+    d = decide(res, archs, FlopsCost(), seq_len=32768, lengths=None, budgets=4)
+    assert any("compression outside those the fit saw (1)" in w for w in d.warnings), d.warnings
