@@ -973,6 +973,9 @@ def stack(
 
     if data is not None and holdout is None:
         fail("--data is read only with --holdout (PSIS-LOO weights need no refit)")
+    twice = [f for i, f in enumerate(fits) if f.resolve() in {g.resolve() for g in fits[:i]}]
+    if twice:  # one law twice would take two weights as if two forms agreed
+        fail(f"{twice[0]}: given twice; stack each fit once")
     new_output(out, force, FIT_FILES)
     try:
         loaded = [load_fit(f) for f in fits]

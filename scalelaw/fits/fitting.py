@@ -325,6 +325,14 @@ def data_warnings(result: FitResult, frame: pl.DataFrame) -> list[str]:
             )
         elif n_levels < 3:
             out.append(f"covariate {name} has only {n_levels} distinct values (< 3)")
+    copies = frame.height - frame.unique().height
+    if copies and not result.meta.get("replicates"):
+        each = "rows repeat" if copies > 1 else "row repeats"
+        counts = "each counts" if copies > 1 else "it counts"
+        out.append(
+            f"{copies} {each} an earlier row in every column, and {counts} as a measurement of "
+            "its own: drop copies, or mark real replicates with a 'run' column"
+        )
     return out
 
 

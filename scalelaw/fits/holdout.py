@@ -54,6 +54,8 @@ def split_holdout(
         raise DataError(f"{source}: cannot hold out '{axis}': no column '{column}'")
     which = which.strip()
     values = frame[column]
+    if not values.dtype.is_numeric():
+        raise DataError(f"{source}: cannot hold out '{axis}': column '{column}' is not numeric")
     target: float
     if which == "max":
         target = float(values.max())  # type: ignore[arg-type]
@@ -67,7 +69,13 @@ def split_holdout(
     mask = values == target
     test, train = frame.filter(mask), frame.filter(~mask)
     if test.height == 0 or train.height == 0:
-        raise DataError(f"--holdout '{spec}' leaves no rows to fit or none to test")
+        seen = sorted(values.unique().to_list())
+        shown = ", ".join(f"{v:g}" for v in seen[:8]) + (", ..." if len(seen) > 8 else "")
+        raise DataError(
+            f"{source}: --holdout '{spec}' leaves "
+            + ("no rows to test" if test.height == 0 else "no rows to fit")
+            + f"; {column} takes {shown}"
+        )
     return train, test, f"{axis.strip()}={target:g}"
 
 

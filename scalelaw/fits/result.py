@@ -350,15 +350,19 @@ class StackedFit:
     def levels(self) -> dict[str, list[str]]:
         return self.fits[0].levels
 
+    def _predicting(self) -> list[bool]:
+        """Per law, whether it draws predictions: a law weighted below 1% (inside the ranges
+        and beyond every axis) draws none."""
+        largest = np.max([self.weights, *(w for _, w in self.extrapolation.values())], axis=0)
+        return [bool(w >= MIN_WEIGHT) for w in largest]
+
     @property
     def convergence(self) -> list[str]:
-        """What failed in the laws that predict: a law weighted below 1% (inside the ranges
-        and beyond every axis) draws no predictions."""
-        largest = np.max([self.weights, *(w for _, w in self.extrapolation.values())], axis=0)
+        """What failed in the laws that predict (`_predicting`)."""
         return [
             f"{f.law.name}: {c}"
-            for f, w in zip(self.fits, largest, strict=True)
-            if w >= MIN_WEIGHT
+            for f, used in zip(self.fits, self._predicting(), strict=True)
+            if used
             for c in f.convergence
         ]
 
@@ -372,10 +376,22 @@ class StackedFit:
         return float(sum(w for f, w in zip(self.fits, self.weights, strict=True) if f.misfit))
 
     def headline(self) -> str | None:
-        """NOT CONVERGED (any law) and MISFIT when laws carrying most of the weight misfit."""
+        """NOT CONVERGED (any law that predicts) and MISFIT when laws carrying most of the weight
+        misfit."""
         parts = []
         if not self.converged:
-            parts.append("NOT CONVERGED: " + "; ".join(self.convergence))
+            line = "NOT CONVERGED: " + "; ".join(self.convergence)
+            # their weights came from unconverged chains too: say how many there are
+            quiet = sum(
+                not f.converged and not used
+                for f, used in zip(self.fits, self._predicting(), strict=True)
+            )
+            if quiet > 0:
+                line += (
+                    f" (and {quiet} law{'s' if quiet > 1 else ''} of weight below "
+                    f"{MIN_WEIGHT:.0%}, which draw{'' if quiet > 1 else 's'} no predictions)"
+                )
+            parts.append(line)
         if self.misfit_share > 0.5:
             bad = [f for f in self.fits if f.misfit]
             which = (

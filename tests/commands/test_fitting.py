@@ -258,6 +258,8 @@ def test_stack_command_and_errors(saturating: Path, tmp_path: Path) -> None:
     assert checked.exit_code == 0, checked.output
     json.loads(checked.stdout)
     assert "figure written to" in checked.stderr
+    twice = CliRunner().invoke(app, ["stack", paths[0], paths[0], "--out", str(tmp_path / "u.nc")])
+    assert twice.exit_code == 2 and "given twice" in twice.output
     # PSIS-LOO needs log-likelihoods, which least squares has not
     loo = CliRunner().invoke(app, ["stack", *paths, "--out", str(tmp_path / "t.nc")])
     assert loo.exit_code == 2 and "PSIS-LOO" in loo.output
@@ -417,3 +419,29 @@ def test_check_says_when_the_rows_left_hold_one_value_of_the_axis(
     assert "leaves one value of N to fit (1.2e+10)" in one_left.stderr
     more = CliRunner().invoke(app, ["check", str(fitted), "--holdout", "C=max", "--quiet"])
     assert more.exit_code == 0 and "leaves one value" not in more.stderr  # five ratios left
+
+
+def test_a_row_copied_in_every_column_is_said(saturating: Path, tmp_path: Path) -> None:
+    table = pl.read_csv(saturating)
+    copied = tmp_path / "copied.csv"
+    pl.concat([table, table.head(2)]).write_csv(copied)
+    r = CliRunner().invoke(
+        app,
+        ["fit", str(copied), "--law", "sparse-frontier", "--backend", "lsq", "--bootstrap", "5"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 rows repeat an earlier row in every column, and each counts" in r.output
+    plain = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            str(saturating),
+            "--law",
+            "sparse-frontier",
+            "--backend",
+            "lsq",
+            "--bootstrap",
+            "5",
+        ],
+    )
+    assert "repeat an earlier row" not in plain.output

@@ -218,3 +218,14 @@ def test_a_law_that_predicts_only_beyond_the_range_still_marks_the_stack() -> No
     assert "r_hat 1.2" in (stacked.headline() or "")
     stacked.extrapolation.clear()
     assert stacked.converged  # weighted 0 everywhere: it draws no predictions
+
+
+def test_the_headline_counts_the_unweighted_laws_that_did_not_converge_either() -> None:
+    stacked = _stack([1.0, 0.0], [1.0, 0.0])  # the second law draws no predictions
+    for f in stacked.fits:
+        f.diagnostics["not_converged"] = ["r_hat 1.05 on eps"]
+    line = stacked.headline() or ""
+    assert line.startswith("NOT CONVERGED: sparse-frontier-v1:prefill: r_hat 1.05 on eps")
+    assert line.endswith("(and 1 law of weight below 1%, which draws no predictions)")
+    stacked.fits[1].diagnostics["not_converged"] = []
+    assert "weight below" not in (stacked.headline() or "")

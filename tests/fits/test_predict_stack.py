@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,23 @@ def test_an_axis_the_law_has_no_term_for_keeps_its_span(sim: pl.DataFrame) -> No
     archs = [get_architecture("qwen2.5", s) for s in ("7B", "32B")]
     d = decide(res, archs, FlopsCost(), seq_len=32768, lengths=None, budgets=4)
     assert any("compression outside those the fit saw (1)" in w for w in d.warnings), d.warnings
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ("N=8e9", "--holdout 'N=8e9' leaves no rows to test; params takes 1.5e+09, 7e+09"),
+        ("C=max", "--holdout 'C=max' leaves no rows to fit; compression takes 1"),
+        ("task=max", "cannot hold out 'task': column 'task' is not numeric"),
+    ],
+)
+def test_a_holdout_that_cannot_split_says_what_the_axis_holds(spec: str, said: str) -> None:
+    from scalelaw.data import DataError
+    from scalelaw.fits.validation import split_holdout
+
+    table = pl.DataFrame(
+        {"params": [1.5e9, 7e9], "seq_len": [4096.0] * 2, "compression": [1.0] * 2,
+         "task": ["a", "b"], "score": [0.5, 0.6]}
+    )  # fmt: skip
+    with pytest.raises(DataError, match=re.escape(f"t.csv: {said}")):
+        split_holdout(table, spec, "t.csv")
