@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from scalelaw.commands.common import console, emit, err, fail, probability, warn
+from scalelaw.commands.common import emit, fail, messages, probability, warn
 from scalelaw.commands.common import errors as _errors
 from scalelaw.commands.options import FIGURE_FILES, ForceOpt, FormatOpt, QuietOpt, new_output
 from scalelaw.commands.progress import track
@@ -90,10 +90,7 @@ def check(
     )
     if out is not None:
         result.plot(out)
-        # with --format json, standard output carries the JSON alone
-        (console if fmt == "table" else err).print(
-            f"figure written to {out}", markup=False, highlight=False
-        )
+        messages(fmt).print(f"figure written to {out}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -49,6 +49,12 @@ def warn(message: str) -> None:
     err.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True, style="yellow")
 
 
+def messages(fmt: str) -> Any:
+    """Where a command's messages go when its standard output carries `fmt`: beside tables,
+    there too; beside JSON or CSV, standard error, so that standard output parses."""
+    return console if fmt == "table" else err
+
+
 def errors() -> tuple[type[BaseException], ...]:
     return user_errors()
 

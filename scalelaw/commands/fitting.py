@@ -26,6 +26,7 @@ from scalelaw.commands.common import (
     err,
     fail,
     in_range,
+    messages,
     one_line,
     positive,
     probability,
@@ -372,8 +373,7 @@ def fit(
 
     if out is not None:  # before the fit, which may take minutes: a bad --out would lose it
         new_output(out, force, FIT_FILES)
-    # with --format json, standard output carries the JSON alone; messages go to stderr
-    shown = err if fmt == "json" else console
+    shown = messages(fmt)
     specs = law or ["sparse-frontier"]
     family = _is_family(specs, holdout, locals())
     try:
@@ -593,7 +593,7 @@ def _fit_family(
             warn(stacked.meta[key])
     if not hasattr(stacked, "fits"):  # one law fitted: nothing was stacked
         warn_if_not_converged(stacked)
-        _save_and_report(stacked, fmt, 0.9, out, err if fmt == "json" else console, False)
+        _save_and_report(stacked, fmt, 0.9, out, messages(fmt), False)
     else:
         _report_stack(stacked, out, fmt)
     headline = stacked.headline()
@@ -921,7 +921,7 @@ def _report_compare(table: Any, fmt: str) -> None:
     else:
         title = "laws, in the order given"
     emit(table, fmt, title)
-    out = console if fmt == "table" else err
+    out = messages(fmt)
     for note in compare_notes(table):
         out.print(note, markup=False, highlight=False, soft_wrap=True)
 
@@ -936,10 +936,7 @@ def _report_stack(stacked: Any, out: Path | None, fmt: str) -> None:
             stacked.save(out)
         except _errors() as exc:
             fail(str(exc))
-        # with --format json, standard output carries the JSON alone
-        (console if fmt == "table" else err).print(
-            f"saved stacked fit to {out}", markup=False, highlight=False
-        )
+        messages(fmt).print(f"saved stacked fit to {out}", markup=False, highlight=False)
 
 
 def stack(

@@ -10,7 +10,6 @@ the failure this makes visible; `HoldoutCheck.plot` draws predicted against obse
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scalelaw.data import ALIASES, load_table
+from scalelaw.data import canonical, load_table
 from scalelaw.errors import ScalelawError
 from scalelaw.fits.family import AUTO, _held_axes, extrapolation_stack, fit_family
 from scalelaw.fits.fitting import FitWarning, fit
@@ -181,10 +180,9 @@ def check_holdout(
 def _one_value_left(train: pl.DataFrame, holdout: str, desc: str | None) -> list[str]:
     """A note when the rows left to fit hold one value of the held-out axis: no law can learn
     how the score moves along it, so the held-out rows test a constant, not an extrapolation."""
-    axis = re.match(r"\s*(\w+)", holdout)
-    symbol = axis.group(1) if axis else ""
-    column = ALIASES.get(symbol, symbol)
-    if not symbol or column not in train.columns or train[column].n_unique() != 1:
+    symbol = holdout.partition("=")[0].strip()  # read as `split_holdout` reads it
+    column = canonical(symbol)
+    if column not in train.columns or train[column].n_unique() != 1:
         return []
     return [
         f"holding out {desc or holdout} leaves one value of {symbol} to fit "

@@ -28,6 +28,7 @@ from scalelaw.fits.points import (
     renames,
 )
 from scalelaw.fits.result import FitResult
+from scalelaw.spans import SPAN_SLACK, edges, outside, readable
 
 
 def levels(src: Any) -> dict[str, list[str]]:
@@ -127,11 +128,6 @@ def predict_table(
     return out
 
 
-#: How far outside a fitted span a value may lie and still count as inside: tables give
-#: rounded parameter counts (7.62e9 for Qwen2.5-7B, whose decoder has 7.6156e9).
-SPAN_SLACK = 0.02
-
-
 def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
     """Per covariate (by its symbol: ``N``, ``L``, ``C``, ...) the smallest and largest value
     `src` was fitted on: the spans its file records for a fit or a stack, the study's grid
@@ -139,8 +135,7 @@ def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
     recorded them, or a card made from coefficients alone). The study's axes are there even
     where the law has no term for one (the table held it fixed): a prediction at another
     value of it is the fit's answer at the value it saw."""
-    fits = list(src.fits) if hasattr(src, "fits") else [src]
-    ranges = as_fit(fits[0]).meta.get("ranges") or {}
+    ranges = _fits(as_fit(src))[0].meta.get("ranges") or {}
     columns = _span_columns(src)
     return {
         symbol: (float(ranges[column][0]), float(ranges[column][1]))
@@ -152,27 +147,8 @@ def fitted_spans(src: Any) -> dict[str, tuple[float, float]]:
 def _span_columns(src: Any) -> dict[str, str]:
     """Symbol -> column of every covariate a span may be recorded for: the laws' own, and the
     study's axes (N, L, C) where no law names their columns."""
-    fits = list(src.fits) if hasattr(src, "fits") else [src]
-    columns = {s: c for f in fits for s, c in as_fit(f).law.columns.items()}
+    columns = {s: c for f in _fits(as_fit(src)) for s, c in f.law.columns.items()}
     return columns | {s: c for s, c in ALIASES.items() if c not in columns.values()}
-
-
-def edges(span: tuple[float, float]) -> tuple[float, float]:
-    """The values from which a point counts as outside `span`: its ends widened by
-    `SPAN_SLACK` of their size (outward for negative ends too), and not at all when the fit saw
-    one value only, where the law's dependence on that covariate was never measured."""
-    lo, hi = span
-    if lo == hi:
-        return lo - 1e-9 * abs(lo), hi + 1e-9 * abs(hi)
-    return lo - SPAN_SLACK * abs(lo), hi + SPAN_SLACK * abs(hi)
-
-
-def outside(value: float, span: tuple[float, float] | None) -> bool:
-    """Whether `value` lies outside `span` (`edges`; never when `span` is unknown)."""
-    if span is None:
-        return False
-    lo, hi = edges(span)
-    return not lo <= value <= hi
 
 
 def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | None:
@@ -201,17 +177,6 @@ def beyond_fitted(src: Any, points: Points, source: str = "points") -> str | Non
         f"{'lies' if far.sum() == 1 else 'lie'} outside what the fit saw: "
         f"{', '.join(parts)}; there the prediction is the law's form carried beyond its data"
     )
-
-
-def readable(symbol: str, x: float) -> str:
-    """A model size in billions (or millions), a length in K tokens when it is a whole number
-    of them (else in tokens, so that 16,000 never reads as the 16K it differs from), anything
-    else as it is."""
-    if symbol == "N" and x >= 1e6:
-        return f"{x / 1e9:.3g}B" if x >= 1e9 else f"{x / 1e6:.3g}M"
-    if symbol == "L" and x >= 1024:
-        return f"{x / 1024:,.0f}K" if x % 1024 == 0 else f"{x:,.0f}"
-    return f"{x:g}"
 
 
 __all__ = [

@@ -32,6 +32,7 @@ from scalelaw.frontier.isocost import (
     isocost_frontier,
 )
 from scalelaw.frontier.latency import Timings, latency_ms
+from scalelaw.spans import edges, outside, readable, readable_span
 
 #: Lengths scanned for the critical length by default (4K to 1M tokens).
 DEFAULT_LENGTHS = tuple(float(2**k) for k in range(12, 21))
@@ -357,7 +358,7 @@ def decide(
     headline = src.headline() if hasattr(src, "headline") else None
     if headline:
         warnings.append(f"this fit is {headline}")
-    spans = {axis: fitted_span(src, axis) for axis in ("N", "L", "C")}
+    spans = fitted_axes(src)
     warnings += extrapolation_warnings(front, archs, seq_len, spans, crit)
     return Decision(
         frontier=front,
@@ -379,34 +380,13 @@ def decide(
     )
 
 
-def fitted_span(src: Any, axis: str) -> tuple[float, float] | None:
-    """The smallest and largest value of covariate `axis` ("N", "L" or "C") that `src` was fitted
-    on (`scalelaw.fits.fitted_spans`; None when not recorded)."""
+def fitted_axes(src: Any) -> dict[str, tuple[float, float] | None]:
+    """The smallest and largest N, L and C that `src` was fitted on
+    (`scalelaw.fits.fitted_spans`; None for an axis not recorded)."""
     from scalelaw.fits.prediction import fitted_spans  # deferred: scalelaw.fits (0.8 s)
 
-    return fitted_spans(src).get(axis)
-
-
-def outside(value: float, span: tuple[float, float] | None) -> bool:
-    """Whether `value` lies outside `span` (`scalelaw.fits.prediction.outside`)."""
-    from scalelaw.fits.prediction import outside as beyond  # deferred: scalelaw.fits (0.8 s)
-
-    return beyond(value, span)
-
-
-def edges(span: tuple[float, float]) -> tuple[float, float]:
-    """Where outside `span` begins (`scalelaw.fits.prediction.edges`)."""
-    from scalelaw.fits.prediction import edges as ends  # deferred: scalelaw.fits (0.8 s)
-
-    return ends(span)
-
-
-def readable(symbol: str, x: float) -> str:
-    """`x` as a size (N), a length (L) or another covariate reads
-    (`scalelaw.fits.prediction.readable`)."""
-    from scalelaw.fits.prediction import readable as said  # deferred: scalelaw.fits (0.8 s)
-
-    return said(symbol, x)
+    spans = fitted_spans(src)
+    return {axis: spans.get(axis) for axis in ("N", "L", "C")}
 
 
 def extrapolation_warnings(
@@ -490,11 +470,3 @@ def _critical_beyond(critical: CriticalLength, lengths: tuple[float, float]) -> 
         f"{what} the lengths the fit saw ({readable_span('L', lengths)}): there it is the law's "
         "form carried beyond its data"
     ]
-
-
-def readable_span(symbol: str, span: tuple[float, float]) -> str:
-    """'16K to 32K', or one value when the fit saw one."""
-    lo, hi = span
-    if lo == hi:
-        return readable(symbol, lo)
-    return f"{readable(symbol, lo)} to {readable(symbol, hi)}"

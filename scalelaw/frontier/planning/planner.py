@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from scalelaw.frontier.architectures import Architecture
-from scalelaw.frontier.decide import FlopsCost, fitted_span, outside, readable_span
+from scalelaw.frontier.decide import FlopsCost, fitted_axes
 from scalelaw.frontier.planning.batches import ProgressFn, _greedy
 from scalelaw.frontier.planning.candidates import Candidates
 from scalelaw.frontier.planning.decision import (
@@ -24,6 +24,7 @@ from scalelaw.frontier.planning.errors import PlanError
 from scalelaw.frontier.planning.result import Plan
 from scalelaw.frontier.planning.targets import Target
 from scalelaw.frontier.planning.value import Value, _Simulator, evsi
+from scalelaw.spans import outside, readable_span
 from scalelaw.study import STUDY_COMPRESSIONS
 
 #: Below this share of the draws, the effective sample size of the weights has collapsed.
@@ -223,7 +224,8 @@ def _beyond_the_fit(
     compressions outside those the fit saw: there P(wrong) rests on the law's form, which
     measuring near them tests as well."""
     said = []
-    lengths, sizes, ratios = (fitted_span(src, axis) for axis in ("L", "N", "C"))
+    spans = fitted_axes(src)
+    lengths, sizes, ratios = spans["L"], spans["N"], spans["C"]
     far = [t.label.split(",")[0] for t in targets if outside(t.seq_len, lengths)]
     if far and lengths is not None:
         said.append(
